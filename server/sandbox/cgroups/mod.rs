@@ -1,0 +1,231 @@
+//! Session cgroups: one group per session under an nsplay parent, with hard limits (memory with
+//! swap 0, pids, CPU quota), usage readings, and a teardown that kills every process in the group
+//! before removing it. Both hierarchies are supported behind [`CgroupDriver`]:
+//! [`v1::V1Driver`] (separate controller mounts under /sys/fs/cgroup/<controller>, as on
+//! hybrid hosts) and [`v2::V2Driver`] (the unified hierarchy of current distributions).
+//! Which one is used is detected at start ([`detect`]). Creation and limits go through
+//! `cgroups-rs`; nsplay only ever touches groups under its own parent whose names start with
+//! [`PREFIX`].
+
+pub mod v1;
+pub mod v2;
+
+use std::fs;
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use serde::Serialize;
+
+use super::limits::Limits;
+
+/// Every session group's name starts with this, so start-up reclaim can tell ours apart.
+pub const PREFIX: &str = "nsplay-";
+
+#[derive(Debug, thiserror::Error)]
+pub enum CgroupError {
+    #[error(
+        "no cgroup filesystem is mounted at /sys/fs/cgroup: mount cgroup2 there (or the v1 controllers memory, pids, cpu, cpuacct, freezer)"
+    )]
+    NotMounted,
+    #[error(
+        "the cgroup controller `{0}` is not available: enable it on the kernel command line or in the parent's cgroup.subtree_control"
+    )]
+    MissingController(String),
+    #[error("creating cgroup {path}: {message}")]
+    Create { path: String, message: String },
+    #[error("setting {file} of cgroup {path}: {message}")]
+    Limit {
+        path: String,
+        file: String,
+        message: String,
+    },
+    #[error("cgroup {path}: {source}")]
+    Io {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error("cgroup {path} still has processes after {waited_ms} ms of SIGKILL")]
+    NotEmpty { path: String, waited_ms: u128 },
+}
+
+impl CgroupError {
+    pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
+        move |source| CgroupError::Io {
+            path: path.display().to_string(),
+            source,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Version {
+    V1,
+    V2,
+}
+
+/// What the kernel counts for one session group.
+#[derive(Debug, Clone, Default, PartialEq, Serialize)]
+pub struct Usage {
+    pub memory_bytes: u64,
+    pub memory_peak_bytes: u64,
+    pub pids: u64,
+    pub cpu_usec: u64,
+    pub oom_kills: u64,
+    /// Forks refused because pids.max was reached.
+    pub pids_limit_hits: u64,
+    pub throttled_periods: u64,
+    pub throttled_usec: u64,
+}
+
+/// The small interface the rest of nsplay sees; the two hierarchies differ in every detail.
+pub trait CgroupDriver: Send + Sync {
+    fn version(&self) -> Version;
+    /// Creates the session group with its limits; `owner` is the host uid that is root in the
+    /// session (on v2 the group is delegated to it so nested cgroups work inside).
+    fn create(&self, name: &str, limits: &Limits, owner: u32) -> Result<(), CgroupError>;
+    /// The `cgroup.procs` files a process writes its own pid to in order to join the group.
+    fn procs_files(&self, name: &str) -> Vec<PathBuf>;
+    /// The group's directory in the hierarchy that holds the memory controller.
+    fn dir(&self, name: &str) -> PathBuf;
+    fn usage(&self, name: &str) -> Result<Usage, CgroupError>;
+    /// Host pids of every process in the group (and its child groups).
+    fn pids(&self, name: &str) -> Vec<i32>;
+    /// Kills every process in the group and removes it (and any child groups made inside).
+    fn destroy(&self, name: &str) -> Result<(), CgroupError>;
+    /// Names of nsplay session groups present now (after a crash: what an earlier run left).
+    fn existing(&self) -> Vec<String>;
+}
+
+/// Detects the host's hierarchy: v2 when /sys/fs/cgroup itself is cgroup2, else v1 controllers.
+pub fn detect(parent: Option<&str>) -> Result<Box<dyn CgroupDriver>, CgroupError> {
+    if cgroups_rs::fs::hierarchies::is_cgroup2_unified_mode() {
+        Ok(Box::new(v2::V2Driver::new(parent)?))
+    } else {
+        Ok(Box::new(v1::V1Driver::new(parent)?))
+    }
+}
+
+pub(crate) fn read_u64(path: &Path) -> u64 {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| s.trim().parse().ok())
+        .unwrap_or(0)
+}
+
+/// Reads `key value` lines (memory.events, cpu.stat, pids.events, memory.oom_control).
+pub(crate) fn read_keyed(path: &Path, key: &str) -> u64 {
+    fs::read_to_string(path)
+        .ok()
+        .and_then(|s| {
+            s.lines().find_map(|l| {
+                let mut it = l.split_whitespace();
+                (it.next() == Some(key))
+                    .then(|| it.next()?.parse().ok())
+                    .flatten()
+            })
+        })
+        .unwrap_or(0)
+}
+
+pub(crate) fn read_pids(procs: &Path) -> Vec<i32> {
+    fs::read_to_string(procs)
+        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
+        .unwrap_or_default()
+}
+
+/// All pids in `dir` and every child group below it.
+pub(crate) fn pids_recursive(dir: &Path) -> Vec<i32> {
+    let mut out = read_pids(&dir.join("cgroup.procs"));
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                out.extend(pids_recursive(&e.path()));
+            }
+        }
+    }
+    out
+}
+
+/// Removes child groups depth-first, then the group itself.
+pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    if !dir.exists() {
+        return Ok(());
+    }
+    if let Ok(rd) = fs::read_dir(dir) {
+        for e in rd.flatten() {
+            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
+                remove_tree(&e.path())?;
+            }
+        }
+    }
+    // The kernel may still be tearing down the last exited task: retry briefly on EBUSY.
+    let start = Instant::now();
+    loop {
+        match fs::remove_dir(dir) {
+            Ok(()) => return Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+            Err(e)
+                if start.elapsed() < Duration::from_secs(2)
+                    && e.raw_os_error() == Some(libc::EBUSY) =>
+            {
+                std::thread::sleep(Duration::from_millis(5));
+            }
+            Err(e) => return Err(CgroupError::io(dir)(e)),
+        }
+    }
+}
+
+/// Session group names found under `parent`.
+pub(crate) fn list_sessions(parent: &Path) -> Vec<String> {
+    let mut names: Vec<String> = fs::read_dir(parent)
+        .map(|rd| {
+            rd.flatten()
+                .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+                .filter_map(|e| e.file_name().into_string().ok())
+                .filter(|n| n.starts_with(PREFIX))
+                .collect()
+        })
+        .unwrap_or_default();
+    names.sort();
+    names
+}
+
+/// The cgroup of this process in the unified hierarchy (the `0::` line of /proc/self/cgroup).
+pub(crate) fn own_v2_cgroup() -> Option<String> {
+    fs::read_to_string("/proc/self/cgroup")
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+}
+
+pub(crate) fn valid_name(name: &str) -> bool {
+    name.starts_with(PREFIX) && !name.contains('/') && !name.contains("..")
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keyed_files_parse() {
+        let dir = tempfile::tempdir().unwrap();
+        let p = dir.path().join("memory.events");
+        fs::write(&p, "low 0\nhigh 0\nmax 12\noom 3\noom_kill 2\n").unwrap();
+        assert_eq!(read_keyed(&p, "oom_kill"), 2);
+        assert_eq!(read_keyed(&p, "oom"), 3);
+        assert_eq!(read_keyed(&p, "missing"), 0);
+        assert!(valid_name("nsplay-abc"));
+        assert!(!valid_name("system.slice"));
+        assert!(!valid_name("nsplay-../x"));
+    }
+
+    #[test]
+    fn only_prefixed_groups_are_listed() {
+        let dir = tempfile::tempdir().unwrap();
+        for n in ["nsplay-a", "nsplay-b", "other", "user.slice"] {
+            fs::create_dir(dir.path().join(n)).unwrap();
+        }
+        assert_eq!(list_sessions(dir.path()), ["nsplay-a", "nsplay-b"]);
+    }
+}

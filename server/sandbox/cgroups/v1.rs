@@ -1,0 +1,214 @@
+//! cgroup v1 (and hybrid hosts): one directory per controller hierarchy. Teardown freezes the
+//! group so nothing can fork while it is being emptied, SIGKILLs every task, thaws, and removes
+//! the directories.
+
+use std::path::{Path, PathBuf};
+use std::time::{Duration, Instant};
+
+use cgroups_rs::fs::hierarchies::V1;
+use cgroups_rs::fs::memory::MemController;
+use cgroups_rs::fs::{Cgroup, MaxValue, cpu::CpuController, pid::PidController};
+use cgroups_rs::fs::{Controllers, freezer::FreezerController};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+
+use super::{CgroupDriver, CgroupError, Usage, Version};
+use crate::sandbox::limits::{CPU_PERIOD_US, Limits};
+
+const CONTROLLERS: [(&str, Controllers); 5] = [
+    ("memory", Controllers::Mem),
+    ("pids", Controllers::Pids),
+    ("cpu", Controllers::Cpu),
+    ("cpuacct", Controllers::CpuAcct),
+    ("freezer", Controllers::Freezer),
+];
+
+pub struct V1Driver {
+    /// Parent path inside each hierarchy, e.g. `nsplay`.
+    parent: String,
+    /// Mount point of each controller in CONTROLLERS order.
+    mounts: Vec<PathBuf>,
+}
+
+impl V1Driver {
+    pub fn new(parent: Option<&str>) -> Result<Self, CgroupError> {
+        let hier = V1::new();
+        let mut mounts = Vec::new();
+        for (name, c) in CONTROLLERS {
+            let (mount, _root) = hier
+                .get_mount_point(c)
+                .ok_or_else(|| CgroupError::MissingController(name.to_string()))?;
+            mounts.push(mount);
+        }
+        let parent = parent.unwrap_or("nsplay").trim_matches('/').to_string();
+        Ok(V1Driver { parent, mounts })
+    }
+
+    fn rel(&self, name: &str) -> String {
+        format!("{}/{}", self.parent, name)
+    }
+
+    fn dirs(&self, name: &str) -> Vec<PathBuf> {
+        self.mounts
+            .iter()
+            .map(|m| m.join(&self.parent).join(name))
+            .collect()
+    }
+
+    fn ctl(&self, idx: usize, name: &str) -> PathBuf {
+        self.mounts[idx].join(&self.parent).join(name)
+    }
+
+    fn load(&self, name: &str) -> Cgroup {
+        let controllers = CONTROLLERS.iter().map(|(n, _)| n.to_string()).collect();
+        Cgroup::load_with_specified_controllers(Box::new(V1::new()), self.rel(name), controllers)
+    }
+}
+
+fn lerr(path: &Path, file: &str) -> impl FnOnce(cgroups_rs::fs::error::Error) -> CgroupError {
+    let path = path.display().to_string();
+    let file = file.to_string();
+    move |e| CgroupError::Limit {
+        path,
+        file,
+        message: e.to_string(),
+    }
+}
+
+impl CgroupDriver for V1Driver {
+    fn version(&self) -> Version {
+        Version::V1
+    }
+
+    fn create(&self, name: &str, limits: &Limits, _owner: u32) -> Result<(), CgroupError> {
+        let dir = self.dir(name);
+        let controllers = CONTROLLERS.iter().map(|(n, _)| n.to_string()).collect();
+        let cg = Cgroup::new_with_specified_controllers(
+            Box::new(V1::new()),
+            self.rel(name),
+            Some(controllers),
+        )
+        .map_err(|e| CgroupError::Create {
+            path: dir.display().to_string(),
+            message: e.to_string(),
+        })?;
+        let result = (|| {
+            let mem: &MemController = cg
+                .controller_of()
+                .ok_or_else(|| CgroupError::MissingController("memory".into()))?;
+            mem.set_limit(limits.memory_bytes as i64)
+                .map_err(lerr(&dir, "memory.limit_in_bytes"))?;
+            // memsw exists only with swap accounting; without it there is no swap to limit.
+            if dir.join("memory.memsw.limit_in_bytes").exists() {
+                mem.set_memswap_limit(limits.memory_bytes as i64)
+                    .map_err(lerr(&dir, "memory.memsw.limit_in_bytes"))?;
+            }
+            mem.set_swappiness(0)
+                .map_err(lerr(&dir, "memory.swappiness"))?;
+            let pids: &PidController = cg
+                .controller_of()
+                .ok_or_else(|| CgroupError::MissingController("pids".into()))?;
+            pids.set_pid_max(MaxValue::Value(limits.pids as i64))
+                .map_err(lerr(&dir, "pids.max"))?;
+            let cpu: &CpuController = cg
+                .controller_of()
+                .ok_or_else(|| CgroupError::MissingController("cpu".into()))?;
+            cpu.set_cfs_quota_and_period(Some(limits.cpu_quota_us() as i64), Some(CPU_PERIOD_US))
+                .map_err(lerr(&dir, "cpu.cfs_quota_us"))?;
+            Ok(())
+        })();
+        if result.is_err() {
+            let _ = self.destroy(name);
+        }
+        result
+    }
+
+    fn procs_files(&self, name: &str) -> Vec<PathBuf> {
+        self.dirs(name)
+            .into_iter()
+            .map(|d| d.join("cgroup.procs"))
+            .collect()
+    }
+
+    fn dir(&self, name: &str) -> PathBuf {
+        self.ctl(0, name)
+    }
+
+    fn usage(&self, name: &str) -> Result<Usage, CgroupError> {
+        let mem = self.ctl(0, name);
+        if !mem.exists() {
+            return Err(CgroupError::io(&mem)(std::io::ErrorKind::NotFound.into()));
+        }
+        let pids = self.ctl(1, name);
+        let cpu = self.ctl(2, name);
+        let acct = self.ctl(3, name);
+        Ok(Usage {
+            memory_bytes: super::read_u64(&mem.join("memory.usage_in_bytes")),
+            memory_peak_bytes: super::read_u64(&mem.join("memory.max_usage_in_bytes")),
+            oom_kills: super::read_keyed(&mem.join("memory.oom_control"), "oom_kill"),
+            pids: super::read_u64(&pids.join("pids.current")),
+            pids_limit_hits: super::read_keyed(&pids.join("pids.events"), "max"),
+            cpu_usec: super::read_u64(&acct.join("cpuacct.usage")) / 1000,
+            throttled_periods: super::read_keyed(&cpu.join("cpu.stat"), "nr_throttled"),
+            throttled_usec: super::read_keyed(&cpu.join("cpu.stat"), "throttled_time") / 1000,
+        })
+    }
+
+    fn pids(&self, name: &str) -> Vec<i32> {
+        let mut all: Vec<i32> = self
+            .dirs(name)
+            .iter()
+            .flat_map(|d| super::pids_recursive(d))
+            .collect();
+        all.sort_unstable();
+        all.dedup();
+        all
+    }
+
+    fn destroy(&self, name: &str) -> Result<(), CgroupError> {
+        if !super::valid_name(name) {
+            return Ok(());
+        }
+        let cg = self.load(name);
+        let freezer: Option<&FreezerController> = cg.controller_of();
+        let frozen = freezer.map(|f| f.freeze().is_ok()).unwrap_or(false);
+        let start = Instant::now();
+        loop {
+            let pids = self.pids(name);
+            if pids.is_empty() {
+                break;
+            }
+            for p in &pids {
+                let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
+            }
+            // SIGKILL is delivered to frozen tasks only once they thaw.
+            if frozen {
+                if let Some(f) = freezer {
+                    let _ = f.thaw();
+                }
+            }
+            if start.elapsed() > Duration::from_secs(10) {
+                return Err(CgroupError::NotEmpty {
+                    path: self.dir(name).display().to_string(),
+                    waited_ms: start.elapsed().as_millis(),
+                });
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        for d in self.dirs(name) {
+            super::remove_tree(&d)?;
+        }
+        Ok(())
+    }
+
+    fn existing(&self) -> Vec<String> {
+        let mut all: Vec<String> = self
+            .mounts
+            .iter()
+            .flat_map(|m| super::list_sessions(&m.join(&self.parent)))
+            .collect();
+        all.sort();
+        all.dedup();
+        all
+    }
+}

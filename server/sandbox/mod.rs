@@ -1,0 +1,250 @@
+//! The sandbox core: turns "run this program" into a process in eight fresh namespaces, in its
+//! own cgroup, on its own root filesystem and pty — and removes every trace afterwards. It knows
+//! nothing about HTTP; the CLI (`nsplay run`) and the web layer both drive it through
+//! [`Sandbox`].
+//!
+//! - [`limits`]: resource limits and their parsing.
+//! - [`idmap`]: host uid/gid ranges per session.
+//! - [`cgroups`]: per-session cgroups on v1 and v2.
+//! - [`mounts`]: the session's root filesystem.
+//! - [`namespaces`]: namespace kinds and identities.
+//! - [`pty`]: terminals inside a session.
+//! - [`init`]: PID 1 of a session.
+//! - [`spawn`]: the single-threaded helper that does every fork/unshare/setns/exec.
+//! - `sys`: the few `unsafe` system-call wrappers, each with its SAFETY note.
+
+pub mod cgroups;
+pub mod idmap;
+pub mod init;
+pub mod limits;
+pub mod mounts;
+pub mod namespaces;
+pub mod pty;
+pub mod spawn;
+pub(crate) mod sys;
+
+use std::os::fd::OwnedFd;
+use std::path::{Path, PathBuf};
+use std::sync::atomic::{AtomicU64, Ordering};
+
+use cgroups::{CgroupDriver, CgroupError, Usage};
+use idmap::{IdAllocator, IdError, IdRange};
+use limits::Limits;
+use spawn::{Event, SessionSpec, SpawnError, Spawner, TerminalHandle, TerminalSpec};
+
+#[derive(Debug, thiserror::Error)]
+pub enum SandboxError {
+    #[error(
+        "nsplay must run as root (it creates namespaces, cgroups and mounts): run it with sudo"
+    )]
+    NotRoot,
+    #[error(
+        "user namespaces are disabled on this kernel: set `sysctl user.max_user_namespaces=15000` (and kernel.unprivileged_userns_clone=1 where that exists)"
+    )]
+    NoUserNamespaces,
+    #[error("state directory {path}: {source}")]
+    StateDir {
+        path: String,
+        source: std::io::Error,
+    },
+    #[error(
+        "another nsplay already uses the state directory {0}: give each instance its own state_dir and cgroup_parent"
+    )]
+    Locked(String),
+    #[error(transparent)]
+    Cgroup(#[from] CgroupError),
+    #[error(transparent)]
+    Ids(#[from] IdError),
+    #[error(transparent)]
+    Spawn(#[from] SpawnError),
+    #[error("invalid hostname `{0}`: use letters, digits and dashes (at most 63)")]
+    Hostname(String),
+    #[error(transparent)]
+    Limits(#[from] limits::LimitError),
+}
+
+#[derive(Debug, Clone)]
+pub struct SandboxConfig {
+    pub id_base: u32,
+    pub id_slots: u32,
+    /// Parent cgroup (relative to the hierarchy root); `None` = detect (see [`cgroups`]).
+    pub cgroup_parent: Option<String>,
+    pub state_dir: PathBuf,
+}
+
+impl Default for SandboxConfig {
+    fn default() -> Self {
+        SandboxConfig {
+            id_base: 1_000_000_000,
+            id_slots: 4096,
+            cgroup_parent: None,
+            state_dir: PathBuf::from("/run/nsplay"),
+        }
+    }
+}
+
+/// A live sandbox: namespaces held by its init, a cgroup, an id range.
+#[derive(Debug)]
+pub struct SandboxSession {
+    pub key: u64,
+    /// Name of its cgroup (also used in logs).
+    pub name: String,
+    pub ids: IdRange,
+    pub hostname: String,
+    pub limits: Limits,
+    /// Host pid of its init.
+    pub init_pid: i32,
+    pub pidfd: OwnedFd,
+}
+
+pub struct Sandbox {
+    cgroups: Box<dyn CgroupDriver>,
+    ids: IdAllocator,
+    spawner: Spawner,
+    stage: PathBuf,
+    next: AtomicU64,
+    /// Held for the life of the process: one nsplay per state directory.
+    _lock: nix::fcntl::Flock<std::fs::File>,
+}
+
+/// Checks what nsplay needs from the host, with a message saying how to fix each gap.
+pub fn preflight() -> Result<(), SandboxError> {
+    if !nix::unistd::geteuid().is_root() {
+        return Err(SandboxError::NotRoot);
+    }
+    let max_userns = std::fs::read_to_string("/proc/sys/user/max_user_namespaces")
+        .ok()
+        .and_then(|s| s.trim().parse::<u64>().ok())
+        .unwrap_or(1);
+    if max_userns == 0 {
+        return Err(SandboxError::NoUserNamespaces);
+    }
+    Ok(())
+}
+
+impl Sandbox {
+    /// Checks the host, reclaims what an earlier run left, and starts the spawner. Call from the
+    /// main thread before starting an async runtime. Returns the sandbox and the names of
+    /// reclaimed leftovers.
+    pub fn start(
+        cfg: &SandboxConfig,
+        exe: &Path,
+        on_event: impl Fn(Event) + Send + 'static,
+    ) -> Result<(Sandbox, Vec<String>), SandboxError> {
+        preflight()?;
+        let sd = |source| SandboxError::StateDir {
+            path: cfg.state_dir.display().to_string(),
+            source,
+        };
+        std::fs::create_dir_all(&cfg.state_dir).map_err(sd)?;
+        let lock_file = std::fs::File::create(cfg.state_dir.join("lock")).map_err(sd)?;
+        let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
+            .map_err(|_| SandboxError::Locked(cfg.state_dir.display().to_string()))?;
+        let stage = cfg.state_dir.join("root");
+        std::fs::create_dir_all(&stage).map_err(sd)?;
+        let cgroups = cgroups::detect(cfg.cgroup_parent.as_deref())?;
+        let ids = IdAllocator::new(cfg.id_base, cfg.id_slots)?;
+        let mut reclaimed = Vec::new();
+        for name in cgroups.existing() {
+            cgroups.destroy(&name)?;
+            reclaimed.push(name);
+        }
+        let spawner = Spawner::start(exe, on_event)?;
+        Ok((
+            Sandbox {
+                cgroups,
+                ids,
+                spawner,
+                stage,
+                next: AtomicU64::new(1),
+                _lock: lock,
+            },
+            reclaimed,
+        ))
+    }
+
+    pub fn cgroup_version(&self) -> cgroups::Version {
+        self.cgroups.version()
+    }
+
+    pub fn cgroups(&self) -> &dyn CgroupDriver {
+        self.cgroups.as_ref()
+    }
+
+    /// Creates a session (blocking, a few milliseconds). On error nothing is left behind.
+    pub fn create(&self, hostname: &str, limits: &Limits) -> Result<SandboxSession, SandboxError> {
+        if !mounts::valid_hostname(hostname) {
+            return Err(SandboxError::Hostname(hostname.to_string()));
+        }
+        limits.validate()?;
+        let key = self.next.fetch_add(1, Ordering::Relaxed);
+        let ids = self.ids.allocate()?;
+        let name = format!("{}{}-{key}", cgroups::PREFIX, std::process::id());
+        if let Err(e) = self.cgroups.create(&name, limits, ids.base) {
+            self.ids.release(ids);
+            return Err(e.into());
+        }
+        let spec = SessionSpec {
+            hostname: hostname.to_string(),
+            limits: *limits,
+            uid_base: ids.base,
+            id_count: ids.count(),
+            procs_files: self.cgroups.procs_files(&name),
+            stage: self.stage.clone(),
+        };
+        match self.spawner.create_session(key, spec) {
+            Ok(h) => Ok(SandboxSession {
+                key,
+                name,
+                ids,
+                hostname: hostname.to_string(),
+                limits: *limits,
+                init_pid: h.init_pid,
+                pidfd: h.pidfd,
+            }),
+            Err(e) => {
+                let _ = self.cgroups.destroy(&name);
+                self.ids.release(ids);
+                Err(e.into())
+            }
+        }
+    }
+
+    /// Starts `argv` (empty: the default shell) on a new pty inside the session.
+    pub fn open_terminal(
+        &self,
+        s: &SandboxSession,
+        terminal: u64,
+        argv: Vec<String>,
+        cols: u16,
+        rows: u16,
+    ) -> Result<TerminalHandle, SandboxError> {
+        let spec = TerminalSpec {
+            argv,
+            cols,
+            rows,
+            procs_files: self.cgroups.procs_files(&s.name),
+        };
+        Ok(self.spawner.open_terminal(s.key, terminal, spec)?)
+    }
+
+    pub fn usage(&self, s: &SandboxSession) -> Result<Usage, SandboxError> {
+        Ok(self.cgroups.usage(&s.name)?)
+    }
+
+    /// Host pids of every process of the session.
+    pub fn pids(&self, s: &SandboxSession) -> Vec<i32> {
+        self.cgroups.pids(&s.name)
+    }
+
+    /// Ends the session: every process killed, the cgroup removed, the id range freed. Its
+    /// mounts lived only in its own mount namespace and vanish with its last process.
+    pub fn destroy(&self, s: &SandboxSession) -> Result<(), SandboxError> {
+        self.spawner.end_session(s.key);
+        let r = self.cgroups.destroy(&s.name);
+        if r.is_ok() {
+            self.ids.release(s.ids);
+        }
+        Ok(r?)
+    }
+}

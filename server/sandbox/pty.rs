@@ -1,0 +1,116 @@
+//! Pseudo-terminals of a session. The pty is allocated on the session's own devpts instance
+//! (so `tty` inside says `/dev/pts/N` and the host's devpts is never touched), its peer is opened
+//! with `TIOCGPTPEER` (no path lookup the sandbox could redirect), and the program becomes a
+//! session leader with the pty as controlling terminal (so TIOCSTI cannot reach any other).
+
+use std::ffi::CString;
+use std::fs::OpenOptions;
+use std::os::fd::{AsFd, OwnedFd};
+use std::os::unix::fs::OpenOptionsExt;
+
+use nix::sys::resource::{Resource, setrlimit};
+
+use super::sys;
+
+/// Opens a new pty pair on the session's /dev/pts (the caller has entered its mount namespace).
+pub fn open_in_session(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let master: OwnedFd = OpenOptions::new()
+        .read(true)
+        .write(true)
+        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
+        .open("/dev/pts/ptmx")?
+        .into();
+    // Proves it really is a pty master, whatever the session did to its /dev.
+    sys::pty_number(master.as_fd())?;
+    sys::pty_unlock(master.as_fd())?;
+    let slave = sys::pty_peer(master.as_fd())?;
+    sys::set_window_size(slave.as_fd(), cols.max(1), rows.max(1))?;
+    Ok((master, slave))
+}
+
+/// Clamps a requested terminal size to something sane (0×0 and 100000×100000 are not).
+pub fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {
+    (cols.clamp(2, 1000) as u16, rows.clamp(1, 500) as u16)
+}
+
+/// Becomes a session leader on `slave` and execs `argv` (empty: bash, else sh) with a clean
+/// environment. Returns only on error.
+pub fn exec_on_pty(slave: OwnedFd, argv: &[String]) -> String {
+    if let Err(e) = nix::unistd::setsid() {
+        return format!("setsid: {e}");
+    }
+    if let Err(e) = sys::set_controlling_tty(slave.as_fd()) {
+        return format!("TIOCSCTTY: {e}");
+    }
+    for dup in [
+        nix::unistd::dup2_stdin,
+        nix::unistd::dup2_stdout,
+        nix::unistd::dup2_stderr,
+    ] {
+        if let Err(e) = dup(&slave) {
+            return format!("dup2: {e}");
+        }
+    }
+    drop(slave);
+    // Only fds 0-2 enter the sandbox.
+    if let Err(e) = sys::close_fds_from(3) {
+        return format!("close_range: {e}");
+    }
+    sys::reset_signals();
+    let _ = std::env::set_current_dir("/root");
+    let argv: Vec<String> = if argv.is_empty() {
+        let shell = if std::path::Path::new("/bin/bash").exists() {
+            "/bin/bash"
+        } else {
+            "/bin/sh"
+        };
+        vec![shell.to_string()]
+    } else {
+        argv.to_vec()
+    };
+    let Ok(cargs) = argv
+        .iter()
+        .map(|a| CString::new(a.as_str()))
+        .collect::<Result<Vec<_>, _>>()
+    else {
+        return "the command contains a NUL byte".into();
+    };
+    let shell = if argv[0].ends_with("bash") {
+        "/bin/bash"
+    } else {
+        "/bin/sh"
+    };
+    let env: Vec<CString> = [
+        format!("PATH={}", super::spawn::SANDBOX_PATH),
+        "TERM=xterm-256color".into(),
+        "HOME=/root".into(),
+        "LANG=C.UTF-8".into(),
+        "USER=root".into(),
+        "LOGNAME=root".into(),
+        format!("SHELL={shell}"),
+    ]
+    .into_iter()
+    .map(|s| CString::new(s).expect("no NUL in fixed strings"))
+    .collect();
+    // Second layer under the cgroup: no core dumps, bounded fds.
+    let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
+    let _ = setrlimit(Resource::RLIMIT_NOFILE, 4096, 4096);
+    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
+        return format!("prctl(PDEATHSIG): {e}");
+    }
+    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
+        return format!("prctl(NO_NEW_PRIVS): {e}");
+    }
+    let err = nix::unistd::execvpe(&cargs[0], &cargs, &env).unwrap_err();
+    format!("cannot run {}: {err}", argv[0])
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn sizes_are_clamped() {
+        assert_eq!(super::clamp_size(0, 0), (2, 1));
+        assert_eq!(super::clamp_size(100_000, 100_000), (1000, 500));
+        assert_eq!(super::clamp_size(80, 24), (80, 24));
+    }
+}

@@ -1,0 +1,182 @@
+//! The only place in nsplay with `unsafe` code: thin wrappers over system calls that neither
+//! `std` nor `nix` expose safely. Every block states why it is sound. Callers get safe
+//! functions that take and return owned file descriptors.
+#![allow(unsafe_code)]
+
+use std::io;
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
+
+use nix::unistd::{ForkResult, Pid};
+
+/// `fork(2)`. Only the spawner calls it, and the spawner is single-threaded (it is a fresh
+/// `exec` of the binary and never starts a thread), so the child is a full, consistent copy.
+pub fn fork_single_threaded() -> nix::Result<ForkResult> {
+    // SAFETY: the spawner process is single-threaded by construction (see `spawn::run_spawner`),
+    // so no lock or allocator state can be held by another thread at the moment of the fork.
+    unsafe { nix::unistd::fork() }
+}
+
+/// `pidfd_open(2)`: a file descriptor that names `pid` for as long as it is not reaped.
+pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
+    // SAFETY: plain syscall with integer arguments; on success it returns a new fd we own.
+    let fd = unsafe { libc::syscall(libc::SYS_pidfd_open, pid.as_raw(), 0) };
+    if fd < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: the kernel just returned this fd to us and nothing else refers to it.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
+}
+
+/// Closes every file descriptor from `first` up: a process entering the sandbox must not carry
+/// any host fd (the CVE-2024-21626 class of leaks).
+pub fn close_fds_from(first: RawFd) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; the callers own nothing above `first` that
+    // Rust code will use afterwards (they are about to exec or loop without those fds).
+    let r = unsafe {
+        libc::syscall(
+            libc::SYS_close_range,
+            first as libc::c_uint,
+            libc::c_uint::MAX,
+            0,
+        )
+    };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Takes ownership of an fd number handed to this process at exec time (the spawner's socket).
+pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
+    // SAFETY: F_GETFD checks that the descriptor is open; it was inherited for us to own and no
+    // other code in this freshly exec'd process refers to it.
+    if unsafe { libc::fcntl(fd, libc::F_GETFD) } < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    // SAFETY: see above.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// Adopts a descriptor received through SCM_RIGHTS.
+pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
+    // SAFETY: the kernel installed this descriptor in our table during recvmsg; we are its sole
+    // owner.
+    unsafe { OwnedFd::from_raw_fd(fd) }
+}
+
+fn ioctl_int(fd: BorrowedFd<'_>, req: libc::c_ulong, arg: libc::c_int) -> io::Result<libc::c_int> {
+    // SAFETY: the requests used with this helper take an integer argument (not a pointer).
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), req as _, arg) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(r)
+}
+
+/// Unlocks a pty master so its peer can be opened (`unlockpt(3)`).
+pub fn pty_unlock(master: BorrowedFd<'_>) -> io::Result<()> {
+    let unlock: libc::c_int = 0;
+    // SAFETY: TIOCSPTLCK reads one c_int through the pointer, which lives for the call.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCSPTLCK as _, &unlock) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Opens the peer (slave) of a pty master without a path lookup (`TIOCGPTPEER`), so nothing in
+/// the sandbox's /dev can redirect the open.
+pub fn pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
+    let fd = ioctl_int(
+        master,
+        libc::TIOCGPTPEER as libc::c_ulong,
+        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
+    )?;
+    // SAFETY: TIOCGPTPEER returned a new descriptor that we own.
+    Ok(unsafe { OwnedFd::from_raw_fd(fd) })
+}
+
+/// The pty index behind a master (`TIOCGPTN`); also proves the fd really is a pty master.
+pub fn pty_number(master: BorrowedFd<'_>) -> io::Result<u32> {
+    let mut n: libc::c_uint = 0;
+    // SAFETY: TIOCGPTN writes one c_uint through the pointer, which lives for the call.
+    let r = unsafe { libc::ioctl(master.as_raw_fd(), libc::TIOCGPTN as _, &mut n) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(n)
+}
+
+/// Makes the pty the controlling terminal of the calling session leader (`TIOCSCTTY`).
+pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
+    ioctl_int(fd, libc::TIOCSCTTY as libc::c_ulong, 0).map(drop)
+}
+
+/// Sets a terminal's size (`TIOCSWINSZ`); the kernel sends SIGWINCH to its foreground group.
+pub fn set_window_size(fd: BorrowedFd<'_>, cols: u16, rows: u16) -> io::Result<()> {
+    let ws = libc::winsize {
+        ws_row: rows,
+        ws_col: cols,
+        ws_xpixel: 0,
+        ws_ypixel: 0,
+    };
+    // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which lives for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ as _, &ws) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Reads a terminal's size (`TIOCGWINSZ`) as (cols, rows).
+pub fn window_size(fd: BorrowedFd<'_>) -> io::Result<(u16, u16)> {
+    // SAFETY: winsize is plain old data; all-zero is a valid value.
+    let mut ws: libc::winsize = unsafe { std::mem::zeroed() };
+    // SAFETY: TIOCGWINSZ writes one winsize through the pointer, which lives for the call.
+    let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCGWINSZ as _, &mut ws) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok((ws.ws_col, ws.ws_row))
+}
+
+/// Brings the loopback interface of the current network namespace up (`SIOCSIFFLAGS`).
+pub fn loopback_up() -> io::Result<()> {
+    let sock = nix::sys::socket::socket(
+        nix::sys::socket::AddressFamily::Inet,
+        nix::sys::socket::SockType::Datagram,
+        nix::sys::socket::SockFlag::SOCK_CLOEXEC,
+        None,
+    )?;
+    // SAFETY: ifreq is plain old data; all-zero is a valid value.
+    let mut req: libc::ifreq = unsafe { std::mem::zeroed() };
+    for (dst, src) in req.ifr_name.iter_mut().zip(b"lo\0") {
+        *dst = *src as libc::c_char;
+    }
+    req.ifr_ifru.ifru_flags = (libc::IFF_UP | libc::IFF_RUNNING) as libc::c_short;
+    // SAFETY: SIOCSIFFLAGS reads one ifreq through the pointer, which lives for the call.
+    let r = unsafe { libc::ioctl(sock.as_fd().as_raw_fd(), libc::SIOCSIFFLAGS as _, &req) };
+    if r < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(())
+}
+
+/// Restores default dispositions for the signals a Rust runtime or the spawner changed, and
+/// unblocks every signal, so the sandboxed program starts like one started by a login.
+pub fn reset_signals() {
+    use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
+    for sig in [
+        Signal::SIGPIPE,
+        Signal::SIGCHLD,
+        Signal::SIGINT,
+        Signal::SIGQUIT,
+        Signal::SIGTERM,
+        Signal::SIGHUP,
+    ] {
+        // SAFETY: installing SIG_DFL runs no handler code of ours, so it cannot violate any
+        // async-signal-safety requirement.
+        let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };
+    }
+    let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
+}
