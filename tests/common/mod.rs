@@ -1,0 +1,219 @@
+//! Shared helpers of the integration tests: an isolated nsplay "instance" (own state dir, cgroup
+//! parent and id range, so tests run in parallel without reclaiming each other's sessions) and
+//! host-side views of what a session left behind.
+#![allow(dead_code)]
+
+use std::io::{Read, Write};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, Instant};
+
+pub const BIN: &str = env!("CARGO_BIN_EXE_nsplay");
+static NEXT: AtomicU32 = AtomicU32::new(0);
+
+/// Fails (never skips) when the tests cannot do what they must.
+pub fn require_root() {
+    assert!(
+        nix::unistd::geteuid().is_root(),
+        "the integration tests need root (they create namespaces, cgroups and mounts): run tests/run.sh as root"
+    );
+}
+
+pub fn cgroup_v2() -> bool {
+    nix::sys::statfs::statfs("/sys/fs/cgroup")
+        .map(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+        .unwrap_or(false)
+}
+
+pub struct Instance {
+    pub state: tempfile::TempDir,
+    pub parent: String,
+    pub id_base: u32,
+    pub id_slots: u32,
+}
+
+impl Instance {
+    pub fn new() -> Instance {
+        require_root();
+        let n = NEXT.fetch_add(1, Ordering::Relaxed);
+        let pid = std::process::id();
+        let slot = (pid.wrapping_mul(31).wrapping_add(n * 7919)) % 6000;
+        Instance {
+            state: tempfile::tempdir().unwrap(),
+            parent: format!("nsplay-test-{pid}-{n}"),
+            id_base: 1_500_000_000 + slot * 65536 * 4,
+            id_slots: 4,
+        }
+    }
+
+    pub fn args(&self) -> Vec<String> {
+        vec![
+            "--state-dir".into(),
+            self.state.path().display().to_string(),
+            "--cgroup-parent".into(),
+            self.parent.clone(),
+            "--id-base".into(),
+            self.id_base.to_string(),
+            "--id-slots".into(),
+            self.id_slots.to_string(),
+        ]
+    }
+
+    pub fn run_cmd(&self, extra: &[&str], script: &str) -> Command {
+        let mut c = Command::new(BIN);
+        c.arg("run").args(self.args()).args(extra).args(["--", "sh", "-c", script]);
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        c
+    }
+
+    /// Runs `script` with sh in a sandbox; returns (stdout+stderr as text, exit code).
+    pub fn run(&self, script: &str) -> (String, i32) {
+        self.run_with(&[], script)
+    }
+
+    pub fn run_with(&self, extra: &[&str], script: &str) -> (String, i32) {
+        let out: Output = self.run_cmd(extra, script).output().unwrap();
+        let mut text = String::from_utf8_lossy(&out.stdout).into_owned();
+        text.push_str(&String::from_utf8_lossy(&out.stderr));
+        (text.replace('\r', ""), out.status.code().unwrap_or(-1))
+    }
+
+    /// The session groups' parent in each hierarchy the tests look at.
+    pub fn parent_dirs(&self) -> Vec<PathBuf> {
+        if cgroup_v2() {
+            vec![Path::new("/sys/fs/cgroup").join(&self.parent)]
+        } else {
+            ["memory", "pids", "cpu", "cpuacct", "freezer"]
+                .iter()
+                .map(|c| Path::new("/sys/fs/cgroup").join(c).join(&self.parent))
+                .collect()
+        }
+    }
+
+    /// Session groups present now under this instance's parent.
+    pub fn session_groups(&self) -> Vec<PathBuf> {
+        self.parent_dirs()
+            .iter()
+            .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
+            .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
+            .filter(|e| e.file_name().to_string_lossy().starts_with("nsplay-"))
+            .map(|e| e.path())
+            .collect()
+    }
+
+    /// Host processes whose uid lies in this instance's id ranges.
+    pub fn processes(&self) -> Vec<(i32, u32)> {
+        let lo = self.id_base;
+        let hi = self.id_base + self.id_slots * 65536;
+        host_processes().into_iter().filter(|(_, uid)| *uid >= lo && *uid < hi).collect()
+    }
+}
+
+impl Drop for Instance {
+    fn drop(&mut self) {
+        for d in self.parent_dirs() {
+            if d.join("supervisor").exists() {
+                let _ = std::fs::remove_dir(d.join("supervisor"));
+            }
+            let _ = std::fs::remove_dir(&d);
+        }
+    }
+}
+
+/// (pid, real uid) of every host process.
+pub fn host_processes() -> Vec<(i32, u32)> {
+    let mut out = Vec::new();
+    for e in std::fs::read_dir("/proc").unwrap().flatten() {
+        let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
+        let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
+        if let Some(uid) = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        {
+            out.push((pid, uid));
+        }
+    }
+    out
+}
+
+pub fn host_mount_count() -> usize {
+    std::fs::read_to_string("/proc/self/mountinfo").unwrap().lines().count()
+}
+
+/// Polls `cond` until it holds or `secs` pass.
+pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(secs) {
+        if cond() {
+            return true;
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    cond()
+}
+
+/// A sandboxed interactive shell driven line by line, the way a person types: each line is
+/// sent only after the previous output arrived, so nothing depends on type-ahead.
+pub struct Interactive {
+    pub child: Child,
+    stdin: std::process::ChildStdin,
+    out: Arc<Mutex<String>>,
+    seen: usize,
+}
+
+impl Interactive {
+    pub fn start(inst: &Instance, extra: &[&str]) -> Interactive {
+        let mut c = Command::new(BIN);
+        c.arg("run").args(inst.args()).args(extra);
+        c.stdin(Stdio::piped()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let stdin = child.stdin.take().unwrap();
+        let out = Arc::new(Mutex::new(String::new()));
+        for mut pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())] {
+            let out = out.clone();
+            std::thread::spawn(move || {
+                let mut buf = [0u8; 4096];
+                while let Ok(n) = pipe.read(&mut buf) {
+                    if n == 0 {
+                        break;
+                    }
+                    out.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
+                }
+            });
+        }
+        Interactive { child, stdin, out, seen: 0 }
+    }
+
+    pub fn send(&mut self, line: &str) {
+        self.stdin.write_all(line.as_bytes()).unwrap();
+        self.stdin.write_all(b"\n").unwrap();
+        self.stdin.flush().unwrap();
+    }
+
+    /// Waits for `needle` in output that arrived since the last successful expect; returns
+    /// that output.
+    pub fn expect(&mut self, needle: &str, secs: u64) -> String {
+        let start = Instant::now();
+        loop {
+            {
+                let out = self.out.lock().unwrap();
+                if let Some(pos) = out[self.seen..].find(needle) {
+                    let chunk = out[self.seen..self.seen + pos + needle.len()].to_string();
+                    self.seen += pos + needle.len();
+                    return chunk;
+                }
+                if start.elapsed() > Duration::from_secs(secs) {
+                    panic!("timed out waiting for {needle:?}; output so far:\n{}", &out[..]);
+                }
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    pub fn all_output(&self) -> String {
+        self.out.lock().unwrap().clone()
+    }
+}
