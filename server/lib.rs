@@ -13,3 +13,5 @@
 pub mod cli;
 pub mod run;
 pub mod sandbox;
+pub mod session;
+pub mod web;

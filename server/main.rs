@@ -15,10 +15,24 @@ fn main() {
     let cli = Cli::parse();
     let code = match cli.command {
         Some(Command::Run(run)) => nsplay::run::run(&run),
-        Some(Command::Serve(_)) | None => {
-            eprintln!("nsplay: the web server is not built yet; use `nsplay run`");
-            2
-        }
+        Some(Command::Serve(serve)) => serve_main(&serve),
+        None => serve_main(&cli.serve),
     };
     std::process::exit(code);
+}
+
+fn serve_main(args: &nsplay::cli::ServeArgs) -> i32 {
+    let filter = tracing_subscriber::EnvFilter::try_from_env("NSPLAY_LOG").unwrap_or_else(|_| "info".into());
+    if args.log_format == "json" {
+        tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
+    } else {
+        tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+    }
+    match nsplay::web::serve(args) {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("nsplay: {e:#}");
+            1
+        }
+    }
 }

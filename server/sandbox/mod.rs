@@ -21,7 +21,7 @@ pub mod mounts;
 pub mod namespaces;
 pub mod pty;
 pub mod spawn;
-pub(crate) mod sys;
+pub mod sys;
 
 use std::os::fd::OwnedFd;
 use std::path::{Path, PathBuf};

@@ -414,14 +414,11 @@ pub fn finish_in_userns(stage: &Path) -> Result<(), MountError> {
     mount(Some("proc"), &proc, Some("proc"), nosuid_nodev_noexec, none)
         .map_err(merr("mount proc on", &proc))?;
     let sys = stage.join("sys");
-    mount(
-        Some("sysfs"),
-        &sys,
-        Some("sysfs"),
-        nosuid_nodev_noexec | MsFlags::MS_RDONLY,
-        none,
-    )
-    .map_err(merr("mount sysfs on", &sys))?;
+    // Read-only as a mount, not as a superblock: a read-only superblock would force every
+    // nested `mount -t sysfs` (in `unshare -n`) to be read-only too, or be refused.
+    mount(Some("sysfs"), &sys, Some("sysfs"), nosuid_nodev_noexec, none).map_err(merr("mount sysfs on", &sys))?;
+    let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | nosuid_nodev_noexec;
+    mount(none, &sys, none, ro, none).map_err(merr("remount read-only", &sys))?;
     let pts = stage.join("dev/pts");
     mount(
         Some("devpts"),

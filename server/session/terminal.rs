@@ -1,0 +1,287 @@
+//! One terminal of a session: the pty master, a ring of recent output replayed to every client
+//! that (re)connects, the attached clients, and flow control.
+//!
+//! Flow control: one reader task per terminal reads the pty and hands each chunk to every
+//! attached client through a *bounded* queue, waiting when a queue is full. A client that reads
+//! slowly therefore stops the reader, the pty's buffer fills, and the program writing to it
+//! blocks in the kernel — nothing grows in the server. Per terminal the server holds at most the
+//! ring ([`RING_BYTES`]) plus [`CLIENT_QUEUE`] chunks of [`CHUNK_BYTES`] per client.
+
+use std::collections::{BTreeMap, VecDeque};
+use std::os::fd::{AsFd, OwnedFd};
+use std::sync::Mutex;
+use std::time::Duration;
+
+use bytes::Bytes;
+use tokio::io::unix::AsyncFd;
+use tokio::sync::{Notify, mpsc, watch};
+
+use crate::sandbox::{pty, sys};
+
+/// Recent output kept for replay on reconnect.
+pub const RING_BYTES: usize = 64 * 1024;
+/// Largest chunk read from the pty at once (and so the largest output frame).
+pub const CHUNK_BYTES: usize = 32 * 1024;
+/// Chunks queued per client before the reader waits for it.
+pub const CLIENT_QUEUE: usize = 16;
+/// Most clients attached to one terminal at once.
+pub const MAX_CLIENTS: usize = 16;
+
+/// What a client receives, in order.
+#[derive(Debug, Clone, PartialEq)]
+pub enum Output {
+    Data(Bytes),
+    Notice(String),
+    Exit(i32),
+}
+
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum TerminalError {
+    #[error("this terminal has ended")]
+    Ended,
+    #[error("too many clients are attached to this terminal (at most {MAX_CLIENTS})")]
+    TooManyClients,
+}
+
+struct Client {
+    tx: mpsc::Sender<Output>,
+    size: Option<(u16, u16)>,
+}
+
+struct State {
+    ring: VecDeque<u8>,
+    clients: BTreeMap<u64, Client>,
+    next_client: u64,
+    exit: Option<i32>,
+    size: (u16, u16),
+}
+
+pub struct Terminal {
+    pub index: u64,
+    master: AsyncFd<OwnedFd>,
+    write_lock: tokio::sync::Mutex<()>,
+    state: Mutex<State>,
+    /// Set when the program exited: the reader drains what is left and ends.
+    exited: Notify,
+    ended_tx: watch::Sender<bool>,
+    /// Time of the last byte typed or client attached (for idle detection).
+    pub last_active: Mutex<std::time::Instant>,
+}
+
+/// A client's handle: replay first, then `rx` in order. Dropping it detaches.
+pub struct Attachment {
+    pub id: u64,
+    pub replay: Bytes,
+    pub rx: mpsc::Receiver<Output>,
+}
+
+impl Terminal {
+    /// Wraps a pty master and starts its reader task (needs a tokio runtime).
+    pub fn start(index: u64, master: OwnedFd, cols: u16, rows: u16) -> std::io::Result<std::sync::Arc<Terminal>> {
+        let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL)?;
+        let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+        nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+        let (ended_tx, _) = watch::channel(false);
+        let term = std::sync::Arc::new(Terminal {
+            index,
+            master: sys::async_fd(master)?,
+            write_lock: tokio::sync::Mutex::new(()),
+            state: Mutex::new(State {
+                ring: VecDeque::with_capacity(RING_BYTES),
+                clients: BTreeMap::new(),
+                next_client: 1,
+                exit: None,
+                size: (cols, rows),
+            }),
+            exited: Notify::new(),
+            ended_tx,
+            last_active: Mutex::new(std::time::Instant::now()),
+        });
+        tokio::spawn(reader(term.clone()));
+        Ok(term)
+    }
+
+    fn lock(&self) -> std::sync::MutexGuard<'_, State> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    pub fn touch(&self) {
+        *self.last_active.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+    }
+
+    /// Attaches a client: the current ring as replay, then everything after it.
+    pub fn attach(&self) -> Result<Attachment, TerminalError> {
+        let mut st = self.lock();
+        if let Some(code) = st.exit {
+            // A client of an ended terminal still gets the screen and the exit code.
+            let (tx, rx) = mpsc::channel(1);
+            let _ = tx.try_send(Output::Exit(code));
+            let replay = Bytes::from(st.ring.iter().copied().collect::<Vec<u8>>());
+            return Ok(Attachment { id: 0, replay, rx });
+        }
+        if st.clients.len() >= MAX_CLIENTS {
+            return Err(TerminalError::TooManyClients);
+        }
+        let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
+        let id = st.next_client;
+        st.next_client += 1;
+        st.clients.insert(id, Client { tx, size: None });
+        let replay = Bytes::from(st.ring.iter().copied().collect::<Vec<u8>>());
+        drop(st);
+        self.touch();
+        Ok(Attachment { id, replay, rx })
+    }
+
+    pub fn detach(&self, id: u64) {
+        let mut st = self.lock();
+        st.clients.remove(&id);
+        self.apply_size(&mut st);
+    }
+
+    pub fn clients(&self) -> usize {
+        self.lock().clients.len()
+    }
+
+    pub fn exit_code(&self) -> Option<i32> {
+        self.lock().exit
+    }
+
+    pub fn ended(&self) -> watch::Receiver<bool> {
+        self.ended_tx.subscribe()
+    }
+
+    /// Records a client's window size; the pty follows the smallest attached client.
+    pub fn resize(&self, client: u64, cols: u32, rows: u32) -> (u16, u16) {
+        let size = pty::clamp_size(cols, rows);
+        let mut st = self.lock();
+        if let Some(c) = st.clients.get_mut(&client) {
+            c.size = Some(size);
+        }
+        self.apply_size(&mut st);
+        st.size
+    }
+
+    fn apply_size(&self, st: &mut State) {
+        let min = st.clients.values().filter_map(|c| c.size).reduce(|a, b| (a.0.min(b.0), a.1.min(b.1)));
+        if let Some(size) = min {
+            if size != st.size {
+                st.size = size;
+                let _ = sys::set_window_size(self.master.get_ref().as_fd(), size.0, size.1);
+            }
+        }
+    }
+
+    pub fn size(&self) -> (u16, u16) {
+        self.lock().size
+    }
+
+    /// Types bytes into the terminal; waits while the program does not read its input.
+    pub async fn write(&self, mut data: &[u8]) -> Result<(), TerminalError> {
+        let _guard = self.write_lock.lock().await;
+        self.touch();
+        while !data.is_empty() {
+            if self.lock().exit.is_some() {
+                return Err(TerminalError::Ended);
+            }
+            let mut guard = self.master.writable().await.map_err(|_| TerminalError::Ended)?;
+            match guard.try_io(|fd| nix::unistd::write(fd.get_ref(), data).map_err(std::io::Error::from)) {
+                Ok(Ok(n)) => data = &data[n..],
+                Ok(Err(_)) => return Err(TerminalError::Ended),
+                Err(_would_block) => continue,
+            }
+        }
+        Ok(())
+    }
+
+    /// Sends a notice to every attached client (limit events, expiry warnings).
+    pub fn notice(&self, message: &str) {
+        let senders: Vec<mpsc::Sender<Output>> = self.lock().clients.values().map(|c| c.tx.clone()).collect();
+        for tx in senders {
+            // A notice never blocks the caller; a client too far behind misses it.
+            let _ = tx.try_send(Output::Notice(message.to_string()));
+        }
+    }
+
+    /// Called when the program on the terminal has exited.
+    pub fn mark_exited(&self, code: i32) {
+        {
+            let mut st = self.lock();
+            if st.exit.is_some() {
+                return;
+            }
+            st.exit = Some(code);
+        }
+        self.exited.notify_one();
+    }
+
+    /// Appends to the ring and returns the senders to deliver `chunk` to, atomically with
+    /// respect to `attach`, so a new client sees each byte exactly once.
+    fn record(&self, chunk: &[u8]) -> Vec<(u64, mpsc::Sender<Output>)> {
+        let mut st = self.lock();
+        let overflow = (st.ring.len() + chunk.len()).saturating_sub(RING_BYTES);
+        let drop_n = overflow.min(st.ring.len());
+        st.ring.drain(..drop_n);
+        let tail = &chunk[chunk.len().saturating_sub(RING_BYTES)..];
+        st.ring.extend(tail);
+        st.clients.iter().map(|(id, c)| (*id, c.tx.clone())).collect()
+    }
+
+    async fn deliver(&self, chunk: Bytes) {
+        for (id, tx) in self.record(&chunk) {
+            if tx.send(Output::Data(chunk.clone())).await.is_err() {
+                self.detach(id);
+            }
+        }
+    }
+
+    fn try_read(&self, buf: &mut [u8]) -> std::io::Result<usize> {
+        nix::unistd::read(self.master.get_ref(), buf).map_err(std::io::Error::from)
+    }
+}
+
+async fn reader(term: std::sync::Arc<Terminal>) {
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        tokio::select! {
+            biased;
+            r = term.master.readable() => {
+                let Ok(mut guard) = r else { break };
+                match guard.try_io(|_| term.try_read(&mut buf)) {
+                    Ok(Ok(0)) | Ok(Err(_)) => break, // EIO: every slave closed
+                    Ok(Ok(n)) => term.deliver(Bytes::copy_from_slice(&buf[..n])).await,
+                    Err(_would_block) => continue,
+                }
+            }
+            _ = term.exited.notified() => {
+                // The program is gone; take what it printed last (background jobs may keep the
+                // pty open, so do not wait for EOF).
+                let deadline = tokio::time::Instant::now() + Duration::from_millis(200);
+                while tokio::time::Instant::now() < deadline {
+                    match term.try_read(&mut buf) {
+                        Ok(n) if n > 0 => term.deliver(Bytes::copy_from_slice(&buf[..n])).await,
+                        _ => break,
+                    }
+                }
+                break;
+            }
+        }
+    }
+    // Wait for the exit code if the pty closed first (it normally arrives within milliseconds).
+    let code = loop {
+        if let Some(c) = term.exit_code() {
+            break c;
+        }
+        if tokio::time::timeout(Duration::from_secs(5), term.exited.notified()).await.is_err() {
+            break term.exit_code().unwrap_or(-1);
+        }
+    };
+    let clients: Vec<mpsc::Sender<Output>> = {
+        let mut st = term.lock();
+        st.exit.get_or_insert(code);
+        std::mem::take(&mut st.clients).into_values().map(|c| c.tx).collect()
+    };
+    for tx in clients {
+        let _ = tx.send(Output::Exit(code)).await;
+    }
+    let _ = term.ended_tx.send(true);
+}

@@ -1,0 +1,143 @@
+//! HTTP API handlers (documented in docs/api.md): extract, call the session manager, map errors.
+
+use std::sync::Arc;
+
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
+use axum::extract::{Path, State};
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use futures_util::{SinkExt, StreamExt};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::ws::{self, Frame};
+use crate::session::{Session, SessionError};
+
+fn rfc3339(t: std::time::SystemTime) -> String {
+    time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
+}
+
+fn limits_json(s: &Session) -> serde_json::Value {
+    let l = &s.sandbox.limits;
+    json!({"memory_bytes": l.memory_bytes, "pids": l.pids, "cpu": l.cpu, "disk_bytes": l.disk_bytes})
+}
+
+fn terminal_path(id: &str, n: u64) -> String {
+    format!("/api/sessions/{id}/terminals/{n}")
+}
+
+pub async fn healthz() -> &'static str {
+    "ok"
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CreateBody {
+    lesson: Option<String>,
+}
+
+/// The body is optional; when present it must be JSON (and at most 64 KiB, enforced by the
+/// body limit layer, which reports 413).
+fn parse_body<T: serde::de::DeserializeOwned + Default>(body: Result<Bytes, BytesRejection>) -> Result<T, ApiError> {
+    let body = body.map_err(|e| {
+        if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
+            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", "the request body is larger than 64 KiB")
+        } else {
+            ApiError::bad_request(e.body_text())
+        }
+    })?;
+    if body.iter().all(u8::is_ascii_whitespace) {
+        return Ok(T::default());
+    }
+    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON for this call: {e}")))
+}
+
+impl Default for CreateBody {
+    fn default() -> Self {
+        CreateBody { lesson: None }
+    }
+}
+
+pub async fn create_session(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+    let body: CreateBody = parse_body(body)?;
+    let s = st.manager.create(body.lesson).await?;
+    tracing::info!(session = %&s.id[..6], lesson = ?s.lesson, cgroup = %s.sandbox.name, "session started");
+    let out = json!({
+        "id": s.id,
+        "terminal": terminal_path(&s.id, 0),
+        "expires_at": rfc3339(s.expires_at),
+        "limits": limits_json(&s),
+    });
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+pub async fn get_session(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = st.manager.get(&id)?;
+    let u = st.manager.usage(&s);
+    Ok(Json(json!({
+        "id": s.id,
+        "state": "running",
+        "lesson": s.lesson,
+        "created_at": rfc3339(s.created_at),
+        "expires_at": rfc3339(s.expires_at),
+        "limits": limits_json(&s),
+        "usage": {
+            "memory_bytes": u.memory_bytes,
+            "pids": u.pids,
+            "cpu_usec": u.cpu_usec,
+            "oom_kills": u.oom_kills,
+            "pids_limit_hits": u.pids_limit_hits,
+            "throttled_usec": u.throttled_usec,
+        },
+        "namespaces": st.manager.namespaces(&s),
+    })))
+}
+
+pub async fn delete_session(State(st): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
+    st.manager.end(&id).await?;
+    tracing::info!(session = %&id[..id.len().min(6)], reason = "deleted", "session ended");
+    Ok(StatusCode::NO_CONTENT)
+}
+
+pub async fn create_terminal(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
+    let s = st.manager.get(&id)?;
+    let t = st.manager.open_terminal(&s).await?;
+    Ok((StatusCode::CREATED, Json(json!({"terminal": terminal_path(&id, t.index)}))).into_response())
+}
+
+pub async fn terminal_socket(
+    State(st): State<AppState>,
+    Path((id, n)): Path<(String, u64)>,
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    let s = st.manager.get(&id)?;
+    let term = s.terminal(n).ok_or(SessionError::NoTerminal)?;
+    let ws = ws.map_err(|e| ApiError::bad_request(format!("this URL is a WebSocket: {}", e.body_text())))?;
+    let tracker = st.sockets.clone();
+    Ok(ws.max_message_size(ws::MAX_CLIENT_MESSAGE).max_frame_size(ws::MAX_CLIENT_MESSAGE).on_upgrade(move |socket| {
+        let (sink, stream) = socket.split();
+        let sink = Box::pin(sink.with(|f: Frame| async move {
+            Ok::<_, axum::Error>(match f {
+                Frame::Binary(b) => Message::Binary(b),
+                Frame::Text(t) => Message::Text(t.into()),
+                Frame::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+                Frame::Other => Message::Ping(Bytes::new()),
+            })
+        }));
+        let stream = stream.map(|m| {
+            m.map(|m| match m {
+                Message::Binary(b) => Frame::Binary(b),
+                Message::Text(t) => Frame::Text(t.to_string()),
+                Message::Close(c) => Frame::Close(c.map(|c| c.code).unwrap_or(ws::CLOSE_NORMAL), String::new()),
+                _ => Frame::Other,
+            })
+        });
+        let _s: Arc<Session> = s;
+        tracker.track_future(ws::bridge(sink, stream, term))
+    }))
+}

@@ -1,0 +1,67 @@
+//! The one place where errors become HTTP responses: JSON `{"error", "message"}` with the
+//! right status (and `Retry-After` where waiting helps).
+
+use axum::http::{HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+
+use crate::sandbox::SandboxError;
+use crate::session::SessionError;
+
+#[derive(Debug)]
+pub struct ApiError {
+    pub status: StatusCode,
+    pub code: &'static str,
+    pub message: String,
+    pub retry_after: Option<u64>,
+}
+
+impl ApiError {
+    pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
+        ApiError { status, code, message: message.into(), retry_after: None }
+    }
+    pub fn bad_request(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
+    }
+    pub fn not_found(message: impl Into<String>) -> Self {
+        Self::new(StatusCode::NOT_FOUND, "not_found", message)
+    }
+}
+
+impl From<SessionError> for ApiError {
+    fn from(e: SessionError) -> Self {
+        let msg = e.to_string();
+        match e {
+            SessionError::NotFound => Self::new(StatusCode::NOT_FOUND, "session_not_found", msg),
+            SessionError::NoTerminal => Self::new(StatusCode::NOT_FOUND, "terminal_not_found", msg),
+            SessionError::Full(_) => ApiError { retry_after: Some(30), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "full", msg) },
+            SessionError::ShuttingDown => {
+                ApiError { retry_after: Some(10), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg) }
+            }
+            SessionError::TooManyTerminals => Self::new(StatusCode::CONFLICT, "too_many_terminals", msg),
+            SessionError::UnknownLesson(_) => Self::new(StatusCode::BAD_REQUEST, "unknown_lesson", msg),
+            SessionError::Terminal(_) => Self::new(StatusCode::CONFLICT, "terminal_ended", msg),
+            SessionError::Sandbox(SandboxError::Ids(_)) => {
+                ApiError { retry_after: Some(30), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "full", msg) }
+            }
+            SessionError::Sandbox(e) => {
+                tracing::error!(error = %e, "sandbox failure");
+                Self::new(
+                    StatusCode::INTERNAL_SERVER_ERROR,
+                    "sandbox_failed",
+                    format!("the sandbox could not be started: {e}. The operator should check the server log."),
+                )
+            }
+        }
+    }
+}
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        let body = serde_json::json!({"error": self.code, "message": self.message});
+        let mut resp = (self.status, axum::Json(body)).into_response();
+        if let Some(s) = self.retry_after {
+            resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        resp
+    }
+}

@@ -1,0 +1,100 @@
+//! The terminal socket bridge: replay, then output frames one way and keystrokes/control the
+//! other. Generic over `Sink`/`Stream` of [`Frame`]s so it is tested over plain channels; the
+//! axum handler only converts its messages to and from [`Frame`].
+
+use std::sync::Arc;
+
+use bytes::Bytes;
+use futures_util::{Sink, SinkExt, Stream, StreamExt};
+use serde::Deserialize;
+
+use crate::session::{Output, Terminal};
+
+/// Close code for "message too big" (RFC 6455).
+pub const CLOSE_TOO_BIG: u16 = 1009;
+pub const CLOSE_NORMAL: u16 = 1000;
+pub const CLOSE_GOING_AWAY: u16 = 1001;
+pub const CLOSE_POLICY: u16 = 1008;
+/// Largest message a client may send (a big paste is split by the browser into many).
+pub const MAX_CLIENT_MESSAGE: usize = 64 * 1024;
+
+#[derive(Debug, Clone, PartialEq)]
+pub enum Frame {
+    Binary(Bytes),
+    Text(String),
+    Close(u16, String),
+    /// Anything else (ping/pong): ignored by the bridge.
+    Other,
+}
+
+#[derive(Debug, Deserialize)]
+#[serde(tag = "type", rename_all = "lowercase")]
+enum Control {
+    Resize { cols: u32, rows: u32 },
+}
+
+fn json(v: serde_json::Value) -> Frame {
+    Frame::Text(v.to_string())
+}
+
+/// Runs one client until it leaves or the terminal ends.
+pub async fn bridge<S, R, E>(mut sink: S, mut stream: R, term: Arc<Terminal>)
+where
+    S: Sink<Frame> + Unpin,
+    R: Stream<Item = Result<Frame, E>> + Unpin,
+{
+    let att = match term.attach() {
+        Ok(a) => a,
+        Err(e) => {
+            let _ = sink.send(Frame::Close(CLOSE_POLICY, e.to_string())).await;
+            return;
+        }
+    };
+    let client = att.id;
+    let mut rx = att.rx;
+    if !att.replay.is_empty() && sink.send(Frame::Binary(att.replay)).await.is_err() {
+        term.detach(client);
+        return;
+    }
+    loop {
+        tokio::select! {
+            out = rx.recv() => match out {
+                Some(Output::Data(d)) => {
+                    if sink.send(Frame::Binary(d)).await.is_err() { break; }
+                }
+                Some(Output::Notice(m)) => {
+                    if sink.send(json(serde_json::json!({"type": "notice", "message": m}))).await.is_err() { break; }
+                }
+                Some(Output::Exit(code)) => {
+                    let _ = sink.send(json(serde_json::json!({"type": "exit", "code": code}))).await;
+                    let _ = sink.send(Frame::Close(CLOSE_NORMAL, format!("exit {code}"))).await;
+                    break;
+                }
+                None => {
+                    let _ = sink.send(Frame::Close(CLOSE_GOING_AWAY, "terminal closed".into())).await;
+                    break;
+                }
+            },
+            msg = stream.next() => match msg {
+                Some(Ok(Frame::Binary(b))) => {
+                    if term.write(&b).await.is_err() { continue; }
+                }
+                Some(Ok(Frame::Text(t))) => match serde_json::from_str::<Control>(&t) {
+                    Ok(Control::Resize { cols, rows }) => { term.resize(client, cols, rows); }
+                    Err(e) => {
+                        let m = format!("ignored a control message nsplay does not understand: {e}");
+                        if sink.send(json(serde_json::json!({"type": "notice", "message": m}))).await.is_err() { break; }
+                    }
+                },
+                Some(Ok(Frame::Other)) => {}
+                Some(Ok(Frame::Close(..))) | None => break,
+                Some(Err(_)) => {
+                    // The transport refused the message (over the size limit) or broke.
+                    let _ = sink.send(Frame::Close(CLOSE_TOO_BIG, format!("messages are limited to {} KiB", MAX_CLIENT_MESSAGE / 1024))).await;
+                    break;
+                }
+            }
+        }
+    }
+    term.detach(client);
+}
