@@ -78,13 +78,7 @@ pub struct LimitArgs {
 
 impl LimitArgs {
     pub fn limits(&self) -> Limits {
-        Limits {
-            memory_bytes: self.memory,
-            pids: self.pids,
-            cpu: self.cpu,
-            disk_bytes: self.disk,
-            shm_bytes: self.shm,
-        }
+        Limits { memory_bytes: self.memory, pids: self.pids, cpu: self.cpu, disk_bytes: self.disk, shm_bytes: self.shm }
     }
 }
 
@@ -144,9 +138,7 @@ mod tests {
             "id",
         ])
         .unwrap();
-        let Some(Command::Run(run)) = cli.command else {
-            panic!("not run")
-        };
+        let Some(Command::Run(run)) = cli.command else { panic!("not run") };
         let l = run.limits.limits();
         assert_eq!(l.memory_bytes, 128 << 20);
         assert_eq!(l.pids, 64);
@@ -159,9 +151,7 @@ mod tests {
     #[test]
     fn run_defaults_match_the_documented_limits() {
         let cli = Cli::try_parse_from(["nsplay", "run"]).unwrap();
-        let Some(Command::Run(run)) = cli.command else {
-            panic!("not run")
-        };
+        let Some(Command::Run(run)) = cli.command else { panic!("not run") };
         assert_eq!(run.limits.limits(), Limits::default());
         assert!(run.command.is_empty());
     }

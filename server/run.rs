@@ -55,12 +55,7 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<i32> {
     // Signals are taken through a signalfd; block them before any thread exists so that every
     // thread inherits the mask.
     let mut mask = SigSet::empty();
-    for s in [
-        Signal::SIGWINCH,
-        Signal::SIGTERM,
-        Signal::SIGINT,
-        Signal::SIGHUP,
-    ] {
+    for s in [Signal::SIGWINCH, Signal::SIGTERM, Signal::SIGINT, Signal::SIGHUP] {
         mask.add(s);
     }
     sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)?;
@@ -81,11 +76,7 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<i32> {
     let session = sandbox.create(&args.hostname, &limits)?;
     let stdin = std::io::stdin();
     let is_tty = termios::tcgetattr(stdin.as_fd()).is_ok();
-    let (cols, rows) = if is_tty {
-        sys::window_size(stdin.as_fd()).unwrap_or((80, 24))
-    } else {
-        (80, 24)
-    };
+    let (cols, rows) = if is_tty { sys::window_size(stdin.as_fd()).unwrap_or((80, 24)) } else { (80, 24) };
     let term = match sandbox.open_terminal(&session, 0, args.command.clone(), cols, rows) {
         Ok(t) => t,
         Err(e) => {
@@ -93,24 +84,14 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<i32> {
             return Err(e.into());
         }
     };
-    let raw = if is_tty {
-        RawMode::enter()
-    } else {
-        RawMode(None)
-    };
+    let raw = if is_tty { RawMode::enter() } else { RawMode(None) };
     let code = relay(&term.master, &sigfd, &wake_r, &rx, is_tty);
     drop(raw);
     sandbox.destroy(&session)?;
     Ok(code)
 }
 
-fn relay(
-    master: &OwnedFd,
-    sigfd: &SignalFd,
-    wake: &OwnedFd,
-    events: &mpsc::Receiver<Event>,
-    is_tty: bool,
-) -> i32 {
+fn relay(master: &OwnedFd, sigfd: &SignalFd, wake: &OwnedFd, events: &mpsc::Receiver<Event>, is_tty: bool) -> i32 {
     let stdin = std::io::stdin();
     let mut stdout = std::io::stdout();
     let mut buf = vec![0u8; 64 * 1024];
@@ -125,10 +106,7 @@ fn relay(
             }
         }
         // A closed fd stays out of the set: poll would report its hang-up forever.
-        let mut fds = vec![
-            PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-            PollFd::new(wake.as_fd(), PollFlags::POLLIN),
-        ];
+        let mut fds = vec![PollFd::new(sigfd.as_fd(), PollFlags::POLLIN), PollFd::new(wake.as_fd(), PollFlags::POLLIN)];
         let master_at = master_open.then(|| {
             fds.push(PollFd::new(master.as_fd(), PollFlags::POLLIN));
             fds.len() - 1
@@ -140,28 +118,18 @@ fn relay(
         if poll(&mut fds, PollTimeout::from(200u16)).is_err() {
             continue;
         }
-        let ready = |i: Option<usize>| {
-            i.and_then(|i| fds[i].revents())
-                .is_some_and(|r| !r.is_empty())
-        };
-        let (sig_r, wake_r, master_r, stdin_r) = (
-            ready(Some(0)),
-            ready(Some(1)),
-            ready(master_at),
-            ready(stdin_at),
-        );
+        let ready = |i: Option<usize>| i.and_then(|i| fds[i].revents()).is_some_and(|r| !r.is_empty());
+        let (sig_r, wake_r, master_r, stdin_r) = (ready(Some(0)), ready(Some(1)), ready(master_at), ready(stdin_at));
         drop(fds);
-        if sig_r {
-            if let Ok(Some(info)) = sigfd.read_signal() {
-                match Signal::try_from(info.ssi_signo as i32) {
-                    Ok(Signal::SIGWINCH) => {
-                        if let Ok((c, r)) = sys::window_size(stdin.as_fd()) {
-                            let _ = sys::set_window_size(master.as_fd(), c, r);
-                        }
+        if sig_r && let Ok(Some(info)) = sigfd.read_signal() {
+            match Signal::try_from(info.ssi_signo as i32) {
+                Ok(Signal::SIGWINCH) => {
+                    if let Ok((c, r)) = sys::window_size(stdin.as_fd()) {
+                        let _ = sys::set_window_size(master.as_fd(), c, r);
                     }
-                    Ok(s) => return 128 + s as i32,
-                    Err(_) => {}
                 }
+                Ok(s) => return 128 + s as i32,
+                Err(_) => {}
             }
         }
         if wake_r {
@@ -169,9 +137,7 @@ fn relay(
             let _ = nix::unistd::read(wake, &mut b);
             while let Ok(ev) = events.try_recv() {
                 match ev {
-                    Event::TerminalExited {
-                        terminal: 0, code, ..
-                    } => exit = Some(code),
+                    Event::TerminalExited { terminal: 0, code, .. } => exit = Some(code),
                     Event::SessionExited { status, .. } => exit = Some(exit.unwrap_or(status)),
                     Event::SpawnerGone => exit = Some(exit.unwrap_or(1)),
                     _ => {}
@@ -207,9 +173,7 @@ fn relay(
 fn readable(fd: &OwnedFd, ms: u16) -> bool {
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
-        && fds[0]
-            .revents()
-            .is_some_and(|r| r.contains(PollFlags::POLLIN))
+        && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
 }
 
 fn write_all(fd: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {

@@ -22,7 +22,8 @@ fn every_namespace_differs_from_the_host_and_lo_is_the_only_link() {
     assert_eq!(code, 0, "{out}");
     let host = host_ns();
     for (kind, host_link) in &host {
-        let line = out.lines().find(|l| l.starts_with(&format!("{kind}="))).unwrap_or_else(|| panic!("no {kind} in {out}"));
+        let line =
+            out.lines().find(|l| l.starts_with(&format!("{kind}="))).unwrap_or_else(|| panic!("no {kind} in {out}"));
         let inside = line.split_once('=').unwrap().1;
         assert!(inside.starts_with(&format!("{kind}:[")), "{line}");
         assert_ne!(inside, host_link, "{kind} namespace is the host's");
@@ -77,7 +78,9 @@ fn files_do_not_cross_between_host_and_sandbox() {
     let marker = format!("/tmp/nsplay-host-marker-{}", std::process::id());
     std::fs::write(&marker, "host").unwrap();
     let inside = format!("/tmp/nsplay-inside-{}", std::process::id());
-    let (out, code) = inst.run(&format!("test -e {marker} && echo VISIBLE; echo data > {inside} && echo WROTE; ls /etc/shadow /etc/machine-id 2>&1"));
+    let (out, code) = inst.run(&format!(
+        "test -e {marker} && echo VISIBLE; echo data > {inside} && echo WROTE; ls /etc/shadow /etc/machine-id 2>&1"
+    ));
     std::fs::remove_file(&marker).unwrap();
     assert_eq!(code, 2, "{out}"); // ls of missing files
     assert!(!out.contains("VISIBLE"), "{out}");
@@ -103,7 +106,11 @@ fn root_inside_is_an_unprivileged_uid_on_the_host() {
     assert!(pids.len() >= 3, "{procs}");
     for pid in pids {
         let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
-        let uid: u32 = status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next()?.parse().ok()).unwrap_or(0);
+        let uid: u32 = status
+            .lines()
+            .find_map(|l| l.strip_prefix("Uid:"))
+            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0);
         assert!(uid >= inst.id_base && uid < inst.id_base + 65536, "pid {pid} runs as host uid {uid}");
     }
     sh.send("exit 0");
@@ -159,7 +166,8 @@ fn fork_bomb_stops_at_pids_max() {
          read n < /tmp/n; echo \"started=$n\"; kill -9 -1; echo alive",
     );
     assert_eq!(code, 0, "{out}");
-    let started: usize = out.lines().find_map(|l| l.strip_prefix("started=")).and_then(|n| n.trim().parse().ok()).unwrap_or(999);
+    let started: usize =
+        out.lines().find_map(|l| l.strip_prefix("started=")).and_then(|n| n.trim().parse().ok()).unwrap_or(999);
     assert!(started < 32, "pids.max 32 let {started} sleeps start: {out}");
     assert!(started > 10, "{out}");
     assert!(out.contains("alive"), "{out}");
@@ -168,9 +176,14 @@ fn fork_bomb_stops_at_pids_max() {
 #[test]
 fn disk_fills_up_at_the_cap() {
     let inst = Instance::new();
-    let (out, _) = inst.run_with(&["--disk", "16M"], "dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; ls -l /tmp/fill");
+    let (out, _) =
+        inst.run_with(&["--disk", "16M"], "dd if=/dev/zero of=/tmp/fill bs=1M count=64 2>&1; ls -l /tmp/fill");
     assert!(out.contains("No space left on device"), "{out}");
-    let size: u64 = out.lines().find(|l| l.contains("/tmp/fill") && l.starts_with('-')).and_then(|l| l.split_whitespace().nth(4)?.parse().ok()).unwrap();
+    let size: u64 = out
+        .lines()
+        .find(|l| l.contains("/tmp/fill") && l.starts_with('-'))
+        .and_then(|l| l.split_whitespace().nth(4)?.parse().ok())
+        .unwrap();
     assert!(size <= 16 << 20, "{size}");
 }
 

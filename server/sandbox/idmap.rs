@@ -9,13 +9,9 @@ pub const IDS_PER_SESSION: u32 = 65536;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum IdError {
-    #[error(
-        "id range base {0} is too low: it must be at least 65536 so no session can map host system users"
-    )]
+    #[error("id range base {0} is too low: it must be at least 65536 so no session can map host system users")]
     BaseTooLow(u32),
-    #[error(
-        "id range base {base} with {slots} sessions of 65536 ids passes the largest uid (4294967294)"
-    )]
+    #[error("id range base {base} with {slots} sessions of 65536 ids passes the largest uid (4294967294)")]
     TooLarge { base: u32, slots: u32 },
     #[error("all {0} id ranges are in use: end a session or raise id_slots")]
     Exhausted(u32),
@@ -58,30 +54,18 @@ impl IdAllocator {
         if slots == 0 || end > u32::MAX as u64 {
             return Err(IdError::TooLarge { base, slots });
         }
-        Ok(IdAllocator {
-            base,
-            slots,
-            used: Mutex::new(BTreeSet::new()),
-        })
+        Ok(IdAllocator { base, slots, used: Mutex::new(BTreeSet::new()) })
     }
 
     pub fn allocate(&self) -> Result<IdRange, IdError> {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = (0..self.slots)
-            .find(|s| !used.contains(s))
-            .ok_or(IdError::Exhausted(self.slots))?;
+        let slot = (0..self.slots).find(|s| !used.contains(s)).ok_or(IdError::Exhausted(self.slots))?;
         used.insert(slot);
-        Ok(IdRange {
-            slot,
-            base: self.base + slot * IDS_PER_SESSION,
-        })
+        Ok(IdRange { slot, base: self.base + slot * IDS_PER_SESSION })
     }
 
     pub fn release(&self, range: IdRange) {
-        self.used
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .remove(&range.slot);
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).remove(&range.slot);
     }
 
     pub fn in_use(&self) -> usize {
@@ -119,10 +103,7 @@ mod tests {
     #[test]
     fn bad_bases_are_refused() {
         assert_eq!(IdAllocator::new(0, 1).unwrap_err(), IdError::BaseTooLow(0));
-        assert!(matches!(
-            IdAllocator::new(4_000_000_000, 10_000),
-            Err(IdError::TooLarge { .. })
-        ));
+        assert!(matches!(IdAllocator::new(4_000_000_000, 10_000), Err(IdError::TooLarge { .. })));
         assert!(IdAllocator::new(100_000, 0).is_err());
     }
 }

@@ -33,8 +33,7 @@ pub fn run_init(spec: &SessionSpec, sync: &OwnedFd) -> ! {
 }
 
 fn setup(spec: &SessionSpec) -> Result<(), String> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
     mounts::finish_in_userns(&spec.stage).map_err(|e| e.to_string())?;
     sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
     sys::loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;
@@ -49,12 +48,7 @@ fn serve() -> ! {
         let Ok(sig) = all.wait() else { continue };
         match sig {
             Signal::SIGCHLD => reap_all(),
-            Signal::SIGTERM
-            | Signal::SIGINT
-            | Signal::SIGHUP
-            | Signal::SIGQUIT
-            | Signal::SIGUSR1
-            | Signal::SIGUSR2 => {
+            Signal::SIGTERM | Signal::SIGINT | Signal::SIGHUP | Signal::SIGQUIT | Signal::SIGUSR1 | Signal::SIGUSR2 => {
                 // kill(-1) from PID 1 reaches every other process of the namespace.
                 let _ = kill(Pid::from_raw(-1), sig);
             }

@@ -16,13 +16,7 @@ pub struct Limits {
 
 impl Default for Limits {
     fn default() -> Self {
-        Limits {
-            memory_bytes: 256 * MIB,
-            pids: 128,
-            cpu: 0.5,
-            disk_bytes: 64 * MIB,
-            shm_bytes: 16 * MIB,
-        }
+        Limits { memory_bytes: 256 * MIB, pids: 128, cpu: 0.5, disk_bytes: 64 * MIB, shm_bytes: 16 * MIB }
     }
 }
 
@@ -35,27 +29,17 @@ pub const CPU_PERIOD_US: u64 = 100_000;
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 pub enum LimitError {
-    #[error(
-        "{what} `{value}` is not a size: write a number with an optional unit, like 256M, 1G or 65536"
-    )]
+    #[error("{what} `{value}` is not a size: write a number with an optional unit, like 256M, 1G or 65536")]
     NotASize { what: &'static str, value: String },
     #[error("{what} `{value}` is not a number: write a decimal like 0.5 or 2")]
     NotANumber { what: &'static str, value: String },
     #[error("{what} {value} is out of range: allowed is {min} to {max}")]
-    OutOfRange {
-        what: &'static str,
-        value: String,
-        min: String,
-        max: String,
-    },
+    OutOfRange { what: &'static str, value: String, min: String, max: String },
 }
 
 /// Parses `256M`, `64MiB`, `1g`, `512k`, `1048576` into bytes (binary units).
 pub fn parse_size(what: &'static str, text: &str) -> Result<u64, LimitError> {
-    let err = || LimitError::NotASize {
-        what,
-        value: text.to_string(),
-    };
+    let err = || LimitError::NotASize { what, value: text.to_string() };
     let t = text.trim();
     let split = t.find(|c: char| !c.is_ascii_digit()).unwrap_or(t.len());
     let (num, unit) = t.split_at(split);
@@ -72,11 +56,11 @@ pub fn parse_size(what: &'static str, text: &str) -> Result<u64, LimitError> {
 
 /// Formats bytes the way people read limits: `256 MiB`.
 pub fn format_size(bytes: u64) -> String {
-    if bytes >= GIB && bytes % GIB == 0 {
+    if bytes >= GIB && bytes.is_multiple_of(GIB) {
         format!("{} GiB", bytes / GIB)
-    } else if bytes >= MIB && bytes % MIB == 0 {
+    } else if bytes >= MIB && bytes.is_multiple_of(MIB) {
         format!("{} MiB", bytes / MIB)
-    } else if bytes >= KIB && bytes % KIB == 0 {
+    } else if bytes >= KIB && bytes.is_multiple_of(KIB) {
         format!("{} KiB", bytes / KIB)
     } else {
         format!("{bytes} bytes")
@@ -88,10 +72,7 @@ pub fn parse_cpu(text: &str) -> Result<f64, LimitError> {
         .parse::<f64>()
         .ok()
         .filter(|c| c.is_finite())
-        .ok_or_else(|| LimitError::NotANumber {
-            what: "cpu",
-            value: text.to_string(),
-        })
+        .ok_or_else(|| LimitError::NotANumber { what: "cpu", value: text.to_string() })
 }
 
 impl Limits {
@@ -154,22 +135,10 @@ mod tests {
         assert_eq!(parse_size("memory", "1g"), Ok(GIB));
         assert_eq!(parse_size("memory", "512k"), Ok(512 * KIB));
         assert_eq!(parse_size("memory", "4096"), Ok(4096));
-        assert!(matches!(
-            parse_size("memory", "lots"),
-            Err(LimitError::NotASize { .. })
-        ));
-        assert!(matches!(
-            parse_size("memory", "12T"),
-            Err(LimitError::NotASize { .. })
-        ));
-        assert!(matches!(
-            parse_size("memory", "-1M"),
-            Err(LimitError::NotASize { .. })
-        ));
-        assert!(matches!(
-            parse_size("memory", "99999999999999999999G"),
-            Err(LimitError::NotASize { .. })
-        ));
+        assert!(matches!(parse_size("memory", "lots"), Err(LimitError::NotASize { .. })));
+        assert!(matches!(parse_size("memory", "12T"), Err(LimitError::NotASize { .. })));
+        assert!(matches!(parse_size("memory", "-1M"), Err(LimitError::NotASize { .. })));
+        assert!(matches!(parse_size("memory", "99999999999999999999G"), Err(LimitError::NotASize { .. })));
     }
 
     #[test]
@@ -185,24 +154,12 @@ mod tests {
 
     #[test]
     fn out_of_range_limits_are_refused_with_the_range() {
-        let l = Limits {
-            memory_bytes: MIB,
-            ..Limits::default()
-        };
+        let l = Limits { memory_bytes: MIB, ..Limits::default() };
         let e = l.validate().unwrap_err();
-        assert_eq!(
-            e.to_string(),
-            "memory 1 MiB is out of range: allowed is 32 MiB to 64 GiB"
-        );
-        let l = Limits {
-            pids: 2,
-            ..Limits::default()
-        };
+        assert_eq!(e.to_string(), "memory 1 MiB is out of range: allowed is 32 MiB to 64 GiB");
+        let l = Limits { pids: 2, ..Limits::default() };
         assert!(l.validate().is_err());
-        let l = Limits {
-            cpu: 0.0,
-            ..Limits::default()
-        };
+        let l = Limits { cpu: 0.0, ..Limits::default() };
         assert!(l.validate().is_err());
         assert!(parse_cpu("NaN").is_err());
         assert!(parse_cpu("half").is_err());

@@ -9,6 +9,7 @@
 //! - [`mounts`]: the session's root filesystem.
 //! - [`namespaces`]: namespace kinds and identities.
 //! - [`pty`]: terminals inside a session.
+//! - [`seccomp`]: the system-call filter of every program in a session.
 //! - [`init`]: PID 1 of a session.
 //! - [`spawn`]: the single-threaded helper that does every fork/unshare/setns/exec.
 //! - `sys`: the few `unsafe` system-call wrappers, each with its SAFETY note.
@@ -20,10 +21,11 @@ pub mod limits;
 pub mod mounts;
 pub mod namespaces;
 pub mod pty;
+pub mod seccomp;
 pub mod spawn;
 pub mod sys;
 
-use std::os::fd::OwnedFd;
+use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
@@ -34,19 +36,14 @@ use spawn::{Event, SessionSpec, SpawnError, Spawner, TerminalHandle, TerminalSpe
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
-    #[error(
-        "nsplay must run as root (it creates namespaces, cgroups and mounts): run it with sudo"
-    )]
+    #[error("nsplay must run as root (it creates namespaces, cgroups and mounts): run it with sudo")]
     NotRoot,
     #[error(
         "user namespaces are disabled on this kernel: set `sysctl user.max_user_namespaces=15000` (and kernel.unprivileged_userns_clone=1 where that exists)"
     )]
     NoUserNamespaces,
     #[error("state directory {path}: {source}")]
-    StateDir {
-        path: String,
-        source: std::io::Error,
-    },
+    StateDir { path: String, source: std::io::Error },
     #[error(
         "another nsplay already uses the state directory {0}: give each instance its own state_dir and cgroup_parent"
     )]
@@ -103,6 +100,8 @@ pub struct Sandbox {
     spawner: Spawner,
     stage: PathBuf,
     next: AtomicU64,
+    /// Whether sessions may create user namespaces of their own (see [`Sandbox::set_nested_userns`]).
+    nested_userns: bool,
     /// Held for the life of the process: one nsplay per state directory.
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -132,10 +131,7 @@ impl Sandbox {
         on_event: impl Fn(Event) + Send + 'static,
     ) -> Result<(Sandbox, Vec<String>), SandboxError> {
         preflight()?;
-        let sd = |source| SandboxError::StateDir {
-            path: cfg.state_dir.display().to_string(),
-            source,
-        };
+        let sd = |source| SandboxError::StateDir { path: cfg.state_dir.display().to_string(), source };
         std::fs::create_dir_all(&cfg.state_dir).map_err(sd)?;
         let lock_file = std::fs::File::create(cfg.state_dir.join("lock")).map_err(sd)?;
         let lock = nix::fcntl::Flock::lock(lock_file, nix::fcntl::FlockArg::LockExclusiveNonblock)
@@ -151,16 +147,16 @@ impl Sandbox {
         }
         let spawner = Spawner::start(exe, on_event)?;
         Ok((
-            Sandbox {
-                cgroups,
-                ids,
-                spawner,
-                stage,
-                next: AtomicU64::new(1),
-                _lock: lock,
-            },
+            Sandbox { cgroups, ids, spawner, stage, next: AtomicU64::new(1), nested_userns: true, _lock: lock },
             reclaimed,
         ))
+    }
+
+    /// Allows (the default) or refuses nested user namespaces in terminals opened from now on.
+    /// The user-namespace lesson needs them (`unshare -U -r`); refusing them keeps a session to
+    /// the one user namespace nsplay made, for deployments that want the least kernel surface.
+    pub fn set_nested_userns(&mut self, allow: bool) {
+        self.nested_userns = allow;
     }
 
     pub fn cgroup_version(&self) -> cgroups::Version {
@@ -224,6 +220,7 @@ impl Sandbox {
             cols,
             rows,
             procs_files: self.cgroups.procs_files(&s.name),
+            confinement: pty::Confinement::new(&s.limits, self.nested_userns),
         };
         Ok(self.spawner.open_terminal(s.key, terminal, spec)?)
     }
@@ -242,6 +239,14 @@ impl Sandbox {
     pub fn destroy(&self, s: &SandboxSession) -> Result<(), SandboxError> {
         self.spawner.end_session(s.key);
         let r = self.cgroups.destroy(&s.name);
+        // A cgroup lists no task once it starts exiting; init's pidfd turns readable only when
+        // init is dead, and init dies last in its PID namespace. So this is "everything gone".
+        let mut fds = [nix::poll::PollFd::new(s.pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        for _ in 0..50 {
+            if nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16)).unwrap_or(0) > 0 {
+                break;
+            }
+        }
         if r.is_ok() {
             self.ids.release(s.ids);
         }

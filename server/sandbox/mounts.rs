@@ -25,16 +25,9 @@ use super::limits::Limits;
 #[derive(Debug, thiserror::Error)]
 pub enum MountError {
     #[error("{op} {path}: {errno}")]
-    Mount {
-        op: &'static str,
-        path: String,
-        errno: Errno,
-    },
+    Mount { op: &'static str, path: String, errno: Errno },
     #[error("preparing {path} in the session root: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
 }
 
 fn merr(op: &'static str, path: &Path) -> impl FnOnce(Errno) -> MountError + use<> {
@@ -148,13 +141,8 @@ pub struct RootfsSpec<'a> {
 /// The host-phase plan for one session root.
 pub fn host_plan(spec: &RootfsSpec<'_>, host: &dyn HostView) -> Vec<Step> {
     let mut plan = Vec::new();
-    let dir = |p: &str, mode| Step::Dir {
-        path: p.to_string(),
-        mode,
-    };
-    for d in [
-        "etc", "dev", "proc", "sys", "root", "home", "tmp", "var", "var/tmp", "run", "mnt", "opt",
-    ] {
+    let dir = |p: &str, mode| Step::Dir { path: p.to_string(), mode };
+    for d in ["etc", "dev", "proc", "sys", "root", "home", "tmp", "var", "var/tmp", "run", "mnt", "opt"] {
         let mode = match d {
             "tmp" | "var/tmp" => 0o1777,
             "root" => 0o700,
@@ -166,70 +154,42 @@ pub fn host_plan(spec: &RootfsSpec<'_>, host: &dyn HostView) -> Vec<Step> {
     for name in SYSTEM_DIRS {
         let host_path = Path::new("/").join(name);
         match host.entry(&host_path) {
-            Some(HostEntry::Symlink(target)) => plan.push(Step::Symlink {
-                path: name.to_string(),
-                target,
-            }),
+            Some(HostEntry::Symlink(target)) => plan.push(Step::Symlink { path: name.to_string(), target }),
             Some(HostEntry::Dir) => {
                 plan.push(dir(name, 0o755));
-                plan.push(Step::BindRo {
-                    path: name.to_string(),
-                    source: host_path,
-                    dir: true,
-                });
+                plan.push(Step::BindRo { path: name.to_string(), source: host_path, dir: true });
             }
             _ => {}
         }
     }
-    let file = |p: &str, contents: String| Step::File {
-        path: p.to_string(),
-        contents,
-        mode: 0o644,
-    };
+    let file = |p: &str, contents: String| Step::File { path: p.to_string(), contents, mode: 0o644 };
     plan.push(file(
         "etc/passwd",
         "root:x:0:0:root:/root:/bin/bash\nnobody:x:65534:65534:nobody:/nonexistent:/usr/sbin/nologin\n".into(),
     ));
-    plan.push(file(
-        "etc/group",
-        "root:x:0:\ntty:x:5:\nusers:x:100:\nnogroup:x:65534:\n".into(),
-    ));
+    plan.push(file("etc/group", "root:x:0:\ntty:x:5:\nusers:x:100:\nnogroup:x:65534:\n".into()));
     plan.push(file("etc/hostname", format!("{}\n", spec.hostname)));
     plan.push(file(
         "etc/hosts",
-        format!(
-            "127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n",
-            spec.hostname
-        ),
+        format!("127.0.0.1\tlocalhost\n127.0.1.1\t{}\n::1\tlocalhost ip6-localhost ip6-loopback\n", spec.hostname),
     ));
     plan.push(file("etc/bash.bashrc", BASHRC.into()));
     plan.push(file(
         "etc/profile",
         "[ -n \"$BASH_VERSION\" ] && [ -f /etc/bash.bashrc ] && . /etc/bash.bashrc\n".into(),
     ));
-    plan.push(file(
-        "etc/shells",
-        "/bin/sh\n/bin/bash\n/usr/bin/bash\n".into(),
-    ));
+    plan.push(file("etc/shells", "/bin/sh\n/bin/bash\n/usr/bin/bash\n".into()));
     for name in ETC_SHARED {
         let host_path = Path::new("/etc").join(name);
         let path = format!("etc/{name}");
         match host.entry(&host_path) {
             Some(HostEntry::Dir) => {
                 plan.push(dir(&path, 0o755));
-                plan.push(Step::BindRo {
-                    path,
-                    source: host_path,
-                    dir: true,
-                });
+                plan.push(Step::BindRo { path, source: host_path, dir: true });
             }
             Some(HostEntry::File) => {
                 plan.push(file(&path, String::new()));
-                plan.push(Step::BindRo {
-                    path,
-                    source: host_path,
-                    dir: false,
-                });
+                plan.push(Step::BindRo { path, source: host_path, dir: false });
             }
             // A link such as /etc/localtime -> /usr/share/zoneinfo/… resolves inside the
             // session too, because /usr is there.
@@ -244,10 +204,7 @@ pub fn host_plan(spec: &RootfsSpec<'_>, host: &dyn HostView) -> Vec<Step> {
         flags: MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
     });
     for d in DEVICES {
-        plan.push(Step::BindDev {
-            path: format!("dev/{d}"),
-            source: Path::new("/dev").join(d),
-        });
+        plan.push(Step::BindDev { path: format!("dev/{d}"), source: Path::new("/dev").join(d) });
     }
     plan.push(dir("dev/pts", 0o755));
     plan.push(dir("dev/shm", 0o1777));
@@ -259,10 +216,7 @@ pub fn host_plan(spec: &RootfsSpec<'_>, host: &dyn HostView) -> Vec<Step> {
         ("dev/stdout", "/proc/self/fd/1"),
         ("dev/stderr", "/proc/self/fd/2"),
     ] {
-        plan.push(Step::Symlink {
-            path: path.into(),
-            target: target.into(),
-        });
+        plan.push(Step::Symlink { path: path.into(), target: target.into() });
     }
     plan.push(Step::Tmpfs {
         path: "dev/shm",
@@ -274,25 +228,11 @@ pub fn host_plan(spec: &RootfsSpec<'_>, host: &dyn HostView) -> Vec<Step> {
 
 /// Mounts the session's tmpfs root at `stage` and carries out `plan` in it. Runs as host root in
 /// a private mount namespace; `owner` is the host uid/gid that is root inside the session.
-pub fn build_host_phase(
-    stage: &Path,
-    plan: &[Step],
-    limits: &Limits,
-    owner: u32,
-) -> Result<(), MountError> {
-    let opts = format!(
-        "mode=0755,size={},nr_inodes={},uid={owner},gid={owner}",
-        limits.disk_bytes,
-        limits.disk_inodes()
-    );
-    mount(
-        Some("nsplay"),
-        stage,
-        Some("tmpfs"),
-        MsFlags::MS_NOSUID | MsFlags::MS_NODEV,
-        Some(opts.as_str()),
-    )
-    .map_err(merr("mount tmpfs on", stage))?;
+pub fn build_host_phase(stage: &Path, plan: &[Step], limits: &Limits, owner: u32) -> Result<(), MountError> {
+    let opts =
+        format!("mode=0755,size={},nr_inodes={},uid={owner},gid={owner}", limits.disk_bytes, limits.disk_inodes());
+    mount(Some("nsplay"), stage, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str()))
+        .map_err(merr("mount tmpfs on", stage))?;
     let (uid, gid) = (Some(Uid::from_raw(owner)), Some(Gid::from_raw(owner)));
     let io = |path: &Path| {
         let p = path.display().to_string();
@@ -313,31 +253,17 @@ pub fn build_host_phase(
                 symlink(target, &p).map_err(io(&p))?;
                 lchown(&p, uid, gid).map_err(merr("chown", &p))?;
             }
-            Step::File {
-                path,
-                contents,
-                mode,
-            } => {
+            Step::File { path, contents, mode } => {
                 let p = stage.join(path);
                 fs::write(&p, contents).map_err(io(&p))?;
                 fs::set_permissions(&p, fs::Permissions::from_mode(*mode)).map_err(io(&p))?;
                 lchown(&p, uid, gid).map_err(merr("chown", &p))?;
             }
-            Step::Tmpfs {
-                path,
-                options,
-                flags,
-            } => {
+            Step::Tmpfs { path, options, flags } => {
                 let p = stage.join(path);
                 let options = format!("{options},uid={owner},gid={owner}");
-                mount(
-                    Some("nsplay"),
-                    &p,
-                    Some("tmpfs"),
-                    *flags,
-                    Some(options.as_str()),
-                )
-                .map_err(merr("mount tmpfs on", &p))?;
+                mount(Some("nsplay"), &p, Some("tmpfs"), *flags, Some(options.as_str()))
+                    .map_err(merr("mount tmpfs on", &p))?;
             }
             Step::BindRo { path, source, dir } => {
                 let p = stage.join(path);
@@ -349,14 +275,8 @@ pub fn build_host_phase(
             Step::BindDev { path, source } => {
                 let p = stage.join(path);
                 fs::write(&p, "").map_err(io(&p))?;
-                mount(
-                    Some(source.as_path()),
-                    &p,
-                    None::<&str>,
-                    MsFlags::MS_BIND,
-                    None::<&str>,
-                )
-                .map_err(merr("bind", &p))?;
+                mount(Some(source.as_path()), &p, None::<&str>, MsFlags::MS_BIND, None::<&str>)
+                    .map_err(merr("bind", &p))?;
             }
         }
     }
@@ -364,35 +284,17 @@ pub fn build_host_phase(
 }
 
 fn bind_readonly(source: &Path, target: &Path) -> Result<(), MountError> {
-    mount(
-        Some(source),
-        target,
-        None::<&str>,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        None::<&str>,
-    )
-    .map_err(merr("bind", target))?;
-    let ro = MsFlags::MS_REMOUNT
-        | MsFlags::MS_BIND
-        | MsFlags::MS_RDONLY
-        | MsFlags::MS_NOSUID
-        | MsFlags::MS_NODEV;
-    mount(None::<&str>, target, None::<&str>, ro, None::<&str>)
-        .map_err(merr("remount read-only", target))
+    mount(Some(source), target, None::<&str>, MsFlags::MS_BIND | MsFlags::MS_REC, None::<&str>)
+        .map_err(merr("bind", target))?;
+    let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
+    mount(None::<&str>, target, None::<&str>, ro, None::<&str>).map_err(merr("remount read-only", target))
 }
 
 /// Entries of the session's /proc that are made read-only (they reach global kernel state).
 pub const PROC_READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
 /// Entries of the session's /proc hidden behind /dev/null (they leak host memory or timing).
-pub const PROC_MASKED: &[&str] = &[
-    "kcore",
-    "keys",
-    "timer_list",
-    "sched_debug",
-    "kallsyms",
-    "kpagecount",
-    "kpageflags",
-];
+pub const PROC_MASKED: &[&str] =
+    &["kcore", "keys", "timer_list", "sched_debug", "kallsyms", "kpagecount", "kpageflags"];
 
 /// User-namespace phase: fresh proc/sysfs/devpts, the /proc protections, then `pivot_root`.
 /// Runs as PID 1 of the session, root in its user namespace, before the old root goes away
@@ -401,18 +303,10 @@ pub fn finish_in_userns(stage: &Path) -> Result<(), MountError> {
     let none = None::<&str>;
     // The staging tmpfs is locked (it came from the host); a bind of it onto itself gives a
     // mount of our own that pivot_root accepts as the new root.
-    mount(
-        Some(stage),
-        stage,
-        none,
-        MsFlags::MS_BIND | MsFlags::MS_REC,
-        none,
-    )
-    .map_err(merr("bind", stage))?;
+    mount(Some(stage), stage, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(merr("bind", stage))?;
     let nosuid_nodev_noexec = MsFlags::MS_NOSUID | MsFlags::MS_NODEV | MsFlags::MS_NOEXEC;
     let proc = stage.join("proc");
-    mount(Some("proc"), &proc, Some("proc"), nosuid_nodev_noexec, none)
-        .map_err(merr("mount proc on", &proc))?;
+    mount(Some("proc"), &proc, Some("proc"), nosuid_nodev_noexec, none).map_err(merr("mount proc on", &proc))?;
     let sys = stage.join("sys");
     // Read-only as a mount, not as a superblock: a read-only superblock would force every
     // nested `mount -t sysfs` (in `unshare -n`) to be read-only too, or be refused.
@@ -429,21 +323,12 @@ pub fn finish_in_userns(stage: &Path) -> Result<(), MountError> {
     )
     .map_err(merr("mount devpts on", &pts))?;
     let mq = stage.join("dev/mqueue");
-    mount(
-        Some("mqueue"),
-        &mq,
-        Some("mqueue"),
-        nosuid_nodev_noexec,
-        none,
-    )
-    .map_err(merr("mount mqueue on", &mq))?;
+    mount(Some("mqueue"), &mq, Some("mqueue"), nosuid_nodev_noexec, none).map_err(merr("mount mqueue on", &mq))?;
     for name in PROC_READONLY {
         let p = proc.join(name);
         if p.exists() {
-            mount(Some(&p), &p, none, MsFlags::MS_BIND | MsFlags::MS_REC, none)
-                .map_err(merr("bind", &p))?;
-            let ro =
-                MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | nosuid_nodev_noexec;
+            mount(Some(&p), &p, none, MsFlags::MS_BIND | MsFlags::MS_REC, none).map_err(merr("bind", &p))?;
+            let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | nosuid_nodev_noexec;
             mount(none, &p, none, ro, none).map_err(merr("remount read-only", &p))?;
         }
     }
@@ -472,6 +357,10 @@ pub fn valid_hostname(name: &str) -> bool {
         && name.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-')
 }
 
+fn lchown(path: &Path, uid: Option<Uid>, gid: Option<Gid>) -> nix::Result<()> {
+    nix::unistd::fchownat(nix::fcntl::AT_FDCWD, path, uid, gid, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -493,10 +382,7 @@ mod tests {
             ("/sbin", HostEntry::Symlink("usr/sbin".into())),
             ("/etc/ld.so.cache", HostEntry::File),
             ("/etc/alternatives", HostEntry::Dir),
-            (
-                "/etc/localtime",
-                HostEntry::Symlink("/usr/share/zoneinfo/Etc/UTC".into()),
-            ),
+            ("/etc/localtime", HostEntry::Symlink("/usr/share/zoneinfo/Etc/UTC".into())),
             ("/etc/shadow", HostEntry::File),
             ("/etc/machine-id", HostEntry::File),
             ("/etc/ssh", HostEntry::Dir),
@@ -504,32 +390,15 @@ mod tests {
     }
 
     fn plan() -> Vec<Step> {
-        host_plan(
-            &RootfsSpec {
-                hostname: "box",
-                limits: &Limits::default(),
-            },
-            &merged_usr_host(),
-        )
+        host_plan(&RootfsSpec { hostname: "box", limits: &Limits::default() }, &merged_usr_host())
     }
 
     #[test]
     fn usr_is_bound_read_only_and_bin_links_are_recreated() {
         let plan = plan();
-        assert!(plan.contains(&Step::BindRo {
-            path: "usr".into(),
-            source: "/usr".into(),
-            dir: true
-        }));
-        assert!(plan.contains(&Step::Symlink {
-            path: "bin".into(),
-            target: "usr/bin".into()
-        }));
-        assert!(
-            !plan
-                .iter()
-                .any(|s| matches!(s, Step::BindRo { path, .. } if path == "bin"))
-        );
+        assert!(plan.contains(&Step::BindRo { path: "usr".into(), source: "/usr".into(), dir: true }));
+        assert!(plan.contains(&Step::Symlink { path: "bin".into(), target: "usr/bin".into() }));
+        assert!(!plan.iter().any(|s| matches!(s, Step::BindRo { path, .. } if path == "bin")));
     }
 
     #[test]
@@ -551,20 +420,8 @@ mod tests {
     #[test]
     fn writable_dirs_and_devices_are_planned() {
         let plan = plan();
-        for (p, m) in [
-            ("tmp", 0o1777),
-            ("var/tmp", 0o1777),
-            ("root", 0o700),
-            ("home", 0o755),
-            ("run", 0o755),
-        ] {
-            assert!(
-                plan.contains(&Step::Dir {
-                    path: p.into(),
-                    mode: m
-                }),
-                "{p}"
-            );
+        for (p, m) in [("tmp", 0o1777), ("var/tmp", 0o1777), ("root", 0o700), ("home", 0o755), ("run", 0o755)] {
+            assert!(plan.contains(&Step::Dir { path: p.into(), mode: m }), "{p}");
         }
         let devs: Vec<&str> = plan
             .iter()
@@ -573,59 +430,25 @@ mod tests {
                 _ => None,
             })
             .collect();
-        assert_eq!(
-            devs,
-            [
-                "dev/null",
-                "dev/zero",
-                "dev/full",
-                "dev/random",
-                "dev/urandom",
-                "dev/tty"
-            ]
-        );
+        assert_eq!(devs, ["dev/null", "dev/zero", "dev/full", "dev/random", "dev/urandom", "dev/tty"]);
         let shm = plan.iter().find_map(|s| match s {
-            Step::Tmpfs {
-                path: "dev/shm",
-                options,
-                ..
-            } => Some(options.clone()),
+            Step::Tmpfs { path: "dev/shm", options, .. } => Some(options.clone()),
             _ => None,
         });
         assert_eq!(shm.as_deref(), Some("mode=1777,size=16777216"));
         // /dev must exist as a tmpfs before anything is created inside it.
-        let dev_at = plan
-            .iter()
-            .position(|s| matches!(s, Step::Tmpfs { path: "dev", .. }))
-            .unwrap();
-        let null_at = plan
-            .iter()
-            .position(|s| matches!(s, Step::BindDev { .. }))
-            .unwrap();
+        let dev_at = plan.iter().position(|s| matches!(s, Step::Tmpfs { path: "dev", .. })).unwrap();
+        let null_at = plan.iter().position(|s| matches!(s, Step::BindDev { .. })).unwrap();
         assert!(dev_at < null_at);
     }
 
     #[test]
     fn hostname_lands_in_etc() {
         let plan = plan();
-        assert!(plan.contains(&Step::File {
-            path: "etc/hostname".into(),
-            contents: "box\n".into(),
-            mode: 0o644
-        }));
+        assert!(plan.contains(&Step::File { path: "etc/hostname".into(), contents: "box\n".into(), mode: 0o644 }));
         assert!(valid_hostname("my-new-hostname"));
         assert!(!valid_hostname("bad host"));
         assert!(!valid_hostname("-x"));
         assert!(!valid_hostname(&"a".repeat(64)));
     }
-}
-
-fn lchown(path: &Path, uid: Option<Uid>, gid: Option<Gid>) -> nix::Result<()> {
-    nix::unistd::fchownat(
-        nix::fcntl::AT_FDCWD,
-        path,
-        uid,
-        gid,
-        nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW,
-    )
 }

@@ -21,25 +21,18 @@ pub const KINDS: [(&str, CloneFlags); 8] = [
 
 /// All eight flags: what a session is created with, and what a new terminal joins.
 pub fn all_flags() -> CloneFlags {
-    KINDS
-        .iter()
-        .fold(CloneFlags::empty(), |acc, (_, f)| acc | *f)
+    KINDS.iter().fold(CloneFlags::empty(), |acc, (_, f)| acc | *f)
 }
 
 /// Inode of one namespace of a process (what `ls -l /proc/<pid>/ns` shows in brackets).
 /// For pid and time the namespace a process *lives* in is `pid`/`time`, not `*_for_children`.
 pub fn inode(pid: i32, kind: &str) -> Option<u64> {
-    std::fs::metadata(format!("/proc/{pid}/ns/{kind}"))
-        .ok()
-        .map(|m| m.ino())
+    std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).ok().map(|m| m.ino())
 }
 
 /// Inodes of all eight kinds for a process; missing entries (process gone) are left out.
 pub fn inodes(pid: i32) -> BTreeMap<&'static str, u64> {
-    KINDS
-        .iter()
-        .filter_map(|(k, _)| Some((*k, inode(pid, k)?)))
-        .collect()
+    KINDS.iter().filter_map(|(k, _)| Some((*k, inode(pid, k)?))).collect()
 }
 
 #[cfg(test)]

@@ -28,9 +28,10 @@ pub fn open_in_session(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedF
     Ok((master, slave))
 }
 
-/// Clamps a requested terminal size to something sane (0×0 and 100000×100000 are not).
+/// Clamps a requested terminal size to something a shell stays usable in (0×0 and
+/// 100000×100000 are not obeyed).
 pub fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {
-    (cols.clamp(2, 1000) as u16, rows.clamp(1, 500) as u16)
+    (cols.clamp(20, 1000) as u16, rows.clamp(5, 500) as u16)
 }
 
 /// Becomes a session leader on `slave` and execs `argv` (empty: bash, else sh) with a clean
@@ -42,11 +43,7 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String]) -> String {
     if let Err(e) = sys::set_controlling_tty(slave.as_fd()) {
         return format!("TIOCSCTTY: {e}");
     }
-    for dup in [
-        nix::unistd::dup2_stdin,
-        nix::unistd::dup2_stdout,
-        nix::unistd::dup2_stderr,
-    ] {
+    for dup in [nix::unistd::dup2_stdin, nix::unistd::dup2_stdout, nix::unistd::dup2_stderr] {
         if let Err(e) = dup(&slave) {
             return format!("dup2: {e}");
         }
@@ -59,27 +56,15 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String]) -> String {
     sys::reset_signals();
     let _ = std::env::set_current_dir("/root");
     let argv: Vec<String> = if argv.is_empty() {
-        let shell = if std::path::Path::new("/bin/bash").exists() {
-            "/bin/bash"
-        } else {
-            "/bin/sh"
-        };
+        let shell = if std::path::Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
         vec![shell.to_string()]
     } else {
         argv.to_vec()
     };
-    let Ok(cargs) = argv
-        .iter()
-        .map(|a| CString::new(a.as_str()))
-        .collect::<Result<Vec<_>, _>>()
-    else {
+    let Ok(cargs) = argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<Vec<_>, _>>() else {
         return "the command contains a NUL byte".into();
     };
-    let shell = if argv[0].ends_with("bash") {
-        "/bin/bash"
-    } else {
-        "/bin/sh"
-    };
+    let shell = if argv[0].ends_with("bash") { "/bin/bash" } else { "/bin/sh" };
     let env: Vec<CString> = [
         format!("PATH={}", super::spawn::SANDBOX_PATH),
         "TERM=xterm-256color".into(),
@@ -109,7 +94,7 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String]) -> String {
 mod tests {
     #[test]
     fn sizes_are_clamped() {
-        assert_eq!(super::clamp_size(0, 0), (2, 1));
+        assert_eq!(super::clamp_size(0, 0), (20, 5));
         assert_eq!(super::clamp_size(100_000, 100_000), (1000, 500));
         assert_eq!(super::clamp_size(80, 24), (80, 24));
     }

@@ -28,8 +28,7 @@ use nix::sched::{CloneFlags, setns, unshare};
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::signalfd::SignalFd;
 use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg,
-    sendmsg, socketpair,
+    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
 };
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{ForkResult, Gid, Pid, Uid, getpid, setgroups, setresgid, setresuid};
@@ -77,24 +76,15 @@ pub struct TerminalSpec {
     pub cols: u16,
     pub rows: u16,
     pub procs_files: Vec<PathBuf>,
+    /// Seccomp filter and rlimits of the program.
+    pub confinement: pty::Confinement,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
 enum Request {
-    CreateSession {
-        req: u64,
-        session: u64,
-        spec: SessionSpec,
-    },
-    OpenTerminal {
-        req: u64,
-        session: u64,
-        terminal: u64,
-        spec: TerminalSpec,
-    },
-    EndSession {
-        session: u64,
-    },
+    CreateSession { req: u64, session: u64, spec: SessionSpec },
+    OpenTerminal { req: u64, session: u64, terminal: u64, spec: TerminalSpec },
+    EndSession { session: u64 },
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -130,11 +120,7 @@ pub enum Event {
     /// The session's init is gone (its keeper's exit status).
     SessionExited { session: u64, status: i32 },
     /// The program on a terminal exited (`code` is 128+signal when killed by a signal).
-    TerminalExited {
-        session: u64,
-        terminal: u64,
-        code: i32,
-    },
+    TerminalExited { session: u64, terminal: u64, code: i32 },
     /// The spawner itself exited: nothing can be spawned any more.
     SpawnerGone,
 }
@@ -171,12 +157,7 @@ fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
     let mut buf = vec![0u8; MAX_MSG];
     let mut cmsg = nix::cmsg_space!([RawFd; 2]);
     let mut iov = [IoSliceMut::new(&mut buf)];
-    let msg = recvmsg::<()>(
-        sock.as_raw_fd(),
-        &mut iov,
-        Some(&mut cmsg),
-        MsgFlags::MSG_CMSG_CLOEXEC,
-    )?;
+    let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)?;
     let mut fd = None;
     for c in msg.cmsgs()? {
         if let ControlMessageOwned::ScmRights(fds) = c {
@@ -193,22 +174,13 @@ fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
     Ok((buf, fd))
 }
 
-fn send_json<T: Serialize>(
-    sock: BorrowedFd<'_>,
-    v: &T,
-    fd: Option<BorrowedFd<'_>>,
-) -> nix::Result<()> {
+fn send_json<T: Serialize>(sock: BorrowedFd<'_>, v: &T, fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
     let data = serde_json::to_vec(v).map_err(|_| Errno::EINVAL)?;
     send_msg(sock, &data, fd)
 }
 
 fn seqpacket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
-    socketpair(
-        AddressFamily::Unix,
-        SockType::SeqPacket,
-        None,
-        SockFlag::SOCK_CLOEXEC,
-    )
+    socketpair(AddressFamily::Unix, SockType::SeqPacket, None, SockFlag::SOCK_CLOEXEC)
 }
 
 /// Waits until `sock` is readable or the setup timeout passes.
@@ -223,10 +195,7 @@ fn wait_readable(sock: BorrowedFd<'_>, what: &str) -> Result<(), String> {
             Err(e) => return Err(format!("{what}: poll: {e}")),
         }
     }
-    Err(format!(
-        "{what}: timed out after {} s",
-        SETUP_TIMEOUT.as_secs()
-    ))
+    Err(format!("{what}: timed out after {} s", SETUP_TIMEOUT.as_secs()))
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -250,21 +219,12 @@ pub struct Spawner {
 impl Spawner {
     /// Starts the helper by exec'ing `exe __spawner`. Call it before starting any thread that
     /// might outlive the call, since the helper's PDEATHSIG follows the calling thread.
-    pub fn start(
-        exe: &Path,
-        on_event: impl Fn(Event) + Send + 'static,
-    ) -> Result<Spawner, SpawnError> {
-        let start_err = |source| SpawnError::Start {
-            exe: exe.display().to_string(),
-            source,
-        };
+    pub fn start(exe: &Path, on_event: impl Fn(Event) + Send + 'static) -> Result<Spawner, SpawnError> {
+        let start_err = |source| SpawnError::Start { exe: exe.display().to_string(), source };
         let (ours, theirs) = seqpacket_pair().map_err(|e| start_err(e.into()))?;
         // The helper's end must survive exec; ours stays close-on-exec.
-        nix::fcntl::fcntl(
-            &theirs,
-            nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()),
-        )
-        .map_err(|e| start_err(e.into()))?;
+        nix::fcntl::fcntl(&theirs, nix::fcntl::FcntlArg::F_SETFD(nix::fcntl::FdFlag::empty()))
+            .map_err(|e| start_err(e.into()))?;
         let child = std::process::Command::new(exe)
             .arg0("nsplay")
             .arg("__spawner")
@@ -289,70 +249,38 @@ impl Spawner {
             .name("spawner-reader".into())
             .spawn(move || reader_loop(reader_sock, reader_pending, on_event))
             .map_err(start_err)?;
-        Ok(Spawner {
-            shared: Mutex::new(Shared {
-                sock: ours,
-                next_req: 1,
-            }),
-            pending,
-            pid,
-        })
+        Ok(Spawner { shared: Mutex::new(Shared { sock: ours, next_req: 1 }), pending, pid })
     }
 
     pub fn pid(&self) -> i32 {
         self.pid
     }
 
-    fn call(
-        &self,
-        make: impl FnOnce(u64) -> Request,
-    ) -> Result<(Reply, Option<OwnedFd>), SpawnError> {
+    fn call(&self, make: impl FnOnce(u64) -> Request) -> Result<(Reply, Option<OwnedFd>), SpawnError> {
         let (tx, rx) = mpsc::sync_channel(1);
         {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             let req = shared.next_req;
             shared.next_req += 1;
-            self.pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .insert(req, tx);
+            self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
             if send_json(shared.sock.as_fd(), &make(req), None).is_err() {
-                self.pending
-                    .lock()
-                    .unwrap_or_else(|e| e.into_inner())
-                    .remove(&req);
+                self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
                 return Err(SpawnError::Gone);
             }
         }
         rx.recv().map_err(|_| SpawnError::Gone)
     }
 
-    pub fn create_session(
-        &self,
-        session: u64,
-        spec: SessionSpec,
-    ) -> Result<SessionHandle, SpawnError> {
+    pub fn create_session(&self, session: u64, spec: SessionSpec) -> Result<SessionHandle, SpawnError> {
         match self.call(|req| Request::CreateSession { req, session, spec })? {
-            (Reply::SessionReady { init_pid, .. }, Some(pidfd)) => {
-                Ok(SessionHandle { init_pid, pidfd })
-            }
+            (Reply::SessionReady { init_pid, .. }, Some(pidfd)) => Ok(SessionHandle { init_pid, pidfd }),
             (Reply::Failed { message, .. }, _) => Err(SpawnError::Setup(message)),
             (other, _) => Err(SpawnError::Protocol(format!("unexpected reply {other:?}"))),
         }
     }
 
-    pub fn open_terminal(
-        &self,
-        session: u64,
-        terminal: u64,
-        spec: TerminalSpec,
-    ) -> Result<TerminalHandle, SpawnError> {
-        match self.call(|req| Request::OpenTerminal {
-            req,
-            session,
-            terminal,
-            spec,
-        })? {
+    pub fn open_terminal(&self, session: u64, terminal: u64, spec: TerminalSpec) -> Result<TerminalHandle, SpawnError> {
+        match self.call(|req| Request::OpenTerminal { req, session, terminal, spec })? {
             (Reply::TerminalReady { pid, .. }, Some(master)) => Ok(TerminalHandle { pid, master }),
             (Reply::Failed { message, .. }, _) => Err(SpawnError::Setup(message)),
             (other, _) => Err(SpawnError::Protocol(format!("unexpected reply {other:?}"))),
@@ -379,37 +307,22 @@ fn reader_loop(sock: OwnedFd, pending: Pending, on_event: impl Fn(Event)) {
             continue;
         };
         let req = match &reply {
-            Reply::SessionReady { req, .. }
-            | Reply::TerminalReady { req, .. }
-            | Reply::Failed { req, .. } => Some(*req),
+            Reply::SessionReady { req, .. } | Reply::TerminalReady { req, .. } | Reply::Failed { req, .. } => {
+                Some(*req)
+            }
             Reply::SessionExited { session, status } => {
-                on_event(Event::SessionExited {
-                    session: *session,
-                    status: *status,
-                });
+                on_event(Event::SessionExited { session: *session, status: *status });
                 None
             }
-            Reply::TerminalExited {
-                session,
-                terminal,
-                code,
-            } => {
-                on_event(Event::TerminalExited {
-                    session: *session,
-                    terminal: *terminal,
-                    code: *code,
-                });
+            Reply::TerminalExited { session, terminal, code } => {
+                on_event(Event::TerminalExited { session: *session, terminal: *terminal, code: *code });
                 None
             }
         };
-        if let Some(req) = req {
-            if let Some(tx) = pending
-                .lock()
-                .unwrap_or_else(|e| e.into_inner())
-                .remove(&req)
-            {
-                let _ = tx.send((reply, fd));
-            }
+        if let Some(req) = req
+            && let Some(tx) = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req)
+        {
+            let _ = tx.send((reply, fd));
         }
     }
     // Wake every caller still waiting: their senders drop here.
@@ -446,13 +359,11 @@ pub fn run_spawner(sock_fd: RawFd, server_pid: i32) -> ! {
 }
 
 fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
     if nix::unistd::getppid().as_raw() != server_pid {
         return Err("the server exited before the spawner started".into());
     }
-    let sock = sys::adopt_inherited_fd(sock_fd)
-        .map_err(|e| format!("control socket fd {sock_fd}: {e}"))?;
+    let sock = sys::adopt_inherited_fd(sock_fd).map_err(|e| format!("control socket fd {sock_fd}: {e}"))?;
     // Nothing but stdio and the control socket: no fd of the server can reach a sandbox.
     let keep = sock.as_raw_fd();
     for fd in 3..keep {
@@ -466,8 +377,7 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
     // Children are reaped through a signalfd; nothing in this process uses signal handlers.
     let mut mask = SigSet::empty();
     mask.add(Signal::SIGCHLD);
-    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None)
-        .map_err(|e| format!("sigprocmask: {e}"))?;
+    sigprocmask(SigmaskHow::SIG_BLOCK, Some(&mask), None).map_err(|e| format!("sigprocmask: {e}"))?;
     let sigfd = SignalFd::with_flags(
         &mask,
         nix::sys::signalfd::SfdFlags::SFD_NONBLOCK | nix::sys::signalfd::SfdFlags::SFD_CLOEXEC,
@@ -478,10 +388,7 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
     let mut children: HashMap<Pid, Child> = HashMap::new();
     loop {
         let (sock_ready, sig_ready) = {
-            let mut fds = [
-                PollFd::new(sock.as_fd(), PollFlags::POLLIN),
-                PollFd::new(sigfd.as_fd(), PollFlags::POLLIN),
-            ];
+            let mut fds = [PollFd::new(sock.as_fd(), PollFlags::POLLIN), PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
             match poll(&mut fds, PollTimeout::NONE) {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(format!("poll: {e}")),
@@ -509,30 +416,15 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
         match request {
             Request::CreateSession { req, session, spec } => match create_session(&spec) {
                 Ok((keeper, init_pid, pidfd)) => {
-                    let _ = send_json(
-                        sock.as_fd(),
-                        &Reply::SessionReady { req, init_pid },
-                        Some(pidfd.as_fd()),
-                    );
+                    let _ = send_json(sock.as_fd(), &Reply::SessionReady { req, init_pid }, Some(pidfd.as_fd()));
                     children.insert(keeper, Child::Keeper { session });
-                    sessions.insert(
-                        session,
-                        SessionEntry {
-                            keeper,
-                            init_pidfd: pidfd,
-                        },
-                    );
+                    sessions.insert(session, SessionEntry { keeper, init_pidfd: pidfd });
                 }
                 Err(message) => {
                     let _ = send_json(sock.as_fd(), &Reply::Failed { req, message }, None);
                 }
             },
-            Request::OpenTerminal {
-                req,
-                session,
-                terminal,
-                spec,
-            } => {
+            Request::OpenTerminal { req, session, terminal, spec } => {
                 let result = match sessions.get(&session) {
                     Some(entry) => open_terminal(entry.init_pidfd.as_fd(), &spec),
                     None => Err("the session has ended".to_string()),
@@ -541,10 +433,7 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
                     Ok((pid, master)) => {
                         let _ = send_json(
                             sock.as_fd(),
-                            &Reply::TerminalReady {
-                                req,
-                                pid: pid.as_raw(),
-                            },
+                            &Reply::TerminalReady { req, pid: pid.as_raw() },
                             Some(master.as_fd()),
                         );
                         children.insert(pid, Child::Joiner { session, terminal });
@@ -576,11 +465,7 @@ fn exit_code(status: WaitStatus) -> Option<i32> {
     }
 }
 
-fn reap(
-    sock: &OwnedFd,
-    sessions: &mut HashMap<u64, SessionEntry>,
-    children: &mut HashMap<Pid, Child>,
-) {
+fn reap(sock: &OwnedFd, sessions: &mut HashMap<u64, SessionEntry>, children: &mut HashMap<Pid, Child>) {
     loop {
         let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
             Ok(WaitStatus::StillAlive) | Err(_) => return,
@@ -592,25 +477,10 @@ fn reap(
         match children.remove(&pid) {
             Some(Child::Keeper { session }) => {
                 sessions.remove(&session);
-                let _ = send_json(
-                    sock.as_fd(),
-                    &Reply::SessionExited {
-                        session,
-                        status: code,
-                    },
-                    None,
-                );
+                let _ = send_json(sock.as_fd(), &Reply::SessionExited { session, status: code }, None);
             }
             Some(Child::Joiner { session, terminal }) => {
-                let _ = send_json(
-                    sock.as_fd(),
-                    &Reply::TerminalExited {
-                        session,
-                        terminal,
-                        code,
-                    },
-                    None,
-                );
+                let _ = send_json(sock.as_fd(), &Reply::TerminalExited { session, terminal, code }, None);
             }
             None => {}
         }
@@ -620,11 +490,7 @@ fn reap(
 /// Writes the id maps of a process that has just unshared its user namespace.
 fn write_id_maps(pid: Pid, spec: &SessionSpec) -> Result<(), String> {
     let line = format!("0 {} {}\n", spec.uid_base, spec.id_count);
-    for (file, data) in [
-        ("setgroups", "deny"),
-        ("uid_map", line.as_str()),
-        ("gid_map", line.as_str()),
-    ] {
+    for (file, data) in [("setgroups", "deny"), ("uid_map", line.as_str()), ("gid_map", line.as_str())] {
         let path = format!("/proc/{pid}/{file}");
         std::fs::write(&path, data).map_err(|e| format!("writing {path}: {e}"))?;
     }
@@ -656,9 +522,7 @@ fn create_session(spec: &SessionSpec) -> Result<(Pid, i32, OwnedFd), String> {
                     send_msg(ours.as_fd(), b"G", None).map_err(|e| format!("send: {e}"))?;
                 }
                 Some(b'P') => {
-                    let pid = std::str::from_utf8(&msg[1..])
-                        .ok()
-                        .and_then(|s| s.parse().ok());
+                    let pid = std::str::from_utf8(&msg[1..]).ok().and_then(|s| s.parse().ok());
                     match (pid, fd) {
                         (Some(pid), Some(fd)) => init = Some((pid, fd)),
                         _ => return Err("malformed init announcement".into()),
@@ -689,22 +553,18 @@ fn join_cgroup(procs_files: &[PathBuf]) -> Result<(), String> {
 }
 
 fn become_root_inside() -> Result<(), String> {
-    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0))
-        .map_err(|e| format!("setresgid: {e}"))?;
-    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0))
-        .map_err(|e| format!("setresuid: {e}"))?;
+    setresgid(Gid::from_raw(0), Gid::from_raw(0), Gid::from_raw(0)).map_err(|e| format!("setresgid: {e}"))?;
+    setresuid(Uid::from_raw(0), Uid::from_raw(0), Uid::from_raw(0)).map_err(|e| format!("setresuid: {e}"))?;
     // Credential changes reset these two; set them again.
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(DUMPABLE): {e}"))?;
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
     Ok(())
 }
 
 /// The keeper (C1): host root until it unshares; builds the root, creates the namespaces, forks
 /// init and waits for it. Returns only on error.
 fn keeper_main(spec: &SessionSpec, sync: &OwnedFd) -> Result<std::convert::Infallible, String> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
     // The process is in its cgroup before it does anything else, let alone exec.
     join_cgroup(&spec.procs_files)?;
     unshare(CloneFlags::CLONE_NEWNS).map_err(|e| format!("unshare(mount): {e}"))?;
@@ -716,13 +576,9 @@ fn keeper_main(spec: &SessionSpec, sync: &OwnedFd) -> Result<std::convert::Infal
         None::<&str>,
     )
     .map_err(|e| format!("making / private: {e}"))?;
-    let rootfs = mounts::RootfsSpec {
-        hostname: &spec.hostname,
-        limits: &spec.limits,
-    };
+    let rootfs = mounts::RootfsSpec { hostname: &spec.hostname, limits: &spec.limits };
     let plan = mounts::host_plan(&rootfs, &mounts::RealHost);
-    mounts::build_host_phase(&spec.stage, &plan, &spec.limits, spec.uid_base)
-        .map_err(|e| e.to_string())?;
+    mounts::build_host_phase(&spec.stage, &plan, &spec.limits, spec.uid_base).map_err(|e| e.to_string())?;
     // Everything mounted so far becomes locked in the session's mount namespace.
     unshare(namespaces::all_flags()).map_err(|e| {
         if e == Errno::EPERM || e == Errno::ENOSPC {
@@ -742,12 +598,8 @@ fn keeper_main(spec: &SessionSpec, sync: &OwnedFd) -> Result<std::convert::Infal
         ForkResult::Child => init::run_init(spec, sync),
         ForkResult::Parent { child } => {
             let pidfd = sys::pidfd_open(child).map_err(|e| format!("pidfd_open: {e}"))?;
-            send_msg(
-                sync.as_fd(),
-                format!("P{child}").as_bytes(),
-                Some(pidfd.as_fd()),
-            )
-            .map_err(|e| format!("send: {e}"))?;
+            send_msg(sync.as_fd(), format!("P{child}").as_bytes(), Some(pidfd.as_fd()))
+                .map_err(|e| format!("send: {e}"))?;
             drop(pidfd);
             let _ = sys::close_fds_from(0);
             let code = loop {
@@ -767,10 +619,7 @@ fn keeper_main(spec: &SessionSpec, sync: &OwnedFd) -> Result<std::convert::Infal
 }
 
 /// Opens a terminal in a running session; returns (joiner pid, pty master).
-fn open_terminal(
-    init_pidfd: BorrowedFd<'_>,
-    spec: &TerminalSpec,
-) -> Result<(Pid, OwnedFd), String> {
+fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid, OwnedFd), String> {
     let (ours, theirs) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
     let joiner = match sys::fork_single_threaded().map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
@@ -804,20 +653,17 @@ fn joiner_main(
     spec: &TerminalSpec,
     sync: &OwnedFd,
 ) -> Result<std::convert::Infallible, String> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL)
-        .map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
+    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
     nix::sys::prctl::set_dumpable(false).map_err(|e| format!("prctl(DUMPABLE): {e}"))?;
     join_cgroup(&spec.procs_files)?;
-    setns(init_pidfd, namespaces::all_flags())
-        .map_err(|e| format!("entering the session's namespaces: {e}"))?;
+    setns(init_pidfd, namespaces::all_flags()).map_err(|e| format!("entering the session's namespaces: {e}"))?;
     become_root_inside()?;
-    let (master, slave) =
-        pty::open_in_session(spec.cols, spec.rows).map_err(|e| format!("opening a pty: {e}"))?;
+    let (master, slave) = pty::open_in_session(spec.cols, spec.rows).map_err(|e| format!("opening a pty: {e}"))?;
     send_msg(sync.as_fd(), b"T", Some(master.as_fd())).map_err(|e| format!("send: {e}"))?;
     drop(master);
     match sys::fork_single_threaded().map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
-            let err = pty::exec_on_pty(slave, &spec.argv);
+            let err = pty::exec_on_pty(slave, &spec.argv, &spec.confinement);
             // stderr is the pty now: the person sees why their program did not start.
             eprintln!("nsplay: {err}");
             std::process::exit(127);

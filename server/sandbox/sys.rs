@@ -32,14 +32,7 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
 pub fn close_fds_from(first: RawFd) -> io::Result<()> {
     // SAFETY: close_range only closes descriptors; the callers own nothing above `first` that
     // Rust code will use afterwards (they are about to exec or loop without those fds).
-    let r = unsafe {
-        libc::syscall(
-            libc::SYS_close_range,
-            first as libc::c_uint,
-            libc::c_uint::MAX,
-            0,
-        )
-    };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }
@@ -87,11 +80,7 @@ pub fn pty_unlock(master: BorrowedFd<'_>) -> io::Result<()> {
 /// Opens the peer (slave) of a pty master without a path lookup (`TIOCGPTPEER`), so nothing in
 /// the sandbox's /dev can redirect the open.
 pub fn pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
-    let fd = ioctl_int(
-        master,
-        libc::TIOCGPTPEER as libc::c_ulong,
-        libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC,
-    )?;
+    let fd = ioctl_int(master, libc::TIOCGPTPEER as libc::c_ulong, libc::O_RDWR | libc::O_NOCTTY | libc::O_CLOEXEC)?;
     // SAFETY: TIOCGPTPEER returned a new descriptor that we own.
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
@@ -114,12 +103,7 @@ pub fn set_controlling_tty(fd: BorrowedFd<'_>) -> io::Result<()> {
 
 /// Sets a terminal's size (`TIOCSWINSZ`); the kernel sends SIGWINCH to its foreground group.
 pub fn set_window_size(fd: BorrowedFd<'_>, cols: u16, rows: u16) -> io::Result<()> {
-    let ws = libc::winsize {
-        ws_row: rows,
-        ws_col: cols,
-        ws_xpixel: 0,
-        ws_ypixel: 0,
-    };
+    let ws = libc::winsize { ws_row: rows, ws_col: cols, ws_xpixel: 0, ws_ypixel: 0 };
     // SAFETY: TIOCSWINSZ reads one winsize through the pointer, which lives for the call.
     let r = unsafe { libc::ioctl(fd.as_raw_fd(), libc::TIOCSWINSZ as _, &ws) };
     if r < 0 {
@@ -166,14 +150,7 @@ pub fn loopback_up() -> io::Result<()> {
 /// unblocks every signal, so the sandboxed program starts like one started by a login.
 pub fn reset_signals() {
     use nix::sys::signal::{SigHandler, SigSet, SigmaskHow, Signal, sigprocmask};
-    for sig in [
-        Signal::SIGPIPE,
-        Signal::SIGCHLD,
-        Signal::SIGINT,
-        Signal::SIGQUIT,
-        Signal::SIGTERM,
-        Signal::SIGHUP,
-    ] {
+    for sig in [Signal::SIGPIPE, Signal::SIGCHLD, Signal::SIGINT, Signal::SIGQUIT, Signal::SIGTERM, Signal::SIGHUP] {
         // SAFETY: installing SIG_DFL runs no handler code of ours, so it cannot violate any
         // async-signal-safety requirement.
         let _ = unsafe { nix::sys::signal::signal(sig, SigHandler::SigDfl) };

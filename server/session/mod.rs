@@ -120,10 +120,10 @@ impl Manager {
         if self.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
             return Err(SessionError::ShuttingDown);
         }
-        if let Some(l) = &lesson {
-            if !self.cfg.lessons.iter().any(|x| x == l) {
-                return Err(SessionError::UnknownLesson(l.clone()));
-            }
+        if let Some(l) = &lesson
+            && !self.cfg.lessons.iter().any(|x| x == l)
+        {
+            return Err(SessionError::UnknownLesson(l.clone()));
         }
         if self.live() >= self.cfg.max_sessions {
             return Err(SessionError::Full(self.cfg.max_sessions));
@@ -162,9 +162,10 @@ impl Manager {
         };
         let this = self.clone();
         let s = session.clone();
-        let handle = tokio::task::spawn_blocking(move || this.sandbox.open_terminal(&s.sandbox, index, Vec::new(), 80, 24))
-            .await
-            .map_err(|_| SessionError::ShuttingDown)??;
+        let handle =
+            tokio::task::spawn_blocking(move || this.sandbox.open_terminal(&s.sandbox, index, Vec::new(), 80, 24))
+                .await
+                .map_err(|_| SessionError::ShuttingDown)??;
         let term = Terminal::start(index, handle.master, 80, 24).map_err(|e| {
             SessionError::Sandbox(SandboxError::Spawn(crate::sandbox::spawn::SpawnError::Setup(e.to_string())))
         })?;
@@ -174,7 +175,8 @@ impl Manager {
 
     /// Ends a session: every process, its cgroup and mounts gone when this returns.
     pub async fn end(self: &Arc<Self>, id: &str) -> Result<(), SessionError> {
-        let session = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(id).ok_or(SessionError::NotFound)?;
+        let session =
+            self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(id).ok_or(SessionError::NotFound)?;
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).remove(&session.sandbox.key);
         for t in session.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             t.mark_exited(t.exit_code().unwrap_or(128 + 9));
@@ -191,10 +193,10 @@ impl Manager {
     pub fn handle_event(&self, ev: Event) {
         match ev {
             Event::TerminalExited { session, terminal, code } => {
-                if let Some(s) = self.by_key.lock().unwrap_or_else(|e| e.into_inner()).get(&session) {
-                    if let Some(t) = s.terminal(terminal) {
-                        t.mark_exited(code);
-                    }
+                if let Some(s) = self.by_key.lock().unwrap_or_else(|e| e.into_inner()).get(&session)
+                    && let Some(t) = s.terminal(terminal)
+                {
+                    t.mark_exited(code);
                 }
             }
             Event::SessionExited { session, status } => {
@@ -224,7 +226,8 @@ impl Manager {
     /// Periodic work: expire old sessions, explain limit events, end sessions whose terminals
     /// are all gone.
     pub async fn tick(self: &Arc<Self>) {
-        let sessions: Vec<Arc<Session>> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let sessions: Vec<Arc<Session>> =
+            self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         let now = SystemTime::now();
         for s in sessions {
             if now >= s.expires_at {
@@ -249,7 +252,10 @@ impl Manager {
                 ));
             }
             if u.pids_limit_hits > prev.pids_limit_hits {
-                s.notice_all(&format!("A fork was refused: the limit of {} processes was reached.", s.sandbox.limits.pids));
+                s.notice_all(&format!(
+                    "A fork was refused: the limit of {} processes was reached.",
+                    s.sandbox.limits.pids
+                ));
             }
         }
     }

@@ -163,11 +163,11 @@ impl Terminal {
 
     fn apply_size(&self, st: &mut State) {
         let min = st.clients.values().filter_map(|c| c.size).reduce(|a, b| (a.0.min(b.0), a.1.min(b.1)));
-        if let Some(size) = min {
-            if size != st.size {
-                st.size = size;
-                let _ = sys::set_window_size(self.master.get_ref().as_fd(), size.0, size.1);
-            }
+        if let Some(size) = min
+            && size != st.size
+        {
+            st.size = size;
+            let _ = sys::set_window_size(self.master.get_ref().as_fd(), size.0, size.1);
         }
     }
 

@@ -35,7 +35,7 @@ pub async fn healthz() -> &'static str {
     "ok"
 }
 
-#[derive(Debug, Deserialize)]
+#[derive(Debug, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     lesson: Option<String>,
@@ -54,16 +54,14 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(body: Result<Bytes, Byte
     if body.iter().all(u8::is_ascii_whitespace) {
         return Ok(T::default());
     }
-    serde_json::from_slice(&body).map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON for this call: {e}")))
+    serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON for this call: {e}")))
 }
 
-impl Default for CreateBody {
-    fn default() -> Self {
-        CreateBody { lesson: None }
-    }
-}
-
-pub async fn create_session(State(st): State<AppState>, body: Result<Bytes, BytesRejection>) -> Result<Response, ApiError> {
+pub async fn create_session(
+    State(st): State<AppState>,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
     let body: CreateBody = parse_body(body)?;
     let s = st.manager.create(body.lesson).await?;
     tracing::info!(session = %&s.id[..6], lesson = ?s.lesson, cgroup = %s.sandbox.name, "session started");
@@ -76,7 +74,10 @@ pub async fn create_session(State(st): State<AppState>, body: Result<Bytes, Byte
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
-pub async fn get_session(State(st): State<AppState>, Path(id): Path<String>) -> Result<Json<serde_json::Value>, ApiError> {
+pub async fn get_session(
+    State(st): State<AppState>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
     let s = st.manager.get(&id)?;
     let u = st.manager.usage(&s);
     Ok(Json(json!({

@@ -33,7 +33,9 @@ impl From<SessionError> for ApiError {
         match e {
             SessionError::NotFound => Self::new(StatusCode::NOT_FOUND, "session_not_found", msg),
             SessionError::NoTerminal => Self::new(StatusCode::NOT_FOUND, "terminal_not_found", msg),
-            SessionError::Full(_) => ApiError { retry_after: Some(30), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "full", msg) },
+            SessionError::Full(_) => {
+                ApiError { retry_after: Some(30), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "full", msg) }
+            }
             SessionError::ShuttingDown => {
                 ApiError { retry_after: Some(10), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg) }
             }

@@ -20,7 +20,9 @@ struct Entry {
 
 fn strings() -> &'static BTreeMap<String, Entry> {
     static UI: OnceLock<BTreeMap<String, Entry>> = OnceLock::new();
-    UI.get_or_init(|| toml::from_str(include_str!("../../web/ui.toml")).expect("web/ui.toml is valid (a unit test checks it)"))
+    UI.get_or_init(|| {
+        toml::from_str(include_str!("../../web/ui.toml")).expect("web/ui.toml is valid (a unit test checks it)")
+    })
 }
 
 /// UI strings in one language; templates call `t.s("key")`.
@@ -121,7 +123,8 @@ pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     let Some(file) = Assets::get(&path) else {
         return (StatusCode::NOT_FOUND, "no such asset").into_response();
     };
-    let etag = format!("\"{}\"", file.metadata.sha256_hash().iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
+    let etag =
+        format!("\"{}\"", file.metadata.sha256_hash().iter().take(12).map(|b| format!("{b:02x}")).collect::<String>());
     if headers.get(header::IF_NONE_MATCH).and_then(|v| v.to_str().ok()) == Some(etag.as_str()) {
         return StatusCode::NOT_MODIFIED.into_response();
     }
@@ -134,7 +137,10 @@ pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
     };
     let mut resp = file.data.into_owned().into_response();
     let h = resp.headers_mut();
-    h.insert(header::CONTENT_TYPE, HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream")));
+    h.insert(
+        header::CONTENT_TYPE,
+        HeaderValue::from_str(&mime).unwrap_or(HeaderValue::from_static("application/octet-stream")),
+    );
     h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
     if let Ok(v) = HeaderValue::from_str(&etag) {
         h.insert(header::ETAG, v);

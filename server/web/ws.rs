@@ -98,3 +98,66 @@ where
     }
     term.detach(client);
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use futures_channel::mpsc;
+    use std::io::{Read, Write};
+
+    /// The bridge over channels and a plain pty (no sandbox, no root): replay, keystrokes,
+    /// control messages, notices and the exit sequence.
+    #[tokio::test]
+    async fn bridge_speaks_the_protocol_over_channels() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let mut slave = std::fs::File::from(pty.slave);
+        slave.write_all(b"before-attach\n").unwrap();
+        let term = Terminal::start(0, pty.master, 80, 24).unwrap();
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+
+        let (to_client, mut client_rx) = mpsc::channel::<Frame>(64);
+        let (mut client_tx, from_client) = mpsc::channel::<Frame>(64);
+        let bridge = tokio::spawn(bridge(to_client, from_client.map(Ok::<_, ()>), term.clone()));
+
+        let Some(Frame::Binary(replay)) = client_rx.next().await else { panic!("no replay") };
+        assert!(String::from_utf8_lossy(&replay).contains("before-attach"));
+
+        slave.write_all(b"live-output\n").unwrap();
+        let Some(Frame::Binary(live)) = client_rx.next().await else { panic!("no output") };
+        assert!(String::from_utf8_lossy(&live).contains("live-output"));
+
+        client_tx.send(Frame::Binary(Bytes::from_static(b"typed\n"))).await.unwrap();
+        let mut buf = [0u8; 64];
+        let n = tokio::task::spawn_blocking(move || {
+            let n = slave.read(&mut buf).unwrap();
+            (buf, n, slave)
+        })
+        .await
+        .unwrap();
+        let (buf, len, _slave) = n;
+        assert_eq!(&buf[..len], b"typed\n");
+
+        client_tx.send(Frame::Text(r#"{"type":"resize","cols":100,"rows":30}"#.into())).await.unwrap();
+        client_tx.send(Frame::Text("{oops".into())).await.unwrap();
+        // The pty echoes what was typed; skip output frames until the notice.
+        let notice = loop {
+            match client_rx.next().await {
+                Some(Frame::Binary(_)) => continue,
+                Some(Frame::Text(t)) => break t,
+                other => panic!("no notice: {other:?}"),
+            }
+        };
+        assert!(notice.contains("\"notice\""), "{notice}");
+        assert_eq!(term.size(), (100, 30));
+
+        term.mark_exited(5);
+        let mut rest = Vec::new();
+        while let Some(f) = client_rx.next().await {
+            rest.push(f);
+        }
+        assert!(rest.contains(&Frame::Text(r#"{"code":5,"type":"exit"}"#.into())), "{rest:?}");
+        assert_eq!(rest.last(), Some(&Frame::Close(CLOSE_NORMAL, "exit 5".into())));
+        bridge.await.unwrap();
+        assert_eq!(term.clients(), 0);
+    }
+}

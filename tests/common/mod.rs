@@ -122,16 +122,17 @@ impl Drop for Instance {
     }
 }
 
-/// (pid, real uid) of every host process.
+/// (pid, real uid) of every live host process (zombies hold nothing and are left out).
 pub fn host_processes() -> Vec<(i32, u32)> {
     let mut out = Vec::new();
     for e in std::fs::read_dir("/proc").unwrap().flatten() {
         let Ok(pid) = e.file_name().to_string_lossy().parse::<i32>() else { continue };
         let Ok(status) = std::fs::read_to_string(e.path().join("status")) else { continue };
-        if let Some(uid) = status
-            .lines()
-            .find_map(|l| l.strip_prefix("Uid:"))
-            .and_then(|l| l.split_whitespace().next()?.parse().ok())
+        if status.lines().any(|l| l.starts_with("State:") && l.contains("zombie")) {
+            continue;
+        }
+        if let Some(uid) =
+            status.lines().find_map(|l| l.strip_prefix("Uid:")).and_then(|l| l.split_whitespace().next()?.parse().ok())
         {
             out.push((pid, uid));
         }
@@ -172,7 +173,9 @@ impl Interactive {
         let mut child = c.spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
         let out = Arc::new(Mutex::new(String::new()));
-        for mut pipe in [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())] {
+        for mut pipe in
+            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
+        {
             let out = out.clone();
             std::thread::spawn(move || {
                 let mut buf = [0u8; 4096];
@@ -215,5 +218,88 @@ impl Interactive {
 
     pub fn all_output(&self) -> String {
         self.out.lock().unwrap().clone()
+    }
+}
+
+/// A running `nsplay serve` on 127.0.0.1:0 with its own instance settings.
+pub struct Server {
+    pub child: Child,
+    pub base: String,
+    pub addr: String,
+    pub inst: Instance,
+    pub log: Arc<Mutex<String>>,
+}
+
+impl Server {
+    pub fn start(extra: &[&str]) -> Server {
+        let inst = Instance::new();
+        let mut c = Command::new(BIN);
+        c.args(["serve", "--listen", "127.0.0.1:0"]).args(inst.args()).args(extra);
+        c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
+        let mut child = c.spawn().unwrap();
+        let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
+        let log = Arc::new(Mutex::new(String::new()));
+        let mut stderr = child.stderr.take().unwrap();
+        let l = log.clone();
+        std::thread::spawn(move || {
+            let mut buf = [0u8; 4096];
+            while let Ok(n) = stderr.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                l.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
+            }
+        });
+        let mut line = String::new();
+        use std::io::BufRead;
+        stdout.read_line(&mut line).unwrap();
+        let addr = line
+            .trim()
+            .strip_prefix("nsplay listening on http://")
+            .unwrap_or_else(|| panic!("server did not start: {line:?} {}", log.lock().unwrap()))
+            .to_string();
+        std::thread::spawn(move || {
+            let mut rest = String::new();
+            let _ = stdout.read_to_string(&mut rest);
+        });
+        Server { child, base: format!("http://{addr}"), addr, inst, log }
+    }
+
+    pub fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    /// Sends SIGTERM and waits; returns the exit code and how long the shutdown took.
+    pub fn stop(&mut self) -> (Option<i32>, Duration) {
+        let start = Instant::now();
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
+        let status = loop {
+            if let Some(s) = self.child.try_wait().unwrap() {
+                break s.code();
+            }
+            if start.elapsed() > Duration::from_secs(30) {
+                let _ = self.child.kill();
+                break None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        };
+        (status, start.elapsed())
+    }
+
+    pub fn rss_kib(&self) -> u64 {
+        std::fs::read_to_string(format!("/proc/{}/status", self.pid()))
+            .unwrap_or_default()
+            .lines()
+            .find_map(|l| l.strip_prefix("VmRSS:"))
+            .and_then(|v| v.split_whitespace().next()?.parse().ok())
+            .unwrap_or(0)
+    }
+}
+
+impl Drop for Server {
+    fn drop(&mut self) {
+        if self.child.try_wait().ok().flatten().is_none() {
+            self.stop();
+        }
     }
 }

@@ -35,9 +35,8 @@ impl V1Driver {
         let hier = V1::new();
         let mut mounts = Vec::new();
         for (name, c) in CONTROLLERS {
-            let (mount, _root) = hier
-                .get_mount_point(c)
-                .ok_or_else(|| CgroupError::MissingController(name.to_string()))?;
+            let (mount, _root) =
+                hier.get_mount_point(c).ok_or_else(|| CgroupError::MissingController(name.to_string()))?;
             mounts.push(mount);
         }
         let parent = parent.unwrap_or("nsplay").trim_matches('/').to_string();
@@ -49,10 +48,7 @@ impl V1Driver {
     }
 
     fn dirs(&self, name: &str) -> Vec<PathBuf> {
-        self.mounts
-            .iter()
-            .map(|m| m.join(&self.parent).join(name))
-            .collect()
+        self.mounts.iter().map(|m| m.join(&self.parent).join(name)).collect()
     }
 
     fn ctl(&self, idx: usize, name: &str) -> PathBuf {
@@ -68,11 +64,7 @@ impl V1Driver {
 fn lerr(path: &Path, file: &str) -> impl FnOnce(cgroups_rs::fs::error::Error) -> CgroupError {
     let path = path.display().to_string();
     let file = file.to_string();
-    move |e| CgroupError::Limit {
-        path,
-        file,
-        message: e.to_string(),
-    }
+    move |e| CgroupError::Limit { path, file, message: e.to_string() }
 }
 
 impl CgroupDriver for V1Driver {
@@ -83,36 +75,21 @@ impl CgroupDriver for V1Driver {
     fn create(&self, name: &str, limits: &Limits, _owner: u32) -> Result<(), CgroupError> {
         let dir = self.dir(name);
         let controllers = CONTROLLERS.iter().map(|(n, _)| n.to_string()).collect();
-        let cg = Cgroup::new_with_specified_controllers(
-            Box::new(V1::new()),
-            self.rel(name),
-            Some(controllers),
-        )
-        .map_err(|e| CgroupError::Create {
-            path: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
+        let cg = Cgroup::new_with_specified_controllers(Box::new(V1::new()), self.rel(name), Some(controllers))
+            .map_err(|e| CgroupError::Create { path: dir.display().to_string(), message: e.to_string() })?;
         let result = (|| {
-            let mem: &MemController = cg
-                .controller_of()
-                .ok_or_else(|| CgroupError::MissingController("memory".into()))?;
-            mem.set_limit(limits.memory_bytes as i64)
-                .map_err(lerr(&dir, "memory.limit_in_bytes"))?;
+            let mem: &MemController =
+                cg.controller_of().ok_or_else(|| CgroupError::MissingController("memory".into()))?;
+            mem.set_limit(limits.memory_bytes as i64).map_err(lerr(&dir, "memory.limit_in_bytes"))?;
             // memsw exists only with swap accounting; without it there is no swap to limit.
             if dir.join("memory.memsw.limit_in_bytes").exists() {
-                mem.set_memswap_limit(limits.memory_bytes as i64)
-                    .map_err(lerr(&dir, "memory.memsw.limit_in_bytes"))?;
+                mem.set_memswap_limit(limits.memory_bytes as i64).map_err(lerr(&dir, "memory.memsw.limit_in_bytes"))?;
             }
-            mem.set_swappiness(0)
-                .map_err(lerr(&dir, "memory.swappiness"))?;
-            let pids: &PidController = cg
-                .controller_of()
-                .ok_or_else(|| CgroupError::MissingController("pids".into()))?;
-            pids.set_pid_max(MaxValue::Value(limits.pids as i64))
-                .map_err(lerr(&dir, "pids.max"))?;
-            let cpu: &CpuController = cg
-                .controller_of()
-                .ok_or_else(|| CgroupError::MissingController("cpu".into()))?;
+            mem.set_swappiness(0).map_err(lerr(&dir, "memory.swappiness"))?;
+            let pids: &PidController =
+                cg.controller_of().ok_or_else(|| CgroupError::MissingController("pids".into()))?;
+            pids.set_pid_max(MaxValue::Value(limits.pids as i64)).map_err(lerr(&dir, "pids.max"))?;
+            let cpu: &CpuController = cg.controller_of().ok_or_else(|| CgroupError::MissingController("cpu".into()))?;
             cpu.set_cfs_quota_and_period(Some(limits.cpu_quota_us() as i64), Some(CPU_PERIOD_US))
                 .map_err(lerr(&dir, "cpu.cfs_quota_us"))?;
             Ok(())
@@ -124,10 +101,7 @@ impl CgroupDriver for V1Driver {
     }
 
     fn procs_files(&self, name: &str) -> Vec<PathBuf> {
-        self.dirs(name)
-            .into_iter()
-            .map(|d| d.join("cgroup.procs"))
-            .collect()
+        self.dirs(name).into_iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -155,11 +129,7 @@ impl CgroupDriver for V1Driver {
     }
 
     fn pids(&self, name: &str) -> Vec<i32> {
-        let mut all: Vec<i32> = self
-            .dirs(name)
-            .iter()
-            .flat_map(|d| super::pids_recursive(d))
-            .collect();
+        let mut all: Vec<i32> = self.dirs(name).iter().flat_map(|d| super::pids_recursive(d)).collect();
         all.sort_unstable();
         all.dedup();
         all
@@ -182,10 +152,8 @@ impl CgroupDriver for V1Driver {
                 let _ = kill(Pid::from_raw(*p), Signal::SIGKILL);
             }
             // SIGKILL is delivered to frozen tasks only once they thaw.
-            if frozen {
-                if let Some(f) = freezer {
-                    let _ = f.thaw();
-                }
+            if frozen && let Some(f) = freezer {
+                let _ = f.thaw();
             }
             if start.elapsed() > Duration::from_secs(10) {
                 return Err(CgroupError::NotEmpty {
@@ -202,11 +170,8 @@ impl CgroupDriver for V1Driver {
     }
 
     fn existing(&self) -> Vec<String> {
-        let mut all: Vec<String> = self
-            .mounts
-            .iter()
-            .flat_map(|m| super::list_sessions(&m.join(&self.parent)))
-            .collect();
+        let mut all: Vec<String> =
+            self.mounts.iter().flat_map(|m| super::list_sessions(&m.join(&self.parent))).collect();
         all.sort();
         all.dedup();
         all

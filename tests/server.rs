@@ -1,0 +1,376 @@
+//! Integration tests of the web server: HTTP API and the terminal WebSocket, driven the way a
+//! browser or a classroom script does (as root: every session is a real sandbox).
+
+mod common;
+
+use std::time::{Duration, Instant};
+
+use common::{Server, host_mount_count, wait_until};
+use futures_util::{SinkExt, StreamExt};
+use serde_json::{Value, json};
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
+
+type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
+
+/// A terminal client: collects output bytes and control messages.
+struct Term {
+    ws: Ws,
+    out: Vec<u8>,
+    seen: usize,
+    controls: Vec<Value>,
+    closed: Option<(u16, String)>,
+}
+
+impl Term {
+    async fn connect(server: &Server, path: &str) -> Term {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}{path}", server.addr)).await.unwrap();
+        Term { ws, out: Vec::new(), seen: 0, controls: Vec::new(), closed: None }
+    }
+
+    async fn send(&mut self, text: &str) {
+        self.ws.send(Message::Binary(text.as_bytes().to_vec().into())).await.unwrap();
+    }
+
+    async fn line(&mut self, cmd: &str) {
+        self.send(&format!("{cmd}\r")).await;
+    }
+
+    async fn control(&mut self, v: Value) {
+        self.ws.send(Message::Text(v.to_string().into())).await.unwrap();
+    }
+
+    /// Reads until `pred` holds for the socket's state or `secs` pass.
+    async fn pump_until(&mut self, secs: u64, mut pred: impl FnMut(&Term) -> bool) -> bool {
+        let deadline = Instant::now() + Duration::from_secs(secs);
+        while !pred(self) {
+            let left = deadline.saturating_duration_since(Instant::now());
+            if left.is_zero() || self.closed.is_some() {
+                return pred(self);
+            }
+            match tokio::time::timeout(left, self.ws.next()).await {
+                Ok(Some(Ok(Message::Binary(b)))) => self.out.extend_from_slice(&b),
+                Ok(Some(Ok(Message::Text(t)))) => self.controls.push(serde_json::from_str(&t).unwrap()),
+                Ok(Some(Ok(Message::Close(c)))) => {
+                    self.closed =
+                        Some(c.map(|c| (u16::from(c.code), c.reason.to_string())).unwrap_or((1005, String::new())))
+                }
+                Ok(Some(Ok(_))) => {}
+                Ok(Some(Err(_))) | Ok(None) => self.closed = Some((1006, String::new())),
+                Err(_) => return pred(self),
+            }
+        }
+        true
+    }
+
+    /// Runs a command like a person: types it, waits for its echo and the next prompt, and
+    /// returns what it printed (escapes stripped).
+    async fn cmd(&mut self, c: &str) -> String {
+        self.line(c).await;
+        self.expect(&format!("{c}\r\n"), 10).await;
+        plain(&self.expect("# ", 20).await)
+    }
+
+    /// Waits for `needle` in output after the last match; panics with the screen if absent.
+    async fn expect(&mut self, needle: &str, secs: u64) -> String {
+        let n = needle.as_bytes().to_vec();
+        let seen = self.seen;
+        // Scan only bytes not scanned before (yes floods megabytes; rescanning is quadratic).
+        let mut from = seen;
+        let mut hit = None;
+        self.pump_until(secs, |t| {
+            if hit.is_none() {
+                hit = find(&t.out[from..], &n).map(|p| from + p);
+                from = t.out.len().saturating_sub(n.len() - 1).max(seen);
+            }
+            hit.is_some()
+        })
+        .await;
+        let text = String::from_utf8_lossy(&self.out[self.out.len().saturating_sub(4096)..]).into_owned();
+        let Some(pos) = hit else { panic!("timed out waiting for {needle:?}; screen (last 4 KiB):\n{text}") };
+        let at = pos + n.len();
+        let chunk = String::from_utf8_lossy(&self.out[seen..at]).into_owned();
+        self.seen = at;
+        chunk
+    }
+}
+
+/// Drops terminal escape sequences (colours, bracketed-paste toggles) and carriage returns.
+fn plain(s: &str) -> String {
+    let mut out = String::new();
+    let mut it = s.chars().peekable();
+    while let Some(c) = it.next() {
+        if c == '\x1b' {
+            if it.peek() == Some(&'[') {
+                it.next();
+                for c in it.by_ref() {
+                    if c.is_ascii_alphabetic() || c == '~' {
+                        break;
+                    }
+                }
+            }
+        } else if c != '\r' {
+            out.push(c);
+        }
+    }
+    out
+}
+
+fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
+    hay.windows(needle.len()).position(|w| w == needle)
+}
+
+async fn create(server: &Server) -> Value {
+    let r = reqwest::Client::new().post(format!("{}/api/sessions", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+async fn shell(server: &Server) -> (Value, Term) {
+    let s = create(server).await;
+    let mut t = Term::connect(server, s["terminal"].as_str().unwrap()).await;
+    t.expect("# ", 20).await;
+    (s, t)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn create_session_and_run_uname() {
+    let server = Server::start(&[]);
+    let (s, mut t) = shell(&server).await;
+    let id = s["id"].as_str().unwrap();
+    assert!(id.len() >= 22, "id {id} is shorter than 128 bits of base64");
+    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    assert_eq!(s["terminal"], format!("/api/sessions/{id}/terminals/0"));
+    assert_eq!(s["limits"]["memory_bytes"], 256 * 1024 * 1024);
+    assert!(s["expires_at"].as_str().unwrap().ends_with('Z'));
+    t.line("uname -n").await;
+    t.expect("uname -n\r\n", 10).await;
+    t.expect("nsplay\r\n", 10).await;
+    let info: Value = reqwest::get(format!("{}/api/sessions/{id}", server.base)).await.unwrap().json().await.unwrap();
+    assert_eq!(info["state"], "running");
+    let ns = info["namespaces"].as_object().unwrap();
+    assert_eq!(ns.len(), 8);
+    for (kind, pair) in ns {
+        assert_ne!(pair["session"], pair["host"], "{kind}");
+    }
+    assert!(info["usage"]["pids"].as_u64().unwrap() >= 2);
+    assert!(info["usage"]["memory_bytes"].as_u64().unwrap() > 0);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn seed_walkthrough_over_the_socket() {
+    let server = Server::start(&[]);
+    let (_, mut t) = shell(&server).await;
+    t.line("unshare -u /bin/sh").await;
+    t.expect("# ", 10).await;
+    t.line("hostname my-new-hostname").await;
+    t.expect("hostname my-new-hostname\r\n", 10).await;
+    t.line("uname -n").await;
+    t.expect("my-new-hostname\r\n", 10).await;
+    t.line("exit").await;
+    // Back in the session's bash: wait for its prompt before typing (no type-ahead).
+    t.expect("exit\r\n", 10).await;
+    t.expect("root@nsplay", 10).await;
+    t.expect("# ", 10).await;
+    let out = t.cmd("uname -n").await;
+    assert!(out.starts_with("nsplay\n"), "{out}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn resize_is_seen_by_stty_and_absurd_sizes_are_clamped() {
+    let server = Server::start(&[]);
+    let (_, mut t) = shell(&server).await;
+    t.control(json!({"type": "resize", "cols": 100, "rows": 40})).await;
+    assert!(t.cmd("stty size").await.starts_with("40 100\n"));
+    t.control(json!({"type": "resize", "cols": 0, "rows": 0})).await;
+    assert!(t.cmd("stty size").await.starts_with("5 20\n"));
+    t.control(json!({"type": "resize", "cols": 1000000, "rows": 1000000})).await;
+    assert!(t.cmd("stty size").await.starts_with("500 1000\n"));
+    // Malformed control: a notice, and the terminal keeps working.
+    t.control(json!({"type": "dance"})).await;
+    t.ws.send(Message::Text("{not json".into())).await.unwrap();
+    t.line("echo st''ill-here").await;
+    t.expect("still-here", 10).await;
+    assert!(t.controls.iter().filter(|c| c["type"] == "notice").count() >= 2, "{:?}", t.controls);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn utf8_comes_back_byte_exact() {
+    let server = Server::start(&[]);
+    let (_, mut t) = shell(&server).await;
+    t.line("printf '%s\\n' 日本語 | od -An -tx1").await;
+    t.expect("e6 97 a5 e6 9c ac e8 aa 9e 0a", 10).await;
+    assert!(t.cmd("echo 日本語").await.starts_with("日本語\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reconnect_replays_the_screen_and_keeps_the_shell() {
+    let server = Server::start(&[]);
+    let (s, mut t) = shell(&server).await;
+    t.line("cd /tmp && echo mark''er-before").await;
+    t.expect("marker-before", 10).await;
+    drop(t);
+    let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
+    t.expect("marker-before", 10).await;
+    assert!(t.cmd("pwd").await.starts_with("/tmp\n"));
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_second_terminal_joins_the_same_session() {
+    let server = Server::start(&[]);
+    let (s, mut t) = shell(&server).await;
+    let id = s["id"].as_str().unwrap();
+    t.line("sleep 1000 &").await;
+    t.expect("# ", 10).await;
+    let r = reqwest::Client::new().post(format!("{}/api/sessions/{id}/terminals", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["terminal"], format!("/api/sessions/{id}/terminals/1"));
+    let mut t2 = Term::connect(&server, v["terminal"].as_str().unwrap()).await;
+    t2.expect("# ", 20).await;
+    let out = t2.cmd("ps -eo comm= | grep -c '^sleep$'; uname -n").await;
+    assert!(out.starts_with("1\nnsplay\n"), "{out}");
+    // Two clients on one terminal both see the output.
+    let mut t1b = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
+    t.line("echo bo''th").await;
+    t.expect("both\r\n", 10).await;
+    t1b.expect("both\r\n", 10).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn exit_ends_the_terminal_with_its_code() {
+    let server = Server::start(&[]);
+    let (_, mut t) = shell(&server).await;
+    t.line("exit 3").await;
+    assert!(t.pump_until(10, |t| t.closed.is_some()).await);
+    assert!(t.controls.iter().any(|c| c == &json!({"type": "exit", "code": 3})), "{:?}", t.controls);
+    assert_eq!(t.closed.as_ref().unwrap().0, 1000);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_client_that_does_not_read_stops_yes_and_memory_stays_bounded() {
+    let server = Server::start(&[]);
+    let (_, mut t) = shell(&server).await;
+    let before = server.rss_kib();
+    t.line("yes").await;
+    // Do not read for a while: the server must stop reading the pty instead of buffering.
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let during = server.rss_kib();
+    assert!(during < before + 16 * 1024, "server RSS grew from {before} KiB to {during} KiB");
+    t.send("\x03").await;
+    t.line("echo sto''pped").await;
+    let start = Instant::now();
+    t.expect("stopped\r\n", 30).await;
+    assert!(start.elapsed() < Duration::from_secs(30));
+    // Output arrives coalesced: far fewer frames than bytes.
+    let after = server.rss_kib();
+    assert!(after < before + 16 * 1024, "server RSS {after} KiB after yes (was {before})");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn oversized_messages_are_refused_with_a_close_code() {
+    let server = Server::start(&[]);
+    let (_, mut t) = shell(&server).await;
+    let big = vec![b'a'; 70 * 1024];
+    let _ = t.ws.send(Message::Binary(big.into())).await;
+    assert!(t.pump_until(10, |t| t.closed.is_some()).await);
+    let (code, _) = t.closed.clone().unwrap();
+    assert!(code == u16::from(CloseCode::Size) || code == 1006, "close code {code}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn every_error_status_is_json_with_a_sentence() {
+    let server = Server::start(&["--max-sessions", "1"]);
+    let c = reqwest::Client::new();
+    let check = |r: reqwest::Response, status: u16, code: &'static str| async move {
+        assert_eq!(r.status(), status);
+        let retry = r.headers().get("retry-after").map(|v| v.to_str().unwrap().to_string());
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["error"], code, "{v}");
+        assert!(v["message"].as_str().unwrap().len() > 10, "{v}");
+        retry
+    };
+    let r = c.post(format!("{}/api/sessions", server.base)).body("{nope").send().await.unwrap();
+    check(r, 400, "bad_request").await;
+    let r = c.post(format!("{}/api/sessions", server.base)).body(r#"{"lesson": 5}"#).send().await.unwrap();
+    check(r, 400, "bad_request").await;
+    let r = c.post(format!("{}/api/sessions", server.base)).body(vec![b' '; 65 * 1024]).send().await.unwrap();
+    check(r, 413, "too_large").await;
+    let r = c.get(format!("{}/api/sessions/doesnotexist", server.base)).send().await.unwrap();
+    check(r, 404, "session_not_found").await;
+    let r = c.delete(format!("{}/api/sessions/doesnotexist", server.base)).send().await.unwrap();
+    check(r, 404, "session_not_found").await;
+    let r = c.get(format!("{}/api/sessions/doesnotexist/terminals/0", server.base)).send().await.unwrap();
+    check(r, 404, "session_not_found").await;
+    let s = create(&server).await;
+    let id = s["id"].as_str().unwrap();
+    let r = c.get(format!("{}/api/sessions/{id}/terminals/7", server.base)).send().await.unwrap();
+    check(r, 404, "terminal_not_found").await;
+    let r = c.post(format!("{}/api/sessions", server.base)).send().await.unwrap();
+    let retry = check(r, 503, "full").await;
+    assert!(retry.unwrap().parse::<u64>().unwrap() > 0);
+    assert_eq!(reqwest::get(format!("{}/healthz", server.base)).await.unwrap().text().await.unwrap(), "ok");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn delete_leaves_no_process_cgroup_or_mount() {
+    let server = Server::start(&[]);
+    let mounts = host_mount_count();
+    let (s, mut t) = shell(&server).await;
+    t.line("sleep 1000 & setsid nohup sleep 1000 >/dev/null 2>&1 & echo u''p").await;
+    t.expect("up\r\n", 10).await;
+    assert!(!server.inst.processes().is_empty());
+    let id = s["id"].as_str().unwrap();
+    let r = reqwest::Client::new().delete(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert!(server.inst.processes().is_empty(), "left: {:?}", server.inst.processes());
+    assert!(server.inst.session_groups().is_empty(), "{:?}", server.inst.session_groups());
+    assert_eq!(host_mount_count(), mounts);
+    // The page's socket learns the session ended.
+    assert!(t.pump_until(10, |t| t.closed.is_some()).await);
+    let r = reqwest::get(format!("{}/api/sessions/{id}", server.base)).await.unwrap();
+    assert_eq!(r.status(), 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn sigterm_ends_every_session_and_exits_cleanly() {
+    let mut server = Server::start(&[]);
+    let (_, mut t) = shell(&server).await;
+    let _ = create(&server).await;
+    t.line("sleep 1000 &").await;
+    t.expect("# ", 10).await;
+    let (code, took) = server.stop();
+    assert_eq!(code, Some(0), "{}", server.log.lock().unwrap());
+    assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
+    assert!(wait_until(5, || server.inst.processes().is_empty()), "left: {:?}", server.inst.processes());
+    assert!(server.inst.session_groups().is_empty());
+    assert!(t.pump_until(5, |t| t.closed.is_some()).await);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn pages_and_assets_are_served_from_the_binary() {
+    let server = Server::start(&[]);
+    let html = reqwest::get(format!("{}/", server.base)).await.unwrap().text().await.unwrap();
+    assert!(html.contains("id=\"start\"") && !html.contains("http://") && !html.contains("https://"), "{html}");
+    let ja = reqwest::Client::new()
+        .get(format!("{}/play", server.base))
+        .header("accept-language", "ja")
+        .send()
+        .await
+        .unwrap();
+    let ja = ja.text().await.unwrap();
+    assert!(ja.contains("lang=\"ja\"") && ja.contains("id=\"terminal\""));
+    for asset in [
+        "/assets/vendor/xterm.js",
+        "/assets/vendor/addon-fit.js",
+        "/assets/vendor/xterm.css",
+        "/assets/nsplay.js",
+        "/assets/nsplay.css",
+    ] {
+        let r = reqwest::get(format!("{}{asset}", server.base)).await.unwrap();
+        assert_eq!(r.status(), 200, "{asset}");
+        assert!(r.headers().get("etag").is_some() && r.headers().get("cache-control").is_some());
+    }
+    let r = reqwest::get(format!("{}/assets/package.json", server.base)).await.unwrap();
+    assert_eq!(r.status(), 404);
+}
