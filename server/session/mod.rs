@@ -57,6 +57,7 @@ pub struct Session {
     pub sandbox: SandboxSession,
     terminals: Mutex<Vec<Arc<Terminal>>>,
     last_usage: Mutex<Usage>,
+    passed_checks: Mutex<std::collections::BTreeSet<String>>,
 }
 
 impl Session {
@@ -141,6 +142,7 @@ impl Manager {
             sandbox: sb,
             terminals: Mutex::default(),
             last_usage: Mutex::default(),
+            passed_checks: Mutex::default(),
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.id.clone(), session.clone());
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).insert(session.sandbox.key, session.clone());
@@ -221,6 +223,35 @@ impl Manager {
             .into_iter()
             .map(|(k, v)| (k, NsPair { session: v, host: mine.get(k).copied().unwrap_or(0) }))
             .collect()
+    }
+
+    /// Runs a lesson check against the session (blocking: call from `spawn_blocking`).
+    pub fn check(
+        &self,
+        s: &Session,
+        kind: &str,
+        args: &std::collections::BTreeMap<String, String>,
+        lang: &str,
+    ) -> crate::lessons::checks::Outcome {
+        let probe = crate::lessons::checks::Probe {
+            init_pid: s.sandbox.init_pid,
+            pids: self.sandbox.pids(&s.sandbox),
+            hostname: &s.sandbox.hostname,
+            uid_base: s.sandbox.ids.base,
+            usage: self.usage(s),
+            cgroup_dir: self.sandbox.cgroups().dir(&s.sandbox.name),
+            passed: s.passed_checks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
+        };
+        let outcome = crate::lessons::checks::run(kind, args, &probe, lang);
+        if outcome.passed {
+            s.passed_checks.lock().unwrap_or_else(|e| e.into_inner()).insert(kind.to_string());
+        }
+        outcome
+    }
+
+    /// Namespaces the learner created inside the session: (kind, inode, host pid).
+    pub fn nested(&self, s: &Session) -> Vec<(&'static str, u64, i32)> {
+        crate::lessons::checks::nested(s.sandbox.init_pid, &self.sandbox.pids(&s.sandbox))
     }
 
     /// Periodic work: expire old sessions, explain limit events, end sessions whose terminals

@@ -6,7 +6,7 @@ use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
-use axum::extract::{Path, State};
+use axum::extract::{Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -96,6 +96,7 @@ pub async fn get_session(
             "throttled_usec": u.throttled_usec,
         },
         "namespaces": st.manager.namespaces(&s),
+        "nested": st.manager.nested(&s).into_iter().map(|(kind, inode, pid)| json!({"kind": kind, "inode": inode, "pid": pid})).collect::<Vec<_>>(),
     })))
 }
 
@@ -141,4 +142,27 @@ pub async fn terminal_socket(
         let _s: Arc<Session> = s;
         tracker.track_future(ws::bridge(sink, stream, term))
     }))
+}
+
+pub async fn run_check(
+    State(st): State<AppState>,
+    Path((id, lesson, step)): Path<(String, String, String)>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<super::pages::LangQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = st.manager.get(&id)?;
+    let lesson = crate::lessons::find(&lesson)
+        .ok_or_else(|| ApiError::not_found(format!("there is no lesson called `{lesson}`")))?;
+    let step = lesson
+        .step(&step)
+        .ok_or_else(|| ApiError::not_found(format!("lesson `{}` has no step `{step}`", lesson.topic)))?;
+    let kind =
+        step.check.clone().ok_or_else(|| ApiError::not_found(format!("step `{}` has nothing to check", step.id)))?;
+    let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
+    let args = step.check_args.clone();
+    let manager = st.manager.clone();
+    let outcome = tokio::task::spawn_blocking(move || manager.check(&s, &kind, &args, lang))
+        .await
+        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"))?;
+    Ok(Json(json!({"passed": outcome.passed, "detail": outcome.detail})))
 }

@@ -33,12 +33,15 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .route("/", get(pages::index))
         .route("/play", get(pages::play))
+        .route("/learn", get(pages::learn))
+        .route("/learn/{topic}", get(pages::lesson))
         .route("/assets/{*path}", get(pages::asset))
         .route("/healthz", get(api::healthz))
         .route("/api/sessions", post(api::create_session))
         .route("/api/sessions/{id}", get(api::get_session).delete(api::delete_session))
         .route("/api/sessions/{id}/terminals", post(api::create_terminal))
         .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket))
+        .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
@@ -64,7 +67,7 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<i32> {
             max_sessions: args.max_sessions,
             max_age: Duration::from_secs(2 * 3600),
             hostname: "nsplay".into(),
-            lessons: Vec::new(),
+            lessons: crate::lessons::catalog().iter().map(|l| l.topic.clone()).collect(),
         };
         let manager = Manager::new(sandbox, cfg);
         let m = manager.clone();

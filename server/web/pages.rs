@@ -10,6 +10,8 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
 
+use crate::lessons;
+
 pub const LANGS: [&str; 2] = ["en", "ja"];
 
 #[derive(Debug, Deserialize)]
@@ -48,7 +50,7 @@ impl Ui {
 
 #[derive(Debug, Deserialize)]
 pub struct LangQuery {
-    lang: Option<String>,
+    pub lang: Option<String>,
 }
 
 /// The page language: `?lang=`, then the `nsplay_lang` cookie, then Accept-Language.
@@ -108,6 +110,89 @@ pub async fn play(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
     let t = Ui { lang };
     let i18n_json = t.json();
     render(PlayPage { lang, t, i18n_json })
+}
+
+pub struct LessonItem {
+    pub topic: &'static str,
+    pub title: &'static str,
+    pub summary: &'static str,
+}
+
+#[derive(Template)]
+#[template(path = "learn.html")]
+struct LearnPage {
+    lang: &'static str,
+    t: Ui,
+    i18n_json: String,
+    lessons: Vec<LessonItem>,
+}
+
+pub struct StepView {
+    pub id: &'static str,
+    pub title: &'static str,
+    pub text_html: String,
+    pub commands: &'static [String],
+    pub has_check: bool,
+}
+
+#[derive(Template)]
+#[template(path = "lesson.html")]
+struct LessonPage {
+    lang: &'static str,
+    t: Ui,
+    i18n_json: String,
+    topic: &'static str,
+    title: &'static str,
+    intro_html: String,
+    steps: Vec<StepView>,
+}
+
+pub async fn learn(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+    let lang = pick_lang(q.lang.as_deref(), &headers);
+    let lessons = lessons::catalog()
+        .iter()
+        .map(|l| LessonItem { topic: &l.topic, title: l.title.get(lang), summary: l.summary.get(lang) })
+        .collect();
+    let t = Ui { lang };
+    let i18n_json = t.json();
+    render(LearnPage { lang, t, i18n_json, lessons })
+}
+
+pub async fn lesson(Path(topic): Path<String>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+    let lang = pick_lang(q.lang.as_deref(), &headers);
+    let Some(l) = lessons::find(&topic) else {
+        return (
+            StatusCode::NOT_FOUND,
+            Html(format!("<p>No lesson called {}. <a href=\"/learn\">All lessons</a></p>", lessons::escape(&topic))),
+        )
+            .into_response();
+    };
+    render(lesson_page(l, lang))
+}
+
+fn lesson_page(l: &'static lessons::Lesson, lang: &'static str) -> LessonPage {
+    let steps = l
+        .steps
+        .iter()
+        .map(|s| StepView {
+            id: &s.id,
+            title: s.title.get(lang),
+            text_html: lessons::prose_html(s.text.get(lang)),
+            commands: &s.commands,
+            has_check: s.check.is_some(),
+        })
+        .collect();
+    let t = Ui { lang };
+    let i18n_json = t.json();
+    LessonPage {
+        lang,
+        t,
+        i18n_json,
+        topic: &l.topic,
+        title: l.title.get(lang),
+        intro_html: lessons::prose_html(l.intro.get(lang)),
+        steps,
+    }
 }
 
 #[derive(rust_embed::Embed)]
@@ -183,6 +268,14 @@ mod tests {
             assert!(html.contains(&format!("lang=\"{lang}\"")));
             let html = PlayPage { lang, t: Ui { lang }, i18n_json: Ui { lang }.json() }.render().unwrap();
             assert!(html.contains("id=\"terminal\""));
+            for l in lessons::catalog() {
+                let html = lesson_page(l, lang).render().unwrap();
+                for needle in
+                    ["id=\"terminal\"", "id=\"inspector\"", "class=\"run\"", "class=\"check\"", l.title.get(lang)]
+                {
+                    assert!(html.contains(needle), "{} ({lang}) lacks {needle}", l.topic);
+                }
+            }
         }
     }
 }

@@ -3,6 +3,8 @@
 //! host-side views of what a session left behind.
 #![allow(dead_code)]
 
+pub mod term;
+
 use std::io::{Read, Write};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Output, Stdio};
@@ -85,7 +87,7 @@ impl Instance {
         if cgroup_v2() {
             vec![Path::new("/sys/fs/cgroup").join(&self.parent)]
         } else {
-            ["memory", "pids", "cpu", "cpuacct", "freezer"]
+            ["memory", "pids", "cpu", "cpuacct", "freezer", "unified"]
                 .iter()
                 .map(|c| Path::new("/sys/fs/cgroup").join(c).join(&self.parent))
                 .collect()

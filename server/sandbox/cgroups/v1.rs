@@ -28,6 +28,10 @@ pub struct V1Driver {
     parent: String,
     /// Mount point of each controller in CONTROLLERS order.
     mounts: Vec<PathBuf>,
+    /// The controller-less cgroup2 mount of hybrid hosts (/sys/fs/cgroup/unified). Sessions get
+    /// a delegated group there too, so `mount -t cgroup2`, `mkdir` and `unshare -C` behave inside
+    /// as the cgroup lessons expect.
+    unified: Option<PathBuf>,
 }
 
 impl V1Driver {
@@ -40,15 +44,20 @@ impl V1Driver {
             mounts.push(mount);
         }
         let parent = parent.unwrap_or("nsplay").trim_matches('/').to_string();
-        Ok(V1Driver { parent, mounts })
+        let unified = Path::new("/sys/fs/cgroup/unified");
+        let unified = nix::sys::statfs::statfs(unified)
+            .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
+            .then(|| unified.to_path_buf());
+        Ok(V1Driver { parent, mounts, unified })
     }
 
     fn rel(&self, name: &str) -> String {
         format!("{}/{}", self.parent, name)
     }
 
+    /// The group's directory in every hierarchy, the unified one last.
     fn dirs(&self, name: &str) -> Vec<PathBuf> {
-        self.mounts.iter().map(|m| m.join(&self.parent).join(name)).collect()
+        self.mounts.iter().chain(&self.unified).map(|m| m.join(&self.parent).join(name)).collect()
     }
 
     fn ctl(&self, idx: usize, name: &str) -> PathBuf {
@@ -59,6 +68,15 @@ impl V1Driver {
         let controllers = CONTROLLERS.iter().map(|(n, _)| n.to_string()).collect();
         Cgroup::load_with_specified_controllers(Box::new(V1::new()), self.rel(name), controllers)
     }
+}
+
+/// Forks refused at pids.max. Recent kernels no longer count them in v1's pids.events (its
+/// `max` stays 0); a peak at the limit then stands for "a fork hit the wall".
+fn pids_limit_hits(dir: &Path) -> u64 {
+    let counted = super::read_keyed(&dir.join("pids.events"), "max");
+    let max = super::read_u64(&dir.join("pids.max"));
+    let peak = super::read_u64(&dir.join("pids.peak"));
+    if counted == 0 && max > 0 && peak >= max { 1 } else { counted }
 }
 
 fn lerr(path: &Path, file: &str) -> impl FnOnce(cgroups_rs::fs::error::Error) -> CgroupError {
@@ -72,7 +90,7 @@ impl CgroupDriver for V1Driver {
         Version::V1
     }
 
-    fn create(&self, name: &str, limits: &Limits, _owner: u32) -> Result<(), CgroupError> {
+    fn create(&self, name: &str, limits: &Limits, owner: u32) -> Result<(), CgroupError> {
         let dir = self.dir(name);
         let controllers = CONTROLLERS.iter().map(|(n, _)| n.to_string()).collect();
         let cg = Cgroup::new_with_specified_controllers(Box::new(V1::new()), self.rel(name), Some(controllers))
@@ -92,6 +110,15 @@ impl CgroupDriver for V1Driver {
             let cpu: &CpuController = cg.controller_of().ok_or_else(|| CgroupError::MissingController("cpu".into()))?;
             cpu.set_cfs_quota_and_period(Some(limits.cpu_quota_us() as i64), Some(CPU_PERIOD_US))
                 .map_err(lerr(&dir, "cpu.cfs_quota_us"))?;
+            if let Some(u) = &self.unified {
+                let d = u.join(&self.parent).join(name);
+                std::fs::create_dir_all(&d).map_err(CgroupError::io(&d))?;
+                let (uid, gid) = (Some(nix::unistd::Uid::from_raw(owner)), Some(nix::unistd::Gid::from_raw(owner)));
+                for p in [d.clone(), d.join("cgroup.procs"), d.join("cgroup.subtree_control"), d.join("cgroup.threads")] {
+                    nix::unistd::chown(&p, uid, gid)
+                        .map_err(|e| CgroupError::Io { path: p.display().to_string(), source: e.into() })?;
+                }
+            }
             Ok(())
         })();
         if result.is_err() {
@@ -121,7 +148,7 @@ impl CgroupDriver for V1Driver {
             memory_peak_bytes: super::read_u64(&mem.join("memory.max_usage_in_bytes")),
             oom_kills: super::read_keyed(&mem.join("memory.oom_control"), "oom_kill"),
             pids: super::read_u64(&pids.join("pids.current")),
-            pids_limit_hits: super::read_keyed(&pids.join("pids.events"), "max"),
+            pids_limit_hits: pids_limit_hits(&pids),
             cpu_usec: super::read_u64(&acct.join("cpuacct.usage")) / 1000,
             throttled_periods: super::read_keyed(&cpu.join("cpu.stat"), "nr_throttled"),
             throttled_usec: super::read_keyed(&cpu.join("cpu.stat"), "throttled_time") / 1000,
@@ -171,7 +198,7 @@ impl CgroupDriver for V1Driver {
 
     fn existing(&self) -> Vec<String> {
         let mut all: Vec<String> =
-            self.mounts.iter().flat_map(|m| super::list_sessions(&m.join(&self.parent))).collect();
+            self.mounts.iter().chain(&self.unified).flat_map(|m| super::list_sessions(&m.join(&self.parent))).collect();
         all.sort();
         all.dedup();
         all

@@ -1,0 +1,477 @@
+//! Check kinds: each reads the kernel's view of a session *from the host* — namespace inodes of
+//! the session's processes, their /proc status, uid_map, mountinfo, timens_offsets, the
+//! session's cgroup counters, and (through `nsenter` running a host binary in one non-mount
+//! namespace) hostnames, links and IPC objects. Nothing printed in the terminal counts.
+
+use std::collections::{BTreeMap, BTreeSet};
+use std::process::Command;
+
+use crate::sandbox::cgroups::Usage;
+use crate::sandbox::namespaces;
+
+/// What a check may look at.
+pub struct Probe<'a> {
+    pub init_pid: i32,
+    /// Host pids of every process of the session.
+    pub pids: Vec<i32>,
+    pub hostname: &'a str,
+    pub uid_base: u32,
+    pub usage: Usage,
+    /// The session's cgroup directory (v2) or its memory-controller directory (v1).
+    pub cgroup_dir: std::path::PathBuf,
+    /// Check kinds that already passed in this session (some steps build on earlier ones).
+    pub passed: BTreeSet<String>,
+}
+
+#[derive(Debug, Clone, PartialEq)]
+pub struct Outcome {
+    pub passed: bool,
+    pub detail: String,
+}
+
+/// Every check kind and the arguments it needs.
+pub const KINDS: &[(&str, &[&str])] = &[
+    ("uts_nested_hostname", &["hostname"]),
+    ("uts_session_hostname", &[]),
+    ("pid_nested_init", &[]),
+    ("mnt_nested_tmpfs", &["path"]),
+    ("ipc_nested_queue", &[]),
+    ("net_nested_veth", &[]),
+    ("user_nested_root", &[]),
+    ("cgroup_nested_ns", &[]),
+    ("cgroup_child_memory", &[]),
+    ("time_nested_boottime", &[]),
+    ("cgroups_oom", &[]),
+    ("cgroups_pids_limit", &[]),
+    ("cgroups_cpu_throttled", &[]),
+];
+
+pub fn validate(kind: &str, args: &BTreeMap<String, String>) -> Result<(), String> {
+    let Some((_, needed)) = KINDS.iter().find(|(k, _)| *k == kind) else {
+        return Err(format!("unknown check `{kind}`"));
+    };
+    for n in *needed {
+        if !args.contains_key(*n) {
+            return Err(format!("check `{kind}` needs check_args.{n}"));
+        }
+    }
+    Ok(())
+}
+
+fn tr(lang: &str, en: String, ja: String) -> String {
+    if lang == "ja" { ja } else { en }
+}
+
+fn pass(lang: &str, en: String, ja: String) -> Outcome {
+    Outcome { passed: true, detail: tr(lang, en, ja) }
+}
+
+fn fail(lang: &str, en: String, ja: String) -> Outcome {
+    Outcome { passed: false, detail: tr(lang, en, ja) }
+}
+
+/// Session processes whose namespace of `kind` differs from init's, one per namespace.
+fn nested_in(p: &Probe<'_>, kind: &str) -> Vec<(u64, i32)> {
+    let Some(base) = namespaces::inode(p.init_pid, kind) else { return Vec::new() };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for &pid in &p.pids {
+        if let Some(ino) = namespaces::inode(pid, kind)
+            && ino != base
+            && seen.insert(ino)
+        {
+            out.push((ino, pid));
+        }
+    }
+    out
+}
+
+/// Runs a host program inside one namespace of `pid` (never the mount namespace: the program
+/// must come from the host's filesystem, not the learner's).
+fn in_ns(pid: i32, flag: &str, argv: &[&str]) -> Option<String> {
+    let out = Command::new("nsenter").arg("-t").arg(pid.to_string()).arg(flag).args(argv).output().ok()?;
+    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn status_field(pid: i32, field: &str) -> Option<String> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()?
+        .lines()
+        .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
+}
+
+/// Nested namespaces the learner made: (kind, inode, a host pid living in it).
+pub fn nested(init_pid: i32, pids: &[i32]) -> Vec<(&'static str, u64, i32)> {
+    let probe = Probe {
+        init_pid,
+        pids: pids.to_vec(),
+        hostname: "",
+        uid_base: 0,
+        usage: Usage::default(),
+        cgroup_dir: Default::default(),
+        passed: BTreeSet::new(),
+    };
+    namespaces::KINDS.iter().flat_map(|(k, _)| nested_in(&probe, k).into_iter().map(move |(i, p)| (*k, i, p))).collect()
+}
+
+pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &str) -> Outcome {
+    let arg = |n: &str| args.get(n).map(String::as_str).unwrap_or("");
+    match kind {
+        "uts_nested_hostname" => {
+            let want = arg("hostname");
+            let nested = nested_in(p, "uts");
+            if nested.is_empty() {
+                return fail(
+                    lang,
+                    "No process of your session runs in a UTS namespace of its own yet. Start one with `unshare -u /bin/sh`.".into(),
+                    "セッションのプロセスはまだ独自の UTS 名前空間で動いていません。`unshare -u /bin/sh` で作ってください。".into(),
+                );
+            }
+            let names: Vec<String> = nested
+                .iter()
+                .filter_map(|(_, pid)| in_ns(*pid, "-u", &["hostname"]))
+                .map(|s| s.trim().to_string())
+                .collect();
+            if names.iter().any(|n| n == want) {
+                pass(
+                    lang,
+                    format!(
+                        "Seen from the host: a nested UTS namespace (one of {}) has the hostname {want}, while the session keeps {}.",
+                        nested.len(),
+                        p.hostname
+                    ),
+                    format!(
+                        "ホストから確認しました: 入れ子の UTS 名前空間（{} 個のうち 1 つ）のホスト名は {want} で、セッションのホスト名は {} のままです。",
+                        nested.len(),
+                        p.hostname
+                    ),
+                )
+            } else {
+                fail(
+                    lang,
+                    format!(
+                        "A nested UTS namespace exists, but its hostname is {}, not {want}. Run `hostname {want}` in the nested shell.",
+                        names.join(", ")
+                    ),
+                    format!(
+                        "入れ子の UTS 名前空間はありますが、ホスト名は {want} ではなく {} です。入れ子のシェルで `hostname {want}` を実行してください。",
+                        names.join(", ")
+                    ),
+                )
+            }
+        }
+        "uts_session_hostname" => {
+            if !p.passed.contains("uts_nested_hostname") {
+                return fail(lang, "First change the hostname inside a nested UTS namespace (the earlier steps), then leave it.".into(),
+                            "まず前のステップで、入れ子の UTS 名前空間の中でホスト名を変えてから抜けてください。".into());
+            }
+            let nested = nested_in(p, "uts");
+            if !nested.is_empty() {
+                return fail(lang, format!("{} process(es) still run in a nested UTS namespace: leave the nested shell with `exit`.", nested.len()),
+                            format!("入れ子の UTS 名前空間でまだ {} 個のプロセスが動いています。`exit` で入れ子のシェルを抜けてください。", nested.len()));
+            }
+            let now = in_ns(p.init_pid, "-u", &["hostname"]).unwrap_or_default();
+            if now.trim() == p.hostname {
+                pass(
+                    lang,
+                    format!(
+                        "The session's own UTS namespace still has its hostname {}: the change stayed inside the nested namespace.",
+                        p.hostname
+                    ),
+                    format!(
+                        "セッション自身の UTS 名前空間のホスト名は {} のままです。変更は入れ子の名前空間の中だけにとどまりました。",
+                        p.hostname
+                    ),
+                )
+            } else {
+                fail(
+                    lang,
+                    format!(
+                        "The session's hostname is now {}, not {}: it was changed outside a nested namespace.",
+                        now.trim(),
+                        p.hostname
+                    ),
+                    format!(
+                        "セッションのホスト名が {} ではなく {} になっています。入れ子の名前空間の外で変更されたようです。",
+                        p.hostname,
+                        now.trim()
+                    ),
+                )
+            }
+        }
+        "pid_nested_init" => {
+            for (_, pid) in nested_in(p, "pid") {
+                let nspid = status_field(pid, "NSpid:").unwrap_or_default();
+                let levels: Vec<&str> = nspid.split_whitespace().collect();
+                if levels.len() >= 3 && levels.last() == Some(&"1") {
+                    return pass(
+                        lang,
+                        format!("Host pid {pid} is PID 1 in a nested PID namespace (NSpid: {nspid})."),
+                        format!("ホストの pid {pid} は、入れ子の PID 名前空間で PID 1 です（NSpid: {nspid}）。"),
+                    );
+                }
+            }
+            // A nested PID 1 may be a child of the process that entered the namespace.
+            for &pid in &p.pids {
+                let nspid = status_field(pid, "NSpid:").unwrap_or_default();
+                let levels: Vec<&str> = nspid.split_whitespace().collect();
+                if levels.len() >= 3 && levels.last() == Some(&"1") {
+                    return pass(
+                        lang,
+                        format!("Host pid {pid} is PID 1 in a nested PID namespace (NSpid: {nspid})."),
+                        format!("ホストの pid {pid} は、入れ子の PID 名前空間で PID 1 です（NSpid: {nspid}）。"),
+                    );
+                }
+            }
+            fail(lang, "No process of your session is PID 1 in a nested PID namespace. Try `unshare -p -f --mount-proc sleep 1000 &`.".into(),
+                 "入れ子の PID 名前空間で PID 1 になっているプロセスがありません。`unshare -p -f --mount-proc sleep 1000 &` を試してください。".into())
+        }
+        "mnt_nested_tmpfs" => {
+            let path = arg("path");
+            let has_tmpfs = |pid: i32| {
+                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default().lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    let sep = f.iter().position(|x| *x == "-");
+                    f.get(4) == Some(&path) && sep.and_then(|s| f.get(s + 1)) == Some(&"tmpfs")
+                })
+            };
+            if has_tmpfs(p.init_pid) {
+                return fail(
+                    lang,
+                    format!(
+                        "{path} is a tmpfs in the session's own mount namespace; the lesson wants it only in a nested one (use `unshare -m`)."
+                    ),
+                    format!(
+                        "{path} がセッション自身のマウント名前空間に tmpfs としてマウントされています。入れ子の名前空間（`unshare -m`）の中だけにマウントしてください。"
+                    ),
+                );
+            }
+            match nested_in(p, "mnt").into_iter().find(|(_, pid)| has_tmpfs(*pid)) {
+                Some((ino, pid)) => pass(
+                    lang,
+                    format!(
+                        "Mount namespace {ino} (host pid {pid}) has a tmpfs on {path}; the session's namespace does not."
+                    ),
+                    format!(
+                        "マウント名前空間 {ino}（ホスト pid {pid}）には {path} に tmpfs がありますが、セッションの名前空間にはありません。"
+                    ),
+                ),
+                None => fail(
+                    lang,
+                    format!("No nested mount namespace has a tmpfs on {path} yet."),
+                    format!("{path} に tmpfs をマウントした入れ子のマウント名前空間はまだありません。"),
+                ),
+            }
+        }
+        "ipc_nested_queue" => {
+            let queues = |pid: i32| {
+                in_ns(pid, "-i", &["cat", "/proc/sysvipc/msg"])
+                    .map(|s| s.lines().skip(1).filter(|l| !l.trim().is_empty()).count())
+            };
+            if queues(p.init_pid).unwrap_or(0) > 0 {
+                return fail(lang, "The session's own IPC namespace has a message queue; create it in a nested one instead (`unshare -i`).".into(),
+                            "セッション自身の IPC 名前空間にメッセージキューがあります。入れ子の名前空間（`unshare -i`）の中で作ってください。".into());
+            }
+            match nested_in(p, "ipc").into_iter().find(|(_, pid)| queues(*pid).unwrap_or(0) > 0) {
+                Some((ino, _)) => pass(
+                    lang,
+                    format!(
+                        "IPC namespace {ino} holds a System V message queue that the session's namespace does not see."
+                    ),
+                    format!(
+                        "IPC 名前空間 {ino} には、セッションの名前空間からは見えない System V メッセージキューがあります。"
+                    ),
+                ),
+                None => fail(
+                    lang,
+                    "No nested IPC namespace holds a message queue yet.".into(),
+                    "メッセージキューを持つ入れ子の IPC 名前空間はまだありません。".into(),
+                ),
+            }
+        }
+        "net_nested_veth" => {
+            for (ino, pid) in nested_in(p, "net") {
+                if let Some(links) = in_ns(pid, "-n", &["ip", "-o", "link", "show", "type", "veth"])
+                    && !links.trim().is_empty()
+                {
+                    let name = links.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("").to_string();
+                    return pass(
+                        lang,
+                        format!("Network namespace {ino} has the veth interface {name}."),
+                        format!("ネットワーク名前空間 {ino} に veth インターフェース {name} があります。"),
+                    );
+                }
+            }
+            fail(
+                lang,
+                "No nested network namespace has a veth interface yet.".into(),
+                "veth インターフェースを持つ入れ子のネットワーク名前空間はまだありません。".into(),
+            )
+        }
+        "user_nested_root" => {
+            for (ino, pid) in nested_in(p, "user") {
+                let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap_or_default();
+                // Read from the host, the outside ids are host uids: the session's root is uid_base.
+                if map.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.first() == Some(&"0") && f.get(1) == Some(&p.uid_base.to_string().as_str())
+                }) {
+                    return pass(
+                        lang,
+                        format!("User namespace {ino} maps its uid 0 to the session's root (host uid {}).", p.uid_base),
+                        format!(
+                            "ユーザー名前空間 {ino} は、その uid 0 をセッションの root（ホストの uid {}）に対応づけています。",
+                            p.uid_base
+                        ),
+                    );
+                }
+            }
+            fail(lang, "No nested user namespace maps uid 0 to the session's root yet. Try `unshare -U -r`.".into(),
+                 "uid 0 をセッションの root に対応づけた入れ子のユーザー名前空間はまだありません。`unshare -U -r` を試してください。".into())
+        }
+        "cgroup_nested_ns" => match nested_in(p, "cgroup").first() {
+            Some((ino, pid)) => pass(
+                lang,
+                format!("Host pid {pid} runs in cgroup namespace {ino}, not the session's."),
+                format!("ホストの pid {pid} は、セッションとは別の cgroup 名前空間 {ino} で動いています。"),
+            ),
+            None => fail(
+                lang,
+                "No process of your session is in a cgroup namespace of its own yet (`unshare -C`).".into(),
+                "独自の cgroup 名前空間（`unshare -C`）で動いているプロセスはまだありません。".into(),
+            ),
+        },
+        "cgroup_child_memory" => {
+            let mut found = None;
+            for e in std::fs::read_dir(&p.cgroup_dir).into_iter().flatten().flatten() {
+                let d = e.path();
+                if !d.is_dir() {
+                    continue;
+                }
+                let max = std::fs::read_to_string(d.join("memory.max"))
+                    .or_else(|_| std::fs::read_to_string(d.join("memory.limit_in_bytes")))
+                    .unwrap_or_default();
+                let limited = !max.trim().is_empty()
+                    && max.trim() != "max"
+                    && max.trim().parse::<u64>().map(|v| v < (1 << 50)).unwrap_or(false);
+                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+                if limited && !procs.trim().is_empty() {
+                    found = Some((e.file_name().to_string_lossy().into_owned(), max.trim().to_string()));
+                    break;
+                }
+            }
+            if found.is_none() && !p.cgroup_dir.join("memory.max").exists() && p.cgroup_dir.join("memory.limit_in_bytes").exists() {
+                return fail(lang, "This step needs a cgroup v2 host: this server runs on cgroup v1, where the session cannot create child memory groups.".into(),
+                            "このステップには cgroup v2 のホストが必要です。このサーバーは cgroup v1 で動いており、セッション内でメモリ用の子 cgroup を作れません。".into());
+            }
+            match found {
+                Some((name, max)) => pass(
+                    lang,
+                    format!("Child cgroup {name} has a memory limit of {max} bytes and holds a process."),
+                    format!("子 cgroup {name} にはメモリ上限 {max} バイトが設定され、プロセスが入っています。"),
+                ),
+                None => fail(
+                    lang,
+                    "No child cgroup below the session's has a memory limit and a process yet.".into(),
+                    "メモリ上限が設定され、プロセスが入った子 cgroup はまだありません。".into(),
+                ),
+            }
+        }
+        "time_nested_boottime" => {
+            for (ino, pid) in nested_in(p, "time") {
+                let offsets = std::fs::read_to_string(format!("/proc/{pid}/timens_offsets")).unwrap_or_default();
+                let shifted = offsets.lines().any(|l| {
+                    let f: Vec<&str> = l.split_whitespace().collect();
+                    f.len() >= 3 && (f[0] == "boottime" || f[0] == "monotonic") && (f[1] != "0" || f[2] != "0")
+                });
+                if shifted {
+                    let summary = offsets.lines().map(str::trim).collect::<Vec<_>>().join("; ");
+                    return pass(
+                        lang,
+                        format!("Time namespace {ino} has clock offsets ({summary})."),
+                        format!("時間名前空間 {ino} には時計のオフセットがあります（{summary}）。"),
+                    );
+                }
+            }
+            fail(lang, "No nested time namespace with a boottime or monotonic offset yet (`unshare -T --boottime 86400 --fork sleep 1000 &`).".into(),
+                 "boottime か monotonic のオフセットを持つ入れ子の時間名前空間はまだありません（`unshare -T --boottime 86400 --fork sleep 1000 &`）。".into())
+        }
+        "cgroups_oom" => counter(
+            lang,
+            p.usage.oom_kills,
+            "the memory limit killed a process",
+            "メモリ上限によってプロセスが強制終了されました",
+            "No OOM kill counted yet: run the memory hog (`tail /dev/zero`).",
+            "OOM kill はまだ記録されていません。メモリを食いつぶすコマンド（`tail /dev/zero`）を実行してください。",
+        ),
+        "cgroups_pids_limit" => counter(
+            lang,
+            p.usage.pids_limit_hits,
+            "a fork was refused at pids.max",
+            "pids.max によって fork が拒否されました",
+            "No fork has been refused by pids.max yet.",
+            "pids.max による fork の拒否はまだ記録されていません。",
+        ),
+        "cgroups_cpu_throttled" => {
+            // Any busy moment throttles a period or two; the lesson's spinner throttles for
+            // seconds, so ask for at least one second in total.
+            let secs = p.usage.throttled_usec as f64 / 1e6;
+            if p.usage.throttled_usec >= 1_000_000 {
+                pass(lang, format!("The CPU quota held the session back for {secs:.1} s in {} periods.", p.usage.throttled_periods),
+                     format!("CPU クォータにより、セッションは {} 回の周期で合計 {secs:.1} 秒待たされました。", p.usage.throttled_periods))
+            } else {
+                fail(lang, format!("Throttled for only {secs:.1} s so far: run the busy loop to see the quota bite."),
+                     format!("これまでに抑制された時間は {secs:.1} 秒だけです。ビジーループを実行して、クォータが効く様子を確かめてください。"))
+            }
+        }
+        other => fail(lang, format!("unknown check {other}"), format!("不明なチェック {other}")),
+    }
+}
+
+fn counter(lang: &str, n: u64, en: &str, ja: &str, en_no: &str, ja_no: &str) -> Outcome {
+    if n > 0 {
+        pass(lang, format!("The kernel counted it {n} time(s): {en}."), format!("カーネルの記録では {n} 回: {ja}。"))
+    } else {
+        fail(lang, en_no.to_string(), ja_no.to_string())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn probe() -> Probe<'static> {
+        let me = std::process::id() as i32;
+        Probe {
+            init_pid: me,
+            pids: vec![me],
+            hostname: "x",
+            uid_base: 0,
+            usage: Usage::default(),
+            cgroup_dir: "/nonexistent".into(),
+            passed: BTreeSet::new(),
+        }
+    }
+
+    #[test]
+    fn nothing_nested_fails_every_namespace_check_in_both_languages() {
+        let p = probe();
+        for (kind, needed) in KINDS {
+            let args: BTreeMap<String, String> =
+                needed.iter().map(|n| (n.to_string(), "/mnt/demo".to_string())).collect();
+            let en = run(kind, &args, &p, "en");
+            let ja = run(kind, &args, &p, "ja");
+            assert!(!en.passed && !ja.passed, "{kind} passed with nothing done");
+            assert_ne!(en.detail, ja.detail, "{kind} detail is not translated");
+        }
+    }
+
+    #[test]
+    fn counters_pass_once_the_kernel_counts() {
+        let mut p = probe();
+        p.usage.oom_kills = 2;
+        assert!(run("cgroups_oom", &BTreeMap::new(), &p, "en").passed);
+        assert!(validate("uts_nested_hostname", &BTreeMap::new()).is_err());
+        assert!(validate("no_such_check", &BTreeMap::new()).is_err());
+    }
+}
