@@ -1,6 +1,5 @@
 //! Command-line interface: `nsplay` (= `nsplay serve`) and `nsplay run`.
 
-use std::net::SocketAddr;
 use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
@@ -96,21 +95,78 @@ pub struct RunArgs {
     pub command: Vec<String>,
 }
 
-#[derive(Debug, Args, Clone)]
+/// Settings of `nsplay serve`. Each one can also come from the TOML file given with `--config`
+/// (same name, snake_case; `deploy/nsplay.toml` documents them all with their defaults) or from
+/// an `NSPLAY_*` environment variable; flags and environment win over the file.
+#[derive(Debug, Args, Clone, Default)]
 pub struct ServeArgs {
-    /// Address to listen on.
-    #[arg(long, env = "NSPLAY_LISTEN", default_value = "127.0.0.1:8080")]
-    pub listen: SocketAddr,
-    #[command(flatten)]
-    pub limits: LimitArgs,
-    #[command(flatten)]
-    pub sandbox: SandboxArgs,
-    /// Most live sessions at once.
-    #[arg(long, env = "NSPLAY_MAX_SESSIONS", default_value_t = 200)]
-    pub max_sessions: usize,
-    /// Log format.
-    #[arg(long, env = "NSPLAY_LOG_FORMAT", default_value = "text", value_parser = ["text", "json"])]
-    pub log_format: String,
+    /// TOML configuration file.
+    #[arg(long, env = "NSPLAY_CONFIG")]
+    pub config: Option<PathBuf>,
+    /// Address to listen on [default: 127.0.0.1:8080].
+    #[arg(long, env = "NSPLAY_LISTEN")]
+    pub listen: Option<String>,
+    /// Memory limit per session, swap is always 0 [default: 256M].
+    #[arg(long, env = "NSPLAY_MEMORY")]
+    pub memory: Option<String>,
+    /// Most processes per session [default: 128].
+    #[arg(long, env = "NSPLAY_PIDS")]
+    pub pids: Option<u64>,
+    /// CPU per session in cores [default: 0.5].
+    #[arg(long, env = "NSPLAY_CPU")]
+    pub cpu: Option<f64>,
+    /// Writable filesystem size per session [default: 64M].
+    #[arg(long, env = "NSPLAY_DISK")]
+    pub disk: Option<String>,
+    /// /dev/shm size per session [default: 16M].
+    #[arg(long, env = "NSPLAY_SHM")]
+    pub shm: Option<String>,
+    /// Hostname inside sessions [default: nsplay].
+    #[arg(long, env = "NSPLAY_HOSTNAME")]
+    pub hostname: Option<String>,
+    /// First host uid/gid of the session id ranges, 65536 ids each [default: 1000000000].
+    #[arg(long, env = "NSPLAY_ID_BASE")]
+    pub id_base: Option<u32>,
+    /// Number of id ranges [default: 4096].
+    #[arg(long, env = "NSPLAY_ID_SLOTS")]
+    pub id_slots: Option<u32>,
+    /// Parent cgroup of sessions, relative to the hierarchy root [default: nsplay, or the
+    /// delegated group under systemd on cgroup v2].
+    #[arg(long, env = "NSPLAY_CGROUP_PARENT")]
+    pub cgroup_parent: Option<String>,
+    /// Runtime state directory [default: /run/nsplay].
+    #[arg(long, env = "NSPLAY_STATE_DIR")]
+    pub state_dir: Option<String>,
+    /// Most live sessions [default: 80 % of RAM divided by the memory limit].
+    #[arg(long, env = "NSPLAY_MAX_SESSIONS")]
+    pub max_sessions: Option<usize>,
+    /// Most live sessions per client address [default: 3].
+    #[arg(long, env = "NSPLAY_MAX_SESSIONS_PER_CLIENT")]
+    pub max_sessions_per_client: Option<usize>,
+    /// Sessions a client may create per minute [default: 10].
+    #[arg(long, env = "NSPLAY_CREATE_PER_MINUTE")]
+    pub create_per_minute: Option<u32>,
+    /// Sessions a client may create in a burst [default: 5].
+    #[arg(long, env = "NSPLAY_CREATE_BURST")]
+    pub create_burst: Option<u32>,
+    /// End a session with no input and no attached client for this long [default: 15m].
+    #[arg(long, env = "NSPLAY_IDLE_TIMEOUT")]
+    pub idle_timeout: Option<String>,
+    /// End every session at this age [default: 2h].
+    #[arg(long, env = "NSPLAY_MAX_AGE")]
+    pub max_age: Option<String>,
+    /// Longest a SIGTERM/SIGINT shutdown may take [default: 10s].
+    #[arg(long, env = "NSPLAY_SHUTDOWN_TIMEOUT")]
+    pub shutdown_timeout: Option<String>,
+    /// Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs) [default: none].
+    #[arg(long, env = "NSPLAY_TRUSTED_PROXIES", value_delimiter = ',')]
+    pub trusted_proxies: Option<Vec<String>>,
+    /// Allow user namespaces inside sessions (the user-namespace lesson needs them) [default: true].
+    #[arg(long, env = "NSPLAY_NESTED_USERNS")]
+    pub nested_userns: Option<bool>,
+    /// Log format: text or json [default: text].
+    #[arg(long, env = "NSPLAY_LOG_FORMAT")]
+    pub log_format: Option<String>,
 }
 
 #[cfg(test)]
@@ -166,6 +222,6 @@ mod tests {
     fn no_command_means_serve() {
         let cli = Cli::try_parse_from(["nsplay", "--listen", "127.0.0.1:0"]).unwrap();
         assert!(cli.command.is_none());
-        assert_eq!(cli.serve.listen.port(), 0);
+        assert_eq!(cli.serve.listen.as_deref(), Some("127.0.0.1:0"));
     }
 }

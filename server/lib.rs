@@ -11,6 +11,7 @@
 //! - [`cli`] and [`run`]: the command line (`nsplay serve`, `nsplay run`).
 
 pub mod cli;
+pub mod config;
 pub mod lessons;
 pub mod run;
 pub mod sandbox;

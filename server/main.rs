@@ -22,13 +22,20 @@ fn main() {
 }
 
 fn serve_main(args: &nsplay::cli::ServeArgs) -> i32 {
+    let settings = match nsplay::config::Settings::resolve(args) {
+        Ok(s) => s,
+        Err(e) => {
+            eprintln!("nsplay: {e}");
+            return 2;
+        }
+    };
     let filter = tracing_subscriber::EnvFilter::try_from_env("NSPLAY_LOG").unwrap_or_else(|_| "info".into());
-    if args.log_format == "json" {
+    if settings.log_format == "json" {
         tracing_subscriber::fmt().json().with_env_filter(filter).with_writer(std::io::stderr).init();
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     }
-    match nsplay::web::serve(args) {
+    match nsplay::web::serve(&settings) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("nsplay: {e:#}");

@@ -1,11 +1,14 @@
 //! Live sessions: who owns which sandbox, its terminals, its expiry, and the events that end
 //! things. Knows nothing about HTTP; the web layer calls [`Manager`].
 
+pub mod admission;
 pub mod terminal;
 
 use std::collections::HashMap;
+use std::net::IpAddr;
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 
 use base64::Engine;
 use serde::Serialize;
@@ -14,6 +17,7 @@ use crate::sandbox::cgroups::Usage;
 use crate::sandbox::limits::{Limits, format_size};
 use crate::sandbox::spawn::Event;
 use crate::sandbox::{Sandbox, SandboxError, SandboxSession, namespaces};
+pub use admission::{Admission, Refusal};
 pub use terminal::{Attachment, Output, Terminal, TerminalError};
 
 /// Most terminals per session.
@@ -25,8 +29,8 @@ pub enum SessionError {
     NotFound,
     #[error("no such terminal in this session")]
     NoTerminal,
-    #[error("the playground is full ({0} sessions); try again shortly")]
-    Full(usize),
+    #[error("{}", refusal_text(.0))]
+    Refused(Refusal),
     #[error("a session has at most {MAX_TERMINALS} terminals")]
     TooManyTerminals,
     #[error("unknown lesson `{0}`")]
@@ -39,15 +43,66 @@ pub enum SessionError {
     Sandbox(#[from] SandboxError),
 }
 
+fn refusal_text(r: &Refusal) -> String {
+    let secs = r.retry_after().as_secs().max(1);
+    match r {
+        Refusal::Full { max, .. } => format!("The playground is full ({max} sessions are running). Try again in {secs} s."),
+        Refusal::ClientCap { max, .. } => {
+            format!("You already have {max} sessions open. Close one, or try again in {secs} s.")
+        }
+        Refusal::RateLimited { .. } => format!("Sessions are being started too quickly from your address. Try again in {secs} s."),
+    }
+}
+
+/// Why a session ended (logged, and counted in metrics).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum EndReason {
+    /// DELETE or the page's end button.
+    Deleted,
+    /// No input and no attached client for the idle timeout.
+    Idle,
+    /// Reached the maximum age.
+    MaxAge,
+    /// Every terminal's shell exited (after a short grace).
+    Exited,
+    /// The server is shutting down.
+    Shutdown,
+    /// Set-up of its first terminal failed.
+    Failed,
+}
+
+impl EndReason {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            EndReason::Deleted => "deleted",
+            EndReason::Idle => "idle",
+            EndReason::MaxAge => "max_age",
+            EndReason::Exited => "exited",
+            EndReason::Shutdown => "shutdown",
+            EndReason::Failed => "failed",
+        }
+    }
+}
+
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
     pub limits: Limits,
     pub max_sessions: usize,
+    pub max_sessions_per_client: usize,
+    pub create_per_minute: u32,
+    pub create_burst: u32,
     pub max_age: Duration,
+    pub idle_timeout: Duration,
+    /// How long a session whose every terminal has ended is kept (a reconnecting page can still
+    /// see the exit code and open a new terminal).
+    pub grace: Duration,
     pub hostname: String,
     /// Lessons a session may be started for (validated names).
     pub lessons: Vec<String>,
 }
+
+/// How long before the maximum age the terminals get a warning.
+pub const MAX_AGE_WARNING: Duration = Duration::from_secs(5 * 60);
 
 pub struct Session {
     pub id: String,
@@ -55,6 +110,11 @@ pub struct Session {
     pub created_at: SystemTime,
     pub expires_at: SystemTime,
     pub sandbox: SandboxSession,
+    /// The address that created it (for the per-client cap and the logs).
+    pub client: IpAddr,
+    created: Instant,
+    warned: AtomicBool,
+    all_ended_since: Mutex<Option<Instant>>,
     terminals: Mutex<Vec<Arc<Terminal>>>,
     last_usage: Mutex<Usage>,
     passed_checks: Mutex<std::collections::BTreeSet<String>>,
@@ -63,6 +123,16 @@ pub struct Session {
 impl Session {
     pub fn terminal(&self, n: u64) -> Option<Arc<Terminal>> {
         self.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|t| t.index == n).cloned()
+    }
+
+    /// The last moment someone typed, attached or detached (for the idle timeout), or `None`
+    /// while a client is attached.
+    fn idle_since(&self) -> Option<Instant> {
+        let terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+        if terms.iter().any(|t| t.clients() > 0) {
+            return None;
+        }
+        terms.iter().map(|t| *t.last_active.lock().unwrap_or_else(|e| e.into_inner())).max().or(Some(self.created))
     }
 
     fn notice_all(&self, message: &str) {
@@ -82,9 +152,15 @@ pub struct NsPair {
 pub struct Manager {
     sandbox: Sandbox,
     cfg: ManagerConfig,
+    admission: Admission,
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     by_key: Mutex<HashMap<u64, Arc<Session>>>,
     shutting_down: std::sync::atomic::AtomicBool,
+}
+
+/// The first characters of an id: enough to follow a session in the logs, useless to take it over.
+pub fn short(id: &str) -> &str {
+    &id[..id.len().min(6)]
 }
 
 fn new_id() -> String {
@@ -97,6 +173,12 @@ impl Manager {
     pub fn new(sandbox: Sandbox, cfg: ManagerConfig) -> Arc<Manager> {
         Arc::new(Manager {
             sandbox,
+            admission: Admission::new(
+                cfg.max_sessions,
+                cfg.max_sessions_per_client,
+                cfg.create_per_minute,
+                cfg.create_burst,
+            ),
             cfg,
             sessions: Mutex::default(),
             by_key: Mutex::default(),
@@ -117,8 +199,8 @@ impl Manager {
     }
 
     /// Creates a session with its first terminal (index 0).
-    pub async fn create(self: &Arc<Self>, lesson: Option<String>) -> Result<Arc<Session>, SessionError> {
-        if self.shutting_down.load(std::sync::atomic::Ordering::Relaxed) {
+    pub async fn create(self: &Arc<Self>, lesson: Option<String>, client: IpAddr) -> Result<Arc<Session>, SessionError> {
+        if self.shutting_down.load(Ordering::Relaxed) {
             return Err(SessionError::ShuttingDown);
         }
         if let Some(l) = &lesson
@@ -126,9 +208,15 @@ impl Manager {
         {
             return Err(SessionError::UnknownLesson(l.clone()));
         }
-        if self.live() >= self.cfg.max_sessions {
-            return Err(SessionError::Full(self.cfg.max_sessions));
+        {
+            let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = sessions.values().filter(|s| s.client == client).count();
+            if let Err(r) = self.admission.admit(client, sessions.len(), mine) {
+                metrics::counter!("nsplay_refusals_total", "reason" => r.reason()).increment(1);
+                return Err(SessionError::Refused(r));
+            }
         }
+        let started = Instant::now();
         let this = self.clone();
         let sb = tokio::task::spawn_blocking(move || this.sandbox.create(&this.cfg.hostname, &this.cfg.limits))
             .await
@@ -140,6 +228,10 @@ impl Manager {
             created_at: now,
             expires_at: now + self.cfg.max_age,
             sandbox: sb,
+            client,
+            created: Instant::now(),
+            warned: AtomicBool::new(false),
+            all_ended_since: Mutex::default(),
             terminals: Mutex::default(),
             last_usage: Mutex::default(),
             passed_checks: Mutex::default(),
@@ -147,9 +239,20 @@ impl Manager {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.id.clone(), session.clone());
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).insert(session.sandbox.key, session.clone());
         if let Err(e) = self.open_terminal(&session).await {
-            self.end(&session.id).await.ok();
+            self.end(&session.id, EndReason::Failed).await.ok();
             return Err(e);
         }
+        metrics::counter!("nsplay_sessions_created_total").increment(1);
+        metrics::histogram!("nsplay_spawn_seconds").record(started.elapsed().as_secs_f64());
+        metrics::gauge!("nsplay_sessions_live").set(self.live() as f64);
+        tracing::info!(
+            session = short(&session.id),
+            client = %client,
+            lesson = session.lesson.as_deref().unwrap_or("-"),
+            cgroup = %session.sandbox.name,
+            spawn_ms = started.elapsed().as_millis() as u64,
+            "session started"
+        );
         Ok(session)
     }
 
@@ -176,18 +279,33 @@ impl Manager {
     }
 
     /// Ends a session: every process, its cgroup and mounts gone when this returns.
-    pub async fn end(self: &Arc<Self>, id: &str) -> Result<(), SessionError> {
+    pub async fn end(self: &Arc<Self>, id: &str, reason: EndReason) -> Result<(), SessionError> {
         let session =
             self.sessions.lock().unwrap_or_else(|e| e.into_inner()).remove(id).ok_or(SessionError::NotFound)?;
+        // Read the peaks before the group goes away: they go into the session's last log line.
+        let usage = self.usage(&session);
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).remove(&session.sandbox.key);
         for t in session.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             t.mark_exited(t.exit_code().unwrap_or(128 + 9));
         }
         let this = self.clone();
         let s = session.clone();
-        tokio::task::spawn_blocking(move || this.sandbox.destroy(&s.sandbox))
+        let result = tokio::task::spawn_blocking(move || this.sandbox.destroy(&s.sandbox))
             .await
-            .map_err(|_| SessionError::ShuttingDown)??;
+            .map_err(|_| SessionError::ShuttingDown)?;
+        metrics::counter!("nsplay_sessions_ended_total", "reason" => reason.as_str()).increment(1);
+        metrics::gauge!("nsplay_sessions_live").set(self.live() as f64);
+        tracing::info!(
+            session = short(&session.id),
+            client = %session.client,
+            reason = reason.as_str(),
+            age_s = session.created.elapsed().as_secs(),
+            peak_memory_bytes = usage.memory_peak_bytes.max(usage.memory_bytes),
+            pids = usage.pids,
+            oom_kills = usage.oom_kills,
+            "session ended"
+        );
+        result?;
         Ok(())
     }
 
@@ -254,8 +372,8 @@ impl Manager {
         crate::lessons::checks::nested(s.sandbox.init_pid, &self.sandbox.pids(&s.sandbox))
     }
 
-    /// Periodic work: expire old sessions, explain limit events, end sessions whose terminals
-    /// are all gone.
+    /// Periodic work: warn and end sessions at their maximum age, end idle ones and those whose
+    /// terminals have all ended, and explain limit events to the person at the terminal.
     pub async fn tick(self: &Arc<Self>) {
         let sessions: Vec<Arc<Session>> =
             self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
@@ -263,26 +381,50 @@ impl Manager {
         for s in sessions {
             if now >= s.expires_at {
                 s.notice_all("This session reached its maximum age and has ended.");
-                let _ = self.end(&s.id).await;
+                let _ = self.end(&s.id, EndReason::MaxAge).await;
                 continue;
             }
-            let all_gone = {
+            if !s.warned.load(Ordering::Relaxed)
+                && s.expires_at.duration_since(now).unwrap_or_default() <= MAX_AGE_WARNING
+            {
+                s.warned.store(true, Ordering::Relaxed);
+                let left = s.expires_at.duration_since(now).unwrap_or_default().as_secs().div_ceil(60);
+                s.notice_all(&format!("This session ends in {left} minute(s) (maximum age). Save what you need."));
+            }
+            if let Some(since) = s.idle_since()
+                && since.elapsed() >= self.cfg.idle_timeout
+            {
+                let _ = self.end(&s.id, EndReason::Idle).await;
+                continue;
+            }
+            let all_ended = {
                 let terms = s.terminals.lock().unwrap_or_else(|e| e.into_inner());
-                !terms.is_empty() && terms.iter().all(|t| t.exit_code().is_some() && t.clients() == 0)
+                !terms.is_empty() && terms.iter().all(|t| t.exit_code().is_some())
             };
-            if all_gone {
-                let _ = self.end(&s.id).await;
+            let ended_for = {
+                let mut since = s.all_ended_since.lock().unwrap_or_else(|e| e.into_inner());
+                if all_ended {
+                    Some(since.get_or_insert_with(Instant::now).elapsed())
+                } else {
+                    *since = None;
+                    None
+                }
+            };
+            if ended_for.is_some_and(|d| d >= self.cfg.grace) {
+                let _ = self.end(&s.id, EndReason::Exited).await;
                 continue;
             }
             let u = self.usage(&s);
             let prev = std::mem::replace(&mut *s.last_usage.lock().unwrap_or_else(|e| e.into_inner()), u.clone());
             if u.oom_kills > prev.oom_kills {
+                metrics::counter!("nsplay_oom_kills_total").increment(u.oom_kills - prev.oom_kills);
                 s.notice_all(&format!(
                     "A process was killed: the memory limit ({}) was reached.",
                     format_size(s.sandbox.limits.memory_bytes)
                 ));
             }
             if u.pids_limit_hits > prev.pids_limit_hits {
+                metrics::counter!("nsplay_pids_limit_hits_total").increment(u.pids_limit_hits - prev.pids_limit_hits);
                 s.notice_all(&format!(
                     "A fork was refused: the limit of {} processes was reached.",
                     s.sandbox.limits.pids
@@ -293,15 +435,15 @@ impl Manager {
 
     /// Ends every session (on shutdown).
     pub async fn shutdown(self: &Arc<Self>) {
-        self.shutting_down.store(true, std::sync::atomic::Ordering::Relaxed);
+        self.shutting_down.store(true, Ordering::Relaxed);
         let ids: Vec<String> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         for id in &ids {
             if let Ok(s) = self.get(id) {
                 s.notice_all("The server is shutting down; this session ends now.");
             }
         }
-        for id in ids {
-            let _ = self.end(&id).await;
-        }
+        // In parallel: each teardown mostly waits for the kernel.
+        let ends = ids.iter().map(|id| self.end(id, EndReason::Shutdown));
+        futures_util::future::join_all(ends).await;
     }
 }

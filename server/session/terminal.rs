@@ -136,6 +136,9 @@ impl Terminal {
         let mut st = self.lock();
         st.clients.remove(&id);
         self.apply_size(&mut st);
+        drop(st);
+        // The idle clock starts when the last person leaves, not when they last typed.
+        self.touch();
     }
 
     pub fn clients(&self) -> usize {

@@ -1,12 +1,13 @@
 //! HTTP API handlers (documented in docs/api.md): extract, call the session manager, map errors.
 
+use std::net::SocketAddr;
 use std::sync::Arc;
 
 use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::ws::{CloseFrame, Message, WebSocketUpgrade};
-use axum::extract::{Path, Query, State};
+use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use futures_util::{SinkExt, StreamExt};
@@ -16,7 +17,7 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::ws::{self, Frame};
-use crate::session::{Session, SessionError};
+use crate::session::{EndReason, Session, SessionError};
 
 fn rfc3339(t: std::time::SystemTime) -> String {
     time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
@@ -60,11 +61,13 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(body: Result<Bytes, Byte
 
 pub async fn create_session(
     State(st): State<AppState>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: CreateBody = parse_body(body)?;
-    let s = st.manager.create(body.lesson).await?;
-    tracing::info!(session = %&s.id[..6], lesson = ?s.lesson, cgroup = %s.sandbox.name, "session started");
+    let client = super::client::address(peer, &headers, &st.trusted_proxies);
+    let s = st.manager.create(body.lesson, client).await?;
     let out = json!({
         "id": s.id,
         "terminal": terminal_path(&s.id, 0),
@@ -101,9 +104,16 @@ pub async fn get_session(
 }
 
 pub async fn delete_session(State(st): State<AppState>, Path(id): Path<String>) -> Result<StatusCode, ApiError> {
-    st.manager.end(&id).await?;
-    tracing::info!(session = %&id[..id.len().min(6)], reason = "deleted", "session ended");
+    st.manager.end(&id, EndReason::Deleted).await?;
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Prometheus text format.
+pub async fn metrics(State(st): State<AppState>) -> Response {
+    match &st.metrics {
+        Some(h) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
+        None => ApiError::not_found("metrics are not enabled in this process").into_response(),
+    }
 }
 
 pub async fn create_terminal(State(st): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {

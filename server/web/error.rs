@@ -5,7 +5,7 @@ use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
 use crate::sandbox::SandboxError;
-use crate::session::SessionError;
+use crate::session::{Refusal, SessionError};
 
 #[derive(Debug)]
 pub struct ApiError {
@@ -33,8 +33,14 @@ impl From<SessionError> for ApiError {
         match e {
             SessionError::NotFound => Self::new(StatusCode::NOT_FOUND, "session_not_found", msg),
             SessionError::NoTerminal => Self::new(StatusCode::NOT_FOUND, "terminal_not_found", msg),
-            SessionError::Full(_) => {
-                ApiError { retry_after: Some(30), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "full", msg) }
+            SessionError::Refused(r) => {
+                let retry_after = Some(r.retry_after().as_secs().max(1));
+                let (status, code) = match r {
+                    Refusal::Full { .. } => (StatusCode::SERVICE_UNAVAILABLE, "full"),
+                    Refusal::ClientCap { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions"),
+                    Refusal::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
+                };
+                ApiError { retry_after, ..Self::new(status, code, msg) }
             }
             SessionError::ShuttingDown => {
                 ApiError { retry_after: Some(10), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg) }

@@ -2,6 +2,7 @@
 //! extract, call [`crate::session::Manager`], and map errors in one place ([`error`]).
 
 pub mod api;
+pub mod client;
 pub mod error;
 pub mod pages;
 pub mod ws;
@@ -15,7 +16,7 @@ use axum::extract::DefaultBodyLimit;
 use axum::routing::{get, post};
 use tokio_util::task::TaskTracker;
 
-use crate::cli::ServeArgs;
+use crate::config::Settings;
 use crate::sandbox::Sandbox;
 use crate::session::{Manager, ManagerConfig};
 
@@ -27,6 +28,9 @@ pub struct AppState {
     pub manager: Arc<Manager>,
     /// Upgraded WebSocket tasks: axum's graceful shutdown does not wait for them, we do.
     pub sockets: TaskTracker,
+    /// Peers whose X-Forwarded-For is believed.
+    pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
 pub fn app(state: AppState) -> Router {
@@ -37,6 +41,7 @@ pub fn app(state: AppState) -> Router {
         .route("/learn/{topic}", get(pages::lesson))
         .route("/assets/{*path}", get(pages::asset))
         .route("/healthz", get(api::healthz))
+        .route("/metrics", get(api::metrics))
         .route("/api/sessions", post(api::create_session))
         .route("/api/sessions/{id}", get(api::get_session).delete(api::delete_session))
         .route("/api/sessions/{id}/terminals", post(api::create_terminal))
@@ -48,27 +53,43 @@ pub fn app(state: AppState) -> Router {
 
 /// `nsplay serve`: starts the spawner (before any thread), then the runtime and the server.
 /// Returns the process exit code.
-pub fn serve(args: &ServeArgs) -> anyhow::Result<i32> {
-    let limits = args.limits.limits();
-    limits.validate()?;
+pub fn serve(settings: &Settings) -> anyhow::Result<i32> {
     let (tx, mut rx) = tokio::sync::mpsc::unbounded_channel();
     let exe = std::env::current_exe()?;
-    let (sandbox, reclaimed) = Sandbox::start(&args.sandbox.config(), &exe, move |ev| {
+    let (mut sandbox, reclaimed) = Sandbox::start(&settings.sandbox, &exe, move |ev| {
         let _ = tx.send(ev);
     })?;
+    sandbox.set_nested_userns(settings.nested_userns);
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("nsplay_spawn_seconds".into()),
+            &[0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
+        )
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
         for name in &reclaimed {
-            tracing::warn!(cgroup = %name, "reclaimed a session left by an earlier run");
+            tracing::warn!(cgroup = %name, "reclaimed a session left by an earlier run (its processes were killed and its cgroup removed)");
         }
-        tracing::info!(cgroup = ?sandbox.cgroup_version(), "sandbox ready");
         let cfg = ManagerConfig {
-            limits,
-            max_sessions: args.max_sessions,
-            max_age: Duration::from_secs(2 * 3600),
-            hostname: "nsplay".into(),
+            limits: settings.limits,
+            max_sessions: settings.max_sessions,
+            max_sessions_per_client: settings.max_sessions_per_client,
+            create_per_minute: settings.create_per_minute,
+            create_burst: settings.create_burst,
+            max_age: settings.max_age,
+            idle_timeout: settings.idle_timeout,
+            grace: Duration::from_secs(10),
+            hostname: settings.hostname.clone(),
             lessons: crate::lessons::catalog().iter().map(|l| l.topic.clone()).collect(),
         };
+        tracing::info!(
+            cgroup = ?sandbox.cgroup_version(),
+            max_sessions = cfg.max_sessions,
+            memory = settings.limits.memory_bytes,
+            "sandbox ready"
+        );
         let manager = Manager::new(sandbox, cfg);
         let m = manager.clone();
         tokio::spawn(async move {
@@ -77,28 +98,47 @@ pub fn serve(args: &ServeArgs) -> anyhow::Result<i32> {
             }
         });
         let m = manager.clone();
-        tokio::spawn(async move {
+        let ticker = tokio::spawn(async move {
             let mut iv = tokio::time::interval(Duration::from_secs(1));
             loop {
                 iv.tick().await;
                 m.tick().await;
             }
         });
-        let listener = tokio::net::TcpListener::bind(args.listen)
+        let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (choose another with --listen)", args.listen))?;
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (choose another with --listen)", settings.listen))?;
         let addr = listener.local_addr()?;
         // Tests and scripts read this line to find the port when listening on :0.
         println!("nsplay listening on http://{addr}");
-        let state = AppState { manager: manager.clone(), sockets: TaskTracker::new() };
+        let state = AppState {
+            manager: manager.clone(),
+            sockets: TaskTracker::new(),
+            trusted_proxies: Arc::new(settings.trusted_proxies.clone()),
+            metrics: Some(metrics),
+        };
         let sockets = state.sockets.clone();
-        axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(shutdown_signal())
-            .await?;
+        let stop = Arc::new(tokio::sync::Notify::new());
+        let stopped = stop.clone();
+        let server = tokio::spawn(async move {
+            axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
+                .with_graceful_shutdown(async move { stopped.notified().await })
+                .await
+        });
+        shutdown_signal().await;
+        let deadline = tokio::time::Instant::now() + settings.shutdown_timeout;
         tracing::info!(sessions = manager.live(), "shutting down");
-        manager.shutdown().await;
+        stop.notify_one();
+        ticker.abort();
+        // Sessions end first: that sends every terminal its notice, exit and Close frame.
+        let _ = tokio::time::timeout_at(deadline, manager.shutdown()).await;
         sockets.close();
-        let _ = tokio::time::timeout(Duration::from_secs(5), sockets.wait()).await;
+        let _ = tokio::time::timeout_at(deadline, sockets.wait()).await;
+        let _ = tokio::time::timeout_at(deadline, server).await;
+        if manager.live() > 0 {
+            tracing::error!(left = manager.live(), "shutdown timed out; the next start reclaims what is left");
+            return Ok(1);
+        }
         Ok(0)
     })
 }

@@ -60,6 +60,7 @@ where
         tokio::select! {
             out = rx.recv() => match out {
                 Some(Output::Data(d)) => {
+                    metrics::counter!("nsplay_ws_bytes_out_total").increment(d.len() as u64);
                     if sink.send(Frame::Binary(d)).await.is_err() { break; }
                 }
                 Some(Output::Notice(m)) => {
@@ -77,6 +78,7 @@ where
             },
             msg = stream.next() => match msg {
                 Some(Ok(Frame::Binary(b))) => {
+                    metrics::counter!("nsplay_ws_bytes_in_total").increment(b.len() as u64);
                     if term.write(&b).await.is_err() { continue; }
                 }
                 Some(Ok(Frame::Text(t))) => match serde_json::from_str::<Control>(&t) {

@@ -234,7 +234,19 @@ pub struct Server {
 
 impl Server {
     pub fn start(extra: &[&str]) -> Server {
-        let inst = Instance::new();
+        Server::start_in(Instance::new(), extra)
+    }
+
+    /// SIGKILLs this server (no clean-up at all) and starts a new one with the same instance
+    /// settings, as an operator restarting after a crash would.
+    pub fn crash_and_restart(mut self, extra: &[&str]) -> Server {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+        let inst = std::mem::replace(&mut self.inst, Instance::new());
+        Server::start_in(inst, extra)
+    }
+
+    pub fn start_in(inst: Instance, extra: &[&str]) -> Server {
         let mut c = Command::new(BIN);
         c.args(["serve", "--listen", "127.0.0.1:0"]).args(inst.args()).args(extra);
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());

@@ -1,0 +1,178 @@
+//! Operations: session lifecycle (idle timeout, maximum age, grace), admission (caps, rate
+//! limit, trusted proxies), crash recovery, configuration errors and metrics.
+
+mod common;
+
+use std::time::Duration;
+
+use common::term::Term;
+use common::{BIN, Server, host_mount_count, wait_until};
+use serde_json::Value;
+
+async fn create_from(server: &Server, forwarded_for: Option<&str>) -> reqwest::Response {
+    let mut r = reqwest::Client::new().post(format!("{}/api/sessions", server.base));
+    if let Some(f) = forwarded_for {
+        r = r.header("x-forwarded-for", f);
+    }
+    r.send().await.unwrap()
+}
+
+async fn status_of(server: &Server, id: &str) -> u16 {
+    reqwest::get(format!("{}/api/sessions/{id}", server.base)).await.unwrap().status().as_u16()
+}
+
+async fn metrics(server: &Server) -> String {
+    reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap()
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines()
+        .find(|l| l.strip_prefix(name).is_some_and(|rest| rest.starts_with(' ')))
+        .and_then(|l| l.rsplit(' ').next()?.parse().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_sessions_end_but_attached_ones_stay() {
+    let server = Server::start(&["--idle-timeout", "2s"]);
+    let idle: Value = create_from(&server, None).await.json().await.unwrap();
+    let watched: Value = create_from(&server, None).await.json().await.unwrap();
+    let mut t = Term::connect(&server, watched["terminal"].as_str().unwrap()).await;
+    t.expect("# ", 20).await;
+    let idle_id = idle["id"].as_str().unwrap().to_string();
+    let mut gone = false;
+    for _ in 0..60 {
+        if status_of(&server, &idle_id).await == 404 {
+            gone = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(gone, "an idle session outlived its 2 s idle timeout");
+    assert_eq!(status_of(&server, watched["id"].as_str().unwrap()).await, 200, "an attached session was ended");
+    // The 404 comes as soon as the session leaves the table; the counter moves once its
+    // teardown finished.
+    let mut m = String::new();
+    for _ in 0..50 {
+        m = metrics(&server).await;
+        if m.contains("nsplay_sessions_ended_total{reason=\"idle\"} 1") {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    assert!(m.contains("nsplay_sessions_ended_total{reason=\"idle\"} 1"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn max_age_warns_then_ends_the_session() {
+    let server = Server::start(&["--max-age", "4s"]);
+    let s: Value = create_from(&server, None).await.json().await.unwrap();
+    let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
+    t.expect("# ", 20).await;
+    assert!(t.pump_until(10, |t| t.closed.is_some()).await, "the session outlived its maximum age");
+    let notices: Vec<&str> = t.controls.iter().filter(|c| c["type"] == "notice").filter_map(|c| c["message"].as_str()).collect();
+    assert!(notices.iter().any(|n| n.contains("ends in")), "{notices:?}");
+    assert!(t.controls.iter().any(|c| c["type"] == "exit"), "{:?}", t.controls);
+    assert_eq!(status_of(&server, s["id"].as_str().unwrap()).await, 404);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn per_client_cap_and_rate_limit_answer_429_with_retry_after() {
+    let server = Server::start(&["--max-sessions-per-client", "2", "--create-per-minute", "60", "--create-burst", "10"]);
+    assert_eq!(create_from(&server, None).await.status(), 201);
+    assert_eq!(create_from(&server, None).await.status(), 201);
+    let r = create_from(&server, None).await;
+    assert_eq!(r.status(), 429);
+    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "too_many_sessions");
+    assert!(v["message"].as_str().unwrap().to_lowercase().contains("try again in"), "{v}");
+
+    let server = Server::start(&["--create-per-minute", "1", "--create-burst", "1"]);
+    assert_eq!(create_from(&server, None).await.status(), 201);
+    let r = create_from(&server, None).await;
+    assert_eq!(r.status(), 429);
+    let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=60).contains(&wait), "{wait}");
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "rate_limited");
+    let m = metrics(&server).await;
+    assert!(m.contains("nsplay_refusals_total{reason=\"rate_limited\"} 1"), "{m}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn forwarded_for_is_honoured_only_from_a_trusted_proxy() {
+    let proxied = Server::start(&["--trusted-proxies", "127.0.0.1", "--max-sessions-per-client", "1"]);
+    assert_eq!(create_from(&proxied, Some("198.51.100.1")).await.status(), 201);
+    assert_eq!(create_from(&proxied, Some("198.51.100.1")).await.status(), 429);
+    assert_eq!(create_from(&proxied, Some("198.51.100.2")).await.status(), 201, "another client behind the proxy");
+
+    let direct = Server::start(&["--max-sessions-per-client", "1"]);
+    assert_eq!(create_from(&direct, Some("198.51.100.1")).await.status(), 201);
+    assert_eq!(create_from(&direct, Some("198.51.100.2")).await.status(), 429, "a spoofed header must not help");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_crash_leaves_no_process_and_the_next_start_reclaims_the_rest() {
+    let mounts = host_mount_count();
+    let server = Server::start(&[]);
+    for _ in 0..2 {
+        let s: Value = create_from(&server, None).await.json().await.unwrap();
+        let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
+        t.expect("# ", 20).await;
+        t.line("sleep 1000 & setsid nohup sleep 1000 >/dev/null 2>&1 &").await;
+        t.expect("# ", 10).await;
+    }
+    let before = server.inst.processes().len();
+    assert!(before >= 6, "{before}");
+    let server = server.crash_and_restart(&[]);
+    assert!(wait_until(10, || server.inst.processes().is_empty()), "survivors: {:?}", server.inst.processes());
+    assert!(server.inst.session_groups().is_empty(), "{:?}", server.inst.session_groups());
+    assert!(wait_until(5, || server.log.lock().unwrap().contains("reclaimed")), "{}", server.log.lock().unwrap());
+    assert_eq!(host_mount_count(), mounts);
+}
+
+#[test]
+fn a_wrong_setting_stops_the_start_with_one_line_and_exit_2() {
+    common::require_root();
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("bad.toml");
+    std::fs::write(&file, "max_sesions = 5\n").unwrap();
+    let cases: Vec<(Vec<String>, &str)> = vec![
+        (vec!["--memory".into(), "1M".into()], "invalid setting memory = 1 MiB: from 32 MiB to 64 GiB"),
+        (vec!["--idle-timeout".into(), "soon".into()], "invalid setting idle_timeout = soon"),
+        (vec!["--listen".into(), "nowhere".into()], "invalid setting listen = nowhere"),
+        (vec!["--trusted-proxies".into(), "proxy.example".into()], "invalid setting trusted_proxies = proxy.example"),
+        (vec!["--config".into(), file.display().to_string()], "invalid setting max_sesions"),
+    ];
+    for (args, expect) in cases {
+        let out = std::process::Command::new(BIN).arg("serve").args(&args).output().unwrap();
+        assert_eq!(out.status.code(), Some(2), "{args:?}");
+        let err = String::from_utf8_lossy(&out.stderr);
+        assert_eq!(err.lines().count(), 1, "{args:?}: {err}");
+        assert!(err.contains(expect), "{args:?}: {err}");
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn metrics_move_with_the_events() {
+    let server = Server::start(&["--max-sessions", "1"]);
+    let m0 = metrics(&server).await;
+    let s: Value = create_from(&server, None).await.json().await.unwrap();
+    let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
+    t.expect("# ", 20).await;
+    t.line("echo hello").await;
+    t.expect("hello", 10).await;
+    assert_eq!(create_from(&server, None).await.status(), 503);
+    let id = s["id"].as_str().unwrap();
+    reqwest::Client::new().delete(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap();
+    let m = metrics(&server).await;
+    assert!(!m0.contains("nsplay_sessions_created_total 1"));
+    assert!(m.contains("nsplay_sessions_created_total 1"), "{m}");
+    assert!(m.contains("nsplay_sessions_ended_total{reason=\"deleted\"} 1"), "{m}");
+    assert!(m.contains("nsplay_refusals_total{reason=\"full\"} 1"), "{m}");
+    assert!(m.contains("nsplay_sessions_live 0"), "{m}");
+    assert!(m.contains("nsplay_spawn_seconds_bucket"), "{m}");
+    assert!(metric(&m, "nsplay_ws_bytes_in_total") >= 11.0, "{m}");
+    assert!(metric(&m, "nsplay_ws_bytes_out_total") > 0.0, "{m}");
+}
