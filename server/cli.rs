@@ -23,7 +23,7 @@ pub struct Cli {
 #[derive(Debug, Subcommand)]
 pub enum Command {
     /// Serve the web playground (the default when no command is given).
-    Serve(ServeArgs),
+    Serve(Box<ServeArgs>),
     /// Run a program (default: an interactive shell) in a sandbox on this terminal, like unshare or bwrap.
     Run(RunArgs),
 }

@@ -111,10 +111,13 @@ impl Settings {
             }
             None => FileConfig::default(),
         };
-        let pick_s = |cli: &Option<String>, f: &Option<String>, d: &str| cli.clone().or_else(|| f.clone()).unwrap_or(d.to_string());
+        let pick_s = |cli: &Option<String>, f: &Option<String>, d: &str| {
+            cli.clone().or_else(|| f.clone()).unwrap_or(d.to_string())
+        };
 
         let listen_s = pick_s(&args.listen, &file.listen, "127.0.0.1:8080");
-        let listen = listen_s.parse().map_err(|_| bad("listen", &listen_s, "an address with a port, such as 127.0.0.1:8080"))?;
+        let listen =
+            listen_s.parse().map_err(|_| bad("listen", &listen_s, "an address with a port, such as 127.0.0.1:8080"))?;
         let memory = size("memory", &pick_s(&args.memory, &file.memory, "256M"))?;
         let disk = size("disk", &pick_s(&args.disk, &file.disk, "64M"))?;
         let shm = size("shm", &pick_s(&args.shm, &file.shm, "16M"))?;
@@ -122,7 +125,9 @@ impl Settings {
         let cpu = args.cpu.or(file.cpu).unwrap_or(0.5);
         let limits = Limits { memory_bytes: memory, pids, cpu, disk_bytes: disk, shm_bytes: shm };
         limits.validate().map_err(|e| match e {
-            limits::LimitError::OutOfRange { what, value, min, max } => bad(what, value, format!("from {min} to {max}")),
+            limits::LimitError::OutOfRange { what, value, min, max } => {
+                bad(what, value, format!("from {min} to {max}"))
+            }
             other => bad("limits", "", other.to_string()),
         })?;
         let hostname = pick_s(&args.hostname, &file.hostname, "nsplay");
@@ -143,7 +148,8 @@ impl Settings {
         if !state_dir.is_absolute() {
             return Err(bad("state_dir", state_dir.display(), "an absolute path"));
         }
-        let max_sessions = args.max_sessions.or(file.max_sessions).unwrap_or_else(|| default_max_sessions(memory, id_slots));
+        let max_sessions =
+            args.max_sessions.or(file.max_sessions).unwrap_or_else(|| default_max_sessions(memory, id_slots));
         if max_sessions == 0 || max_sessions > id_slots as usize {
             return Err(bad("max_sessions", max_sessions, format!("1 to id_slots ({id_slots})")));
         }
@@ -158,14 +164,15 @@ impl Settings {
         }
         let idle_timeout = duration("idle_timeout", &pick_s(&args.idle_timeout, &file.idle_timeout, "15m"))?;
         let max_age = duration("max_age", &pick_s(&args.max_age, &file.max_age, "2h"))?;
-        let shutdown_timeout = duration("shutdown_timeout", &pick_s(&args.shutdown_timeout, &file.shutdown_timeout, "10s"))?;
+        let shutdown_timeout =
+            duration("shutdown_timeout", &pick_s(&args.shutdown_timeout, &file.shutdown_timeout, "10s"))?;
         let proxies = args.trusted_proxies.clone().or(file.trusted_proxies.clone()).unwrap_or_default();
         let trusted_proxies = proxies
             .iter()
             .map(|p| {
-                p.parse::<ipnet::IpNet>()
-                    .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
-                    .map_err(|_| bad("trusted_proxies", p, "IP addresses or CIDR ranges, such as 10.0.0.1 or 10.0.0.0/8"))
+                p.parse::<ipnet::IpNet>().or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from)).map_err(|_| {
+                    bad("trusted_proxies", p, "IP addresses or CIDR ranges, such as 10.0.0.1 or 10.0.0.0/8")
+                })
             })
             .collect::<Result<Vec<_>, _>>()?;
         let nested_userns = args.nested_userns.or(file.nested_userns).unwrap_or(true);
@@ -202,7 +209,7 @@ mod tests {
         full.extend_from_slice(argv);
         let cli = crate::cli::Cli::try_parse_from(full).unwrap();
         let Some(crate::cli::Command::Serve(args)) = cli.command else { unreachable!() };
-        Settings::resolve(&args)
+        Settings::resolve(args.as_ref())
     }
 
     #[test]
@@ -222,7 +229,11 @@ mod tests {
     fn file_values_apply_and_flags_win() {
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("n.toml");
-        std::fs::write(&f, "memory = \"512M\"\nidle_timeout = \"30s\"\ntrusted_proxies = [\"10.0.0.0/8\"]\nmax_sessions = 7\n").unwrap();
+        std::fs::write(
+            &f,
+            "memory = \"512M\"\nidle_timeout = \"30s\"\ntrusted_proxies = [\"10.0.0.0/8\"]\nmax_sessions = 7\n",
+        )
+        .unwrap();
         let s = resolve(&["--config", f.to_str().unwrap(), "--max-sessions", "9"]).unwrap();
         assert_eq!(s.limits.memory_bytes, 512 << 20);
         assert_eq!(s.idle_timeout, Duration::from_secs(30));
@@ -255,7 +266,9 @@ mod tests {
         let uncommented: String = text
             .lines()
             .filter_map(|l| l.strip_prefix("# "))
-            .filter(|l| l.split_once(" = ").is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_')))
+            .filter(|l| {
+                l.split_once(" = ").is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
+            })
             .filter(|l| !l.starts_with("max_sessions ="))
             .map(|l| format!("{l}\n"))
             .collect();

@@ -8,8 +8,8 @@ fn main() {
     let args: Vec<String> = std::env::args().collect();
     // The spawner helper: a re-exec of this binary, never typed by people.
     if args.get(1).map(String::as_str) == Some("__spawner") {
-        let fd = args.get(2).and_then(|s| s.parse().ok()).unwrap_or(-1);
-        let server = args.get(3).and_then(|s| s.parse().ok()).unwrap_or(-1);
+        let var = |k: &str| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(-1);
+        let (fd, server) = (var("NSPLAY_SPAWNER_FD"), var("NSPLAY_SERVER_PID"));
         nsplay::sandbox::spawn::run_spawner(fd, server);
     }
     let cli = Cli::parse();

@@ -9,8 +9,47 @@ use std::os::fd::{AsFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::sys::resource::{Resource, setrlimit};
+use serde::{Deserialize, Serialize};
 
-use super::sys;
+use super::limits::Limits;
+use super::{seccomp, sys};
+
+/// What confines a terminal's program besides its namespaces and cgroup: rlimits as a second
+/// layer under the cgroup limits (the session's root cannot raise a hard limit: that takes
+/// CAP_SYS_RESOURCE in the host's user namespace), and the seccomp filter.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Confinement {
+    /// RLIMIT_FSIZE: no single file beyond the session's disk (or /dev/shm) cap, also on file
+    /// systems that have no cap of their own, such as a tmpfs mounted inside or a memfd.
+    pub max_file_bytes: u64,
+    /// RLIMIT_NPROC: the pids limit again, counted per user instead of per cgroup.
+    pub max_processes: u64,
+    /// Whether `unshare`/`clone` may create nested user namespaces.
+    pub nested_userns: bool,
+}
+
+impl Confinement {
+    pub fn new(limits: &Limits, nested_userns: bool) -> Confinement {
+        Confinement {
+            max_file_bytes: limits.disk_bytes.max(limits.shm_bytes),
+            max_processes: limits.pids,
+            nested_userns,
+        }
+    }
+
+    /// Sets the rlimits of the calling process (hard and soft alike, so they stay).
+    fn apply_rlimits(&self) -> nix::Result<()> {
+        // No core dumps: a crashing program would fill the session's disk with its memory.
+        setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
+        setrlimit(Resource::RLIMIT_NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES)?;
+        setrlimit(Resource::RLIMIT_FSIZE, self.max_file_bytes, self.max_file_bytes)?;
+        setrlimit(Resource::RLIMIT_NPROC, self.max_processes, self.max_processes)?;
+        Ok(())
+    }
+}
+
+/// Open files per process: plenty for a shell, bounded for a descriptor bomb.
+pub const MAX_OPEN_FILES: u64 = 4096;
 
 /// Opens a new pty pair on the session's /dev/pts (the caller has entered its mount namespace).
 pub fn open_in_session(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
@@ -35,8 +74,8 @@ pub fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {
 }
 
 /// Becomes a session leader on `slave` and execs `argv` (empty: bash, else sh) with a clean
-/// environment. Returns only on error.
-pub fn exec_on_pty(slave: OwnedFd, argv: &[String]) -> String {
+/// environment, confined by `confinement`. Returns only on error, and never execs unconfined.
+pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement) -> String {
     if let Err(e) = nix::unistd::setsid() {
         return format!("setsid: {e}");
     }
@@ -77,14 +116,19 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String]) -> String {
     .into_iter()
     .map(|s| CString::new(s).expect("no NUL in fixed strings"))
     .collect();
-    // Second layer under the cgroup: no core dumps, bounded fds.
-    let _ = setrlimit(Resource::RLIMIT_CORE, 0, 0);
-    let _ = setrlimit(Resource::RLIMIT_NOFILE, 4096, 4096);
+    if let Err(e) = confinement.apply_rlimits() {
+        return format!("setrlimit: {e}");
+    }
     if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
         return format!("prctl(PDEATHSIG): {e}");
     }
     if let Err(e) = nix::sys::prctl::set_no_new_privs() {
         return format!("prctl(NO_NEW_PRIVS): {e}");
+    }
+    // Last: from here on only the calls the filter allows are possible, and execve is one.
+    let opts = seccomp::Options { nested_userns: confinement.nested_userns };
+    if let Err(e) = seccomp::install(&opts) {
+        return e.to_string();
     }
     let err = nix::unistd::execvpe(&cargs[0], &cargs, &env).unwrap_err();
     format!("cannot run {}: {err}", argv[0])

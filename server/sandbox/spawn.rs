@@ -228,9 +228,11 @@ impl Spawner {
         let child = std::process::Command::new(exe)
             .arg0("nsplay")
             .arg("__spawner")
-            .arg(theirs.as_raw_fd().to_string())
-            .arg(std::process::id().to_string())
             .env_clear()
+            // Not in argv: a session's init is a fork of the spawner and its command line is
+            // world-readable inside the session; its environment is not (it is non-dumpable).
+            .env("NSPLAY_SPAWNER_FD", theirs.as_raw_fd().to_string())
+            .env("NSPLAY_SERVER_PID", std::process::id().to_string())
             .env("PATH", SANDBOX_PATH)
             .stdin(std::process::Stdio::null())
             .spawn()
@@ -346,7 +348,8 @@ enum Child {
     Joiner { session: u64, terminal: u64 },
 }
 
-/// Entry point of `nsplay __spawner <fd> <server-pid>`. Never returns.
+/// Entry point of `nsplay __spawner` (socket fd and server pid in `NSPLAY_SPAWNER_FD` and
+/// `NSPLAY_SERVER_PID`). Never returns.
 pub fn run_spawner(sock_fd: RawFd, server_pid: i32) -> ! {
     let code = match spawner_main(sock_fd, server_pid) {
         Ok(()) => 0,

@@ -1,0 +1,1046 @@
+//! Escape probes: each test runs what an attacker with the root prompt would try, in a live
+//! session started through `nsplay run`, prints what it tried and what came back, and asserts
+//! that it failed (or was contained). Runs as root; fails, never skips, without it.
+//!
+//! Syscall probes follow bubblewrap's try-syscall idea: call with harmless bad arguments (every
+//! argument 1: an unmapped pointer, an invalid flag set). A call the filter refuses returns its
+//! errno (EPERM or ENOSYS) before the kernel looks at the arguments; a call the filter lets
+//! through reaches the kernel and fails there with EFAULT, EBADF or EINVAL.
+
+mod common;
+
+use std::io::Read;
+use std::net::TcpListener;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
+
+use common::{Instance, Interactive, host_processes, wait_until};
+use nsplay::sandbox::seccomp::{self, Verdict};
+
+/// Runs `script` with sh in a fresh session of `inst` and prints the exchange.
+fn probe(inst: &Instance, what: &str, extra: &[&str], script: &str) -> (String, i32) {
+    let start = Instant::now();
+    let (out, code) = inst.run_with(extra, script);
+    println!("=== probe: {what}\n$ {script}\n{out}(exit {code}, {:.2} s)", start.elapsed().as_secs_f64());
+    (out, code)
+}
+
+/// A python3 prelude for raw system calls: `sc(nr, *args)` returns (result, errno), and `en`
+/// names an errno.
+const PY: &str = r#"import ctypes, errno, os, sys
+libc = ctypes.CDLL(None, use_errno=True)
+libc.syscall.restype = ctypes.c_long
+def sc(nr, *args):
+    ctypes.set_errno(0)
+    r = libc.syscall(ctypes.c_long(nr), *[ctypes.c_ulong(a & (2**64 - 1)) for a in args])
+    return r, (ctypes.get_errno() if r == -1 else 0)
+def en(e):
+    return errno.errorcode.get(e, str(e)) if e else "OK"
+"#;
+
+/// `body` as a python3 program fed through a here-document.
+fn python(body: &str) -> String {
+    format!("python3 - <<'PY'\n{PY}{body}\nPY\n")
+}
+
+fn errno_name(e: i32) -> &'static str {
+    match e {
+        libc::EPERM => "EPERM",
+        libc::ENOSYS => "ENOSYS",
+        _ => "other",
+    }
+}
+
+/// Lines `RESULT <label> <value>` of a probe's output, as a map.
+fn results(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}
+
+/// Runs a python program on the host as `nobody` in a fresh user, PID and mount namespace and
+/// no seccomp filter: what the kernel alone answers to an unprivileged user namespace.
+fn unfiltered_python(body: &str) -> String {
+    let mut child = Command::new("setpriv")
+        .args(["--reuid=65534", "--regid=65534", "--clear-groups"])
+        .args(["unshare", "-U", "-r", "-p", "-f", "-m", "--mount-proc", "python3", "-"])
+        .current_dir("/")
+        .stdin(Stdio::piped())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("setpriv and unshare (util-linux) run the unfiltered comparison");
+    use std::io::Write;
+    child.stdin.take().unwrap().write_all(format!("{PY}{body}\n").as_bytes()).unwrap();
+    let out = child.wait_with_output().unwrap();
+    String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
+}
+
+/// Host pids of processes whose command line is exactly `args` and whose uid is in `inst`'s range.
+fn host_pids_running(inst: &Instance, args: &str) -> Vec<i32> {
+    inst.processes()
+        .into_iter()
+        .filter(|(pid, _)| {
+            std::fs::read(format!("/proc/{pid}/cmdline"))
+                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == args)
+                .unwrap_or(false)
+        })
+        .map(|(pid, _)| pid)
+        .collect()
+}
+
+/// Waits until a session has ended and left nothing behind.
+fn assert_nothing_left(inst: &Instance) {
+    assert!(wait_until(10, || inst.processes().is_empty()), "processes left: {:?}", inst.processes());
+    assert!(wait_until(5, || inst.session_groups().is_empty()), "{:?}", inst.session_groups());
+}
+
+// ---------------------------------------------------------------------------------------------
+// Resource bombs.
+
+#[test]
+fn fork_bomb_is_held_at_pids_max_and_the_shell_survives() {
+    let inst = Instance::new();
+    let peak = std::sync::Arc::new(std::sync::atomic::AtomicUsize::new(0));
+    let stop = std::sync::Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let watcher = {
+        let (peak, stop) = (peak.clone(), stop.clone());
+        let (lo, hi) = (inst.id_base, inst.id_base + inst.id_slots * 65536);
+        std::thread::spawn(move || {
+            while !stop.load(std::sync::atomic::Ordering::Relaxed) {
+                let n = host_processes().iter().filter(|(_, u)| *u >= lo && *u < hi).count();
+                peak.fetch_max(n, std::sync::atomic::Ordering::Relaxed);
+                std::thread::sleep(Duration::from_millis(20));
+            }
+        })
+    };
+    // bash's `read -t` waits without a fork; `kill` is a builtin: the shell needs no new process
+    // to stop the bomb.
+    let (out, code) = probe(
+        &inst,
+        "the classic bash fork bomb for 3 s, then kill -9 -1",
+        &["--pids", "64"],
+        "exec bash -c 'mkfifo /tmp/w; exec 3<>/tmp/w; f() { f | f & }; f 2>/dev/null; read -t 3 -u 3; \
+         for i in 1 2 3 4 5 6 7 8 9 10; do kill -9 -1 2>/dev/null; read -t 0.2 -u 3; done; echo alive'",
+    );
+    stop.store(true, std::sync::atomic::Ordering::Relaxed);
+    watcher.join().unwrap();
+    let peak = peak.load(std::sync::atomic::Ordering::Relaxed);
+    println!("peak processes of the session seen from the host: {peak}");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("alive"), "{out}");
+    assert!(peak <= 64 + 2, "the bomb reached {peak} processes with pids.max 64");
+    assert!(peak > 20, "the bomb never got going: {peak}");
+    // The host still forks.
+    assert!(Command::new("true").status().unwrap().success());
+    assert_nothing_left(&inst);
+}
+
+#[test]
+fn thread_bomb_stops_below_pids_max() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "python starts threads until it cannot",
+        &["--pids", "48"],
+        &python(
+            "import threading, time\nn = 0\ntry:\n    while n < 100000:\n        threading.Thread(target=time.sleep, args=(20,), daemon=True).start()\n        n += 1\nexcept RuntimeError as e:\n    print('stopped:', e)\nprint('RESULT threads', n)\nos._exit(0)",
+        ),
+    );
+    let n: usize = results(&out)["threads"].parse().unwrap();
+    assert!(out.contains("can't start new thread"), "{out}");
+    assert!(n < 48, "{n} threads with pids.max 48");
+}
+
+#[test]
+fn tail_dev_zero_is_oom_killed_inside_the_session() {
+    let inst = Instance::new();
+    let (out, code) = probe(&inst, "tail /dev/zero", &["--memory", "64M"], "tail /dev/zero; echo \"tail exited $?\"");
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("tail exited 137"), "not killed by SIGKILL: {out}");
+}
+
+#[test]
+fn filling_the_disk_stops_at_the_cap_and_the_session_recovers() {
+    let inst = Instance::new();
+    let (out, code) = probe(
+        &inst,
+        "dd until the disk is full, then delete and write again",
+        &["--disk", "16M"],
+        "dd if=/dev/zero of=/root/fill bs=1M 2>&1; ls -l /root/fill | cut -d' ' -f5 | sed 's/^/RESULT size /'; \
+         rm /root/fill && echo again > /root/x && echo RESULT recovered yes",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("No space left on device"), "{out}");
+    let r = results(&out);
+    let size: u64 = r["size"].parse().unwrap();
+    assert!(size <= 16 << 20, "{size}");
+    assert_eq!(r["recovered"], "yes", "{out}");
+}
+
+#[test]
+fn a_million_empty_files_stop_at_the_inode_cap() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "create a million empty files",
+        &["--disk", "8M"],
+        "i=0; while [ $i -lt 1000000 ]; do printf '' > /tmp/f$i || break; i=$((i+1)); done; echo RESULT created $i",
+    );
+    let created: u64 = results(&out)["created"].parse().unwrap();
+    assert!(out.contains("No space left on device"), "{out}");
+    assert!(created < 20_000, "{created} files on an 8 MiB disk");
+}
+
+/// CPU time of the session's cgroup so far, in microseconds, read on the host.
+fn session_cpu_usec(inst: &Instance) -> u64 {
+    for g in inst.session_groups() {
+        if let Ok(s) = std::fs::read_to_string(g.join("cpu.stat"))
+            && let Some(v) = s.lines().find_map(|l| l.strip_prefix("usage_usec "))
+        {
+            return v.trim().parse().unwrap();
+        }
+        if let Ok(s) = std::fs::read_to_string(g.join("cpuacct.usage")) {
+            return s.trim().parse::<u64>().unwrap() / 1000;
+        }
+    }
+    panic!("no cpu accounting for the session in {:?}", inst.session_groups());
+}
+
+#[test]
+fn spinning_every_core_gets_only_the_cpu_quota() {
+    let inst = Instance::new();
+    let cores = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(2);
+    let mut sh = Interactive::start(&inst, &["--cpu", "0.5", "--", "/bin/sh"]);
+    sh.send(&format!(
+        "i=0; while [ $i -lt {} ]; do sh -c 'while :; do :; done' & i=$((i+1)); done; echo spi''nning",
+        cores * 2
+    ));
+    sh.expect("spinning\n", 20);
+    std::thread::sleep(Duration::from_millis(500));
+    let (t0, u0) = (Instant::now(), session_cpu_usec(&inst));
+    std::thread::sleep(Duration::from_secs(3));
+    let (t1, u1) = (Instant::now(), session_cpu_usec(&inst));
+    let cores_used = (u1 - u0) as f64 / (t1 - t0).as_micros() as f64;
+    println!("=== probe: {} spinners on {cores} cores with --cpu 0.5 used {cores_used:.3} cores", cores * 2);
+    sh.send("kill $(jobs -p); echo sto''pped");
+    sh.expect("stopped\n", 20);
+    sh.send("exit");
+    sh.child.wait().unwrap();
+    assert!(cores_used < 0.5 * 1.25, "{cores_used:.3} cores with a quota of 0.5");
+    assert!(cores_used > 0.2, "the spinners did not run: {cores_used:.3}");
+}
+
+#[test]
+fn a_hundred_thousand_open_files_stop_at_the_rlimit() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "open /dev/null 100000 times, then try to raise RLIMIT_NOFILE",
+        &[],
+        &python(
+            "import resource\nfds = []\ntry:\n    while len(fds) < 100000:\n        fds.append(os.open('/dev/null', os.O_RDONLY))\nexcept OSError as e:\n    print('stopped:', e)\nprint('RESULT opened', len(fds))\ntry:\n    resource.setrlimit(resource.RLIMIT_NOFILE, (100000, 100000))\n    print('RESULT raised yes')\nexcept (ValueError, OSError) as e:\n    print('RESULT raised no', e)",
+        ),
+    );
+    let r = results(&out);
+    let opened: usize = r["opened"].parse().unwrap();
+    assert!(opened < 4096, "{opened}");
+    assert!(out.contains("Too many open files"), "{out}");
+    assert!(r["raised"].starts_with("no"), "{out}");
+}
+
+#[test]
+fn a_setsid_nohup_daemon_is_gone_after_the_session() {
+    let inst = Instance::new();
+    let (out, code) = probe(
+        &inst,
+        "leave daemons behind: setsid nohup, a double fork, a process in a nested PID namespace",
+        &[],
+        "setsid nohup sleep 4243 >/dev/null 2>&1 & sh -c 'sleep 4244 &' ; \
+         unshare -p -f sleep 4245 >/dev/null 2>&1 & sleep 0.3; echo started",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("started"), "{out}");
+    assert_nothing_left(&inst);
+}
+
+#[test]
+fn rlimits_are_set_and_cannot_be_raised() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "read the rlimits, try to raise each hard limit",
+        &["--disk", "16M", "--pids", "40"],
+        "echo RESULT core $(ulimit -c); echo RESULT fsize $(ulimit -f); echo RESULT nofile $(ulimit -n); \
+         echo RESULT nproc $(ulimit -p 2>/dev/null || ulimit -u); \
+         (ulimit -c unlimited 2>/dev/null && echo RESULT raised-core yes); \
+         (ulimit -f unlimited 2>/dev/null && echo RESULT raised-fsize yes); \
+         (ulimit -n 100000 2>/dev/null && echo RESULT raised-nofile yes); echo done",
+    );
+    let r = results(&out);
+    assert_eq!(r["core"], "0", "{out}");
+    assert_eq!(r["fsize"], (16 * 1024 * 1024 / 512).to_string(), "{out}");
+    assert_eq!(r["nofile"], "4096", "{out}");
+    assert_eq!(r["nproc"], "40", "{out}");
+    assert!(!r.keys().any(|k| k.starts_with("raised")), "{out}");
+}
+
+#[test]
+fn a_file_beyond_the_disk_cap_on_a_private_tmpfs_hits_rlimit_fsize() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "write 64 MiB to a 1 GiB tmpfs mounted inside a 16 MiB session",
+        &["--disk", "16M"],
+        "unshare -m sh -c 'mount -t tmpfs -o size=1G big /mnt && dd if=/dev/zero of=/mnt/big bs=1M count=64; \
+         echo RESULT status $?; ls -l /mnt/big | cut -d\" \" -f5 | sed \"s/^/RESULT size /\"'",
+    );
+    let r = results(&out);
+    // SIGXFSZ kills dd: 128 + 25.
+    assert_eq!(r["status"], "153", "{out}");
+    let size: u64 = r["size"].parse().unwrap();
+    assert!(size <= 16 << 20, "{size}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// What the session is, as the kernel reports it.
+
+#[test]
+fn status_shows_no_new_privs_and_a_seccomp_filter_also_in_nested_namespaces() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "NoNewPrivs and Seccomp of the shell and of a nested unshare -U -r -p -f",
+        &[],
+        "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status; \
+         unshare -U -r -p -f sh -c 'grep -E \"^(NoNewPrivs|Seccomp):\" /proc/self/status'",
+    );
+    let lines: Vec<&str> = out.lines().map(|l| l.trim()).collect();
+    assert_eq!(lines.iter().filter(|l| l.replace('\t', " ") == "NoNewPrivs: 1").count(), 2, "{out}");
+    assert_eq!(lines.iter().filter(|l| l.replace('\t', " ") == "Seccomp: 2").count(), 2, "{out}");
+}
+
+#[test]
+fn uid_map_maps_root_to_the_unprivileged_range_only() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "read uid_map, gid_map, setgroups; try to rewrite the map",
+        &[],
+        "cat /proc/self/uid_map /proc/self/gid_map /proc/self/setgroups; \
+         echo '0 0 1' > /proc/self/uid_map && echo REMAPPED",
+    );
+    let maps: Vec<Vec<u64>> = out
+        .lines()
+        .map(|l| l.split_whitespace().filter_map(|w| w.parse().ok()).collect::<Vec<u64>>())
+        .filter(|v| v.len() == 3)
+        .collect();
+    assert_eq!(maps.len(), 2, "{out}");
+    for m in &maps {
+        assert_eq!(m[0], 0);
+        assert!(m[1] >= u64::from(inst.id_base) && m[1] < u64::from(inst.id_base + inst.id_slots * 65536), "{out}");
+        assert_eq!(m[2], 65536);
+    }
+    assert!(out.contains("deny"), "{out}");
+    assert!(!out.contains("REMAPPED"), "{out}");
+}
+
+#[test]
+fn only_the_sessions_processes_are_visible_and_none_holds_a_host_fd() {
+    let inst = Instance::new();
+    let marker = Command::new("sleep").arg("4246").spawn().unwrap();
+    let (out, _) = probe(
+        &inst,
+        "list every process; then, as the terminal's own process (exec), its parent and open fds",
+        &[],
+        "ps -eo pid=,args=; ps -o args= -p 1 | sed 's/^/RESULT init /'; \
+         exec python3 -c \"import os; print('RESULT ppid', os.getppid()); \
+         print('RESULT fds', *[f for f in range(4096) if os.path.exists('/proc/self/fdinfo/%d' % f)])\"",
+    );
+    let mut marker = marker;
+    marker.kill().unwrap();
+    marker.wait().unwrap();
+    assert!(!out.contains("4246"), "a host process is visible: {out}");
+    let r = results(&out);
+    assert_eq!(r["ppid"], "0", "the shell's parent (a host-side helper) must be outside: {out}");
+    assert_eq!(r["fds"], "0 1 2", "{out}");
+    // PID 1 is a fork of the spawner, so its argv is the spawner's: `nsplay __spawner FD PID`,
+    // where PID is the nsplay server's host pid. Harmless (a number), but noted.
+    println!("NOTE: PID 1's argv as the session sees it: {}", r["init"]);
+}
+
+#[test]
+fn init_and_helpers_cannot_be_traced_or_read() {
+    // CVE-2019-5736: PID 1 is an un-exec'd fork of the nsplay binary. Non-dumpable, with its mm
+    // owned by the host's user namespace, so /proc/1/exe, mem, root, fd and ptrace are closed.
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "open /proc/1/exe for reading and writing, read /proc/1/{environ,mem,root,fd}, ptrace-attach to 1",
+        &[],
+        &python(
+            "for p, flags in [('/proc/1/exe', os.O_RDONLY), ('/proc/1/exe', os.O_WRONLY), ('/proc/1/environ', os.O_RDONLY), ('/proc/1/mem', os.O_RDONLY)]:\n    try:\n        os.close(os.open(p, flags)); print('RESULT', p, flags, 'OPENED')\n    except OSError as e:\n        print('RESULT', p + str(flags), en(e.errno))\nfor p in ['/proc/1/root/', '/proc/1/fd/', '/proc/1/cwd/']:\n    try:\n        os.listdir(p); print('RESULT', p, 'LISTED')\n    except OSError as e:\n        print('RESULT', p, en(e.errno))\ntry:\n    print('RESULT readlink', os.readlink('/proc/1/exe'))\nexcept OSError as e:\n    print('RESULT readlink', en(e.errno))\nr, e = sc(101, 16, 1, 0, 0)\nprint('RESULT ptrace-attach', en(e))",
+        ),
+    );
+    assert!(!out.contains("OPENED") && !out.contains("LISTED"), "{out}");
+    let r = results(&out);
+    assert_eq!(r["ptrace-attach"], "EPERM", "{out}");
+    assert_eq!(r["readlink"], "EACCES", "{out}");
+}
+
+#[test]
+fn the_sessions_own_programs_can_be_traced() {
+    let inst = Instance::new();
+    let (out, code) = probe(
+        &inst,
+        "strace a child (ptrace stays allowed)",
+        &[],
+        "strace -f -e trace=getpid sh -c 'echo hi' 2>&1 | tail -2",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("exited with 0"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Mounts, /proc, /sys, devices.
+
+#[test]
+fn usr_cannot_be_remounted_read_write() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "remount /usr rw (plain and bind), write into /usr, bind over /usr/bin",
+        &[],
+        "mount -o remount,rw /usr 2>&1; mount -o remount,bind,rw /usr 2>&1; touch /usr/nsplay-probe 2>&1; \
+         echo x >> /usr/bin/id 2>&1; grep ' /usr ' /proc/self/mountinfo | grep -q ' ro,' && echo RESULT usr ro; echo done",
+    );
+    assert!(out.contains("RESULT usr ro"), "{out}");
+    assert!(!std::path::Path::new("/usr/nsplay-probe").exists());
+    assert!(out.contains("Read-only file system") || out.contains("Permission denied"), "{out}");
+}
+
+#[test]
+fn peeling_off_the_proc_masks_reveals_nothing_of_the_host() {
+    // The masks over /proc are unlocked on purpose (nested `mount -t proc` needs that); what is
+    // under them must still be closed by the kernel's own checks.
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "unmount every /proc mask, then read what was under it",
+        &[],
+        "for m in kcore keys timer_list sched_debug kallsyms kpagecount kpageflags sysrq-trigger sys irq bus fs; do \
+           umount /proc/$m 2>/dev/null; done; \
+         for f in kcore timer_list sched_debug kpagecount kpageflags; do \
+           n=$(head -c 4096 /proc/$f 2>/dev/null | wc -c); echo RESULT $f $n; done; \
+         grep -v '^0000000000000000 ' /proc/kallsyms | head -3 | sed 's/^/ADDR /'; echo done",
+    );
+    let r = results(&out);
+    for f in ["kcore", "timer_list", "sched_debug", "kpagecount", "kpageflags"] {
+        assert_eq!(r[f], "0", "/proc/{f} readable after unmounting its mask: {out}");
+    }
+    assert!(!out.contains("ADDR "), "kernel addresses leak through /proc/kallsyms: {out}");
+}
+
+#[test]
+fn cgroup_v1_release_agent_cannot_be_set() {
+    // CVE-2022-0492: mount a v1 hierarchy inside, write release_agent, trigger it.
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "mount -t cgroup -o rdma (and other v1 controllers), write release_agent and notify_on_release",
+        &[],
+        "for o in rdma memory pids cpu freezer devices none,name=nsplayprobe; do d=/tmp/cg-${o%%,*}; mkdir -p $d; \
+           if mount -t cgroup -o $o cgroup $d 2>/dev/null; then echo mounted $o; \
+             echo /tmp/pwn > $d/release_agent 2>/dev/null && echo RESULT wrote-$o release_agent; \
+             echo 1 > $d/notify_on_release 2>/dev/null && echo RESULT notify-$o yes; \
+           else echo refused $o; fi; done; echo done",
+    );
+    assert!(out.contains("done"), "{out}");
+    assert!(results(&out).is_empty(), "{out}");
+}
+
+#[test]
+fn the_sessions_own_cgroup_limits_cannot_be_raised() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "mount the cgroup file systems inside and raise memory, pids and cpu limits",
+        &[],
+        "mkdir -p /tmp/u /tmp/m /tmp/p /tmp/c; mount -t cgroup2 none /tmp/u 2>/dev/null; \
+         mount -t cgroup -o memory c /tmp/m 2>/dev/null; mount -t cgroup -o pids c /tmp/p 2>/dev/null; \
+         mount -t cgroup -o cpu c /tmp/c 2>/dev/null; \
+         for f in u/memory.max u/pids.max u/cpu.max m/memory.limit_in_bytes m/memory.memsw.limit_in_bytes p/pids.max c/cpu.cfs_quota_us; do \
+           [ -e /tmp/$f ] || continue; echo max > /tmp/$f 2>/dev/null && echo RESULT raised $f; \
+           echo -1 > /tmp/$f 2>/dev/null && echo RESULT raised $f; done; echo done",
+    );
+    assert!(out.contains("done"), "{out}");
+    assert!(!out.contains("RESULT raised"), "{out}");
+}
+
+#[test]
+fn global_sysctls_cannot_be_written() {
+    let inst = Instance::new();
+    let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
+    let (out, _) = probe(
+        &inst,
+        "unmount the read-only /proc/sys, write kernel.* and vm.* sysctls",
+        &[],
+        "umount /proc/sys 2>/dev/null; for f in kernel/core_pattern kernel/modprobe kernel/panic kernel/randomize_va_space \
+         kernel/sysrq kernel/unprivileged_bpf_disabled kernel/yama/ptrace_scope vm/drop_caches vm/overcommit_memory fs/file-max; do \
+           [ -e /proc/sys/$f ] || continue; echo 1 > /proc/sys/$f 2>/dev/null && echo RESULT wrote $f; done; echo done",
+    );
+    assert!(out.contains("done"), "{out}");
+    assert!(!out.contains("RESULT wrote"), "{out}");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before);
+}
+
+#[test]
+fn sysrq_trigger_cannot_be_written() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "write /proc/sysrq-trigger, with and without its read-only mount",
+        &[],
+        "echo h > /proc/sysrq-trigger 2>/dev/null && echo RESULT wrote masked; \
+         umount /proc/sysrq-trigger 2>/dev/null; echo h > /proc/sysrq-trigger 2>/dev/null && echo RESULT wrote unmasked; echo done",
+    );
+    assert!(out.contains("done"), "{out}");
+    assert!(!out.contains("RESULT wrote"), "{out}");
+}
+
+#[test]
+fn device_nodes_cannot_be_made_and_host_disks_are_absent() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "mknod block and char devices, mount devtmpfs, open host disks and memory",
+        &[],
+        "mknod /tmp/sda b 8 0 2>/dev/null && echo RESULT made block; mknod /tmp/mem c 1 1 2>/dev/null && echo RESULT made char; \
+         mkdir -p /tmp/d; mount -t devtmpfs none /tmp/d 2>/dev/null && echo RESULT mounted devtmpfs; \
+         for d in /dev/vda /dev/sda /dev/nvme0n1 /dev/xvda /dev/mem /dev/kmem /dev/port /dev/kmsg /dev/loop0 /dev/loop-control /dev/fuse /dev/net/tun; do \
+           head -c1 $d >/dev/null 2>&1 && echo RESULT opened $d; done; ls /dev | tr '\\n' ' ' | sed 's/^/RESULT dev /'; echo; echo done",
+    );
+    assert!(out.contains("done"), "{out}");
+    let r = results(&out);
+    assert!(!r.keys().any(|k| k == "made" || k == "mounted" || k == "opened"), "{out}");
+    let dev: Vec<&str> = r["dev"].split_whitespace().collect();
+    assert_eq!(
+        dev,
+        [
+            "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty",
+            "urandom", "zero"
+        ],
+        "{out}"
+    );
+}
+
+#[test]
+fn host_files_are_not_reachable_through_proc() {
+    let inst = Instance::new();
+    let marker = format!("nsplay-probe-marker-{}", std::process::id());
+    std::fs::write(format!("/tmp/{marker}"), "host").unwrap();
+    let (out, _) = probe(
+        &inst,
+        "look for a host file through /proc/*/root, /proc/*/cwd and /proc/self/mountinfo",
+        &[],
+        &format!(
+            "for p in /proc/[0-9]*; do for l in root cwd; do ls $p/$l/tmp/{marker} >/dev/null 2>&1 && echo RESULT found $p/$l; done; done; \
+             cat /proc/self/root/tmp/{marker} 2>/dev/null && echo RESULT found self; echo done"
+        ),
+    );
+    std::fs::remove_file(format!("/tmp/{marker}")).unwrap();
+    assert!(out.contains("done"), "{out}");
+    assert!(!out.contains("RESULT found"), "{out}");
+}
+
+// ---------------------------------------------------------------------------------------------
+// The seccomp filter, call by call.
+
+fn syscall_list(verdict: impl Fn(Verdict) -> bool) -> Vec<(&'static str, i64, Verdict)> {
+    seccomp::table(&seccomp::Options::default()).into_iter().filter(|(_, _, v)| verdict(*v)).collect()
+}
+
+fn call_each(calls: &[(&'static str, i64, Verdict)]) -> String {
+    let list: Vec<String> = calls.iter().map(|(n, nr, _)| format!("('{n}', {nr})")).collect();
+    format!(
+        "for name, nr in [{}]:\n    r, e = sc(nr, 1, 1, 1, 1, 1, 1)\n    print('RESULT', name, en(e))",
+        list.join(", ")
+    )
+}
+
+fn check_refused(calls: Vec<(&'static str, i64, Verdict)>, what: &str) {
+    let inst = Instance::new();
+    let body = call_each(&calls);
+    let (out, _) = probe(&inst, what, &[], &python(&body));
+    let unfiltered = results(&unfiltered_python(&body));
+    let inside = results(&out);
+    let mut differ = 0;
+    println!("{:<26} {:>4}  {:<8} {:<8} unfiltered (nobody in a user namespace)", "call", "nr", "want", "session");
+    for (name, nr, v) in &calls {
+        let Verdict::Errno(e) = v else { unreachable!() };
+        let got = inside.get(*name).map(String::as_str).unwrap_or("missing");
+        let raw = unfiltered.get(*name).map(String::as_str).unwrap_or("?");
+        println!("{name:<26} {nr:>4}  {:<8} {got:<8} {raw}", errno_name(*e));
+        assert_eq!(got, errno_name(*e), "{name} ({nr}) in the session");
+        differ += usize::from(raw != got);
+    }
+    println!("{differ} of {} answers differ from the unfiltered kernel's", calls.len());
+    // Most refusals are the filter's, not the kernel's: without it the same calls fail
+    // differently (EFAULT, EINVAL, EBADF, or succeed).
+    assert!(differ * 2 > calls.len(), "{differ} of {}", calls.len());
+}
+
+#[test]
+fn refused_system_calls_return_eperm() {
+    check_refused(
+        syscall_list(|v| v == Verdict::Errno(libc::EPERM)),
+        "every refused call (keys, bpf, perf, userfaultfd, kexec, modules, handles, io_uring, swap, acct, quota, clocks, reboot, …)",
+    );
+}
+
+#[test]
+fn clone3_and_the_new_mount_api_return_enosys() {
+    check_refused(
+        syscall_list(|v| v == Verdict::Errno(libc::ENOSYS)),
+        "clone3, fsopen/fsconfig/fsmount/fspick/move_mount/open_tree/mount_setattr and newer calls",
+    );
+}
+
+#[test]
+fn lesson_system_calls_reach_the_kernel() {
+    let inst = Instance::new();
+    let n =
+        |name: &str| seccomp::table(&seccomp::Options::default()).into_iter().find(|(n, _, _)| *n == name).unwrap().1;
+    let calls = [
+        ("mount", n("mount"), vec![1u64, 1, 1, 0, 1], "EFAULT"),
+        ("umount2", n("umount2"), vec![1, 0], "EFAULT"),
+        ("pivot_root", n("pivot_root"), vec![1, 1], "EFAULT"),
+        ("chroot", n("chroot"), vec![1], "EFAULT"),
+        ("setns", n("setns"), vec![u64::MAX, 0], "EBADF"),
+        ("unshare", n("unshare"), vec![u64::MAX], "EINVAL"),
+        ("sethostname", n("sethostname"), vec![1, 8], "EFAULT"),
+        ("clone", n("clone"), vec![u64::MAX, 1, 1, 1, 1], "EINVAL"),
+        ("ioctl-TCGETS-bad-fd", n("ioctl"), vec![u64::MAX, libc::TCGETS, 1], "EBADF"),
+        ("ptrace-nobody", n("ptrace"), vec![16, 999_999], "ESRCH"),
+        ("personality-query", n("personality"), vec![0xffff_ffff], "OK"),
+        ("socket-inet-stream", n("socket"), vec![2, 1, 0], "OK"),
+        ("socket-netlink-route", n("socket"), vec![16, 3, 0], "OK"),
+        ("setsockopt-bad-fd", n("setsockopt"), vec![u64::MAX, 1, 2, 1, 4], "EBADF"),
+    ];
+    let body: Vec<String> = calls
+        .iter()
+        .map(|(label, nr, args, _)| {
+            let a: Vec<String> = args.iter().map(|x| x.to_string()).collect();
+            format!("r, e = sc({nr}, {})\nprint('RESULT {label}', en(e))", a.join(", "))
+        })
+        .collect();
+    let (out, _) = probe(
+        &inst,
+        "allowed calls with bad arguments fail in the kernel, not in the filter",
+        &[],
+        &python(&body.join("\n")),
+    );
+    let r = results(&out);
+    for (label, _, _, want) in &calls {
+        assert_eq!(r.get(*label).map(String::as_str), Some(*want), "{label}: {out}");
+    }
+}
+
+#[test]
+fn x32_system_calls_are_refused() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "getpid and an x32-only call through the x32 bit",
+        &[],
+        &python(
+            "r, e = sc(0x40000000 | 39)\nprint('RESULT getpid', en(e))\nr, e = sc(0x40000000 | 512, 0, 0, 0, 8)\nprint('RESULT rt_sigaction', en(e))",
+        ),
+    );
+    let r = results(&out);
+    assert_eq!(r["getpid"], "EPERM", "{out}");
+    assert_eq!(r["rt_sigaction"], "EPERM", "{out}");
+}
+
+#[test]
+fn the_i386_entry_point_kills_the_caller() {
+    let inst = Instance::new();
+    // mov eax, 20 (getpid in the i386 table); int 0x80; ret
+    let body = "import mmap\ncode = bytes([0xb8, 0x14, 0, 0, 0, 0xcd, 0x80, 0xc3])\nbuf = mmap.mmap(-1, 4096, prot=mmap.PROT_READ | mmap.PROT_WRITE | mmap.PROT_EXEC)\nbuf.write(code)\nf = ctypes.CFUNCTYPE(ctypes.c_int)(ctypes.addressof(ctypes.c_char.from_buffer(buf)))\nprint('RESULT i386', f())";
+    let (out, _) = probe(&inst, "int 0x80 from a 64-bit process", &[], &(python(body) + "echo RESULT status $?\n"));
+    let r = results(&out);
+    assert!(!r.contains_key("i386"), "the i386 call returned: {out}");
+    assert_eq!(r["status"], (128 + libc::SIGSYS).to_string(), "{out}");
+}
+
+#[test]
+fn tiocsti_is_refused_with_and_without_high_bits() {
+    let inst = Instance::new();
+    let legacy = std::fs::read_to_string("/proc/sys/dev/tty/legacy_tiocsti").unwrap_or_default();
+    let body = "fd = os.open('/dev/tty', os.O_RDWR)\nc = ctypes.c_char(b'x')\nfor label, req in [('TIOCSTI', 0x5412), ('TIOCSTI-high1', (1 << 32) | 0x5412), ('TIOCSTI-highall', (0xffffffff << 32) | 0x5412), ('TIOCLINUX', 0x541C), ('TIOCSETD', 0x5423)]:\n    r, e = sc(16, fd, req, ctypes.addressof(c))\n    print('RESULT', label, en(e))\nr, e = sc(16, fd, 0x5401, ctypes.addressof(ctypes.create_string_buffer(64)))\nprint('RESULT TCGETS', en(e))";
+    let (out, _) =
+        probe(&inst, "ioctl(TIOCSTI) on the session's own terminal, also with bits 32-63 set", &[], &python(body));
+    println!("host dev.tty.legacy_tiocsti = {}", legacy.trim());
+    let r = results(&out);
+    // The kernel's own refusal (legacy_tiocsti=0) is EIO; EPERM is the filter's.
+    for label in ["TIOCSTI", "TIOCSTI-high1", "TIOCSTI-highall", "TIOCLINUX", "TIOCSETD"] {
+        assert_eq!(r[label], "EPERM", "{label}: {out}");
+    }
+    assert_eq!(r["TCGETS"], "OK", "{out}");
+}
+
+#[test]
+fn unusual_personalities_are_refused() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "personality: READ_IMPLIES_EXEC, MMAP_PAGE_ZERO, ADDR_NO_RANDOMIZE; linux32 stays allowed",
+        &[],
+        &(python(
+            "for label, v in [('READ_IMPLIES_EXEC', 0x0400000), ('MMAP_PAGE_ZERO', 0x0100000), ('ADDR_NO_RANDOMIZE', 0x0040000)]:\n    r, e = sc(135, v)\n    print('RESULT', label, en(e))",
+        ) + "linux32 uname -m | sed 's/^/RESULT linux32 /'\n"),
+    );
+    let r = results(&out);
+    for label in ["READ_IMPLIES_EXEC", "MMAP_PAGE_ZERO", "ADDR_NO_RANDOMIZE"] {
+        assert_eq!(r[label], "EPERM", "{label}: {out}");
+    }
+    assert_eq!(r["linux32"], "i686", "{out}");
+}
+
+#[test]
+fn risky_socket_families_and_netfilter_are_refused() {
+    let inst = Instance::new();
+    let body = "import socket\nfor label, fam, typ, proto in [('netlink-netfilter', 16, 3, 12), ('netlink-xfrm', 16, 3, 6), ('netlink-audit', 16, 3, 9), ('packet', 17, 3, 0x300), ('alg', 38, 5, 0), ('vsock', 40, 1, 0), ('sctp', 2, 1, 132), ('dccp', 2, 6, 0), ('bluetooth', 31, 3, 0), ('netlink-route', 16, 3, 0), ('inet-tcp', 2, 1, 6), ('inet6-udp', 10, 2, 17), ('unix', 1, 1, 0)]:\n    try:\n        socket.socket(fam, typ, proto).close(); print('RESULT', label, 'OK')\n    except OSError as e:\n        print('RESULT', label, en(e.errno))\ns = socket.socket(2, 3, 255)\ntry:\n    s.setsockopt(0, 64, b'\\0' * 64); print('RESULT ipt-set-replace OK')\nexcept OSError as e:\n    print('RESULT ipt-set-replace', en(e.errno))";
+    let (out, _) = probe(
+        &inst,
+        "open netfilter/xfrm netlink, packet, alg, vsock, sctp, dccp, bluetooth sockets; iptables setsockopt",
+        &[],
+        &python(body),
+    );
+    let r = results(&out);
+    for label in [
+        "netlink-netfilter",
+        "netlink-xfrm",
+        "netlink-audit",
+        "packet",
+        "alg",
+        "vsock",
+        "sctp",
+        "dccp",
+        "bluetooth",
+        "ipt-set-replace",
+    ] {
+        assert_eq!(r[label], "EPERM", "{label}: {out}");
+    }
+    for label in ["netlink-route", "inet-tcp", "inet6-udp", "unix"] {
+        assert_eq!(r[label], "OK", "{label}: {out}");
+    }
+}
+
+#[test]
+fn the_clock_cannot_be_set() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "date -s 2001-01-01, hwclock",
+        &[],
+        "date -s 2001-01-01 2>&1; hwclock -w 2>&1 | head -1; date +RESULT\\ year\\ %Y",
+    );
+    let year: i32 = results(&out)["year"].parse().unwrap();
+    assert!(year > 2020, "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+}
+
+#[test]
+fn io_uring_and_userfaultfd_are_refused_even_with_valid_arguments() {
+    let inst = Instance::new();
+    // With valid arguments an unfiltered kernel creates both (see the unfiltered column).
+    let body = "params = ctypes.create_string_buffer(120)\nr, e = sc(425, 8, ctypes.addressof(params))\nprint('RESULT io_uring_setup', en(e))\nr, e = sc(323, 1)\nprint('RESULT userfaultfd', en(e))";
+    let (out, _) = probe(&inst, "io_uring_setup(8, &params) and userfaultfd(UFFD_USER_MODE_ONLY)", &[], &python(body));
+    let unfiltered = results(&unfiltered_python(body));
+    println!("unfiltered: {unfiltered:?}");
+    let r = results(&out);
+    assert_eq!(r["io_uring_setup"], "EPERM", "{out}");
+    assert_eq!(r["userfaultfd"], "EPERM", "{out}");
+}
+
+#[test]
+fn mount_falls_back_from_the_new_mount_api() {
+    let inst = Instance::new();
+    let (out, code) = probe(
+        &inst,
+        "tmpfs, bind and read-only remount through mount(8) while fsopen & co. return ENOSYS",
+        &[],
+        "unshare -m sh -c 'mount -t tmpfs t /mnt && mount --bind /mnt /opt && mount -o remount,bind,ro /opt && \
+         findmnt -n -o FSTYPE,OPTIONS /opt'",
+    );
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("tmpfs") && out.contains("ro,"), "{out}");
+}
+
+#[test]
+fn a_chroot_escape_ends_at_the_sessions_own_root() {
+    let inst = Instance::new();
+    let marker = format!("nsplay-chroot-marker-{}", std::process::id());
+    std::fs::write(format!("/tmp/{marker}"), "host").unwrap();
+    let body = format!(
+        "os.makedirs('/tmp/jail', exist_ok=True)\nfd = os.open('/', os.O_RDONLY)\nos.chroot('/tmp/jail')\nos.fchdir(fd)\nfor _ in range(64):\n    os.chdir('..')\nos.chroot('.')\nprint('RESULT marker', os.path.exists('/tmp/{marker}'))\nprint('RESULT root', sorted(os.listdir('/'))[:4])"
+    );
+    let (out, _) = probe(
+        &inst,
+        "the classic chroot escape: chroot into a subdirectory, fchdir out, cd .. 64 times",
+        &[],
+        &python(&body),
+    );
+    std::fs::remove_file(format!("/tmp/{marker}")).unwrap();
+    assert_eq!(results(&out)["marker"], "False", "{out}");
+}
+
+#[test]
+fn the_kernel_log_is_closed() {
+    let inst = Instance::new();
+    let (out, _) =
+        probe(&inst, "dmesg, /dev/kmsg", &[], "dmesg 2>&1 | head -2; cat /dev/kmsg 2>&1 | head -1; echo done");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert!(!out.lines().any(|l| l.starts_with('[') || l.contains("Linux version")), "{out}");
+}
+
+#[test]
+fn sysfs_stays_out_of_reach_even_remounted_read_write() {
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "remount /sys read-write, write global sysfs files",
+        &[],
+        "mount -o remount,rw /sys 2>/dev/null && echo remounted; \
+         for f in /sys/kernel/mm/transparent_hugepage/enabled /sys/power/state /sys/kernel/uevent_helper \
+                  /sys/kernel/profiling /sys/fs/cgroup/cgroup.procs /sys/block/*/queue/scheduler /sys/class/net/lo/mtu; do \
+           [ -e $f ] || continue; echo 1 > $f 2>/dev/null && echo RESULT wrote $f; done; echo done",
+    );
+    assert!(out.contains("done"), "{out}");
+    // The session's own loopback belongs to its network namespace; nothing else may be written.
+    let wrote: Vec<&str> =
+        out.lines().filter(|l| l.starts_with("RESULT wrote") && !l.contains("/sys/class/net/lo/")).collect();
+    assert!(wrote.is_empty(), "{out}");
+}
+
+#[test]
+fn the_hostname_changes_only_inside() {
+    let before = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap();
+    let inst = Instance::new();
+    let (out, code) =
+        probe(&inst, "hostname pwned; domainname pwned", &[], "hostname pwned && domainname pwned && uname -n");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.trim(), "pwned");
+    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap(), before);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Nested user namespaces.
+
+#[test]
+fn nested_user_namespaces_are_allowed_by_default() {
+    let inst = Instance::new();
+    let (out, code) = probe(&inst, "unshare -U -r id -u", &[], "unshare -U -r id -u");
+    assert_eq!(code, 0, "{out}");
+    assert_eq!(out.trim(), "0");
+}
+
+/// Runs each script on a new terminal of one session of a library-level sandbox (for switches
+/// `nsplay run` has no flag for, and for terminals that join a running session), one after the
+/// other; returns each terminal's output and exit code.
+fn library_session(inst: &Instance, nested_userns: bool, scripts: &[&str]) -> Vec<(String, i32)> {
+    use nsplay::sandbox::spawn::Event;
+    use nsplay::sandbox::{Sandbox, SandboxConfig, limits::Limits};
+    let cfg = SandboxConfig {
+        id_base: inst.id_base,
+        id_slots: inst.id_slots,
+        cgroup_parent: Some(inst.parent.clone()),
+        state_dir: inst.state.path().to_path_buf(),
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (mut sandbox, _) = Sandbox::start(&cfg, std::path::Path::new(common::BIN), move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+    sandbox.set_nested_userns(nested_userns);
+    let session = sandbox.create("probe", &Limits::default()).unwrap();
+    let mut results = Vec::new();
+    for (index, script) in scripts.iter().enumerate() {
+        let argv = vec!["sh".into(), "-c".into(), script.to_string()];
+        let term = sandbox.open_terminal(&session, index as u64, argv, 80, 24).unwrap();
+        let mut master = std::fs::File::from(term.master);
+        let mut out = Vec::new();
+        let mut buf = [0u8; 4096];
+        // The pty master reads EIO once the last holder of the slave is gone.
+        while let Ok(n) = master.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            out.extend_from_slice(&buf[..n]);
+        }
+        let code = loop {
+            match rx.recv_timeout(Duration::from_secs(20)).unwrap() {
+                Event::TerminalExited { terminal, code, .. } if terminal == index as u64 => break code,
+                _ => continue,
+            }
+        };
+        let out = String::from_utf8_lossy(&out).replace('\r', "");
+        println!(
+            "=== terminal {index} (nested user namespaces {})\n$ {script}\n{out}(exit {code})",
+            if nested_userns { "on" } else { "off" }
+        );
+        results.push((out, code));
+    }
+    sandbox.destroy(&session).unwrap();
+    results
+}
+
+#[test]
+fn nested_user_namespaces_can_be_switched_off() {
+    let inst = Instance::new();
+    let script =
+        "unshare -U -r id -u 2>&1; echo RESULT userns $?; unshare -m -u -i -n -p -f -C -T true; echo RESULT others $?";
+    let out = library_session(&inst, false, &[script]).remove(0).0;
+    let r = results(&out);
+    assert_ne!(r["userns"], "0", "{out}");
+    assert!(out.contains("Operation not permitted"), "{out}");
+    assert_eq!(r["others"], "0", "every other namespace kind stays available: {out}");
+    let out_on = library_session(&inst, true, &["unshare -U -r id -u"]).remove(0).0;
+    assert_eq!(out_on.trim(), "0", "{out_on}");
+    assert_nothing_left(&inst);
+}
+
+#[test]
+fn a_terminal_that_joins_a_running_session_is_confined_alike() {
+    let inst = Instance::new();
+    let check = "grep -E '^(NoNewPrivs|Seccomp):' /proc/self/status | tr -d '\\t' | sed 's/^/RESULT /; s/:/ /'; \
+                 exec python3 -c \"import os; print('RESULT ppid', os.getppid()); \
+                 print('RESULT fds', *[f for f in range(4096) if os.path.exists('/proc/self/fdinfo/%d' % f)])\"";
+    let terms = library_session(&inst, true, &["echo first > /tmp/first", &format!("cat /tmp/first; {check}")]);
+    let (out, code) = &terms[1];
+    assert_eq!(*code, 0, "{out}");
+    assert!(out.contains("first"), "the second terminal is not in the first one's session: {out}");
+    let r = results(out);
+    assert_eq!(r["NoNewPrivs"], "1", "{out}");
+    assert_eq!(r["Seccomp"], "2", "{out}");
+    assert_eq!(r["ppid"], "0", "the joining helper must stay outside the session's PID namespace: {out}");
+    assert_eq!(r["fds"], "0 1 2", "{out}");
+    assert_nothing_left(&inst);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Network.
+
+#[test]
+fn ip_link_shows_only_lo() {
+    let inst = Instance::new();
+    let (out, code) = probe(&inst, "ip -o link; ip -o addr", &[], "ip -o link; ip -o -4 addr");
+    assert_eq!(code, 0, "{out}");
+    let links: Vec<&str> = out.lines().filter(|l| l.contains(": <")).collect();
+    assert_eq!(links.len(), 1, "{out}");
+    assert!(links[0].contains(" lo: "), "{out}");
+    assert!(!out.lines().any(|l| l.contains("inet ") && !l.contains("127.0.0.1")), "{out}");
+}
+
+#[test]
+fn the_hosts_loopback_and_the_nsplay_server_are_unreachable() {
+    let listener = TcpListener::bind("127.0.0.1:0").unwrap();
+    listener.set_nonblocking(true).unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = common::Server::start(&[]);
+    let server_port = server.addr.rsplit(':').next().unwrap().to_string();
+    let inst = Instance::new();
+    let (out, _) = probe(
+        &inst,
+        "connect to a host listener on 127.0.0.1 and to the nsplay server's own port",
+        &[],
+        &format!(
+            "timeout 5 bash -c 'echo hi > /dev/tcp/127.0.0.1/{port}' 2>/dev/null && echo RESULT host connected || echo RESULT host refused; \
+             timeout 5 bash -c 'echo hi > /dev/tcp/127.0.0.1/{server_port}' 2>/dev/null && echo RESULT server connected || echo RESULT server refused"
+        ),
+    );
+    let r = results(&out);
+    assert_eq!(r["host"], "refused", "{out}");
+    assert_eq!(r["server"], "refused", "{out}");
+    assert!(listener.accept().is_err(), "the host listener got a connection");
+}
+
+// ---------------------------------------------------------------------------------------------
+// Two sessions side by side.
+
+/// A long-lived session holding a process, a file, a /dev/shm file, IPC objects and an abstract
+/// unix socket, all marked with `tag`.
+fn neighbour(inst: &Instance, tag: &str) -> Interactive {
+    let mut sh = Interactive::start(inst, &["--", "/bin/sh"]);
+    sh.send(&format!(
+        "echo secret > /tmp/{tag}; echo secret > /dev/shm/{tag}; ipcmk -Q >/dev/null; ipcmk -M 4096 >/dev/null; \
+         python3 -c \"import socket,time; s=socket.socket(socket.AF_UNIX); s.bind('\\0{tag}'); s.listen(); time.sleep(600)\" & \
+         sleep 4247 & echo re''ady"
+    ));
+    sh.expect("ready\n", 20);
+    sh
+}
+
+#[test]
+fn two_sessions_cannot_see_each_others_processes_files_shm_ipc_or_sockets() {
+    let (a, b) = (Instance::new(), Instance::new());
+    let tag = format!("nsplayprobe{}", std::process::id());
+    let mut sh = neighbour(&a, &tag);
+    assert!(wait_until(5, || !host_pids_running(&a, "sleep 4247").is_empty()));
+    let (out, _) = probe(
+        &b,
+        "from a second session: ps, /tmp, /dev/shm, ipcs, /proc/net/unix, connect to the first's abstract socket",
+        &[],
+        &format!(
+            "ps -eo args= | grep -c '^sleep 4247$' | sed 's/^/RESULT ps /'; ls /tmp/{tag} /dev/shm/{tag} 2>/dev/null | sed 's/^/RESULT file /'; \
+             echo RESULT ipc $(ipcs -q -m | grep -c '^0x'); grep -c {tag} /proc/net/unix | sed 's/^/RESULT unix /'; \
+             python3 -c \"import socket; s=socket.socket(socket.AF_UNIX); s.connect('\\0{tag}'); print('RESULT connect OK')\" 2>&1 | tail -1"
+        ),
+    );
+    let r = results(&out);
+    assert_eq!(r["ps"], "0", "{out}");
+    assert!(!r.contains_key("file"), "{out}");
+    assert_eq!(r["ipc"], "0", "{out}");
+    assert_eq!(r["unix"], "0", "{out}");
+    assert!(!r.contains_key("connect"), "{out}");
+    assert!(out.contains("ConnectionRefusedError") || out.contains("No such file"), "{out}");
+    // The first session sees its own objects: the probe looked in the right places.
+    sh.send(&format!("echo RESULT own-ipc $(ipcs -q -m | grep -c '^0x'); grep -c {tag} /proc/net/unix | sed 's/^/RESULT own-unix /'; echo fin''ished"));
+    let own = sh.expect("finished\n", 20);
+    let r = results(&own);
+    assert_eq!(r["own-ipc"], "2", "{own}");
+    assert_eq!(r["own-unix"], "1", "{own}");
+    sh.send("exit");
+    sh.child.wait().unwrap();
+}
+
+#[test]
+fn two_sessions_cannot_signal_each_other() {
+    let (a, b) = (Instance::new(), Instance::new());
+    let tag = format!("nsplaysig{}", std::process::id());
+    let mut sh = neighbour(&a, &tag);
+    assert!(wait_until(5, || !host_pids_running(&a, "sleep 4247").is_empty()));
+    let target = host_pids_running(&a, "sleep 4247")[0];
+    let (out, _) = probe(
+        &b,
+        "kill the first session's sleep by its host pid, kill -9 -1, pidfd_open its host pid",
+        &[],
+        &format!(
+            "kill -9 {target} 2>&1; kill -9 -1; {}",
+            python(&format!("r, e = sc(434, {target}, 0)\nprint('RESULT pidfd', en(e))"))
+        ),
+    );
+    let r = results(&out);
+    assert!(out.contains("No such process"), "{out}");
+    // Either the pid does not exist in the second session's PID namespace, or it names one of
+    // its own processes: never the first session's.
+    assert!(r["pidfd"] == "ESRCH" || r["pidfd"] == "OK", "{out}");
+    assert_eq!(host_pids_running(&a, "sleep 4247"), vec![target], "the first session's sleep was killed");
+    sh.send("echo st''ill here");
+    sh.expect("still here\n", 10);
+    sh.send("exit");
+    sh.child.wait().unwrap();
+}
