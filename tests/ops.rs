@@ -70,7 +70,8 @@ async fn max_age_warns_then_ends_the_session() {
     let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
     t.expect("# ", 20).await;
     assert!(t.pump_until(10, |t| t.closed.is_some()).await, "the session outlived its maximum age");
-    let notices: Vec<&str> = t.controls.iter().filter(|c| c["type"] == "notice").filter_map(|c| c["message"].as_str()).collect();
+    let notices: Vec<&str> =
+        t.controls.iter().filter(|c| c["type"] == "notice").filter_map(|c| c["message"].as_str()).collect();
     assert!(notices.iter().any(|n| n.contains("ends in")), "{notices:?}");
     assert!(t.controls.iter().any(|c| c["type"] == "exit"), "{:?}", t.controls);
     assert_eq!(status_of(&server, s["id"].as_str().unwrap()).await, 404);
@@ -78,7 +79,8 @@ async fn max_age_warns_then_ends_the_session() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn per_client_cap_and_rate_limit_answer_429_with_retry_after() {
-    let server = Server::start(&["--max-sessions-per-client", "2", "--create-per-minute", "60", "--create-burst", "10"]);
+    let server =
+        Server::start(&["--max-sessions-per-client", "2", "--create-per-minute", "60", "--create-burst", "10"]);
     assert_eq!(create_from(&server, None).await.status(), 201);
     assert_eq!(create_from(&server, None).await.status(), 201);
     let r = create_from(&server, None).await;

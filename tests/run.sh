@@ -9,13 +9,25 @@ if [ "$(id -u)" != 0 ]; then
     exit 1
 fi
 need=()
-for tool in ip:iproute2 ps:procps unshare:util-linux; do
-    command -v "${tool%%:*}" >/dev/null || need+=("${tool#*:}")
+# Sessions see the host's /usr, so the tools the lessons and probes use must be Debian's
+# packages (a python3 elsewhere on PATH does not count).
+for pkg in iproute2 procps util-linux python3 strace; do
+    dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
     apt-get update -qq
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${need[@]}"
 fi
+# The browser tests (tests/browser.rs) drive Debian's Chromium with playwright-core from npm;
+# the CJK font makes the Japanese pages and screenshots readable.
+browser_need=()
+command -v chromium >/dev/null || browser_need+=(chromium)
+fc-list 2>/dev/null | grep -q "Noto Sans CJK" || browser_need+=(fonts-noto-cjk)
+if [ ${#browser_need[@]} -gt 0 ]; then
+    apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${browser_need[@]}"
+fi
+(cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check
 cargo clippy --all-targets -- -D warnings

@@ -45,6 +45,7 @@ async fn create_session_and_run_uname() {
     for (kind, pair) in ns {
         assert_ne!(pair["session"], pair["host"], "{kind}");
     }
+    assert_eq!(info["nested"], serde_json::json!([]), "a fresh session has no nested namespaces");
     assert!(info["usage"]["pids"].as_u64().unwrap() >= 2);
     assert!(info["usage"]["memory_bytes"].as_u64().unwrap() > 0);
 }

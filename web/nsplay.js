@@ -15,6 +15,7 @@
     state_ended: 'Session ended',
     ended_exit_code: 'Session ended, exit code {code}',
     session_gone: 'This session no longer exists.',
+    server_unreachable: 'Lost the connection to the server. Waiting for it to come back…',
     new_session: 'New session',
     full_retry: 'The playground is full. Try again in {seconds} s.',
     rate_retry: 'You are starting sessions too quickly. Try again in {seconds} s.',
@@ -245,6 +246,12 @@
     let finished = false; // exit, gone or close(): never reconnect again
     let pending = [];
     let pendingBytes = 0;
+    // The server cannot be reached (stopped, restarting, network gone). Sessions
+    // do not survive a server restart, so once it answers again we either
+    // reconnect (same session still there) or say plainly that it is gone.
+    let serverDown = false;
+    let probeTimer = null;
+    let finishMessage = '';
 
     // ---- UI helpers
 
@@ -259,7 +266,9 @@
       setTimeout(() => el.remove(), NOTICE_MS);
     }
 
-    function banner(message) {
+    // withButton: offer "New session" (not while the server is unreachable:
+    // a click would only lead to the browser's own error page).
+    function banner(message, withButton = true) {
       if (!bannerEl) {
         bannerEl = document.createElement('div');
         bannerEl.className = 'banner';
@@ -268,25 +277,82 @@
       bannerEl.replaceChildren();
       const text = document.createElement('span');
       text.textContent = message;
+      bannerEl.append(text);
+      bannerEl.hidden = false;
+      if (!withButton) return;
       const button = document.createElement('button');
       button.type = 'button';
       button.textContent = t('new_session');
-      button.addEventListener('click', () => {
+      button.addEventListener('click', async () => {
+        button.disabled = true;
+        try {
+          await request('/healthz', { cache: 'no-store' });
+        } catch (_) {
+          button.disabled = false;
+          serverLost();
+          return;
+        }
         if (options.onNewSession) options.onNewSession();
         else location.reload();
       });
-      bannerEl.append(text, button);
-      bannerEl.hidden = false;
+      bannerEl.append(button);
       button.focus();
+    }
+
+    function hideBanner() {
+      if (bannerEl) { bannerEl.hidden = true; bannerEl.replaceChildren(); }
     }
 
     function finish(state, message) {
       finished = true;
+      finishMessage = message || '';
+      serverDown = false;
       clearTimeout(reconnectTimer);
+      clearTimeout(probeTimer);
       setState(statusEl, state);
       term.options.disableStdin = true;
       term.options.cursorBlink = false;
       if (message) banner(message);
+    }
+
+    // The server did not answer at all (as opposed to answering "no such
+    // session"): say so, and keep probing until it is back.
+    function serverLost() {
+      if (serverDown) return;
+      serverDown = true;
+      setState(statusEl, 'disconnected');
+      banner(t('server_unreachable'), false);
+      // While not finished the reconnect loop is already probing.
+      if (finished) probeServer(0);
+    }
+
+    // The server answered; `exists` tells whether our session is still there.
+    function serverBack(exists) {
+      if (!serverDown) return;
+      serverDown = false;
+      if (finished) {
+        // Ended (exit frame) and then the server went away: if the session
+        // survived, keep showing why it ended; normally it is gone.
+        banner(exists ? finishMessage : t('session_gone'));
+        if (!exists) setState(statusEl, 'disconnected');
+        return;
+      }
+      hideBanner();
+      if (!exists) finish('disconnected', t('session_gone'));
+      else setState(statusEl, 'reconnecting');
+    }
+
+    function lookUpSession() {
+      if (!sessionId) return request('/healthz', { cache: 'no-store' }).then(() => true);
+      return getSession(sessionId).then((s) => s !== null);
+    }
+
+    function probeServer(n) {
+      clearTimeout(probeTimer);
+      const delay = Math.min(BACKOFF_MAX_MS / 2, BACKOFF_MIN_MS * 2 ** n);
+      probeTimer = setTimeout(() => {
+        lookUpSession().then(serverBack, () => probeServer(n + 1));
+      }, delay);
     }
 
     // ---- sending
@@ -313,7 +379,7 @@
     function connect() {
       clearTimeout(reconnectTimer);
       if (finished) return;
-      setState(statusEl, everConnected ? 'reconnecting' : 'connecting');
+      if (!serverDown) setState(statusEl, everConnected ? 'reconnecting' : 'connecting');
       const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
       const sock = new WebSocket(scheme + location.host + path);
       sock.binaryType = 'arraybuffer';
@@ -328,6 +394,7 @@
         // the replay would be appended to what is already on screen.
         resetPending = everConnected;
         everConnected = true;
+        if (serverDown) { serverDown = false; hideBanner(); }
         setState(statusEl, 'connected');
         fit();
         sendResize();
@@ -362,9 +429,15 @@
         if (ws !== sock) return;
         ws = null;
         if ((ev.code === 1008 || ev.code === 1009) && ev.reason) notice(ev.reason);
-        if (finished || sawExit) return;
+        if (finished || sawExit) {
+          // A server shutting down ends every session (exit frame) and then
+          // stops answering: tell the visitor, instead of offering a "New
+          // session" button that leads nowhere.
+          if (sawExit && !serverDown) lookUpSession().then(() => {}, serverLost);
+          return;
+        }
         if (openedAt && Date.now() - openedAt > STABLE_MS) attempt = 0;
-        setState(statusEl, 'reconnecting');
+        if (!serverDown) setState(statusEl, 'reconnecting');
         scheduleReconnect();
       };
     }
@@ -377,12 +450,13 @@
       const delay = base / 2 + Math.random() * (base / 2);
       reconnectTimer = setTimeout(connect, delay);
       // A refused upgrade (404: session gone) is invisible to WebSocket code,
-      // so ask the REST endpoint. Network errors mean "server down": keep going.
-      if (sessionId) {
-        getSession(sessionId).then((s) => {
-          if (s === null && !finished) finish('disconnected', t('session_gone'));
-        }, () => {});
-      }
+      // so ask the REST endpoint. Network errors mean "server down": say so
+      // and keep going.
+      lookUpSession().then((exists) => {
+        if (finished) return;
+        if (serverDown) serverBack(exists);
+        else if (!exists) finish('disconnected', t('session_gone'));
+      }, () => { if (!finished) serverLost(); });
     }
 
     // Skip the wait once the OS reports the network is back.
@@ -416,6 +490,7 @@
       close() {
         finished = true;
         clearTimeout(reconnectTimer);
+        clearTimeout(probeTimer);
         if (ro) ro.disconnect();
         window.removeEventListener('resize', debouncedFit);
         window.removeEventListener('online', onOnline);
@@ -632,7 +707,15 @@
       show('');
       button.textContent = t('starting');
       button.setAttribute('aria-busy', 'true');
-      const p = createSessionPatiently(null, show);
+      // While "full" counts down, the button reads "Try again" (a click
+      // retries at once) rather than a "Starting…" that seems stuck.
+      const countdown = (msg) => {
+        show(msg);
+        button.textContent = msg ? t('try_again') : t('starting');
+        if (msg) button.removeAttribute('aria-busy');
+        else button.setAttribute('aria-busy', 'true');
+      };
+      const p = createSessionPatiently(null, countdown);
       inFlight = p;
       p.then((s) => {
         location.href = '/play#' + encodeURIComponent(s.id);

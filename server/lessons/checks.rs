@@ -100,6 +100,15 @@ fn status_field(pid: i32, field: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
 }
 
+/// Keeps the processes that live inside the session's PID namespace (their NSpid has a level
+/// below the host's). nsplay's own helpers for a session (keeper, joiners) may share its cgroup
+/// but live in the host's namespaces; they must never count as "nested".
+pub fn inside_session(pids: Vec<i32>) -> Vec<i32> {
+    pids.into_iter()
+        .filter(|pid| status_field(*pid, "NSpid:").is_some_and(|v| v.split_whitespace().count() >= 2))
+        .collect()
+}
+
 /// Nested namespaces the learner made: (kind, inode, a host pid living in it).
 pub fn nested(init_pid: i32, pids: &[i32]) -> Vec<(&'static str, u64, i32)> {
     let probe = Probe {
@@ -162,13 +171,26 @@ pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &st
         }
         "uts_session_hostname" => {
             if !p.passed.contains("uts_nested_hostname") {
-                return fail(lang, "First change the hostname inside a nested UTS namespace (the earlier steps), then leave it.".into(),
-                            "まず前のステップで、入れ子の UTS 名前空間の中でホスト名を変えてから抜けてください。".into());
+                return fail(
+                    lang,
+                    "First change the hostname inside a nested UTS namespace (the earlier steps), then leave it."
+                        .into(),
+                    "まず前のステップで、入れ子の UTS 名前空間の中でホスト名を変えてから抜けてください。".into(),
+                );
             }
             let nested = nested_in(p, "uts");
             if !nested.is_empty() {
-                return fail(lang, format!("{} process(es) still run in a nested UTS namespace: leave the nested shell with `exit`.", nested.len()),
-                            format!("入れ子の UTS 名前空間でまだ {} 個のプロセスが動いています。`exit` で入れ子のシェルを抜けてください。", nested.len()));
+                return fail(
+                    lang,
+                    format!(
+                        "{} process(es) still run in a nested UTS namespace: leave the nested shell with `exit`.",
+                        nested.len()
+                    ),
+                    format!(
+                        "入れ子の UTS 名前空間でまだ {} 個のプロセスが動いています。`exit` で入れ子のシェルを抜けてください。",
+                        nested.len()
+                    ),
+                );
             }
             let now = in_ns(p.init_pid, "-u", &["hostname"]).unwrap_or_default();
             if now.trim() == p.hostname {
@@ -360,7 +382,10 @@ pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &st
                     break;
                 }
             }
-            if found.is_none() && !p.cgroup_dir.join("memory.max").exists() && p.cgroup_dir.join("memory.limit_in_bytes").exists() {
+            if found.is_none()
+                && !p.cgroup_dir.join("memory.max").exists()
+                && p.cgroup_dir.join("memory.limit_in_bytes").exists()
+            {
                 return fail(lang, "This step needs a cgroup v2 host: this server runs on cgroup v1, where the session cannot create child memory groups.".into(),
                             "このステップには cgroup v2 のホストが必要です。このサーバーは cgroup v1 で動いており、セッション内でメモリ用の子 cgroup を作れません。".into());
             }
@@ -417,11 +442,25 @@ pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &st
             // seconds, so ask for at least one second in total.
             let secs = p.usage.throttled_usec as f64 / 1e6;
             if p.usage.throttled_usec >= 1_000_000 {
-                pass(lang, format!("The CPU quota held the session back for {secs:.1} s in {} periods.", p.usage.throttled_periods),
-                     format!("CPU クォータにより、セッションは {} 回の周期で合計 {secs:.1} 秒待たされました。", p.usage.throttled_periods))
+                pass(
+                    lang,
+                    format!(
+                        "The CPU quota held the session back for {secs:.1} s in {} periods.",
+                        p.usage.throttled_periods
+                    ),
+                    format!(
+                        "CPU クォータにより、セッションは {} 回の周期で合計 {secs:.1} 秒待たされました。",
+                        p.usage.throttled_periods
+                    ),
+                )
             } else {
-                fail(lang, format!("Throttled for only {secs:.1} s so far: run the busy loop to see the quota bite."),
-                     format!("これまでに抑制された時間は {secs:.1} 秒だけです。ビジーループを実行して、クォータが効く様子を確かめてください。"))
+                fail(
+                    lang,
+                    format!("Throttled for only {secs:.1} s so far: run the busy loop to see the quota bite."),
+                    format!(
+                        "これまでに抑制された時間は {secs:.1} 秒だけです。ビジーループを実行して、クォータが効く様子を確かめてください。"
+                    ),
+                )
             }
         }
         other => fail(lang, format!("unknown check {other}"), format!("不明なチェック {other}")),

@@ -186,6 +186,7 @@ impl Sandbox {
             uid_base: ids.base,
             id_count: ids.count(),
             procs_files: self.cgroups.procs_files(&name),
+            helper_procs_files: self.cgroups.helper_procs_files(),
             stage: self.stage.clone(),
         };
         match self.spawner.create_session(key, spec) {
@@ -220,6 +221,7 @@ impl Sandbox {
             cols,
             rows,
             procs_files: self.cgroups.procs_files(&s.name),
+            helper_procs_files: self.cgroups.helper_procs_files(),
             confinement: pty::Confinement::new(&s.limits, self.nested_userns),
         };
         Ok(self.spawner.open_terminal(s.key, terminal, spec)?)

@@ -22,7 +22,9 @@ pub struct Confinement {
     /// RLIMIT_FSIZE: no single file beyond the session's disk (or /dev/shm) cap, also on file
     /// systems that have no cap of their own, such as a tmpfs mounted inside or a memfd.
     pub max_file_bytes: u64,
-    /// RLIMIT_NPROC: the pids limit again, counted per user instead of per cgroup.
+    /// RLIMIT_NPROC: the pids limit again, counted per user instead of per cgroup, with some
+    /// headroom so that the cgroup refuses first (and counts the refusal in pids.events, which
+    /// the lessons and the limit notices read).
     pub max_processes: u64,
     /// Whether `unshare`/`clone` may create nested user namespaces.
     pub nested_userns: bool,
@@ -32,7 +34,7 @@ impl Confinement {
     pub fn new(limits: &Limits, nested_userns: bool) -> Confinement {
         Confinement {
             max_file_bytes: limits.disk_bytes.max(limits.shm_bytes),
-            max_processes: limits.pids,
+            max_processes: limits.pids + 16,
             nested_userns,
         }
     }

@@ -63,6 +63,9 @@ pub struct SessionSpec {
     pub id_count: u32,
     /// `cgroup.procs` files of the session's cgroup (one per v1 hierarchy, one on v2).
     pub procs_files: Vec<PathBuf>,
+    /// Where the keeper moves once init runs (empty: it stays in the session's group). See
+    /// `CgroupDriver::helper_procs_files`.
+    pub helper_procs_files: Vec<PathBuf>,
     /// Empty directory on the host where the session root is assembled (in a private mount
     /// namespace, so the host never sees it).
     pub stage: PathBuf,
@@ -76,6 +79,8 @@ pub struct TerminalSpec {
     pub cols: u16,
     pub rows: u16,
     pub procs_files: Vec<PathBuf>,
+    /// Where the joiner moves once the program runs (empty: it stays in the session's group).
+    pub helper_procs_files: Vec<PathBuf>,
     /// Seccomp filter and rlimits of the program.
     pub confinement: pty::Confinement,
 }
@@ -530,6 +535,9 @@ fn create_session(spec: &SessionSpec) -> Result<(Pid, i32, OwnedFd), String> {
                         (Some(pid), Some(fd)) => init = Some((pid, fd)),
                         _ => return Err("malformed init announcement".into()),
                     }
+                    // Init and everything it starts stay in the session's group; the keeper
+                    // (invisible inside) leaves it, so the session can empty its own group.
+                    move_helper(keeper, &spec.helper_procs_files)?;
                 }
                 Some(b'R') => ready = true,
                 Some(b'E') => return Err(String::from_utf8_lossy(&msg[1..]).into_owned()),
@@ -550,7 +558,36 @@ fn create_session(spec: &SessionSpec) -> Result<(Pid, i32, OwnedFd), String> {
 fn join_cgroup(procs_files: &[PathBuf]) -> Result<(), String> {
     let me = getpid().to_string();
     for f in procs_files {
-        std::fs::write(f, &me).map_err(|e| format!("joining cgroup {}: {e}", f.display()))?;
+        match std::fs::write(f, &me) {
+            Ok(()) => {}
+            // cgroup v2: the session handed controllers to child groups of its own, so its group
+            // may hold no process any more ("no internal processes"): join a leaf inside it.
+            Err(e) if e.raw_os_error() == Some(libc::EBUSY) => {
+                let leaf = f.with_file_name(TERMINALS_LEAF);
+                match std::fs::create_dir(&leaf) {
+                    Ok(()) => {}
+                    Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+                    Err(e) => return Err(format!("creating cgroup {}: {e}", leaf.display())),
+                }
+                let procs = leaf.join("cgroup.procs");
+                std::fs::write(&procs, &me).map_err(|e| format!("joining cgroup {}: {e}", procs.display()))?;
+            }
+            Err(e) => return Err(format!("joining cgroup {}: {e}", f.display())),
+        }
+    }
+    Ok(())
+}
+
+/// Leaf of a session's cgroup that new terminals join once the session has handed controllers to
+/// its child groups (cgroup v2).
+const TERMINALS_LEAF: &str = "terminals";
+
+/// Moves a helper (keeper or joiner: host processes the session cannot see) out of the session's
+/// cgroup, once what it started runs there. On v2 the session could otherwise never empty its
+/// own group and hand controllers to child groups, as the cgroups lesson does.
+fn move_helper(pid: Pid, helper_procs_files: &[PathBuf]) -> Result<(), String> {
+    for f in helper_procs_files {
+        std::fs::write(f, pid.to_string()).map_err(|e| format!("moving helper {pid} to {}: {e}", f.display()))?;
     }
     Ok(())
 }
@@ -638,7 +675,11 @@ fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid
         wait_readable(ours.as_fd(), "opening the terminal")?;
         let (msg, fd) = recv_msg(ours.as_fd()).map_err(|e| format!("recv: {e}"))?;
         match (msg.first(), fd) {
-            (Some(b'T'), Some(master)) => Ok((joiner, master)),
+            (Some(b'T'), Some(master)) => {
+                // The program was forked in the session's group; the joiner leaves it.
+                move_helper(joiner, &spec.helper_procs_files)?;
+                Ok((joiner, master))
+            }
             (Some(b'E'), _) => Err(String::from_utf8_lossy(&msg[1..]).into_owned()),
             _ => Err("the terminal's helper exited during set-up".into()),
         }
@@ -662,10 +703,9 @@ fn joiner_main(
     setns(init_pidfd, namespaces::all_flags()).map_err(|e| format!("entering the session's namespaces: {e}"))?;
     become_root_inside()?;
     let (master, slave) = pty::open_in_session(spec.cols, spec.rows).map_err(|e| format!("opening a pty: {e}"))?;
-    send_msg(sync.as_fd(), b"T", Some(master.as_fd())).map_err(|e| format!("send: {e}"))?;
-    drop(master);
     match sys::fork_single_threaded().map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
+            drop(master);
             let err = pty::exec_on_pty(slave, &spec.argv, &spec.confinement);
             // stderr is the pty now: the person sees why their program did not start.
             eprintln!("nsplay: {err}");
@@ -673,6 +713,10 @@ fn joiner_main(
         }
         ForkResult::Parent { child } => {
             drop(slave);
+            // Announced only now that the program exists: the spawner then moves this joiner
+            // out of the session's group (see `move_helper`).
+            send_msg(sync.as_fd(), b"T", Some(master.as_fd())).map_err(|e| format!("send: {e}"))?;
+            drop(master);
             let _ = sys::close_fds_from(0);
             let code = loop {
                 match waitpid(child, None) {

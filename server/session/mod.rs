@@ -46,11 +46,15 @@ pub enum SessionError {
 fn refusal_text(r: &Refusal) -> String {
     let secs = r.retry_after().as_secs().max(1);
     match r {
-        Refusal::Full { max, .. } => format!("The playground is full ({max} sessions are running). Try again in {secs} s."),
+        Refusal::Full { max, .. } => {
+            format!("The playground is full ({max} sessions are running). Try again in {secs} s.")
+        }
         Refusal::ClientCap { max, .. } => {
             format!("You already have {max} sessions open. Close one, or try again in {secs} s.")
         }
-        Refusal::RateLimited { .. } => format!("Sessions are being started too quickly from your address. Try again in {secs} s."),
+        Refusal::RateLimited { .. } => {
+            format!("Sessions are being started too quickly from your address. Try again in {secs} s.")
+        }
     }
 }
 
@@ -199,7 +203,11 @@ impl Manager {
     }
 
     /// Creates a session with its first terminal (index 0).
-    pub async fn create(self: &Arc<Self>, lesson: Option<String>, client: IpAddr) -> Result<Arc<Session>, SessionError> {
+    pub async fn create(
+        self: &Arc<Self>,
+        lesson: Option<String>,
+        client: IpAddr,
+    ) -> Result<Arc<Session>, SessionError> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(SessionError::ShuttingDown);
         }
@@ -353,7 +361,7 @@ impl Manager {
     ) -> crate::lessons::checks::Outcome {
         let probe = crate::lessons::checks::Probe {
             init_pid: s.sandbox.init_pid,
-            pids: self.sandbox.pids(&s.sandbox),
+            pids: crate::lessons::checks::inside_session(self.sandbox.pids(&s.sandbox)),
             hostname: &s.sandbox.hostname,
             uid_base: s.sandbox.ids.base,
             usage: self.usage(s),
@@ -369,7 +377,8 @@ impl Manager {
 
     /// Namespaces the learner created inside the session: (kind, inode, host pid).
     pub fn nested(&self, s: &Session) -> Vec<(&'static str, u64, i32)> {
-        crate::lessons::checks::nested(s.sandbox.init_pid, &self.sandbox.pids(&s.sandbox))
+        let pids = crate::lessons::checks::inside_session(self.sandbox.pids(&s.sandbox));
+        crate::lessons::checks::nested(s.sandbox.init_pid, &pids)
     }
 
     /// Periodic work: warn and end sessions at their maximum age, end idle ones and those whose

@@ -41,7 +41,10 @@ mod tests {
         assert_eq!(address(proxy, &h("198.51.100.7"), &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
         assert_eq!(address(stranger, &h("198.51.100.7"), &trusted), "203.0.113.9".parse::<IpAddr>().unwrap());
         // A client cannot hide behind a spoofed left-most entry.
-        assert_eq!(address(proxy, &h("1.2.3.4, 198.51.100.7, 10.0.0.6"), &trusted), "198.51.100.7".parse::<IpAddr>().unwrap());
+        assert_eq!(
+            address(proxy, &h("1.2.3.4, 198.51.100.7, 10.0.0.6"), &trusted),
+            "198.51.100.7".parse::<IpAddr>().unwrap()
+        );
         assert_eq!(address(proxy, &HeaderMap::new(), &trusted), "10.0.0.5".parse::<IpAddr>().unwrap());
         assert_eq!(address(proxy, &h("198.51.100.7"), &[]), "10.0.0.5".parse::<IpAddr>().unwrap());
     }

@@ -3,9 +3,12 @@
 //! before removing it. Both hierarchies are supported behind [`CgroupDriver`]:
 //! [`v1::V1Driver`] (separate controller mounts under /sys/fs/cgroup/<controller>, as on
 //! hybrid hosts) and [`v2::V2Driver`] (the unified hierarchy of current distributions).
-//! Which one is used is detected at start ([`detect`]). Creation and limits go through
-//! `cgroups-rs`; nsplay only ever touches groups under its own parent whose names start with
-//! [`PREFIX`].
+//! Which one is used is detected at start ([`detect`]). On v1, creation and limits go through
+//! `cgroups-rs`; on v2 nsplay writes the few interface files itself, so that it never touches a
+//! group outside the parent it chose (see [`v2`] for how it finds a delegated parent and keeps
+//! to the "no internal processes" rule). Session groups are only ever removed under nsplay's own
+//! parent and when their names start with [`PREFIX`]. `docs/cgroups.md` describes both
+//! hierarchies and which hosts were tested.
 
 pub mod v1;
 pub mod v2;
@@ -34,26 +37,16 @@ pub enum CgroupError {
     #[error("creating cgroup {path}: {message}")]
     Create { path: String, message: String },
     #[error("setting {file} of cgroup {path}: {message}")]
-    Limit {
-        path: String,
-        file: String,
-        message: String,
-    },
+    Limit { path: String, file: String, message: String },
     #[error("cgroup {path}: {source}")]
-    Io {
-        path: String,
-        source: std::io::Error,
-    },
+    Io { path: String, source: std::io::Error },
     #[error("cgroup {path} still has processes after {waited_ms} ms of SIGKILL")]
     NotEmpty { path: String, waited_ms: u128 },
 }
 
 impl CgroupError {
     pub(crate) fn io(path: &Path) -> impl FnOnce(std::io::Error) -> CgroupError + '_ {
-        move |source| CgroupError::Io {
-            path: path.display().to_string(),
-            source,
-        }
+        move |source| CgroupError::Io { path: path.display().to_string(), source }
     }
 }
 
@@ -86,6 +79,13 @@ pub trait CgroupDriver: Send + Sync {
     fn create(&self, name: &str, limits: &Limits, owner: u32) -> Result<(), CgroupError>;
     /// The `cgroup.procs` files a process writes its own pid to in order to join the group.
     fn procs_files(&self, name: &str) -> Vec<PathBuf>;
+    /// The `cgroup.procs` files nsplay's own helpers (a session's keeper, a terminal's joiner)
+    /// move back to once the session's processes are started, so that the session group holds
+    /// only the session's processes: on v2 the session may then hand controllers to child groups
+    /// of its own ("no internal processes"). Empty (v1): the helpers stay in the session group.
+    fn helper_procs_files(&self) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// The group's directory in the hierarchy that holds the memory controller.
     fn dir(&self, name: &str) -> PathBuf;
     fn usage(&self, name: &str) -> Result<Usage, CgroupError>;
@@ -107,10 +107,7 @@ pub fn detect(parent: Option<&str>) -> Result<Box<dyn CgroupDriver>, CgroupError
 }
 
 pub(crate) fn read_u64(path: &Path) -> u64 {
-    fs::read_to_string(path)
-        .ok()
-        .and_then(|s| s.trim().parse().ok())
-        .unwrap_or(0)
+    fs::read_to_string(path).ok().and_then(|s| s.trim().parse().ok()).unwrap_or(0)
 }
 
 /// Reads `key value` lines (memory.events, cpu.stat, pids.events, memory.oom_control).
@@ -120,18 +117,14 @@ pub(crate) fn read_keyed(path: &Path, key: &str) -> u64 {
         .and_then(|s| {
             s.lines().find_map(|l| {
                 let mut it = l.split_whitespace();
-                (it.next() == Some(key))
-                    .then(|| it.next()?.parse().ok())
-                    .flatten()
+                (it.next() == Some(key)).then(|| it.next()?.parse().ok()).flatten()
             })
         })
         .unwrap_or(0)
 }
 
 pub(crate) fn read_pids(procs: &Path) -> Vec<i32> {
-    fs::read_to_string(procs)
-        .map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect())
-        .unwrap_or_default()
+    fs::read_to_string(procs).map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect()).unwrap_or_default()
 }
 
 /// All pids in `dir` and every child group below it.
@@ -165,10 +158,7 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
         match fs::remove_dir(dir) {
             Ok(()) => return Ok(()),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e)
-                if start.elapsed() < Duration::from_secs(2)
-                    && e.raw_os_error() == Some(libc::EBUSY) =>
-            {
+            Err(e) if start.elapsed() < Duration::from_secs(2) && e.raw_os_error() == Some(libc::EBUSY) => {
                 std::thread::sleep(Duration::from_millis(5));
             }
             Err(e) => return Err(CgroupError::io(dir)(e)),
@@ -193,10 +183,7 @@ pub(crate) fn list_sessions(parent: &Path) -> Vec<String> {
 
 /// The cgroup of this process in the unified hierarchy (the `0::` line of /proc/self/cgroup).
 pub(crate) fn own_v2_cgroup() -> Option<String> {
-    fs::read_to_string("/proc/self/cgroup")
-        .ok()?
-        .lines()
-        .find_map(|l| l.strip_prefix("0::").map(str::to_string))
+    fs::read_to_string("/proc/self/cgroup").ok()?.lines().find_map(|l| l.strip_prefix("0::").map(str::to_string))
 }
 
 pub(crate) fn valid_name(name: &str) -> bool {

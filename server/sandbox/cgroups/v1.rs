@@ -114,7 +114,8 @@ impl CgroupDriver for V1Driver {
                 let d = u.join(&self.parent).join(name);
                 std::fs::create_dir_all(&d).map_err(CgroupError::io(&d))?;
                 let (uid, gid) = (Some(nix::unistd::Uid::from_raw(owner)), Some(nix::unistd::Gid::from_raw(owner)));
-                for p in [d.clone(), d.join("cgroup.procs"), d.join("cgroup.subtree_control"), d.join("cgroup.threads")] {
+                for p in [d.clone(), d.join("cgroup.procs"), d.join("cgroup.subtree_control"), d.join("cgroup.threads")]
+                {
                     nix::unistd::chown(&p, uid, gid)
                         .map_err(|e| CgroupError::Io { path: p.display().to_string(), source: e.into() })?;
                 }

@@ -1,123 +1,262 @@
-//! cgroup v2 (the unified hierarchy). The parent group gets `+memory +pids +cpu` in its
-//! `cgroup.subtree_control`; because v2 forbids processes in a group that distributes
-//! controllers to children, nsplay first moves itself into a leaf (`<parent>/supervisor`) when it
-//! runs inside the group it was delegated (a systemd unit with `Delegate=yes`). Teardown writes
-//! `cgroup.kill`.
+//! cgroup v2 (the unified hierarchy).
+//!
+//! Where session groups go (the *parent*, relative to `/sys/fs/cgroup`):
+//! - `--cgroup-parent` when given;
+//! - else the subtree systemd delegated to nsplay (a service with `Delegate=yes`): nsplay's own
+//!   group when it is a `*.service` group that holds nothing but nsplay and the processes that
+//!   started it (`ExecStart=/bin/sh -c 'nsplay …'` leaves the shell there), or the parent of
+//!   nsplay's own group when that is a `*.service` group without processes of its own and
+//!   nsplay's group holds only nsplay and its starters (systemd's `DelegateSubgroup=`, or a
+//!   restart from the leaf an earlier nsplay moved to);
+//! - else `nsplay` below the root.
+//!
+//! Cgroup v2 lets a non-root group distribute controllers to children only while it holds no
+//! process itself ("no internal processes"). So when nsplay runs inside the parent, or inside an
+//! ancestor of it, it first moves every process of that group into the leaf `supervisor` below
+//! it (as nsjail and container runtimes do), then writes `+memory +pids +cpu` to the
+//! `cgroup.subtree_control` of each group from the root down to the parent that lacks them. Under
+//! systemd with `Delegate=yes` the groups above the service already have them, so nothing outside
+//! the delegated subtree is written.
+//!
+//! Session groups are leaves with `memory.max`, `memory.swap.max` 0, `pids.max` and `cpu.max`,
+//! written directly (not through `cgroups-rs`, whose v2 `create` also writes to the root's and
+//! every intermediate group's `cgroup.subtree_control`, delegated or not). Teardown writes
+//! `cgroup.kill` and waits for `cgroup.events` to report the group unpopulated.
 
 use std::fs;
+use std::io::ErrorKind;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
-use cgroups_rs::fs::hierarchies::V2;
-use cgroups_rs::fs::memory::MemController;
-use cgroups_rs::fs::{Cgroup, MaxValue, cpu::CpuController, pid::PidController};
 use nix::unistd::{Gid, Uid, chown};
 
 use super::{CgroupDriver, CgroupError, Usage, Version};
 use crate::sandbox::limits::{CPU_PERIOD_US, Limits};
 
 const ROOT: &str = "/sys/fs/cgroup";
-const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+/// Controllers every session group gets.
+pub const CONTROLLERS: [&str; 3] = ["memory", "pids", "cpu"];
+/// The leaf nsplay moves itself (and whatever else was there) into when it runs inside the group
+/// whose children it manages.
+pub const SUPERVISOR: &str = "supervisor";
+
+/// How the parent group was chosen.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Placement {
+    /// `--cgroup-parent` / `NSPLAY_CGROUP_PARENT`.
+    Explicit,
+    /// The subtree systemd delegated to nsplay's service.
+    Delegated,
+    /// `nsplay` below the root of the hierarchy.
+    Default,
+}
 
 pub struct V2Driver {
     /// Parent group relative to the hierarchy root, e.g. `nsplay` or `system.slice/nsplay.service`.
     parent: String,
+    placement: Placement,
 }
 
 impl V2Driver {
     pub fn new(parent: Option<&str>) -> Result<Self, CgroupError> {
         let root = Path::new(ROOT);
         let available =
-            fs::read_to_string(root.join("cgroup.controllers")).map_err(CgroupError::io(root))?;
+            read_words(&root.join("cgroup.controllers")).map_err(CgroupError::io(&root.join("cgroup.controllers")))?;
         for c in CONTROLLERS {
-            if !available.split_whitespace().any(|a| a == c) {
+            if !available.iter().any(|a| a == c) {
                 return Err(CgroupError::MissingController(c.to_string()));
             }
         }
-        let own = super::own_v2_cgroup().unwrap_or_else(|| "/".into());
-        let parent = match parent {
-            Some(p) => p.trim_matches('/').to_string(),
-            // Alone in a group that is not the root: we were given this subtree (systemd
-            // Delegate=yes). Otherwise keep out of other people's groups and use /nsplay.
-            None if own != "/" && alone_in(&root.join(own.trim_start_matches('/'))) => {
-                own.trim_start_matches('/').to_string()
+        let own = super::own_v2_cgroup().unwrap_or_else(|| "/".into()).trim_matches('/').to_string();
+        let explicit = parent
+            .map(|p| p.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>().join("/"))
+            .filter(|p| !p.is_empty());
+        let (parent, placement) = match explicit {
+            Some(p) => {
+                if p.split('/').any(|c| c == "." || c == "..") {
+                    return Err(CgroupError::Create {
+                        path: p,
+                        message: "the cgroup parent must be a plain path below the root (no `.` or `..`)".into(),
+                    });
+                }
+                (p, Placement::Explicit)
             }
-            None => "nsplay".to_string(),
+            None => match delegated_group(root, &own, &Process::current()) {
+                Some(p) => (p, Placement::Delegated),
+                None => ("nsplay".to_string(), Placement::Default),
+            },
         };
-        let driver = V2Driver { parent };
+        let driver = V2Driver { parent, placement };
         driver.prepare_parent(&own)?;
         Ok(driver)
     }
 
-    fn parent_dir(&self) -> PathBuf {
+    /// The parent group's directory (session groups are its `nsplay-*` children).
+    pub fn parent_dir(&self) -> PathBuf {
         Path::new(ROOT).join(&self.parent)
     }
 
-    /// Creates the parent, moves this process to a leaf if it sits in the parent, and enables
-    /// the controllers for session groups.
+    pub fn placement(&self) -> Placement {
+        self.placement
+    }
+
+    /// Creates the parent, moves this process out of the way if it sits in the parent or one of
+    /// its ancestors, and enables the controllers for session groups.
     fn prepare_parent(&self, own: &str) -> Result<(), CgroupError> {
         let parent = self.parent_dir();
         fs::create_dir_all(&parent).map_err(CgroupError::io(&parent))?;
-        if own.trim_matches('/') == self.parent {
-            let leaf = parent.join("supervisor");
-            fs::create_dir_all(&leaf).map_err(CgroupError::io(&leaf))?;
-            // Every thread group of ours (the server and its spawner) moves out of the parent.
-            for pid in super::read_pids(&parent.join("cgroup.procs")) {
-                fs::write(leaf.join("cgroup.procs"), pid.to_string())
-                    .map_err(CgroupError::io(&leaf))?;
+        // Groups from the root down to the parent, as paths relative to the root.
+        let parts: Vec<&str> = self.parent.split('/').collect();
+        let chain: Vec<String> = (0..=parts.len()).map(|n| parts[..n].join("/")).collect();
+        if !own.is_empty() && chain.iter().any(|g| g == own) {
+            let mut leaf = format!("{own}/{SUPERVISOR}");
+            if chain.contains(&leaf) {
+                leaf = format!("{own}/{SUPERVISOR}-{}", std::process::id());
             }
+            move_all(&Path::new(ROOT).join(own), &Path::new(ROOT).join(leaf))?;
         }
-        // Enable the controllers on every ancestor down to the parent.
-        let mut dir = PathBuf::from(ROOT);
-        let mut chain = vec![dir.clone()];
-        for part in self.parent.split('/').filter(|p| !p.is_empty()) {
-            dir.push(part);
-            chain.push(dir.clone());
-        }
-        for d in chain {
-            let ctl = d.join("cgroup.subtree_control");
-            let enabled = fs::read_to_string(&ctl).map_err(CgroupError::io(&d))?;
-            for c in CONTROLLERS {
-                if !enabled.split_whitespace().any(|e| e == c) {
-                    fs::write(&ctl, format!("+{c}")).map_err(|e| CgroupError::Create {
-                        path: d.display().to_string(),
-                        message: format!("cannot enable +{c} in cgroup.subtree_control: {e}"),
-                    })?;
-                }
-            }
+        // Under systemd with Delegate=yes every group above a delegated one already distributes
+        // the controllers, so this writes nothing outside the subtree nsplay was given.
+        for g in &chain {
+            enable_controllers(&Path::new(ROOT).join(g), self.placement)?;
         }
         Ok(())
     }
+}
 
-    fn rel(&self, name: &str) -> String {
-        format!("{}/{}", self.parent, name)
+/// Enables every session controller in `dir`'s `cgroup.subtree_control` that is not already on.
+fn enable_controllers(dir: &Path, placement: Placement) -> Result<(), CgroupError> {
+    let ctl = dir.join("cgroup.subtree_control");
+    let enabled = read_words(&ctl).map_err(CgroupError::io(dir))?;
+    let available = read_words(&dir.join("cgroup.controllers")).map_err(CgroupError::io(dir))?;
+    for c in CONTROLLERS {
+        if enabled.iter().any(|e| e == c) {
+            continue;
+        }
+        if !available.iter().any(|a| a == c) {
+            let hint = if placement == Placement::Delegated {
+                "; the service must be delegated all of them (Delegate=yes, or Delegate=memory pids cpu)"
+            } else {
+                "; enable it in the cgroup.subtree_control of the groups above it"
+            };
+            return Err(CgroupError::Create {
+                path: dir.display().to_string(),
+                message: format!(
+                    "the controller `{c}` is not available in this group (cgroup.controllers lists: {}){hint}",
+                    available.join(" ")
+                ),
+            });
+        }
+        fs::write(&ctl, format!("+{c}")).map_err(|e| CgroupError::Create {
+            path: dir.display().to_string(),
+            message: if e.raw_os_error() == Some(libc::EBUSY) {
+                format!(
+                    "cannot enable +{c} in cgroup.subtree_control: {e}: the group holds processes of its own, and cgroup v2 lets only groups without processes hand controllers to their children; choose a cgroup parent outside it (--cgroup-parent)"
+                )
+            } else {
+                format!("cannot enable +{c} in cgroup.subtree_control: {e}")
+            },
+        })?;
+    }
+    Ok(())
+}
+
+/// Moves every process of `from` into the leaf `to` (created if needed), until `from` is empty.
+fn move_all(from: &Path, to: &Path) -> Result<(), CgroupError> {
+    fs::create_dir_all(to).map_err(CgroupError::io(to))?;
+    let procs = to.join("cgroup.procs");
+    // A process may fork while we move: repeat until nothing is left behind.
+    for _ in 0..100 {
+        let pids = super::read_pids(&from.join("cgroup.procs"));
+        if pids.is_empty() {
+            return Ok(());
+        }
+        for pid in pids {
+            match fs::write(&procs, pid.to_string()) {
+                Ok(()) => {}
+                // Exited meanwhile.
+                Err(e) if e.raw_os_error() == Some(libc::ESRCH) => {}
+                Err(e) => {
+                    return Err(CgroupError::Create {
+                        path: to.display().to_string(),
+                        message: format!("moving process {pid} out of {} into this leaf: {e}", from.display()),
+                    });
+                }
+            }
+        }
+    }
+    Err(CgroupError::Create {
+        path: from.display().to_string(),
+        message: "processes keep appearing in this group while nsplay moves them to a leaf".into(),
+    })
+}
+
+/// The process asking, as far as delegation detection cares.
+struct Process {
+    pid: i32,
+    /// Its ancestors (parent, grandparent, … up to pid 1).
+    ancestors: Vec<i32>,
+}
+
+impl Process {
+    fn current() -> Process {
+        let pid = std::process::id() as i32;
+        let mut ancestors = Vec::new();
+        let mut p = pid;
+        while let Some(pp) = parent_pid(p) {
+            if pp <= 0 || ancestors.contains(&pp) {
+                break;
+            }
+            ancestors.push(pp);
+            p = pp;
+        }
+        Process { pid, ancestors }
+    }
+
+    /// True when every pid is this process or one of those that started it.
+    fn only_kin(&self, pids: &[i32]) -> bool {
+        pids.iter().all(|p| *p == self.pid || self.ancestors.contains(p))
     }
 }
 
-fn alone_in(dir: &Path) -> bool {
-    let me = std::process::id() as i32;
-    let pids = super::read_pids(&dir.join("cgroup.procs"));
-    !pids.is_empty() && pids.iter().all(|p| *p == me || is_our_child(*p, me))
+fn parent_pid(pid: i32) -> Option<i32> {
+    let stat = fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }
 
-fn is_our_child(pid: i32, me: i32) -> bool {
-    fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            s.rsplit_once(')')
-                .and_then(|(_, rest)| rest.split_whitespace().nth(1)?.parse::<i32>().ok())
-        })
-        == Some(me)
-}
-
-fn lerr(path: &Path, file: &str) -> impl FnOnce(cgroups_rs::fs::error::Error) -> CgroupError {
-    let path = path.display().to_string();
-    let file = file.to_string();
-    move |e| CgroupError::Limit {
-        path,
-        file,
-        message: e.to_string(),
+/// The group systemd delegated to nsplay, if nsplay runs in one (see the module docs).
+fn delegated_group(root: &Path, own: &str, me: &Process) -> Option<String> {
+    if own.is_empty() {
+        return None;
     }
+    let dir = |g: &str| root.join(g);
+    let own_pids = super::read_pids(&dir(own).join("cgroup.procs"));
+    if !me.only_kin(&own_pids) {
+        return None;
+    }
+    let service = |g: &str| g.rsplit('/').next().is_some_and(|n| n.ends_with(".service"));
+    if service(own) {
+        return Some(own.to_string());
+    }
+    // DelegateSubgroup=: systemd started us in a leaf of the delegated service group.
+    let (up, _) = own.rsplit_once('/')?;
+    if service(up) && super::read_pids(&dir(up).join("cgroup.procs")).is_empty() {
+        return Some(up.to_string());
+    }
+    None
+}
+
+fn read_words(path: &Path) -> std::io::Result<Vec<String>> {
+    Ok(fs::read_to_string(path)?.split_whitespace().map(str::to_string).collect())
+}
+
+/// Writes one interface file of a session group.
+fn write_limit(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    fs::write(dir.join(file), value).map_err(|e| CgroupError::Limit {
+        path: dir.display().to_string(),
+        file: file.to_string(),
+        message: format!("writing `{value}`: {e}"),
+    })
 }
 
 impl CgroupDriver for V2Driver {
@@ -126,50 +265,35 @@ impl CgroupDriver for V2Driver {
     }
 
     fn create(&self, name: &str, limits: &Limits, owner: u32) -> Result<(), CgroupError> {
+        if !super::valid_name(name) {
+            return Err(CgroupError::Create {
+                path: name.to_string(),
+                message: format!("session group names start with {}", super::PREFIX),
+            });
+        }
         let dir = self.dir(name);
-        let controllers = CONTROLLERS.iter().map(|c| c.to_string()).collect();
-        let cg = Cgroup::new_with_specified_controllers(
-            Box::new(V2::new()),
-            self.rel(name),
-            Some(controllers),
-        )
-        .map_err(|e| CgroupError::Create {
-            path: dir.display().to_string(),
-            message: e.to_string(),
-        })?;
+        if dir.exists() {
+            // A leftover with the same name (an earlier nsplay with our pid): start clean.
+            self.destroy(name)?;
+        }
+        fs::create_dir(&dir)
+            .map_err(|e| CgroupError::Create { path: dir.display().to_string(), message: e.to_string() })?;
         let result = (|| {
-            let mem: &MemController = cg
-                .controller_of()
-                .ok_or_else(|| CgroupError::MissingController("memory".into()))?;
-            mem.set_limit(limits.memory_bytes as i64)
-                .map_err(lerr(&dir, "memory.max"))?;
+            write_limit(&dir, "memory.max", &limits.memory_bytes.to_string())?;
+            // Without swap accounting (swapaccount=0, no CONFIG_MEMCG_SWAP) there is no file and
+            // the kernel charges no swap to the group to limit.
             if dir.join("memory.swap.max").exists() {
-                mem.set_memswap_limit(0)
-                    .map_err(lerr(&dir, "memory.swap.max"))?;
+                write_limit(&dir, "memory.swap.max", "0")?;
             }
-            let pids: &PidController = cg
-                .controller_of()
-                .ok_or_else(|| CgroupError::MissingController("pids".into()))?;
-            pids.set_pid_max(MaxValue::Value(limits.pids as i64))
-                .map_err(lerr(&dir, "pids.max"))?;
-            let cpu: &CpuController = cg
-                .controller_of()
-                .ok_or_else(|| CgroupError::MissingController("cpu".into()))?;
-            cpu.set_cfs_quota_and_period(Some(limits.cpu_quota_us() as i64), Some(CPU_PERIOD_US))
-                .map_err(lerr(&dir, "cpu.max"))?;
+            write_limit(&dir, "pids.max", &limits.pids.to_string())?;
+            write_limit(&dir, "cpu.max", &format!("{} {CPU_PERIOD_US}", limits.cpu_quota_us()))?;
             // Delegation (cgroup-v2.rst, "Delegation Containment"): root in the session may
             // create child groups and move its processes, but not raise its own limits.
             let (uid, gid) = (Some(Uid::from_raw(owner)), Some(Gid::from_raw(owner)));
-            for p in [
-                dir.clone(),
-                dir.join("cgroup.procs"),
-                dir.join("cgroup.subtree_control"),
-                dir.join("cgroup.threads"),
-            ] {
-                chown(&p, uid, gid).map_err(|e| CgroupError::Io {
-                    path: p.display().to_string(),
-                    source: e.into(),
-                })?;
+            for p in
+                [dir.clone(), dir.join("cgroup.procs"), dir.join("cgroup.subtree_control"), dir.join("cgroup.threads")]
+            {
+                chown(&p, uid, gid).map_err(|e| CgroupError::Io { path: p.display().to_string(), source: e.into() })?;
             }
             Ok(())
         })();
@@ -177,6 +301,13 @@ impl CgroupDriver for V2Driver {
             let _ = self.destroy(name);
         }
         result
+    }
+
+    fn helper_procs_files(&self) -> Vec<PathBuf> {
+        // Where nsplay itself runs (after any move to a leaf): the root, or a leaf outside every
+        // session group.
+        let own = super::own_v2_cgroup().unwrap_or_else(|| "/".into());
+        vec![Path::new(ROOT).join(own.trim_matches('/')).join("cgroup.procs")]
     }
 
     fn procs_files(&self, name: &str) -> Vec<PathBuf> {
@@ -190,12 +321,15 @@ impl CgroupDriver for V2Driver {
     fn usage(&self, name: &str) -> Result<Usage, CgroupError> {
         let d = self.dir(name);
         if !d.exists() {
-            return Err(CgroupError::io(&d)(std::io::ErrorKind::NotFound.into()));
+            return Err(CgroupError::io(&d)(ErrorKind::NotFound.into()));
         }
         let cpu_stat = d.join("cpu.stat");
+        let memory_bytes = super::read_u64(&d.join("memory.current"));
+        // memory.peak exists since Linux 5.19.
+        let peak = d.join("memory.peak");
         Ok(Usage {
-            memory_bytes: super::read_u64(&d.join("memory.current")),
-            memory_peak_bytes: super::read_u64(&d.join("memory.peak")),
+            memory_bytes,
+            memory_peak_bytes: if peak.exists() { super::read_u64(&peak) } else { memory_bytes },
             oom_kills: super::read_keyed(&d.join("memory.events"), "oom_kill"),
             pids: super::read_u64(&d.join("pids.current")),
             pids_limit_hits: super::read_keyed(&d.join("pids.events"), "max"),
@@ -218,20 +352,24 @@ impl CgroupDriver for V2Driver {
             return Ok(());
         }
         let kill = d.join("cgroup.kill");
+        let has_kill = kill.exists();
+        // Before Linux 5.14 there is no cgroup.kill: freeze, SIGKILL each process, thaw.
+        let freeze = d.join("cgroup.freeze");
         let start = Instant::now();
         loop {
-            if super::pids_recursive(&d).is_empty() {
+            if !populated(&d) {
                 break;
             }
-            if kill.exists() {
+            if has_kill {
+                // Kills every process of the group and of its child groups, atomically with
+                // respect to fork.
                 let _ = fs::write(&kill, "1");
             } else {
+                let _ = fs::write(&freeze, "1");
                 for p in super::pids_recursive(&d) {
-                    let _ = nix::sys::signal::kill(
-                        nix::unistd::Pid::from_raw(p),
-                        nix::sys::signal::Signal::SIGKILL,
-                    );
+                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
                 }
+                let _ = fs::write(&freeze, "0");
             }
             if start.elapsed() > Duration::from_secs(10) {
                 return Err(CgroupError::NotEmpty {
@@ -246,5 +384,81 @@ impl CgroupDriver for V2Driver {
 
     fn existing(&self) -> Vec<String> {
         super::list_sessions(&self.parent_dir())
+    }
+}
+
+/// Whether the group or any group below it still has a process (`populated` of cgroup.events
+/// also counts processes that are exiting; cgroup.procs alone would not).
+fn populated(dir: &Path) -> bool {
+    let events = dir.join("cgroup.events");
+    match fs::read_to_string(&events) {
+        Ok(_) => super::read_keyed(&events, "populated") != 0,
+        Err(_) => !super::pids_recursive(dir).is_empty(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// A fake hierarchy: `groups` are (path, controllers, pids).
+    fn tree(groups: &[(&str, &str, &[i32])]) -> tempfile::TempDir {
+        let t = tempfile::tempdir().unwrap();
+        for (g, controllers, pids) in groups {
+            let d = t.path().join(g);
+            fs::create_dir_all(&d).unwrap();
+            fs::write(d.join("cgroup.controllers"), controllers).unwrap();
+            let procs: String = pids.iter().map(|p| format!("{p}\n")).collect();
+            fs::write(d.join("cgroup.procs"), procs).unwrap();
+        }
+        t
+    }
+
+    const ALL: &str = "cpuset cpu io memory pids";
+    const ME: Process = Process { pid: 100, ancestors: Vec::new() };
+
+    fn me_from_shell() -> Process {
+        Process { pid: 100, ancestors: vec![50, 1] }
+    }
+
+    #[test]
+    fn a_delegated_service_group_is_used() {
+        let t = tree(&[("system.slice/nsplay.service", ALL, &[100])]);
+        assert_eq!(
+            delegated_group(t.path(), "system.slice/nsplay.service", &ME).as_deref(),
+            Some("system.slice/nsplay.service")
+        );
+        // Started from a shell that sits in the group too (ExecStart=/bin/sh -c 'nsplay …').
+        let t = tree(&[("system.slice/nsplay.service", ALL, &[50, 100])]);
+        assert_eq!(
+            delegated_group(t.path(), "system.slice/nsplay.service", &me_from_shell()).as_deref(),
+            Some("system.slice/nsplay.service")
+        );
+    }
+
+    #[test]
+    fn delegate_subgroup_uses_the_service_group() {
+        let t =
+            tree(&[("system.slice/nsplay.service", ALL, &[]), ("system.slice/nsplay.service/supervisor", ALL, &[100])]);
+        assert_eq!(
+            delegated_group(t.path(), "system.slice/nsplay.service/supervisor", &ME).as_deref(),
+            Some("system.slice/nsplay.service")
+        );
+    }
+
+    #[test]
+    fn other_groups_are_left_alone() {
+        // The root.
+        let t = tree(&[("", ALL, &[1, 100])]);
+        assert_eq!(delegated_group(t.path(), "", &ME), None);
+        // A login session (not a service).
+        let t = tree(&[("user.slice/user-0.slice/session-1.scope", ALL, &[50, 100])]);
+        assert_eq!(delegated_group(t.path(), "user.slice/user-0.slice/session-1.scope", &me_from_shell()), None);
+        // A service with processes that did not start nsplay (a CI runner, say).
+        let t = tree(&[("system.slice/runner.service", ALL, &[7, 50, 100])]);
+        assert_eq!(delegated_group(t.path(), "system.slice/runner.service", &me_from_shell()), None);
+        // A leaf below a service whose group still holds processes.
+        let t = tree(&[("system.slice/x.service", ALL, &[7]), ("system.slice/x.service/leaf", ALL, &[100])]);
+        assert_eq!(delegated_group(t.path(), "system.slice/x.service/leaf", &ME), None);
     }
 }

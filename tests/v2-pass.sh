@@ -1,0 +1,121 @@
+#!/usr/bin/env bash
+# The cgroup v2 pass (CI runs it after tests/run.sh; see docs/cgroups.md). Builds the integration
+# tests on this host, then runs the cgroup-related ones as root in a throwaway QEMU guest whose
+# kernel boots with the cgroup v2 unified hierarchy only (../shared/tools/cgroup2-vm):
+#   1. a fresh-boot systemd delegation smoke test: a shell in /sys/fs/cgroup/system.slice/
+#      nsplay.service starts `nsplay run` with no cgroup flags; nsplay must move itself to a leaf
+#      and run the session under that group (the root's cgroup.subtree_control starts empty);
+#   2. tests/sandbox.rs, unchanged (the same suite as on v1 hosts);
+#   3. tests/cgroups_v2.rs, with NSPLAY_REQUIRE_CGROUP_V2=1 so that none of it can skip.
+# The guest emulates its CPU, so only prebuilt test binaries run there. Takes about 1-2 minutes
+# after the build (the VM boots in ~5 s). Needs root (it passes the tests' own requirement on).
+#
+# Usage: tests/v2-pass.sh
+# Env: CGROUP2_VM (default ../shared/tools/cgroup2-vm), V2_TEST_THREADS (default 2: the guest
+# has 2 vCPUs), V2_TIMEOUT (seconds for the whole guest run, default 480).
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+in_guest() {
+    local threads=$1 bin=$2
+    shift 2
+    export NSPLAY_REQUIRE_CGROUP_V2=1
+    # A session that failed to start closes the pipe the smoke test writes to: no SIGPIPE death.
+    trap '' PIPE
+    if [ "$(stat -f -c %T /sys/fs/cgroup)" != cgroup2fs ]; then
+        echo "v2-pass: /sys/fs/cgroup is not cgroup2 in the guest" >&2
+        return 1
+    fi
+    echo "v2-pass: guest kernel $(uname -r), cgroup2 at /sys/fs/cgroup, root cgroup.subtree_control: [$(cat /sys/fs/cgroup/cgroup.subtree_control)]"
+    local status=0
+    delegation_smoke "$bin" || status=1
+    for t in "$@"; do
+        echo "v2-pass: running $(basename "$t")"
+        "$t" --test-threads="$threads" || status=1
+    done
+    return $status
+}
+
+# A shell in the service group starts nsplay, as systemd's ExecStart=/bin/sh -c '…' would.
+delegation_smoke() {
+    local bin=$1 svc=/sys/fs/cgroup/system.slice/nsplay.service
+    # The state directory is left for nsplay to create (with the mode it needs).
+    local dir=/tmp/v2pass.state fifo=/tmp/v2pass.in out=/tmp/v2pass.out fail=0
+    echo "v2-pass: delegation smoke test in $svc"
+    mkdir -p "$svc"
+    mkfifo "$fifo"
+    # shellcheck disable=SC2016
+    sh -c 'echo $$ > "$1/cgroup.procs" || exit 99; "$2" run --state-dir "$3" -- sh -c "echo re\"\"ady; read x; echo bye"; echo "nsplay-exit=$?"' \
+        - "$svc" "$bin" "$dir" <"$fifo" >"$out" 2>&1 &
+    local shell=$!
+    exec 3>"$fifo"
+    local i
+    for i in $(seq 150); do
+        grep -q ready "$out" && break
+        sleep 0.2
+    done
+    check() {
+        if eval "$1"; then echo "  ok: $2"; else echo "  FAILED: $2" >&2; fail=1; fi
+    }
+    check 'grep -q ready "$out"' "the session started"
+    check '[ -z "$(cat "$svc/cgroup.procs")" ]' "no process left in $svc itself"
+    check 'grep -qx "$shell" "$svc/supervisor/cgroup.procs"' "the starting shell moved to $svc/supervisor"
+    check '[ "$(wc -l <"$svc/supervisor/cgroup.procs")" -ge 3 ]' "nsplay and its spawner are in the leaf too"
+    check '(for c in memory pids cpu; do grep -qw $c "$svc/cgroup.subtree_control" || exit 1; done)' \
+        "+memory +pids +cpu enabled in $svc/cgroup.subtree_control"
+    local groups
+    groups=$(find "$svc" -mindepth 1 -maxdepth 1 -type d -name 'nsplay-*')
+    check '[ "$(echo "$groups" | grep -c .)" = 1 ]' "exactly one session group under $svc"
+    local g=${groups%%$'\n'*}
+    check '[ "$(cat "$g/memory.max")" = 268435456 ] && [ "$(cat "$g/pids.max")" = 128 ] && [ "$(cat "$g/cpu.max")" = "50000 100000" ]' \
+        "the session group has the default limits"
+    check '[ ! -e "$g/memory.swap.max" ] || [ "$(cat "$g/memory.swap.max")" = 0 ]' "memory.swap.max is 0"
+    check '[ -n "$(cat "$g/cgroup.procs")" ]' "the session's processes are in its group"
+    check '[ ! -e /sys/fs/cgroup/nsplay ]' "the default parent /sys/fs/cgroup/nsplay was not used"
+    echo go >&3 || true
+    exec 3>&-
+    wait "$shell" || true
+    check 'grep -q bye "$out" && grep -q "nsplay-exit=0" "$out"' "the session ended normally"
+    check '[ -z "$(find "$svc" -mindepth 1 -maxdepth 1 -type d -name "nsplay-*")" ]' "no session group left behind"
+    if [ $fail != 0 ]; then
+        echo "--- output of nsplay run:" >&2
+        cat "$out" >&2
+    fi
+    rm -rf "$dir" "$fifo" "$out"
+    return $fail
+}
+
+if [ "${1:-}" = --in-guest ]; then
+    shift
+    in_guest "$@"
+    exit $?
+fi
+
+vm=${CGROUP2_VM:-../shared/tools/cgroup2-vm}
+if [ ! -e "$vm" ]; then
+    echo "tests/v2-pass.sh: $vm does not exist: this pass needs the cgroup v2 VM tool (on a cgroup v2 host, tests/run.sh already runs these tests natively)" >&2
+    exit 1
+fi
+if [ "$(id -u)" != 0 ]; then
+    echo "tests/v2-pass.sh: needs root (the integration tests create namespaces and cgroups): run it with sudo" >&2
+    exit 1
+fi
+start=$(date +%s)
+echo "v2-pass: building the test binaries on the host"
+json=$(cargo test --release --no-run --message-format=json --test sandbox --test cgroups_v2)
+exe() {
+    sed -n "s/.*\"target\":{[^}]*\"kind\":\[\"test\"\][^}]*\"name\":\"$1\"[^}]*}.*\"executable\":\"\([^\"]*\)\".*/\1/p" <<<"$json" | tail -1
+}
+sandbox=$(exe sandbox)
+cgroups_v2=$(exe cgroups_v2)
+bin=$PWD/target/release/nsplay
+for f in "$sandbox" "$cgroups_v2" "$bin"; do
+    [ -n "$f" ] && [ -x "$f" ] || { echo "tests/v2-pass.sh: a test binary is missing after the build (${f:-?})" >&2; exit 1; }
+done
+echo "v2-pass: build done in $(($(date +%s) - start)) s; starting the cgroup v2 guest"
+run=("$vm")
+[ -x "$vm" ] || run=(bash "$vm")
+status=0
+"${run[@]}" --timeout "${V2_TIMEOUT:-480}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$sandbox" "$cgroups_v2" || status=$?
+echo "v2-pass: finished in $(($(date +%s) - start)) s (exit $status)"
+exit $status
