@@ -178,3 +178,24 @@ async fn metrics_move_with_the_events() {
     assert!(metric(&m, "nsplay_ws_bytes_in_total") >= 11.0, "{m}");
     assert!(metric(&m, "nsplay_ws_bytes_out_total") > 0.0, "{m}");
 }
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_limit_that_bites_is_explained_in_the_terminal_and_the_inspector() {
+    let server = Server::start(&["--memory", "64M"]);
+    let s: Value = create_from(&server, None).await.json().await.unwrap();
+    let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
+    t.expect("# ", 20).await;
+    t.line("tail /dev/zero").await;
+    let notice = |t: &Term| {
+        t.controls
+            .iter()
+            .any(|c| c["type"] == "notice" && c["message"].as_str().unwrap_or("").contains("memory limit (64 MiB)"))
+    };
+    assert!(t.pump_until(20, notice).await, "{:?}", t.controls);
+    let id = s["id"].as_str().unwrap();
+    let info: Value =
+        reqwest::get(format!("{}/api/sessions/{id}?lang=ja", server.base)).await.unwrap().json().await.unwrap();
+    assert!(info["events"][0]["message"].as_str().unwrap().contains("メモリ上限"), "{info}");
+    assert!(info["usage"]["oom_kills"].as_u64().unwrap() >= 1);
+    assert!(metric(&metrics(&server).await, "nsplay_oom_kills_total") >= 1.0);
+}

@@ -122,7 +122,20 @@ pub struct Session {
     terminals: Mutex<Vec<Arc<Terminal>>>,
     last_usage: Mutex<Usage>,
     passed_checks: Mutex<std::collections::BTreeSet<String>>,
+    /// Recent limit events, explained in words (the inspector lists them).
+    events: Mutex<std::collections::VecDeque<LimitEvent>>,
 }
+
+/// A limit that bit, in both page languages.
+#[derive(Debug, Clone)]
+pub struct LimitEvent {
+    pub at: SystemTime,
+    pub en: String,
+    pub ja: String,
+}
+
+/// Limit events kept per session.
+const MAX_EVENTS: usize = 20;
 
 impl Session {
     pub fn terminal(&self, n: u64) -> Option<Arc<Terminal>> {
@@ -137,6 +150,20 @@ impl Session {
             return None;
         }
         terms.iter().map(|t| *t.last_active.lock().unwrap_or_else(|e| e.into_inner())).max().or(Some(self.created))
+    }
+
+    pub fn events(&self) -> Vec<LimitEvent> {
+        self.events.lock().unwrap_or_else(|e| e.into_inner()).iter().cloned().collect()
+    }
+
+    /// Records a limit event and tells every attached terminal.
+    fn limit_event(&self, en: String, ja: String) {
+        self.notice_all(&en);
+        let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
+        if ev.len() == MAX_EVENTS {
+            ev.pop_front();
+        }
+        ev.push_back(LimitEvent { at: SystemTime::now(), en, ja });
     }
 
     fn notice_all(&self, message: &str) {
@@ -243,6 +270,7 @@ impl Manager {
             terminals: Mutex::default(),
             last_usage: Mutex::default(),
             passed_checks: Mutex::default(),
+            events: Mutex::default(),
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.id.clone(), session.clone());
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).insert(session.sandbox.key, session.clone());
@@ -427,17 +455,19 @@ impl Manager {
             let prev = std::mem::replace(&mut *s.last_usage.lock().unwrap_or_else(|e| e.into_inner()), u.clone());
             if u.oom_kills > prev.oom_kills {
                 metrics::counter!("nsplay_oom_kills_total").increment(u.oom_kills - prev.oom_kills);
-                s.notice_all(&format!(
-                    "A process was killed: the memory limit ({}) was reached.",
-                    format_size(s.sandbox.limits.memory_bytes)
-                ));
+                let limit = format_size(s.sandbox.limits.memory_bytes);
+                s.limit_event(
+                    format!("A process was killed: the memory limit ({limit}) was reached."),
+                    format!("メモリ上限（{limit}）に達したため、プロセスが強制終了されました。"),
+                );
             }
             if u.pids_limit_hits > prev.pids_limit_hits {
                 metrics::counter!("nsplay_pids_limit_hits_total").increment(u.pids_limit_hits - prev.pids_limit_hits);
-                s.notice_all(&format!(
-                    "A fork was refused: the limit of {} processes was reached.",
-                    s.sandbox.limits.pids
-                ));
+                let n = s.sandbox.limits.pids;
+                s.limit_event(
+                    format!("A fork was refused: the limit of {n} processes was reached."),
+                    format!("プロセス数の上限（{n}）に達したため、fork が拒否されました。"),
+                );
             }
         }
     }

@@ -80,7 +80,10 @@ pub async fn create_session(
 pub async fn get_session(
     State(st): State<AppState>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<super::pages::LangQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
+    let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let s = st.manager.get(&id)?;
     let u = st.manager.usage(&s);
     Ok(Json(json!({
@@ -100,6 +103,7 @@ pub async fn get_session(
         },
         "namespaces": st.manager.namespaces(&s),
         "nested": st.manager.nested(&s).into_iter().map(|(kind, inode, pid)| json!({"kind": kind, "inode": inode, "pid": pid})).collect::<Vec<_>>(),
+        "events": s.events().into_iter().map(|e| json!({"at": rfc3339(e.at), "message": if lang == "ja" { e.ja } else { e.en }})).collect::<Vec<_>>(),
     })))
 }
 
