@@ -120,9 +120,11 @@ fn usage_numbers_are_the_kernel_counters_after_an_oom_kill_and_throttling() {
         return;
     }
     let inst = Instance::new();
-    let mut sh = Interactive::start(&inst, &["--memory", "48M", "--cpu", "0.2", "--", "/bin/sh"]);
+    // Emulated guests are slow and run tests side by side: generous waits, and enough CPU for
+    // the memory hog to reach the limit quickly.
+    let mut sh = Interactive::start(&inst, &["--memory", "48M", "--cpu", "0.5", "--", "/bin/sh"]);
     sh.send("tail /dev/zero; echo \"oom=$?\"");
-    sh.expect("oom=137\n", 60);
+    sh.expect("oom=137\n", 180);
     sh.send("timeout 1 sh -c 'while :; do :; done'; echo sp''un");
     sh.expect("spun\n", 30);
     let g = session_group(&inst);
@@ -143,7 +145,7 @@ fn usage_numbers_are_the_kernel_counters_after_an_oom_kill_and_throttling() {
     assert_eq!(u.throttled_periods, keyed(g.join("cpu.stat"), "nr_throttled"));
     assert_eq!(u.throttled_usec, keyed(g.join("cpu.stat"), "throttled_usec"));
     assert!(cpu_before <= u.cpu_usec && u.cpu_usec <= cpu_after, "{cpu_before} {u:?} {cpu_after}");
-    // A 1 s spin at 0.2 CPU: roughly 200 ms of CPU, never the full second.
+    // A 1 s spin at 0.5 CPU (after the hog): well over 100 ms of CPU in all.
     assert!(u.cpu_usec > 100_000, "{u:?}");
     sh.send("exit");
     sh.child.wait().unwrap();

@@ -246,3 +246,19 @@ fn clear_errors_for_bad_input() {
     let (out, code) = inst.run_with(&[], "exec /does/not/exist");
     assert_eq!(code, 127, "{out}");
 }
+
+#[test]
+fn without_root_it_says_so_in_one_line_and_leaves_nothing() {
+    let inst = Instance::new();
+    let out = std::process::Command::new("setpriv")
+        .args(["--reuid", "65534", "--regid", "65534", "--clear-groups", common::BIN, "run"])
+        .args(inst.args())
+        .args(["--", "true"])
+        .output()
+        .unwrap();
+    assert_ne!(out.status.code(), Some(0));
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(err.lines().count(), 1, "{err}");
+    assert!(err.contains("must run as root"), "{err}");
+    assert!(inst.session_groups().is_empty());
+}
