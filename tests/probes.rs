@@ -283,7 +283,8 @@ fn rlimits_are_set_and_cannot_be_raised() {
     assert_eq!(r["core"], "0", "{out}");
     assert_eq!(r["fsize"], (16 * 1024 * 1024 / 512).to_string(), "{out}");
     assert_eq!(r["nofile"], "4096", "{out}");
-    assert_eq!(r["nproc"], "40", "{out}");
+    // pids.max plus headroom: the cgroup refuses first and counts it (see pty::Confinement).
+    assert_eq!(r["nproc"], "56", "{out}");
     assert!(!r.keys().any(|k| k.starts_with("raised")), "{out}");
 }
 
