@@ -222,18 +222,9 @@ pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &st
             }
         }
         "pid_nested_init" => {
-            for (_, pid) in nested_in(p, "pid") {
-                let nspid = status_field(pid, "NSpid:").unwrap_or_default();
-                let levels: Vec<&str> = nspid.split_whitespace().collect();
-                if levels.len() >= 3 && levels.last() == Some(&"1") {
-                    return pass(
-                        lang,
-                        format!("Host pid {pid} is PID 1 in a nested PID namespace (NSpid: {nspid})."),
-                        format!("ホストの pid {pid} は、入れ子の PID 名前空間で PID 1 です（NSpid: {nspid}）。"),
-                    );
-                }
-            }
-            // A nested PID 1 may be a child of the process that entered the namespace.
+            // NSpid lists a process's pid in each namespace from the host's down: three levels
+            // ending in 1 is PID 1 of a namespace below the session's. (Scan every process: the
+            // one that called unshare stays in the session's namespace; its child is the PID 1.)
             for &pid in &p.pids {
                 let nspid = status_field(pid, "NSpid:").unwrap_or_default();
                 let levels: Vec<&str> = nspid.split_whitespace().collect();
