@@ -267,11 +267,11 @@ mod tests {
             assert!(html.contains("id=\"start\""));
             assert!(html.contains(&format!("lang=\"{lang}\"")));
             let html = PlayPage { lang, t: Ui { lang }, i18n_json: Ui { lang }.json() }.render().unwrap();
-            assert!(html.contains("id=\"terminal\""));
+            assert!(html.contains("id=\"terminal\"") && html.contains("id=\"conn-state\""));
             for l in lessons::catalog() {
                 let html = lesson_page(l, lang).render().unwrap();
                 for needle in
-                    ["id=\"terminal\"", "id=\"inspector\"", "class=\"run\"", "class=\"check\"", l.title.get(lang)]
+                    ["id=\"terminal\"", "id=\"inspector\"", "id=\"conn-state\"", "class=\"run\"", "class=\"check\"", l.title.get(lang)]
                 {
                     assert!(html.contains(needle), "{} ({lang}) lacks {needle}", l.topic);
                 }
