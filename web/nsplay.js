@@ -216,6 +216,8 @@
       fontFamily: 'ui-monospace, "SFMono-Regular", "Cascadia Mono", "DejaVu Sans Mono", ' +
         '"Liberation Mono", Menlo, Consolas, "Noto Sans Mono CJK JP", monospace',
       fontSize: 14,
+      // At 1.0 the DOM renderer clips underscores of some monospace fonts (uid_map read as "uid map").
+      lineHeight: 1.15,
       scrollback: 5000,
       cursorBlink: true,
       convertEol: false,
