@@ -135,27 +135,33 @@ pub async fn terminal_socket(
     let term = s.terminal(n).ok_or(SessionError::NoTerminal)?;
     let ws = ws.map_err(|e| ApiError::bad_request(format!("this URL is a WebSocket: {}", e.body_text())))?;
     let tracker = st.sockets.clone();
-    Ok(ws.max_message_size(ws::MAX_CLIENT_MESSAGE).max_frame_size(ws::MAX_CLIENT_MESSAGE).on_upgrade(move |socket| {
-        let (sink, stream) = socket.split();
-        let sink = Box::pin(sink.with(|f: Frame| async move {
-            Ok::<_, axum::Error>(match f {
-                Frame::Binary(b) => Message::Binary(b),
-                Frame::Text(t) => Message::Text(t.into()),
-                Frame::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
-                Frame::Other => Message::Ping(Bytes::new()),
-            })
-        }));
-        let stream = stream.map(|m| {
-            m.map(|m| match m {
-                Message::Binary(b) => Frame::Binary(b),
-                Message::Text(t) => Frame::Text(t.to_string()),
-                Message::Close(c) => Frame::Close(c.map(|c| c.code).unwrap_or(ws::CLOSE_NORMAL), String::new()),
-                _ => Frame::Other,
-            })
-        });
-        let _s: Arc<Session> = s;
-        tracker.track_future(ws::bridge(sink, stream, term))
-    }))
+    Ok(ws
+        .max_message_size(ws::MAX_CLIENT_MESSAGE)
+        .max_frame_size(ws::MAX_CLIENT_MESSAGE)
+        // The default 128 KiB read buffer is zero-filled and stays resident per socket: most of
+        // the server's memory per idle session (162 KiB -> 35 KiB measured at 500 sessions).
+        .read_buffer_size(4096)
+        .on_upgrade(move |socket| {
+            let (sink, stream) = socket.split();
+            let sink = Box::pin(sink.with(|f: Frame| async move {
+                Ok::<_, axum::Error>(match f {
+                    Frame::Binary(b) => Message::Binary(b),
+                    Frame::Text(t) => Message::Text(t.into()),
+                    Frame::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+                    Frame::Other => Message::Ping(Bytes::new()),
+                })
+            }));
+            let stream = stream.map(|m| {
+                m.map(|m| match m {
+                    Message::Binary(b) => Frame::Binary(b),
+                    Message::Text(t) => Frame::Text(t.to_string()),
+                    Message::Close(c) => Frame::Close(c.map(|c| c.code).unwrap_or(ws::CLOSE_NORMAL), String::new()),
+                    _ => Frame::Other,
+                })
+            });
+            let _s: Arc<Session> = s;
+            tracker.track_future(ws::bridge(sink, stream, term))
+        }))
 }
 
 pub async fn run_check(
