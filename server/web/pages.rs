@@ -270,9 +270,14 @@ mod tests {
             assert!(html.contains("id=\"terminal\"") && html.contains("id=\"conn-state\""));
             for l in lessons::catalog() {
                 let html = lesson_page(l, lang).render().unwrap();
-                for needle in
-                    ["id=\"terminal\"", "id=\"inspector\"", "id=\"conn-state\"", "class=\"run\"", "class=\"check\"", l.title.get(lang)]
-                {
+                for needle in [
+                    "id=\"terminal\"",
+                    "id=\"inspector\"",
+                    "id=\"conn-state\"",
+                    "class=\"run\"",
+                    "class=\"check\"",
+                    l.title.get(lang),
+                ] {
                     assert!(html.contains(needle), "{} ({lang}) lacks {needle}", l.topic);
                 }
             }
