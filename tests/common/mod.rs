@@ -158,6 +158,19 @@ pub fn wait_until(secs: u64, mut cond: impl FnMut() -> bool) -> bool {
     cond()
 }
 
+/// Appends everything `pipe` yields to `into` (carriage returns dropped) on a thread of its own.
+fn collect(mut pipe: impl Read + Send + 'static, into: Arc<Mutex<String>>) {
+    std::thread::spawn(move || {
+        let mut buf = [0u8; 4096];
+        while let Ok(n) = pipe.read(&mut buf) {
+            if n == 0 {
+                break;
+            }
+            into.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
+        }
+    });
+}
+
 /// A sandboxed interactive shell driven line by line, the way a person types: each line is
 /// sent only after the previous output arrived, so nothing depends on type-ahead.
 pub struct Interactive {
@@ -175,20 +188,8 @@ impl Interactive {
         let mut child = c.spawn().unwrap();
         let stdin = child.stdin.take().unwrap();
         let out = Arc::new(Mutex::new(String::new()));
-        for mut pipe in
-            [Box::new(child.stdout.take().unwrap()) as Box<dyn Read + Send>, Box::new(child.stderr.take().unwrap())]
-        {
-            let out = out.clone();
-            std::thread::spawn(move || {
-                let mut buf = [0u8; 4096];
-                while let Ok(n) = pipe.read(&mut buf) {
-                    if n == 0 {
-                        break;
-                    }
-                    out.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]).replace('\r', ""));
-                }
-            });
-        }
+        collect(child.stdout.take().unwrap(), out.clone());
+        collect(child.stderr.take().unwrap(), out.clone());
         Interactive { child, stdin, out, seen: 0 }
     }
 
@@ -253,17 +254,7 @@ impl Server {
         let mut child = c.spawn().unwrap();
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
         let log = Arc::new(Mutex::new(String::new()));
-        let mut stderr = child.stderr.take().unwrap();
-        let l = log.clone();
-        std::thread::spawn(move || {
-            let mut buf = [0u8; 4096];
-            while let Ok(n) = stderr.read(&mut buf) {
-                if n == 0 {
-                    break;
-                }
-                l.lock().unwrap().push_str(&String::from_utf8_lossy(&buf[..n]));
-            }
-        });
+        collect(child.stderr.take().unwrap(), log.clone());
         let mut line = String::new();
         use std::io::BufRead;
         stdout.read_line(&mut line).unwrap();
