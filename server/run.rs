@@ -3,7 +3,7 @@
 //! size changes, and exits with the program's status after removing the whole session.
 
 use std::io::Write;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, OwnedFd};
 use std::sync::mpsc;
 
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -188,6 +188,5 @@ fn write_all(fd: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
             Err(e) => return Err(e),
         }
     }
-    let _ = fd.as_raw_fd();
     Ok(())
 }

@@ -5,7 +5,7 @@
 mod common;
 
 use common::Server;
-use common::term::Term;
+use common::term::attach;
 use serde_json::{Value, json};
 
 async fn check(server: &Server, id: &str, topic: &str, step: &str, lang: &str) -> Value {
@@ -31,8 +31,7 @@ async fn walk(topic: &str) {
     assert_eq!(r.status(), 201);
     let s: Value = r.json().await.unwrap();
     let id = s["id"].as_str().unwrap().to_string();
-    let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
-    t.expect("# ", 20).await;
+    let mut t = attach(&server, &s).await;
     for step in &lesson.steps {
         if step.check.is_some() {
             let before = check(&server, &id, topic, &step.id, "en").await;

@@ -5,7 +5,7 @@ mod common;
 
 use std::time::Duration;
 
-use common::term::Term;
+use common::term::{Term, attach, shell};
 use common::{BIN, Server, host_mount_count, wait_until};
 use serde_json::Value;
 
@@ -37,8 +37,7 @@ async fn idle_sessions_end_but_attached_ones_stay() {
     let server = Server::start(&["--idle-timeout", "2s"]);
     let idle: Value = create_from(&server, None).await.json().await.unwrap();
     let watched: Value = create_from(&server, None).await.json().await.unwrap();
-    let mut t = Term::connect(&server, watched["terminal"].as_str().unwrap()).await;
-    t.expect("# ", 20).await;
+    let _t = attach(&server, &watched).await;
     let idle_id = idle["id"].as_str().unwrap().to_string();
     let mut gone = false;
     for _ in 0..60 {
@@ -66,9 +65,7 @@ async fn idle_sessions_end_but_attached_ones_stay() {
 #[tokio::test(flavor = "multi_thread")]
 async fn max_age_warns_then_ends_the_session() {
     let server = Server::start(&["--max-age", "4s"]);
-    let s: Value = create_from(&server, None).await.json().await.unwrap();
-    let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
-    t.expect("# ", 20).await;
+    let (s, mut t) = shell(&server).await;
     assert!(t.pump_until(10, |t| t.closed.is_some()).await, "the session outlived its maximum age");
     let notices: Vec<&str> =
         t.controls.iter().filter(|c| c["type"] == "notice").filter_map(|c| c["message"].as_str()).collect();
@@ -119,9 +116,7 @@ async fn a_crash_leaves_no_process_and_the_next_start_reclaims_the_rest() {
     let mounts = host_mount_count();
     let server = Server::start(&[]);
     for _ in 0..2 {
-        let s: Value = create_from(&server, None).await.json().await.unwrap();
-        let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
-        t.expect("# ", 20).await;
+        let (_, mut t) = shell(&server).await;
         t.line("sleep 1000 & setsid nohup sleep 1000 >/dev/null 2>&1 &").await;
         t.expect("# ", 10).await;
     }
@@ -160,9 +155,7 @@ fn a_wrong_setting_stops_the_start_with_one_line_and_exit_2() {
 async fn metrics_move_with_the_events() {
     let server = Server::start(&["--max-sessions", "1"]);
     let m0 = metrics(&server).await;
-    let s: Value = create_from(&server, None).await.json().await.unwrap();
-    let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
-    t.expect("# ", 20).await;
+    let (s, mut t) = shell(&server).await;
     t.line("echo hello").await;
     t.expect("hello", 10).await;
     assert_eq!(create_from(&server, None).await.status(), 503);
@@ -182,9 +175,7 @@ async fn metrics_move_with_the_events() {
 #[tokio::test(flavor = "multi_thread")]
 async fn a_limit_that_bites_is_explained_in_the_terminal_and_the_inspector() {
     let server = Server::start(&["--memory", "64M"]);
-    let s: Value = create_from(&server, None).await.json().await.unwrap();
-    let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
-    t.expect("# ", 20).await;
+    let (s, mut t) = shell(&server).await;
     t.line("tail /dev/zero").await;
     let notice = |t: &Term| {
         t.controls

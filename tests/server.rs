@@ -5,25 +5,12 @@ mod common;
 
 use std::time::{Duration, Instant};
 
-use common::term::Term;
+use common::term::{Term, create, shell};
 use common::{Server, host_mount_count, wait_until};
 use futures_util::SinkExt;
 use serde_json::{Value, json};
 use tokio_tungstenite::tungstenite::Message;
 use tokio_tungstenite::tungstenite::protocol::frame::coding::CloseCode;
-
-async fn create(server: &Server) -> Value {
-    let r = reqwest::Client::new().post(format!("{}/api/sessions", server.base)).send().await.unwrap();
-    assert_eq!(r.status(), 201);
-    r.json().await.unwrap()
-}
-
-async fn shell(server: &Server) -> (Value, Term) {
-    let s = create(server).await;
-    let mut t = Term::connect(server, s["terminal"].as_str().unwrap()).await;
-    t.expect("# ", 20).await;
-    (s, t)
-}
 
 #[tokio::test(flavor = "multi_thread")]
 async fn create_session_and_run_uname() {

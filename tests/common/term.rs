@@ -125,3 +125,24 @@ pub fn plain(s: &str) -> String {
 pub fn find(hay: &[u8], needle: &[u8]) -> Option<usize> {
     hay.windows(needle.len()).position(|w| w == needle)
 }
+
+/// Creates a session through the API (asserting 201) and returns its JSON.
+pub async fn create(server: &Server) -> Value {
+    let r = reqwest::Client::new().post(format!("{}/api/sessions", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    r.json().await.unwrap()
+}
+
+/// Attaches to a created session's first terminal and waits for its prompt.
+pub async fn attach(server: &Server, session: &Value) -> Term {
+    let mut t = Term::connect(server, session["terminal"].as_str().unwrap()).await;
+    t.expect("# ", 20).await;
+    t
+}
+
+/// A new session with its shell at the prompt.
+pub async fn shell(server: &Server) -> (Value, Term) {
+    let s = create(server).await;
+    let t = attach(server, &s).await;
+    (s, t)
+}
