@@ -140,6 +140,10 @@ pub struct ServeArgs {
     /// Most live sessions [default: 80 % of RAM divided by the memory limit].
     #[arg(long, env = "NSPLAY_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
+    /// Sessions kept built and ready ahead of visitors (a new session then starts in about the
+    /// time its shell takes to exec); they count toward max_sessions [default: 4].
+    #[arg(long, env = "NSPLAY_WARM_POOL")]
+    pub warm_pool: Option<usize>,
     /// Most live sessions per client address [default: 3].
     #[arg(long, env = "NSPLAY_MAX_SESSIONS_PER_CLIENT")]
     pub max_sessions_per_client: Option<usize>,

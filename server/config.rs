@@ -42,6 +42,7 @@ pub struct FileConfig {
     pub state_dir: Option<String>,
     pub max_sessions: Option<usize>,
     pub max_sessions_per_client: Option<usize>,
+    pub warm_pool: Option<usize>,
     pub create_per_minute: Option<u32>,
     pub create_burst: Option<u32>,
     pub idle_timeout: Option<String>,
@@ -61,6 +62,7 @@ pub struct Settings {
     pub sandbox: SandboxConfig,
     pub max_sessions: usize,
     pub max_sessions_per_client: usize,
+    pub warm_pool: usize,
     pub create_per_minute: u32,
     pub create_burst: u32,
     pub idle_timeout: Duration,
@@ -70,6 +72,9 @@ pub struct Settings {
     pub nested_userns: bool,
     pub log_format: String,
 }
+
+/// Largest warm pool: each ready session holds an id range, a cgroup and about 1 MiB.
+pub const MAX_WARM_POOL: usize = 64;
 
 fn duration(key: &str, v: &str) -> Result<Duration, ConfigError> {
     let d = humantime::parse_duration(v.trim()).map_err(|_| bad(key, v, "a duration such as 30s, 15m or 2h"))?;
@@ -157,6 +162,10 @@ impl Settings {
         if max_sessions_per_client == 0 {
             return Err(bad("max_sessions_per_client", 0, "1 or more"));
         }
+        let warm_pool = args.warm_pool.or(file.warm_pool).unwrap_or(4);
+        if warm_pool > MAX_WARM_POOL {
+            return Err(bad("warm_pool", warm_pool, format!("0 to {MAX_WARM_POOL}")));
+        }
         let create_per_minute = args.create_per_minute.or(file.create_per_minute).unwrap_or(10);
         let create_burst = args.create_burst.or(file.create_burst).unwrap_or(5);
         if create_per_minute == 0 || create_burst == 0 {
@@ -187,6 +196,7 @@ impl Settings {
             sandbox: SandboxConfig { id_base, id_slots, cgroup_parent, state_dir },
             max_sessions,
             max_sessions_per_client,
+            warm_pool,
             create_per_minute,
             create_burst,
             idle_timeout,

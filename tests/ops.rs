@@ -120,11 +120,26 @@ async fn a_crash_leaves_no_process_and_the_next_start_reclaims_the_rest() {
         t.line("sleep 1000 & setsid nohup sleep 1000 >/dev/null 2>&1 &").await;
         t.expect("# ", 10).await;
     }
-    let before = server.inst.processes().len();
-    assert!(before >= 6, "{before}");
+    // Everything of the crashed server: its sessions and its warm pool.
+    let before: Vec<i32> = server.inst.processes().iter().map(|(pid, _)| *pid).collect();
+    assert!(before.len() >= 6, "{before:?}");
+    let old_groups = format!("nsplay-{}-", server.pid());
+    assert!(server.inst.session_groups().iter().any(|g| g.ends_with(format!("{old_groups}1"))));
     let server = server.crash_and_restart(&[]);
-    assert!(wait_until(10, || server.inst.processes().is_empty()), "survivors: {:?}", server.inst.processes());
-    assert!(server.inst.session_groups().is_empty(), "{:?}", server.inst.session_groups());
+    // The new server builds its own warm pool in the same id ranges: what must be gone is
+    // exactly what the crashed one left.
+    let survivors = || -> Vec<i32> {
+        let now: Vec<i32> = server.inst.processes().iter().map(|(pid, _)| *pid).collect();
+        before.iter().copied().filter(|p| now.contains(p)).collect()
+    };
+    assert!(wait_until(10, || survivors().is_empty()), "survivors: {:?}", survivors());
+    let old: Vec<_> = server
+        .inst
+        .session_groups()
+        .into_iter()
+        .filter(|g| g.file_name().unwrap().to_string_lossy().starts_with(&old_groups))
+        .collect();
+    assert!(old.is_empty(), "{old:?}");
     assert!(wait_until(5, || server.log.lock().unwrap().contains("reclaimed")), "{}", server.log.lock().unwrap());
     assert_eq!(host_mount_count(), mounts);
 }

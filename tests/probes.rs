@@ -78,19 +78,6 @@ fn unfiltered_python(body: &str) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr)
 }
 
-/// Host pids of processes whose command line is exactly `args` and whose uid is in `inst`'s range.
-fn host_pids_running(inst: &Instance, args: &str) -> Vec<i32> {
-    inst.processes()
-        .into_iter()
-        .filter(|(pid, _)| {
-            std::fs::read(format!("/proc/{pid}/cmdline"))
-                .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == args)
-                .unwrap_or(false)
-        })
-        .map(|(pid, _)| pid)
-        .collect()
-}
-
 /// Waits until a session has ended and left nothing behind.
 fn assert_nothing_left(inst: &Instance) {
     assert!(wait_until(10, || inst.processes().is_empty()), "processes left: {:?}", inst.processes());
@@ -990,7 +977,7 @@ fn two_sessions_cannot_see_each_others_processes_files_shm_ipc_or_sockets() {
     let (a, b) = (Instance::new(), Instance::new());
     let tag = format!("nsplayprobe{}", std::process::id());
     let mut sh = neighbour(&a, &tag);
-    assert!(wait_until(5, || !host_pids_running(&a, "sleep 4247").is_empty()));
+    assert!(wait_until(5, || !a.pids_running("sleep 4247").is_empty()));
     let (out, _) = probe(
         &b,
         "from a second session: ps, /tmp, /dev/shm, ipcs, /proc/net/unix, connect to the first's abstract socket",
@@ -1023,8 +1010,8 @@ fn two_sessions_cannot_signal_each_other() {
     let (a, b) = (Instance::new(), Instance::new());
     let tag = format!("nsplaysig{}", std::process::id());
     let mut sh = neighbour(&a, &tag);
-    assert!(wait_until(5, || !host_pids_running(&a, "sleep 4247").is_empty()));
-    let target = host_pids_running(&a, "sleep 4247")[0];
+    assert!(wait_until(5, || !a.pids_running("sleep 4247").is_empty()));
+    let target = a.pids_running("sleep 4247")[0];
     let (out, _) = probe(
         &b,
         "kill the first session's sleep by its host pid, kill -9 -1, pidfd_open its host pid",
@@ -1039,7 +1026,7 @@ fn two_sessions_cannot_signal_each_other() {
     // Either the pid does not exist in the second session's PID namespace, or it names one of
     // its own processes: never the first session's.
     assert!(r["pidfd"] == "ESRCH" || r["pidfd"] == "OK", "{out}");
-    assert_eq!(host_pids_running(&a, "sleep 4247"), vec![target], "the first session's sleep was killed");
+    assert_eq!(a.pids_running("sleep 4247"), vec![target], "the first session's sleep was killed");
     sh.send("echo st''ill here");
     sh.expect("still here\n", 10);
     sh.send("exit");

@@ -94,6 +94,43 @@ pub struct SandboxSession {
     pub pidfd: OwnedFd,
 }
 
+/// A session built by [`Sandbox::prepare`] whose first shell waits for [`Prepared::start`].
+pub struct Prepared {
+    pub session: SandboxSession,
+    /// Host pid of the first terminal's joiner.
+    pid: i32,
+    master: OwnedFd,
+    gate: OwnedFd,
+}
+
+impl Prepared {
+    /// Whether the session is still whole (its init alive). A prepared session that died while
+    /// it waited must be destroyed, not handed out.
+    pub fn is_alive(&self) -> bool {
+        let mut fds = [nix::poll::PollFd::new(self.session.pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+        nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO) == Ok(0)
+    }
+
+    /// The session, its first terminal, and the gate that lets the terminal's shell exec.
+    /// Wire the terminal up before opening the gate, so none of its output is missed.
+    pub fn split(self) -> (SandboxSession, TerminalHandle, Gate) {
+        (self.session, TerminalHandle { pid: self.pid, master: self.master, gate: None }, Gate(self.gate))
+    }
+}
+
+/// The start gate of a parked shell.
+pub struct Gate(OwnedFd);
+
+impl Gate {
+    /// Lets the shell exec (non-blocking: one byte into a pipe).
+    pub fn open(self) -> Result<(), SandboxError> {
+        match nix::unistd::write(&self.0, b"g") {
+            Ok(1) => Ok(()),
+            _ => Err(SpawnError::Setup("the prepared shell is gone".into()).into()),
+        }
+    }
+}
+
 pub struct Sandbox {
     cgroups: Box<dyn CgroupDriver>,
     ids: IdAllocator,
@@ -223,8 +260,38 @@ impl Sandbox {
             procs_files: self.cgroups.procs_files(&s.name),
             helper_procs_files: self.cgroups.helper_procs_files(),
             confinement: pty::Confinement::new(&s.limits, self.nested_userns),
+            parked: false,
         };
         Ok(self.spawner.open_terminal(s.key, terminal, spec)?)
+    }
+
+    /// Builds a complete session ahead of time: its cgroup, root, namespaces and init, and its
+    /// first terminal (index 0, the default shell, 80×24) with the shell confined and parked
+    /// just before its `execve`. [`Prepared::start`] then only lets the shell exec. Blocking;
+    /// on error nothing is left behind. Dropping a `Prepared` without [`Sandbox::destroy`] of its
+    /// session leaks it until the server exits.
+    pub fn prepare(&self, hostname: &str, limits: &Limits) -> Result<Prepared, SandboxError> {
+        let session = self.create(hostname, limits)?;
+        let spec = TerminalSpec {
+            argv: Vec::new(),
+            cols: 80,
+            rows: 24,
+            procs_files: self.cgroups.procs_files(&session.name),
+            helper_procs_files: self.cgroups.helper_procs_files(),
+            confinement: pty::Confinement::new(&session.limits, self.nested_userns),
+            parked: true,
+        };
+        match self.spawner.open_terminal(session.key, 0, spec) {
+            Ok(TerminalHandle { pid, master, gate: Some(gate) }) => Ok(Prepared { session, pid, master, gate }),
+            Ok(_) => {
+                let _ = self.destroy(&session);
+                Err(SpawnError::Protocol("a parked terminal came without its gate".into()).into())
+            }
+            Err(e) => {
+                let _ = self.destroy(&session);
+                Err(e.into())
+            }
+        }
     }
 
     pub fn usage(&self, s: &SandboxSession) -> Result<Usage, SandboxError> {

@@ -5,7 +5,7 @@
 
 use std::ffi::CString;
 use std::fs::OpenOptions;
-use std::os::fd::{AsFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
 
 use nix::sys::resource::{Resource, setrlimit};
@@ -77,7 +77,11 @@ pub fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {
 
 /// Becomes a session leader on `slave` and execs `argv` (empty: bash, else sh) with a clean
 /// environment, confined by `confinement`. Returns only on error, and never execs unconfined.
-pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement) -> String {
+///
+/// With a `gate`, everything is done (confinement included) and the process then waits, just
+/// before `execve`, for one byte on it: the warm pool parks shells there, so that starting one
+/// costs only the exec. If the gate closes instead, the process exits.
+pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, gate: Option<OwnedFd>) -> String {
     if let Err(e) = nix::unistd::setsid() {
         return format!("setsid: {e}");
     }
@@ -90,8 +94,12 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement) -
         }
     }
     drop(slave);
-    // Only fds 0-2 enter the sandbox.
-    if let Err(e) = sys::close_fds_from(3) {
+    // Only fds 0-2 enter the sandbox (the gate is closed before the exec).
+    let closed = match &gate {
+        Some(g) => sys::close_fds_from_except(3, g.as_raw_fd()),
+        None => sys::close_fds_from(3),
+    };
+    if let Err(e) = closed {
         return format!("close_range: {e}");
     }
     sys::reset_signals();
@@ -131,6 +139,20 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement) -
     let opts = seccomp::Options { nested_userns: confinement.nested_userns };
     if let Err(e) = seccomp::install(&opts) {
         return e.to_string();
+    }
+    if let Some(gate) = gate {
+        let mut go = [0u8; 1];
+        let n = loop {
+            match nix::unistd::read(&gate, &mut go) {
+                Err(nix::errno::Errno::EINTR) => continue,
+                r => break r,
+            }
+        };
+        drop(gate);
+        if n != Ok(1) {
+            // The pool let go of this sandbox: nobody will ever see this terminal.
+            std::process::exit(0);
+        }
     }
     let err = nix::unistd::execvpe(&cargs[0], &cargs, &env).unwrap_err();
     format!("cannot run {}: {err}", argv[0])

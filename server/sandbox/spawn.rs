@@ -83,6 +83,9 @@ pub struct TerminalSpec {
     pub helper_procs_files: Vec<PathBuf>,
     /// Seccomp filter and rlimits of the program.
     pub confinement: pty::Confinement,
+    /// Hold the program just before its `execve` until a byte arrives on the terminal's start
+    /// gate ([`TerminalHandle::gate`]): everything up to the exec is then done ahead of time.
+    pub parked: bool,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -99,7 +102,7 @@ enum Reply {
         req: u64,
         init_pid: i32,
     },
-    /// Carries the pty master.
+    /// Carries the pty master, and the start gate of a parked terminal.
     TerminalReady {
         req: u64,
         pid: i32,
@@ -140,48 +143,45 @@ pub struct TerminalHandle {
     /// Host pid of the terminal's joiner (its exit is the terminal's exit).
     pub pid: i32,
     pub master: OwnedFd,
+    /// For a parked terminal: writing one byte lets the program exec; closing it unwritten
+    /// makes the program exit instead.
+    pub gate: Option<OwnedFd>,
 }
 
 // ---------------------------------------------------------------------------------------------
 // Wire helpers: one JSON message per datagram, optionally with one fd.
 
-fn send_msg(sock: BorrowedFd<'_>, data: &[u8], fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+fn send_msg(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> nix::Result<()> {
     let iov = [IoSlice::new(data)];
-    let fds;
-    let cmsgs: &[ControlMessage<'_>] = match fd {
-        Some(f) => {
-            fds = [f.as_raw_fd()];
-            &[ControlMessage::ScmRights(&fds)]
-        }
-        None => &[],
-    };
+    let raw: Vec<RawFd> = fds.iter().map(|f| f.as_raw_fd()).collect();
+    let rights = [ControlMessage::ScmRights(&raw)];
+    let cmsgs: &[ControlMessage<'_>] = if raw.is_empty() { &[] } else { &rights };
     sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None).map(drop)
 }
 
-fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Option<OwnedFd>)> {
+/// Most descriptors one message carries (a terminal: its pty master and its start gate).
+const MAX_FDS: usize = 2;
+
+fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Vec<OwnedFd>)> {
     let mut buf = vec![0u8; MAX_MSG];
-    let mut cmsg = nix::cmsg_space!([RawFd; 2]);
+    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
     let mut iov = [IoSliceMut::new(&mut buf)];
     let msg = recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC)?;
-    let mut fd = None;
+    let mut fds = Vec::new();
     for c in msg.cmsgs()? {
-        if let ControlMessageOwned::ScmRights(fds) = c {
-            for raw in fds {
-                let owned = sys::adopt_received_fd(raw);
-                if fd.is_none() {
-                    fd = Some(owned);
-                }
-            }
+        if let ControlMessageOwned::ScmRights(raw) = c {
+            // Owned (and so closed) even when a message carries more than expected.
+            fds.extend(raw.into_iter().map(sys::adopt_received_fd));
         }
     }
     let n = msg.bytes;
     buf.truncate(n);
-    Ok((buf, fd))
+    Ok((buf, fds))
 }
 
-fn send_json<T: Serialize>(sock: BorrowedFd<'_>, v: &T, fd: Option<BorrowedFd<'_>>) -> nix::Result<()> {
+fn send_json<T: Serialize>(sock: BorrowedFd<'_>, v: &T, fds: &[BorrowedFd<'_>]) -> nix::Result<()> {
     let data = serde_json::to_vec(v).map_err(|_| Errno::EINVAL)?;
-    send_msg(sock, &data, fd)
+    send_msg(sock, &data, fds)
 }
 
 fn seqpacket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
@@ -211,7 +211,7 @@ struct Shared {
     next_req: u64,
 }
 
-type Pending = Arc<Mutex<HashMap<u64, mpsc::SyncSender<(Reply, Option<OwnedFd>)>>>>;
+type Pending = Arc<Mutex<HashMap<u64, mpsc::SyncSender<(Reply, Vec<OwnedFd>)>>>>;
 
 /// The server's handle on its spawner. Calls block for the few milliseconds a spawn takes; from
 /// async code call them through `spawn_blocking`.
@@ -263,14 +263,14 @@ impl Spawner {
         self.pid
     }
 
-    fn call(&self, make: impl FnOnce(u64) -> Request) -> Result<(Reply, Option<OwnedFd>), SpawnError> {
+    fn call(&self, make: impl FnOnce(u64) -> Request) -> Result<(Reply, Vec<OwnedFd>), SpawnError> {
         let (tx, rx) = mpsc::sync_channel(1);
         {
             let mut shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
             let req = shared.next_req;
             shared.next_req += 1;
             self.pending.lock().unwrap_or_else(|e| e.into_inner()).insert(req, tx);
-            if send_json(shared.sock.as_fd(), &make(req), None).is_err() {
+            if send_json(shared.sock.as_fd(), &make(req), &[]).is_err() {
                 self.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req);
                 return Err(SpawnError::Gone);
             }
@@ -280,15 +280,23 @@ impl Spawner {
 
     pub fn create_session(&self, session: u64, spec: SessionSpec) -> Result<SessionHandle, SpawnError> {
         match self.call(|req| Request::CreateSession { req, session, spec })? {
-            (Reply::SessionReady { init_pid, .. }, Some(pidfd)) => Ok(SessionHandle { init_pid, pidfd }),
+            (Reply::SessionReady { init_pid, .. }, fds) if fds.len() == 1 => {
+                let pidfd = fds.into_iter().next().expect("one fd");
+                Ok(SessionHandle { init_pid, pidfd })
+            }
             (Reply::Failed { message, .. }, _) => Err(SpawnError::Setup(message)),
             (other, _) => Err(SpawnError::Protocol(format!("unexpected reply {other:?}"))),
         }
     }
 
     pub fn open_terminal(&self, session: u64, terminal: u64, spec: TerminalSpec) -> Result<TerminalHandle, SpawnError> {
+        let parked = spec.parked;
         match self.call(|req| Request::OpenTerminal { req, session, terminal, spec })? {
-            (Reply::TerminalReady { pid, .. }, Some(master)) => Ok(TerminalHandle { pid, master }),
+            (Reply::TerminalReady { pid, .. }, fds) if fds.len() == 1 + usize::from(parked) => {
+                let mut fds = fds.into_iter();
+                let master = fds.next().expect("a master");
+                Ok(TerminalHandle { pid, master, gate: fds.next() })
+            }
             (Reply::Failed { message, .. }, _) => Err(SpawnError::Setup(message)),
             (other, _) => Err(SpawnError::Protocol(format!("unexpected reply {other:?}"))),
         }
@@ -298,13 +306,13 @@ impl Spawner {
     /// The caller still empties and removes the cgroup: that is the guarantee.
     pub fn end_session(&self, session: u64) {
         let shared = self.shared.lock().unwrap_or_else(|e| e.into_inner());
-        let _ = send_json(shared.sock.as_fd(), &Request::EndSession { session }, None);
+        let _ = send_json(shared.sock.as_fd(), &Request::EndSession { session }, &[]);
     }
 }
 
 fn reader_loop(sock: OwnedFd, pending: Pending, on_event: impl Fn(Event)) {
     loop {
-        let (data, fd) = match recv_msg(sock.as_fd()) {
+        let (data, fds) = match recv_msg(sock.as_fd()) {
             Ok((d, _)) if d.is_empty() => break,
             Ok(x) => x,
             Err(Errno::EINTR) => continue,
@@ -329,7 +337,7 @@ fn reader_loop(sock: OwnedFd, pending: Pending, on_event: impl Fn(Event)) {
         if let Some(req) = req
             && let Some(tx) = pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&req)
         {
-            let _ = tx.send((reply, fd));
+            let _ = tx.send((reply, fds));
         }
     }
     // Wake every caller still waiting: their senders drop here.
@@ -429,12 +437,12 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
         match request {
             Request::CreateSession { req, session, spec } => match create_session(&spec) {
                 Ok((keeper, init_pid, pidfd)) => {
-                    let _ = send_json(sock.as_fd(), &Reply::SessionReady { req, init_pid }, Some(pidfd.as_fd()));
+                    let _ = send_json(sock.as_fd(), &Reply::SessionReady { req, init_pid }, &[pidfd.as_fd()]);
                     children.insert(keeper, Child::Keeper { session });
                     sessions.insert(session, SessionEntry { keeper, init_pidfd: pidfd });
                 }
                 Err(message) => {
-                    let _ = send_json(sock.as_fd(), &Reply::Failed { req, message }, None);
+                    let _ = send_json(sock.as_fd(), &Reply::Failed { req, message }, &[]);
                 }
             },
             Request::OpenTerminal { req, session, terminal, spec } => {
@@ -443,16 +451,14 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
                     None => Err("the session has ended".to_string()),
                 };
                 match result {
-                    Ok((pid, master)) => {
-                        let _ = send_json(
-                            sock.as_fd(),
-                            &Reply::TerminalReady { req, pid: pid.as_raw() },
-                            Some(master.as_fd()),
-                        );
+                    Ok((pid, master, gate)) => {
+                        let mut fds = vec![master.as_fd()];
+                        fds.extend(gate.as_ref().map(|g| g.as_fd()));
+                        let _ = send_json(sock.as_fd(), &Reply::TerminalReady { req, pid: pid.as_raw() }, &fds);
                         children.insert(pid, Child::Joiner { session, terminal });
                     }
                     Err(message) => {
-                        let _ = send_json(sock.as_fd(), &Reply::Failed { req, message }, None);
+                        let _ = send_json(sock.as_fd(), &Reply::Failed { req, message }, &[]);
                     }
                 }
             }
@@ -490,10 +496,10 @@ fn reap(sock: &OwnedFd, sessions: &mut HashMap<u64, SessionEntry>, children: &mu
         match children.remove(&pid) {
             Some(Child::Keeper { session }) => {
                 sessions.remove(&session);
-                let _ = send_json(sock.as_fd(), &Reply::SessionExited { session, status: code }, None);
+                let _ = send_json(sock.as_fd(), &Reply::SessionExited { session, status: code }, &[]);
             }
             Some(Child::Joiner { session, terminal }) => {
-                let _ = send_json(sock.as_fd(), &Reply::TerminalExited { session, terminal, code }, None);
+                let _ = send_json(sock.as_fd(), &Reply::TerminalExited { session, terminal, code }, &[]);
             }
             None => {}
         }
@@ -517,7 +523,7 @@ fn create_session(spec: &SessionSpec) -> Result<(Pid, i32, OwnedFd), String> {
         ForkResult::Child => {
             drop(ours);
             let err = keeper_main(spec, &theirs).unwrap_err();
-            let _ = send_msg(theirs.as_fd(), format!("E{err}").as_bytes(), None);
+            let _ = send_msg(theirs.as_fd(), format!("E{err}").as_bytes(), &[]);
             std::process::exit(1);
         }
         ForkResult::Parent { child } => child,
@@ -528,15 +534,15 @@ fn create_session(spec: &SessionSpec) -> Result<(Pid, i32, OwnedFd), String> {
         let mut ready = false;
         while init.is_none() || !ready {
             wait_readable(ours.as_fd(), "starting the session")?;
-            let (msg, fd) = recv_msg(ours.as_fd()).map_err(|e| format!("recv: {e}"))?;
+            let (msg, fds) = recv_msg(ours.as_fd()).map_err(|e| format!("recv: {e}"))?;
             match msg.first() {
                 Some(b'M') => {
                     write_id_maps(keeper, spec)?;
-                    send_msg(ours.as_fd(), b"G", None).map_err(|e| format!("send: {e}"))?;
+                    send_msg(ours.as_fd(), b"G", &[]).map_err(|e| format!("send: {e}"))?;
                 }
                 Some(b'P') => {
                     let pid = std::str::from_utf8(&msg[1..]).ok().and_then(|s| s.parse().ok());
-                    match (pid, fd) {
+                    match (pid, fds.into_iter().next()) {
                         (Some(pid), Some(fd)) => init = Some((pid, fd)),
                         _ => return Err("malformed init announcement".into()),
                     }
@@ -632,7 +638,7 @@ fn keeper_main(spec: &SessionSpec, sync: &OwnedFd) -> Result<std::convert::Infal
             format!("creating namespaces: {e}")
         }
     })?;
-    send_msg(sync.as_fd(), b"M", None).map_err(|e| format!("send: {e}"))?;
+    send_msg(sync.as_fd(), b"M", &[]).map_err(|e| format!("send: {e}"))?;
     wait_readable(sync.as_fd(), "waiting for id maps")?;
     let (msg, _) = recv_msg(sync.as_fd()).map_err(|e| format!("recv: {e}"))?;
     if msg != b"G" {
@@ -643,7 +649,7 @@ fn keeper_main(spec: &SessionSpec, sync: &OwnedFd) -> Result<std::convert::Infal
         ForkResult::Child => init::run_init(spec, sync),
         ForkResult::Parent { child } => {
             let pidfd = sys::pidfd_open(child).map_err(|e| format!("pidfd_open: {e}"))?;
-            send_msg(sync.as_fd(), format!("P{child}").as_bytes(), Some(pidfd.as_fd()))
+            send_msg(sync.as_fd(), format!("P{child}").as_bytes(), &[pidfd.as_fd()])
                 .map_err(|e| format!("send: {e}"))?;
             drop(pidfd);
             let _ = sys::close_fds_from(0);
@@ -663,14 +669,14 @@ fn keeper_main(spec: &SessionSpec, sync: &OwnedFd) -> Result<std::convert::Infal
     }
 }
 
-/// Opens a terminal in a running session; returns (joiner pid, pty master).
-fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid, OwnedFd), String> {
+/// Opens a terminal in a running session; returns (joiner pid, pty master, start gate if parked).
+fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid, OwnedFd, Option<OwnedFd>), String> {
     let (ours, theirs) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
     let joiner = match sys::fork_single_threaded().map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(ours);
             let err = joiner_main(init_pidfd, spec, &theirs).unwrap_err();
-            let _ = send_msg(theirs.as_fd(), format!("E{err}").as_bytes(), None);
+            let _ = send_msg(theirs.as_fd(), format!("E{err}").as_bytes(), &[]);
             std::process::exit(1);
         }
         ForkResult::Parent { child } => child,
@@ -678,14 +684,16 @@ fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid
     drop(theirs);
     let result = (|| {
         wait_readable(ours.as_fd(), "opening the terminal")?;
-        let (msg, fd) = recv_msg(ours.as_fd()).map_err(|e| format!("recv: {e}"))?;
-        match (msg.first(), fd) {
-            (Some(b'T'), Some(master)) => {
+        let (msg, fds) = recv_msg(ours.as_fd()).map_err(|e| format!("recv: {e}"))?;
+        match msg.first() {
+            Some(b'T') if fds.len() == 1 + usize::from(spec.parked) => {
                 // The program was forked in the session's group; the joiner leaves it.
                 move_helper(joiner, &spec.helper_procs_files)?;
-                Ok((joiner, master))
+                let mut fds = fds.into_iter();
+                let master = fds.next().expect("a master");
+                Ok((joiner, master, fds.next()))
             }
-            (Some(b'E'), _) => Err(String::from_utf8_lossy(&msg[1..]).into_owned()),
+            Some(b'E') => Err(String::from_utf8_lossy(&msg[1..]).into_owned()),
             _ => Err("the terminal's helper exited during set-up".into()),
         }
     })();
@@ -708,20 +716,37 @@ fn joiner_main(
     setns(init_pidfd, namespaces::all_flags()).map_err(|e| format!("entering the session's namespaces: {e}"))?;
     become_root_inside()?;
     let (master, slave) = pty::open_in_session(spec.cols, spec.rows).map_err(|e| format!("opening a pty: {e}"))?;
+    let gate = if spec.parked {
+        Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?)
+    } else {
+        None
+    };
     match sys::fork_single_threaded().map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
             drop(master);
-            let err = pty::exec_on_pty(slave, &spec.argv, &spec.confinement);
+            let wait_for = gate.map(|(read_end, write_end)| {
+                drop(write_end);
+                read_end
+            });
+            let err = pty::exec_on_pty(slave, &spec.argv, &spec.confinement, wait_for);
             // stderr is the pty now: the person sees why their program did not start.
             eprintln!("nsplay: {err}");
             std::process::exit(127);
         }
         ForkResult::Parent { child } => {
             drop(slave);
+            let gate = gate.map(|(read_end, write_end)| {
+                drop(read_end);
+                write_end
+            });
             // Announced only now that the program exists: the spawner then moves this joiner
             // out of the session's group (see `move_helper`).
-            send_msg(sync.as_fd(), b"T", Some(master.as_fd())).map_err(|e| format!("send: {e}"))?;
+            let mut fds = vec![master.as_fd()];
+            fds.extend(gate.as_ref().map(|g| g.as_fd()));
+            send_msg(sync.as_fd(), b"T", &fds).map_err(|e| format!("send: {e}"))?;
+            drop(fds);
             drop(master);
+            drop(gate);
             let _ = sys::close_fds_from(0);
             let code = loop {
                 match waitpid(child, None) {

@@ -30,9 +30,22 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
 /// Closes every file descriptor from `first` up: a process entering the sandbox must not carry
 /// any host fd (the CVE-2024-21626 class of leaks).
 pub fn close_fds_from(first: RawFd) -> io::Result<()> {
-    // SAFETY: close_range only closes descriptors; the callers own nothing above `first` that
+    close_range(first, RawFd::MAX)
+}
+
+/// Like [`close_fds_from`], but keeps `keep` (a parked program's start gate, which is closed
+/// before the exec too).
+pub fn close_fds_from_except(first: RawFd, keep: RawFd) -> io::Result<()> {
+    if keep > first {
+        close_range(first, keep - 1)?;
+    }
+    close_range(first.max(keep + 1), RawFd::MAX)
+}
+
+fn close_range(first: RawFd, last: RawFd) -> io::Result<()> {
+    // SAFETY: close_range only closes descriptors; the callers own nothing in the range that
     // Rust code will use afterwards (they are about to exec or loop without those fds).
-    let r = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, libc::c_uint::MAX, 0) };
+    let r = unsafe { libc::syscall(libc::SYS_close_range, first as libc::c_uint, last as libc::c_uint, 0) };
     if r < 0 {
         return Err(io::Error::last_os_error());
     }

@@ -2,11 +2,12 @@
 //! things. Knows nothing about HTTP; the web layer calls [`Manager`].
 
 pub mod admission;
+pub mod pool;
 pub mod terminal;
 
 use std::collections::HashMap;
 use std::net::IpAddr;
-use std::sync::atomic::{AtomicBool, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 
@@ -16,7 +17,7 @@ use serde::Serialize;
 use crate::sandbox::cgroups::Usage;
 use crate::sandbox::limits::{Limits, format_size};
 use crate::sandbox::spawn::Event;
-use crate::sandbox::{Sandbox, SandboxError, SandboxSession, namespaces};
+use crate::sandbox::{Prepared, Sandbox, SandboxError, SandboxSession, namespaces};
 pub use admission::{Admission, Refusal};
 pub use terminal::{Attachment, Output, Terminal, TerminalError};
 
@@ -37,6 +38,8 @@ pub enum SessionError {
     UnknownLesson(String),
     #[error("the server is shutting down")]
     ShuttingDown,
+    #[error("no session could be started within {} s; try again", START_TIMEOUT.as_secs())]
+    StartTimeout,
     #[error(transparent)]
     Terminal(#[from] TerminalError),
     #[error(transparent)]
@@ -93,6 +96,8 @@ pub struct ManagerConfig {
     pub limits: Limits,
     pub max_sessions: usize,
     pub max_sessions_per_client: usize,
+    /// Sessions kept built and ready (see [`pool`]).
+    pub warm_pool: usize,
     pub create_per_minute: u32,
     pub create_burst: u32,
     pub max_age: Duration,
@@ -104,6 +109,9 @@ pub struct ManagerConfig {
     /// Lessons a session may be started for (validated names).
     pub lessons: Vec<String>,
 }
+
+/// Longest a request waits for its session to be built.
+pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long before the maximum age the terminals get a warning.
 pub const MAX_AGE_WARNING: Duration = Duration::from_secs(5 * 60);
@@ -187,6 +195,61 @@ pub struct Manager {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     by_key: Mutex<HashMap<u64, Arc<Session>>>,
     shutting_down: std::sync::atomic::AtomicBool,
+    pool: Arc<pool::Pool<Manager>>,
+    /// Sandboxes that exist: live sessions, ready ones in the pool, the one being built, and
+    /// those being handed over. At most `max_sessions`.
+    existing: AtomicUsize,
+    /// Client addresses of admitted requests whose session is not live yet (admission counts
+    /// them, so a burst cannot overshoot the caps).
+    pending: Mutex<Vec<IpAddr>>,
+}
+
+/// Counts an admitted request as pending until it is dropped.
+struct PendingGuard<'a> {
+    manager: &'a Manager,
+    client: IpAddr,
+}
+
+impl Drop for PendingGuard<'_> {
+    fn drop(&mut self) {
+        let mut p = self.manager.pending.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(i) = p.iter().position(|c| *c == self.client) {
+            p.swap_remove(i);
+        }
+    }
+}
+
+/// The warm pool builds prepared sandboxes through the manager, which keeps the count of
+/// sandboxes under `max_sessions`.
+impl pool::Builder for Manager {
+    type Item = Prepared;
+    type Error = SandboxError;
+
+    fn has_room(&self) -> bool {
+        self.existing.load(Ordering::SeqCst) < self.cfg.max_sessions
+    }
+
+    fn build(&self) -> Result<Prepared, SandboxError> {
+        self.existing.fetch_add(1, Ordering::SeqCst);
+        let r = self.sandbox.prepare(&self.cfg.hostname, &self.cfg.limits);
+        if r.is_err() {
+            self.existing.fetch_sub(1, Ordering::SeqCst);
+        }
+        metrics::gauge!("nsplay_pool_ready").set(self.pool.ready() as f64);
+        r
+    }
+
+    fn is_alive(&self, p: &Prepared) -> bool {
+        p.is_alive()
+    }
+
+    fn discard(&self, p: Prepared) {
+        let r = self.sandbox.destroy(&p.session);
+        if let Err(e) = &r {
+            tracing::error!(cgroup = %p.session.name, error = %e, "a pooled session could not be removed completely");
+        }
+        self.release(r.is_ok());
+    }
 }
 
 /// The first characters of an id: enough to follow a session in the logs, useless to take it over.
@@ -201,8 +264,9 @@ fn new_id() -> String {
 }
 
 impl Manager {
+    /// Creates the manager and starts filling its warm pool (needs a tokio runtime).
     pub fn new(sandbox: Sandbox, cfg: ManagerConfig) -> Arc<Manager> {
-        Arc::new(Manager {
+        let m = Arc::new(Manager {
             sandbox,
             admission: Admission::new(
                 cfg.max_sessions,
@@ -210,11 +274,30 @@ impl Manager {
                 cfg.create_per_minute,
                 cfg.create_burst,
             ),
+            pool: pool::Pool::new(cfg.warm_pool),
             cfg,
             sessions: Mutex::default(),
             by_key: Mutex::default(),
             shutting_down: false.into(),
-        })
+            existing: AtomicUsize::new(0),
+            pending: Mutex::default(),
+        });
+        tokio::spawn(m.pool.clone().run(m.clone()));
+        m
+    }
+
+    /// Counts a sandbox as gone once its teardown succeeded (one that failed keeps its id
+    /// range and stays counted), and lets the pool use the room.
+    fn release(&self, destroyed: bool) {
+        if destroyed {
+            self.existing.fetch_sub(1, Ordering::SeqCst);
+        }
+        self.pool.poke();
+    }
+
+    /// Sessions ready in the warm pool.
+    pub fn pool_ready(&self) -> usize {
+        self.pool.ready()
     }
 
     pub fn config(&self) -> &ManagerConfig {
@@ -243,19 +326,28 @@ impl Manager {
         {
             return Err(SessionError::UnknownLesson(l.clone()));
         }
-        {
+        let started = Instant::now();
+        let _pending = {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
-            let mine = sessions.values().filter(|s| s.client == client).count();
-            if let Err(r) = self.admission.admit(client, sessions.len(), mine) {
+            let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
+            let mine = sessions.values().filter(|s| s.client == client).count()
+                + pending.iter().filter(|c| **c == client).count();
+            if let Err(r) = self.admission.admit(client, sessions.len() + pending.len(), mine) {
                 metrics::counter!("nsplay_refusals_total", "reason" => r.reason()).increment(1);
                 return Err(SessionError::Refused(r));
             }
-        }
-        let started = Instant::now();
-        let this = self.clone();
-        let sb = tokio::task::spawn_blocking(move || this.sandbox.create(&this.cfg.hostname, &this.cfg.limits))
-            .await
-            .map_err(|_| SessionError::ShuttingDown)??;
+            pending.push(client);
+            PendingGuard { manager: self, client }
+        };
+        let prepared = match tokio::time::timeout(START_TIMEOUT, self.pool.take(self)).await {
+            Ok(Ok(p)) => p,
+            Ok(Err(pool::TakeError::Build(e))) => return Err(e.into()),
+            Ok(Err(pool::TakeError::Closed)) => return Err(SessionError::ShuttingDown),
+            Err(_) => return Err(SessionError::StartTimeout),
+        };
+        // From here on nothing awaits until the session is registered: a request dropped
+        // half-way cannot lose the sandbox.
+        let (sb, handle, gate) = prepared.split();
         let now = SystemTime::now();
         let session = Arc::new(Session {
             id: new_id(),
@@ -274,13 +366,22 @@ impl Manager {
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.id.clone(), session.clone());
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).insert(session.sandbox.key, session.clone());
-        if let Err(e) = self.open_terminal(&session).await {
+        // The terminal exists before its shell runs, so not even the shell's first byte or its
+        // exit can be missed.
+        let started_shell = Terminal::start(0, handle.master, 80, 24)
+            .map_err(|e| SandboxError::Spawn(crate::sandbox::spawn::SpawnError::Setup(e.to_string())))
+            .and_then(|term| {
+                session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term);
+                gate.open()
+            });
+        if let Err(e) = started_shell {
             self.end(&session.id, EndReason::Failed).await.ok();
-            return Err(e);
+            return Err(e.into());
         }
         metrics::counter!("nsplay_sessions_created_total").increment(1);
         metrics::histogram!("nsplay_spawn_seconds").record(started.elapsed().as_secs_f64());
         metrics::gauge!("nsplay_sessions_live").set(self.live() as f64);
+        metrics::gauge!("nsplay_pool_ready").set(self.pool.ready() as f64);
         tracing::info!(
             session = short(&session.id),
             client = %client,
@@ -326,9 +427,13 @@ impl Manager {
         }
         let this = self.clone();
         let s = session.clone();
-        let result = tokio::task::spawn_blocking(move || this.sandbox.destroy(&s.sandbox))
-            .await
-            .map_err(|_| SessionError::ShuttingDown)?;
+        let result = tokio::task::spawn_blocking(move || {
+            let r = this.sandbox.destroy(&s.sandbox);
+            this.release(r.is_ok());
+            r
+        })
+        .await
+        .map_err(|_| SessionError::ShuttingDown)?;
         metrics::counter!("nsplay_sessions_ended_total", "reason" => reason.as_str()).increment(1);
         metrics::gauge!("nsplay_sessions_live").set(self.live() as f64);
         tracing::info!(
@@ -472,9 +577,10 @@ impl Manager {
         }
     }
 
-    /// Ends every session (on shutdown).
+    /// Ends every session and empties the warm pool (on shutdown).
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::Relaxed);
+        self.pool.close();
         let ids: Vec<String> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         for id in &ids {
             if let Ok(s) = self.get(id) {
@@ -484,5 +590,6 @@ impl Manager {
         // In parallel: each teardown mostly waits for the kernel.
         let ends = ids.iter().map(|id| self.end(id, EndReason::Shutdown));
         futures_util::future::join_all(ends).await;
+        self.pool.finished().await;
     }
 }

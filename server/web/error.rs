@@ -45,6 +45,9 @@ impl From<SessionError> for ApiError {
             SessionError::ShuttingDown => {
                 ApiError { retry_after: Some(10), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg) }
             }
+            SessionError::StartTimeout => {
+                ApiError { retry_after: Some(5), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg) }
+            }
             SessionError::TooManyTerminals => Self::new(StatusCode::CONFLICT, "too_many_terminals", msg),
             SessionError::UnknownLesson(_) => Self::new(StatusCode::BAD_REQUEST, "unknown_lesson", msg),
             SessionError::Terminal(_) => Self::new(StatusCode::CONFLICT, "terminal_ended", msg),

@@ -76,6 +76,7 @@ pub fn serve(settings: &Settings) -> anyhow::Result<i32> {
             limits: settings.limits,
             max_sessions: settings.max_sessions,
             max_sessions_per_client: settings.max_sessions_per_client,
+            warm_pool: settings.warm_pool,
             create_per_minute: settings.create_per_minute,
             create_burst: settings.create_burst,
             max_age: settings.max_age,
@@ -87,6 +88,7 @@ pub fn serve(settings: &Settings) -> anyhow::Result<i32> {
         tracing::info!(
             cgroup = ?sandbox.cgroup_version(),
             max_sessions = cfg.max_sessions,
+            warm_pool = cfg.warm_pool,
             memory = settings.limits.memory_bytes,
             "sandbox ready"
         );

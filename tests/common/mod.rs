@@ -105,6 +105,42 @@ impl Instance {
             .collect()
     }
 
+    /// What belongs to the session of host process `pid`: its uid range and its cgroup
+    /// directories. With a warm pool other sessions of the instance exist at the same time;
+    /// checks that one session left nothing look at exactly these.
+    pub fn footprint(&self, pid: i32) -> (std::ops::Range<u32>, Vec<PathBuf>) {
+        let uid = self
+            .processes()
+            .into_iter()
+            .find(|(p, _)| *p == pid)
+            .unwrap_or_else(|| panic!("process {pid} is not in this instance's id ranges"))
+            .1;
+        let lo = self.id_base + (uid - self.id_base) / 65536 * 65536;
+        let groups = self
+            .session_groups()
+            .into_iter()
+            .filter(|g| {
+                std::fs::read_to_string(g.join("cgroup.procs"))
+                    .map(|procs| procs.lines().any(|l| l.trim() == pid.to_string()))
+                    .unwrap_or(false)
+            })
+            .collect();
+        (lo..lo + 65536, groups)
+    }
+
+    /// Host pids of this instance's processes whose command line is exactly `args`.
+    pub fn pids_running(&self, args: &str) -> Vec<i32> {
+        self.processes()
+            .into_iter()
+            .filter(|(pid, _)| {
+                std::fs::read(format!("/proc/{pid}/cmdline"))
+                    .map(|c| String::from_utf8_lossy(&c).replace('\0', " ").trim() == args)
+                    .unwrap_or(false)
+            })
+            .map(|(pid, _)| pid)
+            .collect()
+    }
+
     /// Host processes whose uid lies in this instance's id ranges.
     pub fn processes(&self) -> Vec<(i32, u32)> {
         let lo = self.id_base;
