@@ -235,7 +235,6 @@ impl pool::Builder for Manager {
         if r.is_err() {
             self.existing.fetch_sub(1, Ordering::SeqCst);
         }
-        metrics::gauge!("nsplay_pool_ready").set(self.pool.ready() as f64);
         r
     }
 
@@ -381,7 +380,6 @@ impl Manager {
         metrics::counter!("nsplay_sessions_created_total").increment(1);
         metrics::histogram!("nsplay_spawn_seconds").record(started.elapsed().as_secs_f64());
         metrics::gauge!("nsplay_sessions_live").set(self.live() as f64);
-        metrics::gauge!("nsplay_pool_ready").set(self.pool.ready() as f64);
         tracing::info!(
             session = short(&session.id),
             client = %client,

@@ -93,6 +93,7 @@ impl<B: Builder> Pool<B> {
             }
             while let Some(item) = st.ready.pop_front() {
                 if builder.is_alive(&item) {
+                    metrics::gauge!("nsplay_pool_ready").set(st.ready.len() as f64);
                     drop(st);
                     self.wake.notify_one();
                     return Ok(item);
@@ -151,6 +152,7 @@ impl<B: Builder> Pool<B> {
             }
         }
         st.ready.push_back(item);
+        metrics::gauge!("nsplay_pool_ready").set(st.ready.len() as f64);
     }
 
     /// The filler: run it as one task for the life of the pool.
@@ -165,6 +167,7 @@ impl<B: Builder> Pool<B> {
                 if closed {
                     let ready = std::mem::take(&mut st.ready);
                     st.dead.extend(ready);
+                    metrics::gauge!("nsplay_pool_ready").set(0.0);
                 }
                 (std::mem::take(&mut st.dead), closed, !st.waiters.is_empty(), st.ready.len() < self.target)
             };
