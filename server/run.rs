@@ -77,7 +77,7 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<i32> {
     let stdin = std::io::stdin();
     let is_tty = termios::tcgetattr(stdin.as_fd()).is_ok();
     let (cols, rows) = if is_tty { sys::window_size(stdin.as_fd()).unwrap_or((80, 24)) } else { (80, 24) };
-    let term = match sandbox.open_terminal(&session, 0, args.command.clone(), cols, rows) {
+    let term = match sandbox.open_terminal(&session, 0, args.command.clone(), (cols, rows), false) {
         Ok(t) => t,
         Err(e) => {
             let _ = sandbox.destroy(&session);

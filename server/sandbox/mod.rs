@@ -9,6 +9,7 @@
 //! - [`mounts`]: the session's root filesystem.
 //! - [`namespaces`]: namespace kinds and identities.
 //! - [`pty`]: terminals inside a session.
+//! - [`relay`]: copies a terminal's output to the server in large chunks.
 //! - [`seccomp`]: the system-call filter of every program in a session.
 //! - [`init`]: PID 1 of a session.
 //! - [`spawn`]: the single-threaded helper that does every fork/unshare/setns/exec.
@@ -21,6 +22,7 @@ pub mod limits;
 pub mod mounts;
 pub mod namespaces;
 pub mod pty;
+pub mod relay;
 pub mod seccomp;
 pub mod spawn;
 pub mod sys;
@@ -97,9 +99,8 @@ pub struct SandboxSession {
 /// A session built by [`Sandbox::prepare`] whose first shell waits for [`Prepared::start`].
 pub struct Prepared {
     pub session: SandboxSession,
-    /// Host pid of the first terminal's joiner.
-    pid: i32,
-    master: OwnedFd,
+    /// The first terminal (relayed).
+    terminal: TerminalHandle,
     gate: OwnedFd,
 }
 
@@ -114,7 +115,7 @@ impl Prepared {
     /// The session, its first terminal, and the gate that lets the terminal's shell exec.
     /// Wire the terminal up before opening the gate, so none of its output is missed.
     pub fn split(self) -> (SandboxSession, TerminalHandle, Gate) {
-        (self.session, TerminalHandle { pid: self.pid, master: self.master, gate: None }, Gate(self.gate))
+        (self.session, self.terminal, Gate(self.gate))
     }
 }
 
@@ -244,14 +245,15 @@ impl Sandbox {
         }
     }
 
-    /// Starts `argv` (empty: the default shell) on a new pty inside the session.
+    /// Starts `argv` (empty: the default shell) on a new pty inside the session. With `relay`,
+    /// its output comes through [`TerminalHandle::output`] (see [`relay`]).
     pub fn open_terminal(
         &self,
         s: &SandboxSession,
         terminal: u64,
         argv: Vec<String>,
-        cols: u16,
-        rows: u16,
+        (cols, rows): (u16, u16),
+        relay: bool,
     ) -> Result<TerminalHandle, SandboxError> {
         let spec = TerminalSpec {
             argv,
@@ -261,12 +263,14 @@ impl Sandbox {
             helper_procs_files: self.cgroups.helper_procs_files(),
             confinement: pty::Confinement::new(&s.limits, self.nested_userns),
             parked: false,
+            relay,
+            relay_procs_files: self.cgroups.relay_procs_files(&s.name),
         };
         Ok(self.spawner.open_terminal(s.key, terminal, spec)?)
     }
 
     /// Builds a complete session ahead of time: its cgroup, root, namespaces and init, and its
-    /// first terminal (index 0, the default shell, 80×24) with the shell confined and parked
+    /// first terminal (index 0, the default shell, 80×24, relayed) with the shell confined and parked
     /// just before its `execve`. [`Prepared::start`] then only lets the shell exec. Blocking;
     /// on error nothing is left behind. Dropping a `Prepared` without [`Sandbox::destroy`] of its
     /// session leaks it until the server exits.
@@ -280,9 +284,13 @@ impl Sandbox {
             helper_procs_files: self.cgroups.helper_procs_files(),
             confinement: pty::Confinement::new(&session.limits, self.nested_userns),
             parked: true,
+            relay: true,
+            relay_procs_files: self.cgroups.relay_procs_files(&session.name),
         };
         match self.spawner.open_terminal(session.key, 0, spec) {
-            Ok(TerminalHandle { pid, master, gate: Some(gate) }) => Ok(Prepared { session, pid, master, gate }),
+            Ok(TerminalHandle { pid, master, gate: Some(gate), output }) => {
+                Ok(Prepared { session, terminal: TerminalHandle { pid, master, gate: None, output }, gate })
+            }
             Ok(_) => {
                 let _ = self.destroy(&session);
                 Err(SpawnError::Protocol("a parked terminal came without its gate".into()).into())

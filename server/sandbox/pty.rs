@@ -96,7 +96,7 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, g
     drop(slave);
     // Only fds 0-2 enter the sandbox (the gate is closed before the exec).
     let closed = match &gate {
-        Some(g) => sys::close_fds_from_except(3, g.as_raw_fd()),
+        Some(g) => sys::close_fds_except(&[0, 1, 2, g.as_raw_fd()]),
         None => sys::close_fds_from(3),
     };
     if let Err(e) = closed {

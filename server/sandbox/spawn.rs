@@ -35,7 +35,7 @@ use nix::unistd::{ForkResult, Gid, Pid, Uid, getpid, setgroups, setresgid, setre
 use serde::{Deserialize, Serialize};
 
 use super::limits::Limits;
-use super::{init, mounts, namespaces, pty, sys};
+use super::{init, mounts, namespaces, pty, relay, sys};
 
 /// Largest control message either side sends; requests are small JSON documents.
 const MAX_MSG: usize = 64 * 1024;
@@ -86,6 +86,12 @@ pub struct TerminalSpec {
     /// Hold the program just before its `execve` until a byte arrives on the terminal's start
     /// gate ([`TerminalHandle::gate`]): everything up to the exec is then done ahead of time.
     pub parked: bool,
+    /// Relay the terminal's output through the joiner into a pipe ([`TerminalHandle::output`])
+    /// instead of leaving the reader to read the pty master (see `relay`).
+    pub relay: bool,
+    /// Where the joiner goes once the program runs when it relays (empty: it stays in the
+    /// session's group, whose CPU quota then pays for reading the terminal's output).
+    pub relay_procs_files: Vec<PathBuf>,
 }
 
 #[derive(Debug, Serialize, Deserialize)]
@@ -142,11 +148,45 @@ pub struct SessionHandle {
 pub struct TerminalHandle {
     /// Host pid of the terminal's joiner (its exit is the terminal's exit).
     pub pid: i32,
+    /// Input and window size (and output, unless relayed).
     pub master: OwnedFd,
     /// For a parked terminal: writing one byte lets the program exec; closing it unwritten
     /// makes the program exit instead.
     pub gate: Option<OwnedFd>,
+    /// For a relayed terminal: the read end of the pipe the joiner copies the output into, in
+    /// chunks of up to [`RELAY_CHUNK`] bytes; end of file once the program has exited.
+    pub output: Option<OwnedFd>,
 }
+
+/// The descriptors of a terminal on the wire, in a fixed order: master, gate, output.
+struct TerminalFds {
+    master: OwnedFd,
+    gate: Option<OwnedFd>,
+    output: Option<OwnedFd>,
+}
+
+impl TerminalFds {
+    fn from_wire(fds: Vec<OwnedFd>, parked: bool, relay: bool) -> Option<TerminalFds> {
+        if fds.len() != 1 + usize::from(parked) + usize::from(relay) {
+            return None;
+        }
+        let mut fds = fds.into_iter();
+        let master = fds.next()?;
+        let gate = if parked { fds.next() } else { None };
+        let output = if relay { fds.next() } else { None };
+        Some(TerminalFds { master, gate, output })
+    }
+
+    fn wire(&self) -> Vec<BorrowedFd<'_>> {
+        let mut v = vec![self.master.as_fd()];
+        v.extend(self.gate.as_ref().map(|g| g.as_fd()));
+        v.extend(self.output.as_ref().map(|o| o.as_fd()));
+        v
+    }
+}
+
+/// Largest chunk the relay writes at once (and so the largest read the server needs).
+pub const RELAY_CHUNK: usize = 32 * 1024;
 
 // ---------------------------------------------------------------------------------------------
 // Wire helpers: one JSON message per datagram, optionally with one fd.
@@ -159,8 +199,8 @@ fn send_msg(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> nix::R
     sendmsg::<()>(sock.as_raw_fd(), &iov, cmsgs, MsgFlags::MSG_NOSIGNAL, None).map(drop)
 }
 
-/// Most descriptors one message carries (a terminal: its pty master and its start gate).
-const MAX_FDS: usize = 2;
+/// Most descriptors one message carries (a terminal: pty master, start gate, output relay).
+const MAX_FDS: usize = 3;
 
 fn recv_msg(sock: BorrowedFd<'_>) -> nix::Result<(Vec<u8>, Vec<OwnedFd>)> {
     let mut buf = vec![0u8; MAX_MSG];
@@ -290,13 +330,12 @@ impl Spawner {
     }
 
     pub fn open_terminal(&self, session: u64, terminal: u64, spec: TerminalSpec) -> Result<TerminalHandle, SpawnError> {
-        let parked = spec.parked;
+        let (parked, relay) = (spec.parked, spec.relay);
         match self.call(|req| Request::OpenTerminal { req, session, terminal, spec })? {
-            (Reply::TerminalReady { pid, .. }, fds) if fds.len() == 1 + usize::from(parked) => {
-                let mut fds = fds.into_iter();
-                let master = fds.next().expect("a master");
-                Ok(TerminalHandle { pid, master, gate: fds.next() })
-            }
+            (Reply::TerminalReady { pid, .. }, fds) => match TerminalFds::from_wire(fds, parked, relay) {
+                Some(t) => Ok(TerminalHandle { pid, master: t.master, gate: t.gate, output: t.output }),
+                None => Err(SpawnError::Protocol("a terminal came with the wrong descriptors".into())),
+            },
             (Reply::Failed { message, .. }, _) => Err(SpawnError::Setup(message)),
             (other, _) => Err(SpawnError::Protocol(format!("unexpected reply {other:?}"))),
         }
@@ -451,10 +490,8 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
                     None => Err("the session has ended".to_string()),
                 };
                 match result {
-                    Ok((pid, master, gate)) => {
-                        let mut fds = vec![master.as_fd()];
-                        fds.extend(gate.as_ref().map(|g| g.as_fd()));
-                        let _ = send_json(sock.as_fd(), &Reply::TerminalReady { req, pid: pid.as_raw() }, &fds);
+                    Ok((pid, fds)) => {
+                        let _ = send_json(sock.as_fd(), &Reply::TerminalReady { req, pid: pid.as_raw() }, &fds.wire());
                         children.insert(pid, Child::Joiner { session, terminal });
                     }
                     Err(message) => {
@@ -476,7 +513,7 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
     Ok(())
 }
 
-fn exit_code(status: WaitStatus) -> Option<i32> {
+pub(super) fn exit_code(status: WaitStatus) -> Option<i32> {
     match status {
         WaitStatus::Exited(_, c) => Some(c),
         WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
@@ -669,8 +706,8 @@ fn keeper_main(spec: &SessionSpec, sync: &OwnedFd) -> Result<std::convert::Infal
     }
 }
 
-/// Opens a terminal in a running session; returns (joiner pid, pty master, start gate if parked).
-fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid, OwnedFd, Option<OwnedFd>), String> {
+/// Opens a terminal in a running session; returns the joiner's pid and the terminal's fds.
+fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid, TerminalFds), String> {
     let (ours, theirs) = seqpacket_pair().map_err(|e| format!("socketpair: {e}"))?;
     let joiner = match sys::fork_single_threaded().map_err(|e| format!("fork: {e}"))? {
         ForkResult::Child => {
@@ -686,12 +723,22 @@ fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid
         wait_readable(ours.as_fd(), "opening the terminal")?;
         let (msg, fds) = recv_msg(ours.as_fd()).map_err(|e| format!("recv: {e}"))?;
         match msg.first() {
-            Some(b'T') if fds.len() == 1 + usize::from(spec.parked) => {
-                // The program was forked in the session's group; the joiner leaves it.
-                move_helper(joiner, &spec.helper_procs_files)?;
-                let mut fds = fds.into_iter();
-                let master = fds.next().expect("a master");
-                Ok((joiner, master, fds.next()))
+            Some(b'T') => {
+                let fds = TerminalFds::from_wire(fds, spec.parked, spec.relay)
+                    .ok_or("the terminal's helper sent the wrong descriptors")?;
+                // The program was forked in the session's group; the joiner leaves it (for a
+                // relay, unless the session pays for it: see `TerminalSpec::relay_procs_files`).
+                let to = if spec.relay { &spec.relay_procs_files } else { &spec.helper_procs_files };
+                move_helper(joiner, to)?;
+                if spec.relay {
+                    // On v1 the relay stays in the session's memory group: an OOM there should
+                    // kill the session's own processes, never the relay (the terminal would go
+                    // silent). Best effort: it needs CAP_SYS_RESOURCE, which some sandboxed
+                    // hosts withhold even from root; the OOM killer prefers the largest process
+                    // anyway, and the relay is among the smallest.
+                    let _ = std::fs::write(format!("/proc/{joiner}/oom_score_adj"), "-1000");
+                }
+                Ok((joiner, fds))
             }
             Some(b'E') => Err(String::from_utf8_lossy(&msg[1..]).into_owned()),
             _ => Err("the terminal's helper exited during set-up".into()),
@@ -739,14 +786,29 @@ fn joiner_main(
                 drop(read_end);
                 write_end
             });
+            let relay = if spec.relay {
+                let (read_end, write_end) =
+                    nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
+                // Room for a few chunks, so a flood does not wait on every server read.
+                let _ = nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4 * RELAY_CHUNK as i32));
+                Some((read_end, write_end, master.try_clone().map_err(|e| format!("dup: {e}"))?))
+            } else {
+                None
+            };
+            let (output, relay) = match relay {
+                Some((r, w, m)) => (Some(r), Some((w, m))),
+                None => (None, None),
+            };
             // Announced only now that the program exists: the spawner then moves this joiner
             // out of the session's group (see `move_helper`).
-            let mut fds = vec![master.as_fd()];
-            fds.extend(gate.as_ref().map(|g| g.as_fd()));
-            send_msg(sync.as_fd(), b"T", &fds).map_err(|e| format!("send: {e}"))?;
+            let fds = TerminalFds { master, gate, output };
+            send_msg(sync.as_fd(), b"T", &fds.wire()).map_err(|e| format!("send: {e}"))?;
             drop(fds);
-            drop(master);
-            drop(gate);
+            if let Some((out, master)) = relay {
+                let pidfd = sys::pidfd_open(child).map_err(|e| format!("pidfd_open: {e}"))?;
+                let _ = sys::close_fds_except(&[master.as_raw_fd(), out.as_raw_fd(), pidfd.as_raw_fd()]);
+                std::process::exit(relay::run(master, out, pidfd, child));
+            }
             let _ = sys::close_fds_from(0);
             let code = loop {
                 match waitpid(child, None) {

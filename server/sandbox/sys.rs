@@ -33,13 +33,18 @@ pub fn close_fds_from(first: RawFd) -> io::Result<()> {
     close_range(first, RawFd::MAX)
 }
 
-/// Like [`close_fds_from`], but keeps `keep` (a parked program's start gate, which is closed
-/// before the exec too).
-pub fn close_fds_from_except(first: RawFd, keep: RawFd) -> io::Result<()> {
-    if keep > first {
-        close_range(first, keep - 1)?;
+/// Like [`close_fds_from`] (from 0), but keeps the descriptors in `keep`.
+pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
+    let mut keep = keep.to_vec();
+    keep.sort_unstable();
+    let mut first = 0;
+    for k in keep {
+        if k > first {
+            close_range(first, k - 1)?;
+        }
+        first = first.max(k + 1);
     }
-    close_range(first.max(keep + 1), RawFd::MAX)
+    close_range(first, RawFd::MAX)
 }
 
 fn close_range(first: RawFd, last: RawFd) -> io::Result<()> {
@@ -171,10 +176,12 @@ pub fn reset_signals() {
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
 
-/// Registers an owned fd (a pty master) with the tokio reactor.
-pub fn async_fd(fd: OwnedFd) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
+/// Registers an owned fd (a pty master, a relay pipe) with the tokio reactor, for the readiness
+/// in `interest` only: a master whose output a relay reads is registered for writing alone, so
+/// its output does not wake the server for nothing on every chunk.
+pub fn async_fd(fd: OwnedFd, interest: tokio::io::Interest) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
     // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the descriptor stays open and
     // refers to the same file description until the AsyncFd is dropped; OwnedFd::as_raw_fd
     // always returns the same number.
-    unsafe { tokio::io::unix::AsyncFd::register(fd) }.map_err(|e| e.into_parts().1)
+    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts().1)
 }

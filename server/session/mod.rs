@@ -367,7 +367,7 @@ impl Manager {
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).insert(session.sandbox.key, session.clone());
         // The terminal exists before its shell runs, so not even the shell's first byte or its
         // exit can be missed.
-        let started_shell = Terminal::start(0, handle.master, 80, 24)
+        let started_shell = Terminal::start(0, handle.master, handle.output, 80, 24)
             .map_err(|e| SandboxError::Spawn(crate::sandbox::spawn::SpawnError::Setup(e.to_string())))
             .and_then(|term| {
                 session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term);
@@ -402,11 +402,12 @@ impl Manager {
         };
         let this = self.clone();
         let s = session.clone();
-        let handle =
-            tokio::task::spawn_blocking(move || this.sandbox.open_terminal(&s.sandbox, index, Vec::new(), 80, 24))
-                .await
-                .map_err(|_| SessionError::ShuttingDown)??;
-        let term = Terminal::start(index, handle.master, 80, 24).map_err(|e| {
+        let handle = tokio::task::spawn_blocking(move || {
+            this.sandbox.open_terminal(&s.sandbox, index, Vec::new(), (80, 24), true)
+        })
+        .await
+        .map_err(|_| SessionError::ShuttingDown)??;
+        let term = Terminal::start(index, handle.master, handle.output, 80, 24).map_err(|e| {
             SessionError::Sandbox(SandboxError::Spawn(crate::sandbox::spawn::SpawnError::Setup(e.to_string())))
         })?;
         session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term.clone());

@@ -13,6 +13,7 @@ use std::sync::Mutex;
 use std::time::Duration;
 
 use bytes::Bytes;
+use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
 use tokio::sync::{Notify, mpsc, watch};
 
@@ -58,7 +59,10 @@ struct State {
 
 pub struct Terminal {
     pub index: u64,
+    /// Input and window size; also the output unless `relayed` is set.
     master: AsyncFd<OwnedFd>,
+    /// The read end of the terminal's output relay (see `sandbox::relay`).
+    relayed: Option<AsyncFd<OwnedFd>>,
     write_lock: tokio::sync::Mutex<()>,
     state: Mutex<State>,
     /// Set when the program exited: the reader drains what is left and ends.
@@ -76,15 +80,33 @@ pub struct Attachment {
 }
 
 impl Terminal {
-    /// Wraps a pty master and starts its reader task (needs a tokio runtime).
-    pub fn start(index: u64, master: OwnedFd, cols: u16, rows: u16) -> std::io::Result<std::sync::Arc<Terminal>> {
-        let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL)?;
-        let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-        nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    /// Wraps a pty master (and the read end of its output relay, if any) and starts its reader
+    /// task (needs a tokio runtime).
+    pub fn start(
+        index: u64,
+        master: OwnedFd,
+        relayed: Option<OwnedFd>,
+        cols: u16,
+        rows: u16,
+    ) -> std::io::Result<std::sync::Arc<Terminal>> {
+        let nonblocking = |fd: &OwnedFd| -> std::io::Result<()> {
+            let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
+            let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+            Ok(())
+        };
+        nonblocking(&master)?;
+        if let Some(r) = &relayed {
+            nonblocking(r)?;
+        }
         let (ended_tx, _) = watch::channel(false);
         let term = std::sync::Arc::new(Terminal {
             index,
-            master: sys::async_fd(master)?,
+            master: sys::async_fd(
+                master,
+                if relayed.is_some() { Interest::WRITABLE } else { Interest::READABLE | Interest::WRITABLE },
+            )?,
+            relayed: relayed.map(|r| sys::async_fd(r, Interest::READABLE)).transpose()?,
             write_lock: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 ring: VecDeque::with_capacity(RING_BYTES),
@@ -97,7 +119,11 @@ impl Terminal {
             ended_tx,
             last_active: Mutex::new(std::time::Instant::now()),
         });
-        tokio::spawn(reader(term.clone()));
+        if term.relayed.is_some() {
+            tokio::spawn(relay_reader(term.clone()));
+        } else {
+            tokio::spawn(reader(term.clone()));
+        }
         Ok(term)
     }
 
@@ -242,6 +268,26 @@ impl Terminal {
     }
 }
 
+/// Reads a relayed terminal: the relay already gathers a flood into large chunks and passes
+/// on the program's last output before it closes the pipe, so this reads until end of file.
+async fn relay_reader(term: std::sync::Arc<Terminal>) {
+    let output = term.relayed.as_ref().expect("a relayed terminal");
+    let mut buf = vec![0u8; CHUNK_BYTES];
+    loop {
+        let Ok(mut guard) = output.readable().await else { break };
+        match guard.try_io(|fd| nix::unistd::read(fd.get_ref(), &mut buf).map_err(std::io::Error::from)) {
+            Ok(Ok(0)) | Ok(Err(_)) => break,
+            Ok(Ok(n)) => {
+                drop(guard);
+                term.deliver(Bytes::copy_from_slice(&buf[..n])).await
+            }
+            Err(_would_block) => continue,
+        }
+    }
+    finish(&term).await;
+}
+
+/// Reads the pty master itself (a terminal without a relay).
 async fn reader(term: std::sync::Arc<Terminal>) {
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
@@ -288,7 +334,12 @@ async fn reader(term: std::sync::Arc<Terminal>) {
             }
         }
     }
-    // Wait for the exit code if the pty closed first (it normally arrives within milliseconds).
+    finish(&term).await;
+}
+
+/// After the last output: waits for the exit code and hands it to every client.
+async fn finish(term: &Terminal) {
+    // Wait for the exit code if the output ended first (it normally arrives within milliseconds).
     let code = loop {
         if let Some(c) = term.exit_code() {
             break c;

@@ -86,6 +86,12 @@ pub trait CgroupDriver: Send + Sync {
     fn helper_procs_files(&self) -> Vec<PathBuf> {
         Vec::new()
     }
+    /// The `cgroup.procs` files a terminal's output relay moves to once its program runs: a
+    /// place inside the session's limits, so the session's CPU quota pays for reading its
+    /// output. Empty (v1): it stays in the session group.
+    fn relay_procs_files(&self, _name: &str) -> Vec<PathBuf> {
+        Vec::new()
+    }
     /// The group's directory in the hierarchy that holds the memory controller.
     fn dir(&self, name: &str) -> PathBuf;
     fn usage(&self, name: &str) -> Result<Usage, CgroupError>;

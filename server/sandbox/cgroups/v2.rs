@@ -259,6 +259,9 @@ fn write_limit(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     })
 }
 
+/// Leaf of a session's group that holds its terminals' output relays.
+pub const RELAY_LEAF: &str = "nsplay-relay";
+
 impl CgroupDriver for V2Driver {
     fn version(&self) -> Version {
         Version::V2
@@ -295,6 +298,12 @@ impl CgroupDriver for V2Driver {
             {
                 chown(&p, uid, gid).map_err(|e| CgroupError::Io { path: p.display().to_string(), source: e.into() })?;
             }
+            // Terminal output relays live in a leaf of the session's group: under its limits,
+            // yet not in the group itself, which the session may empty to hand controllers to
+            // child groups of its own. Owned by host root, so the session cannot touch it.
+            let relay = dir.join(RELAY_LEAF);
+            fs::create_dir(&relay)
+                .map_err(|e| CgroupError::Create { path: relay.display().to_string(), message: e.to_string() })?;
             Ok(())
         })();
         if result.is_err() {
@@ -312,6 +321,10 @@ impl CgroupDriver for V2Driver {
 
     fn procs_files(&self, name: &str) -> Vec<PathBuf> {
         vec![self.dir(name).join("cgroup.procs")]
+    }
+
+    fn relay_procs_files(&self, name: &str) -> Vec<PathBuf> {
+        vec![self.dir(name).join(RELAY_LEAF).join("cgroup.procs")]
     }
 
     fn dir(&self, name: &str) -> PathBuf {
