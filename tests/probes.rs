@@ -858,7 +858,7 @@ fn library_session(inst: &Instance, nested_userns: bool, scripts: &[&str]) -> Ve
     let mut results = Vec::new();
     for (index, script) in scripts.iter().enumerate() {
         let argv = vec!["sh".into(), "-c".into(), script.to_string()];
-        let term = sandbox.open_terminal(&session, index as u64, argv, 80, 24).unwrap();
+        let term = sandbox.open_terminal(&session, index as u64, argv, (80, 24), false).unwrap();
         let mut master = std::fs::File::from(term.master);
         let mut out = Vec::new();
         let mut buf = [0u8; 4096];
