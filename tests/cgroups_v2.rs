@@ -6,7 +6,8 @@
 //!
 //! They need a cgroup v2 host: natively, or the throwaway VM of `tests/v2-pass.sh` (CI). On a
 //! v1/hybrid host each test says so and passes, unless `NSPLAY_REQUIRE_CGROUP_V2=1` (which
-//! tests/v2-pass.sh sets) turns that into a failure.
+//! tests/v2-pass.sh sets) turns that into a failure. The output-relay test at the end checks
+//! both hierarchies and runs everywhere.
 
 mod common;
 
@@ -426,4 +427,62 @@ fn a_session_can_hand_controllers_to_its_own_child_groups() {
     assert!(out.contains("rc=137 oom_kill 1"), "{out}");
     assert_eq!(code, 0, "{out}");
     assert!(inst.session_groups().is_empty());
+}
+
+/// The cgroup path of `pid` in the hierarchy that holds the cpu controller.
+fn cpu_cgroup(pid: i32) -> String {
+    let text = read(format!("/proc/{pid}/cgroup"));
+    text.lines()
+        .find_map(|l| {
+            let mut f = l.splitn(3, ':');
+            let (_, controllers, path) = (f.next()?, f.next()?, f.next()?);
+            let cpu =
+                if common::cgroup_v2() { controllers.is_empty() } else { controllers.split(',').any(|c| c == "cpu") };
+            cpu.then(|| path.to_string())
+        })
+        .unwrap_or_else(|| panic!("no cpu cgroup for {pid}: {text}"))
+}
+
+fn parent_of(pid: i32) -> i32 {
+    read(format!("/proc/{pid}/status"))
+        .lines()
+        .find_map(|l| l.strip_prefix("PPid:"))
+        .and_then(|v| v.trim().parse().ok())
+        .unwrap_or_else(|| panic!("no parent for {pid}"))
+}
+
+/// A terminal's output relay (its joiner, the shell's parent) is paid for by the session: on v1
+/// it shares the session's groups, on v2 it sits in the session's `nsplay-relay` leaf, so the
+/// session can still hand controllers to child groups of its own (the cgroups lesson). Runs on
+/// both hierarchies.
+#[tokio::test(flavor = "multi_thread")]
+async fn the_output_relay_runs_under_the_sessions_limits() {
+    common::require_root();
+    let server = common::Server::start(&["--warm-pool", "0"]);
+    let (_s, mut t) = common::term::shell(&server).await;
+    t.line("sleep 4242 & echo st''arted").await;
+    t.expect("started\r\n", 20).await;
+    assert!(wait_until(10, || server.inst.pids_running("sleep 4242").len() == 1));
+    let sleeper = server.inst.pids_running("sleep 4242")[0];
+    let shell = parent_of(sleeper);
+    let relay = parent_of(shell);
+    assert_eq!(read(format!("/proc/{shell}/comm")), "bash");
+    assert_eq!(read(format!("/proc/{relay}/comm")), "nsplay", "the shell's parent is its relay");
+    if common::cgroup_v2() {
+        assert_eq!(cpu_cgroup(relay), format!("{}/nsplay-relay", cpu_cgroup(shell)));
+        let out = t
+            .cmd_wait(
+                "mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg && mkdir -p /tmp/cg/leaf /tmp/cg/demo && \
+                 for p in $(cat /tmp/cg/cgroup.procs); do echo $p > /tmp/cg/leaf/cgroup.procs; done 2>/dev/null; \
+                 echo +memory > /tmp/cg/cgroup.subtree_control && echo 32M > /tmp/cg/demo/memory.max && echo handed''-out",
+                60,
+            )
+            .await;
+        assert!(out.contains("handed-out"), "{out}");
+        // The relay still passes output on after the session reorganised its groups.
+        t.line("echo still''-here").await;
+        t.expect("still-here\r\n", 20).await;
+    } else {
+        assert_eq!(cpu_cgroup(relay), cpu_cgroup(shell));
+    }
 }

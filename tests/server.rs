@@ -132,6 +132,23 @@ async fn exit_ends_the_terminal_with_its_code() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn the_last_output_arrives_before_the_exit_and_background_jobs_do_not_hold_the_terminal() {
+    let server = Server::start(&[]);
+    let (_, mut t) = shell(&server).await;
+    let from = t.out.len();
+    // 300 000 bytes printed just before the shell exits, while a background job keeps the pty
+    // open: every byte arrives (the relay drains the pty), then the exit code, promptly.
+    t.line("sleep 1000 & head -c 300000 /dev/zero | tr '\\0' Q; exit 3").await;
+    let start = Instant::now();
+    assert!(t.pump_until(20, |t| t.closed.is_some()).await);
+    assert!(start.elapsed() < Duration::from_secs(10), "the exit took {:?}", start.elapsed());
+    // One more in the echoed command line.
+    let qs = t.out[from..].iter().filter(|b| **b == b'Q').count();
+    assert_eq!(qs, 300_001);
+    assert!(t.controls.iter().any(|c| c == &json!({"type": "exit", "code": 3})), "{:?}", t.controls);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn a_client_that_does_not_read_stops_yes_and_memory_stays_bounded() {
     let server = Server::start(&[]);
     let (_, mut t) = shell(&server).await;
