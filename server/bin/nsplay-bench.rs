@@ -844,15 +844,40 @@ fn part_capacity(plan: &Plan, res: &mut Results) -> Result<()> {
 /// Spawn times, nsplay interleaved with the baselines, then all at once.
 fn part_spawn(plan: &Plan, res: &mut Results, baselines: &[(&'static str, &'static [&'static str])]) -> Result<()> {
     let srv = Server::start(plan, "spawn", &[])?;
+    // The same server without a warm pool: what a visitor waits for when the pool is drained
+    // (a classroom's burst beyond the first few), and what the pool saves.
+    // Beside the first server: its own state directory, cgroup parent and id range.
+    let mut cold_plan = plan.clone();
+    cold_plan.state_dir = plan.state_dir.join("cold");
+    cold_plan.cgroup_parent = format!("{}-cold", plan.cgroup_parent);
+    cold_plan.id_base = plan
+        .id_slots
+        .checked_mul(65536)
+        .and_then(|n| plan.id_base.checked_add(n))
+        .filter(|b| b.checked_add(plan.id_slots.saturating_mul(65536)).is_some())
+        .context("no room above --id-base for the server without a warm pool: lower --id-base")?;
+    std::fs::create_dir_all(&cold_plan.state_dir)?;
+    let cold = match Server::start(&cold_plan, "spawn-cold", &["--warm-pool".to_string(), "0".to_string()]) {
+        Ok(c) => c,
+        Err(e) => {
+            srv.stop();
+            return Err(e);
+        }
+    };
     let rt = rt()?;
     let cwd = plan.state_dir.clone();
     let r = (|| {
-        progress(format!("spawn: {} one after another (nsplay and each baseline in turn)", plan.spawn_seq));
+        progress(format!(
+            "spawn: {} one after another (nsplay, nsplay without a warm pool and each baseline in turn)",
+            plan.spawn_seq
+        ));
         for _ in 0..plan.spawn_seq {
-            let (t, s) = rt.block_on(srv.spawn())?;
-            res.spawn_seq.entry("nsplay").or_default().push(t);
-            rt.block_on(srv.delete(&s.id))?;
-            drop(s);
+            for (key, server) in [("nsplay", &srv), (COLD, &cold)] {
+                let (t, s) = rt.block_on(server.spawn())?;
+                res.spawn_seq.entry(key).or_default().push(t);
+                rt.block_on(server.delete(&s.id))?;
+                drop(s);
+            }
             for (name, argv) in baselines {
                 let (t, p) = pty_spawn(argv, &cwd)?;
                 res.spawn_seq.entry(name).or_default().push(t);
@@ -889,8 +914,13 @@ fn part_spawn(plan: &Plan, res: &mut Results, baselines: &[(&'static str, &'stat
         Ok(())
     })();
     srv.stop();
+    cold.stop();
+    cleanup_cgroups(&cold_plan.cgroup_parent);
     r
 }
+
+/// Key of the spawn samples of the server started with `--warm-pool 0`.
+const COLD: &str = "nsplay-cold";
 
 /// One `cat` run: bytes of terminal output, wall time, CPU seconds (of the server, or of the
 /// reading thread for the raw pty).
@@ -1047,6 +1077,12 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
                 _ => ("—".into(), "—".into()),
             };
             t.row([&format!("{label}, {which}"), &cell(n), &cell(b), &cell(u), "—", &target, &result]);
+        }
+        if let Some(c) = get(m, COLD) {
+            for (which, d) in [("p50", c.p50), ("p99", c.p99)] {
+                let label = format!("{label}, no warm pool (`--warm-pool 0`), {which}");
+                t.row([&label, &ms(d), "—", "—", "—", "reported", "—"]);
+            }
         }
     }
     let raw = pct(&res.echo_raw);
