@@ -634,6 +634,16 @@ impl Server {
         Ok(())
     }
 
+    /// The session's CPU time and time throttled by its quota, in seconds (its cgroup's
+    /// counters, through the API).
+    async fn cpu_seconds_of(&self, id: &str) -> Result<(f64, f64)> {
+        let v: serde_json::Value =
+            self.http.get(format!("{}/api/sessions/{id}", self.base)).send().await?.error_for_status()?.json().await?;
+        let secs =
+            |k: &str| v["usage"][k].as_u64().map(|u| u as f64 / 1e6).ok_or_else(|| anyhow!("no usage.{k} in {v}"));
+        Ok((secs("cpu_usec")?, secs("throttled_usec")?))
+    }
+
     async fn memory_bytes(&self, id: &str) -> Result<u64> {
         let v: serde_json::Value =
             self.http.get(format!("{}/api/sessions/{id}", self.base)).send().await?.error_for_status()?.json().await?;
@@ -770,6 +780,8 @@ struct Results {
     throughput: Vec<(&'static str, Vec<CatRun>)>,
     /// Runs on a raw pty (CPU: of the reading thread).
     throughput_raw: Vec<CatRun>,
+    /// (cpu limit, per session run: the session's own CPU seconds and seconds throttled)
+    session_cost: Vec<(&'static str, Vec<(u64, f64, f64)>)>,
     ran_capacity: bool,
     opened: usize,
     open_failure: Option<String>,
@@ -945,7 +957,8 @@ async fn ws_cat(srv: &Server, ws: &mut Ws) -> Result<CatRun> {
 /// With a server at the given CPU limit: the file is written in a session, then `cat` in the
 /// session and `cat` on a raw pty alternate `plan.throughput_runs` times (so drift in the
 /// machine's load hits both alike). Returns (session runs, raw runs).
-fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun>, Vec<CatRun>)> {
+#[allow(clippy::type_complexity)]
+fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun>, Vec<CatRun>, Vec<(u64, f64, f64)>)> {
     let disk = format!("{}M", plan.throughput_bytes / MIB + 64);
     let memory = format!("{}M", plan.throughput_bytes / MIB + 768);
     let extra: Vec<String> =
@@ -961,13 +974,17 @@ fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun
             tokio::time::sleep(Duration::from_millis(300)).await;
             Ok::<_, anyhow::Error>(())
         })?;
-        let (mut session, mut raw) = (Vec::new(), Vec::new());
+        let (mut session, mut raw, mut cost) = (Vec::new(), Vec::new(), Vec::new());
         for _ in 0..plan.throughput_runs {
             raw.push(pty_cat(host_file, &plan.state_dir)?);
-            session.push(rt.block_on(ws_cat(&srv, &mut s.ws))?);
+            let before = rt.block_on(srv.cpu_seconds_of(&s.id))?;
+            let run = rt.block_on(ws_cat(&srv, &mut s.ws))?;
+            let after = rt.block_on(srv.cpu_seconds_of(&s.id))?;
+            cost.push((run.0, after.0 - before.0, after.1 - before.1));
+            session.push(run);
         }
         rt.block_on(srv.end_all(vec![s], 1))?;
-        Ok((session, raw))
+        Ok((session, raw, cost))
     })();
     srv.stop();
     r
@@ -984,9 +1001,10 @@ fn part_throughput(plan: &Plan, res: &mut Results) -> Result<()> {
             plan.throughput_runs
         ));
         match throughput_at(plan, cpu, &file) {
-            Ok((session, raw)) => {
+            Ok((session, raw, cost)) => {
                 res.throughput.push((cpu, session));
                 res.throughput_raw.extend(raw);
+                res.session_cost.push((cpu, cost));
             }
             Err(e) => {
                 r = Err(e);
@@ -1000,7 +1018,10 @@ fn part_throughput(plan: &Plan, res: &mut Results) -> Result<()> {
 
 /// Median of `f` over the runs (the upper median of an even count).
 fn median_of(runs: &[CatRun], f: impl Fn(&CatRun) -> f64) -> Option<f64> {
-    let mut v: Vec<f64> = runs.iter().map(f).collect();
+    median(runs.iter().map(f).collect())
+}
+
+fn median(mut v: Vec<f64>) -> Option<f64> {
     v.sort_by(f64::total_cmp);
     v.get(v.len() / 2).copied()
 }
@@ -1143,6 +1164,20 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
             &raw_cpu_gb.map(|c| format!("{c:.2} s/GB (reader)")).unwrap_or_else(na),
             "≤ 3 s/GB",
             &met(per_gb <= 3.0),
+        ]);
+    }
+    for (cpu, cost) in &res.session_cost {
+        let per_gb: Vec<f64> = cost.iter().map(|(bytes, c, _)| c / (*bytes as f64 / 1e9)).collect();
+        let throttled: Vec<f64> = cost.iter().map(|(_, _, t)| *t).collect();
+        let (Some(per_gb), Some(throttled)) = (median(per_gb), median(throttled)) else { continue };
+        t.row([
+            &format!("Session CPU per GB of output (cat, tty, relay), --cpu {cpu}{}", runs(cost.len())),
+            &format!("{per_gb:.2} s/GB, throttled {throttled:.2} s"),
+            "—",
+            "—",
+            "—",
+            "reported",
+            "—",
         ]);
     }
     if !res.ran_capacity {

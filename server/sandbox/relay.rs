@@ -94,8 +94,19 @@ fn gather(master: &OwnedFd, buf: &mut [u8]) -> (usize, bool) {
         return (len, false);
     }
     let deadline = Instant::now() + GATHER;
-    // Room for one more full read of the line discipline's buffer.
+    // Room for one more full read of the line discipline's buffer. Read first and poll only
+    // when the pty is empty: in a flood the next 4 KiB is usually there already (a read waits
+    // for the tty's pending flush work itself), which saves a poll per read.
     while len + 4096 <= buf.len() {
+        match nix::unistd::read(master, &mut buf[len..]) {
+            Ok(0) | Err(Errno::EIO) => return (len, true),
+            Ok(n) => {
+                len += n;
+                continue;
+            }
+            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
+            Err(_) => break,
+        }
         let left = deadline.saturating_duration_since(Instant::now());
         if left.is_zero() {
             break;
@@ -105,12 +116,6 @@ fn gather(master: &OwnedFd, buf: &mut [u8]) -> (usize, bool) {
         match poll(&mut fds, PollTimeout::from(ms)) {
             Ok(0) => break,
             Ok(_) | Err(Errno::EINTR) => {}
-            Err(_) => break,
-        }
-        match nix::unistd::read(master, &mut buf[len..]) {
-            Ok(0) | Err(Errno::EIO) => return (len, true),
-            Ok(n) => len += n,
-            Err(Errno::EAGAIN) | Err(Errno::EINTR) => {}
             Err(_) => break,
         }
     }
