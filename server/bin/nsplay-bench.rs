@@ -781,7 +781,7 @@ struct Results {
     /// Runs on a raw pty (CPU: of the reading thread).
     throughput_raw: Vec<CatRun>,
     /// (cpu limit, per session run: the session's own CPU seconds and seconds throttled)
-    session_cost: Vec<(&'static str, Vec<(u64, f64, f64)>)>,
+    session_cost: Vec<(&'static str, Vec<SessionCost>)>,
     ran_capacity: bool,
     opened: usize,
     open_failure: Option<String>,
@@ -933,6 +933,10 @@ fn part_spawn(plan: &Plan, res: &mut Results, baselines: &[(&'static str, &'stat
 
 /// Key of the spawn samples of the server started with `--warm-pool 0`.
 const COLD: &str = "nsplay-cold";
+
+/// What one `cat` run cost the session: (bytes of output, CPU seconds of its cgroup, seconds its
+/// CPU quota throttled it).
+type SessionCost = (u64, f64, f64);
 
 /// One `cat` run: bytes of terminal output, wall time, CPU seconds (of the server, or of the
 /// reading thread for the raw pty).
