@@ -462,6 +462,7 @@ async fn the_output_relay_runs_under_the_sessions_limits() {
     let (_s, mut t) = common::term::shell(&server).await;
     t.line("sleep 4242 & echo st''arted").await;
     t.expect("started\r\n", 20).await;
+    t.expect("# ", 20).await;
     assert!(wait_until(10, || server.inst.pids_running("sleep 4242").len() == 1));
     let sleeper = server.inst.pids_running("sleep 4242")[0];
     let shell = parent_of(sleeper);

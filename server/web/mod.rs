@@ -63,7 +63,7 @@ pub fn serve(settings: &Settings) -> anyhow::Result<i32> {
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full("nsplay_spawn_seconds".into()),
-            &[0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
+            &[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
         )
         .and_then(|b| b.install_recorder())
         .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
