@@ -112,7 +112,7 @@ struct Args {
     #[arg(long)]
     throughput_mib: Option<u64>,
     /// `cat` runs per CPU limit in the throughput test, alternating with as many raw-pty runs;
-    /// the table shows medians [default: 3, smoke: 1].
+    /// the table shows medians [default: 5, smoke: 1].
     #[arg(long)]
     throughput_runs: Option<usize>,
     /// Sessions being opened at the same time in the capacity test.
@@ -188,7 +188,7 @@ impl Plan {
             echo_mid: pick(a.echo_mid, 100, 3).max(1),
             echo_keys: pick(a.echo_keys, 1000, 40).max(1),
             throughput_bytes: a.throughput_mib.unwrap_or(if a.smoke { 8 } else { 256 }).max(1) * MIB,
-            throughput_runs: pick(a.throughput_runs, 3, 1).max(1),
+            throughput_runs: pick(a.throughput_runs, 5, 1).max(1),
             open_concurrency: a.open_concurrency.max(1),
             nsplay,
             state_dir,

@@ -789,8 +789,10 @@ fn joiner_main(
             let relay = if spec.relay {
                 let (read_end, write_end) =
                     nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(|e| format!("pipe: {e}"))?;
-                // Room for a few chunks, so a flood does not wait on every server read.
-                let _ = nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(4 * RELAY_CHUNK as i32));
+                // Room for 16 chunks (512 KiB), so a flood is not held up by every pause of the
+                // server or its clients (measured: 81–87 % → 92 % of a raw pty's throughput).
+                // Pipe pages are charged to the writer, the relay, so to the session's memory.
+                let _ = nix::fcntl::fcntl(&write_end, nix::fcntl::FcntlArg::F_SETPIPE_SZ(16 * RELAY_CHUNK as i32));
                 Some((read_end, write_end, master.try_clone().map_err(|e| format!("dup: {e}"))?))
             } else {
                 None
