@@ -1232,6 +1232,32 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
     t
 }
 
+/// Waits (at most 30 s) until the machine is idle again: ending hundreds of sessions leaves the
+/// kernel freeing their cgroups and memory in worker threads for a while, which would land in
+/// the next part's numbers.
+fn settle(plan: &Plan) {
+    if plan.smoke {
+        return;
+    }
+    let busy_idle = || -> Option<(u64, u64)> {
+        let stat = std::fs::read_to_string("/proc/stat").ok()?;
+        let v: Vec<u64> = stat.lines().next()?.split_whitespace().skip(1).filter_map(|x| x.parse().ok()).collect();
+        let idle = v.get(3)? + v.get(4).unwrap_or(&0);
+        Some((v.iter().sum::<u64>() - idle, idle))
+    };
+    let start = Instant::now();
+    while start.elapsed() < Duration::from_secs(30) {
+        let Some((b0, i0)) = busy_idle() else { return };
+        std::thread::sleep(Duration::from_millis(500));
+        let Some((b1, i1)) = busy_idle() else { return };
+        let (busy, idle) = (b1 - b0, i1 - i0);
+        if busy * 20 <= busy + idle {
+            return;
+        }
+    }
+    progress("the machine did not settle within 30 s; measuring anyway");
+}
+
 fn cleanup_cgroups(parent: &str) {
     let root = Path::new("/sys/fs/cgroup");
     let mut dirs = vec![root.join(parent)];
@@ -1279,9 +1305,11 @@ fn run(plan: &Plan) -> Result<String> {
         part_capacity(plan, &mut res)?;
     }
     if wants("spawn") {
+        settle(plan);
         part_spawn(plan, &mut res, &baselines)?;
     }
     if wants("throughput") {
+        settle(plan);
         part_throughput(plan, &mut res)?;
     }
 
