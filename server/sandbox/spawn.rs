@@ -7,8 +7,11 @@
 //!
 //! ```text
 //! spawner ── C1 (keeper: joins the cgroup, builds the root, unshares, waits) ── init (PID 1)
-//!        └── J (joiner: setns into init's namespaces, opens a pty, waits) ── shell
+//!        └── J (joiner: setns into init's namespaces, opens a pty; then relays its output) ── shell
 //! ```
+//! A terminal may be *parked* (its program confined and waiting just before `execve` for a byte
+//! on a start gate: the warm pool) and *relayed* (its joiner copies the pty's output into a pipe
+//! to the server: see [`super::relay`]).
 //! Every helper is non-dumpable and has `PR_SET_PDEATHSIG`, so killing the server kills the
 //! spawner, which kills every keeper and joiner, which kills every init; an init's death ends its
 //! whole PID namespace.
@@ -108,7 +111,8 @@ enum Reply {
         req: u64,
         init_pid: i32,
     },
-    /// Carries the pty master, and the start gate of a parked terminal.
+    /// Carries the pty master, the start gate of a parked terminal and the output pipe of a
+    /// relayed one (in that order).
     TerminalReady {
         req: u64,
         pid: i32,
@@ -189,7 +193,7 @@ impl TerminalFds {
 pub const RELAY_CHUNK: usize = 32 * 1024;
 
 // ---------------------------------------------------------------------------------------------
-// Wire helpers: one JSON message per datagram, optionally with one fd.
+// Wire helpers: one JSON message per datagram, with up to `MAX_FDS` descriptors.
 
 fn send_msg(sock: BorrowedFd<'_>, data: &[u8], fds: &[BorrowedFd<'_>]) -> nix::Result<()> {
     let iov = [IoSlice::new(data)];

@@ -1,11 +1,13 @@
 //! One terminal of a session: the pty master, a ring of recent output replayed to every client
 //! that (re)connects, the attached clients, and flow control.
 //!
-//! Flow control: one reader task per terminal reads the pty and hands each chunk to every
-//! attached client through a *bounded* queue, waiting when a queue is full. A client that reads
-//! slowly therefore stops the reader, the pty's buffer fills, and the program writing to it
-//! blocks in the kernel — nothing grows in the server. Per terminal the server holds at most the
-//! ring ([`RING_BYTES`]) plus [`CLIENT_QUEUE`] chunks of [`CHUNK_BYTES`] per client.
+//! Flow control: one reader task per terminal reads the output — from the terminal's relay pipe
+//! (`sandbox::relay`; sessions' terminals) or from the pty master itself — and hands each chunk
+//! to every attached client through a *bounded* queue, waiting when a queue is full. A client
+//! that reads slowly therefore stops the reader, the relay's pipe (512 KiB, charged to the
+//! session) and the pty's buffer fill, and the program writing to it blocks in the kernel —
+//! nothing grows in the server. Per terminal the server holds at most the ring ([`RING_BYTES`])
+//! plus [`CLIENT_QUEUE`] chunks of [`CHUNK_BYTES`] per client.
 
 use std::collections::{BTreeMap, VecDeque};
 use std::os::fd::{AsFd, OwnedFd};
