@@ -220,8 +220,9 @@ async fn delete_leaves_no_process_cgroup_or_mount() {
     let (s, mut t) = shell(&server).await;
     t.line("sleep 1000 & setsid nohup sleep 1000 >/dev/null 2>&1 & echo u''p").await;
     t.expect("up\r\n", 10).await;
+    // `echo` may run before the background `setsid nohup sleep` has exec'd.
+    assert!(wait_until(10, || server.inst.pids_running("sleep 1000").len() == 2));
     let sleepers = server.inst.pids_running("sleep 1000");
-    assert_eq!(sleepers.len(), 2, "{sleepers:?}");
     // The warm pool keeps other sessions of this server alive: look at this one's.
     let (uids, groups) = server.inst.footprint(sleepers[0]);
     assert!(!groups.is_empty());
