@@ -48,7 +48,8 @@ delegation_smoke() {
     sh -c 'echo $$ > "$1/cgroup.procs" || exit 99; "$2" run --state-dir "$3" -- sh -c "echo re\"\"ady; read x; echo bye"; echo "nsplay-exit=$?"' \
         - "$svc" "$bin" "$dir" <"$fifo" >"$out" 2>&1 &
     local shell=$!
-    exec 3>"$fifo"
+    # Read-write: never blocks, even if the shell above died before opening its end.
+    exec 3<>"$fifo"
     local i
     for i in $(seq 150); do
         grep -q ready "$out" && break
@@ -74,6 +75,12 @@ delegation_smoke() {
     check '[ ! -e /sys/fs/cgroup/nsplay ]' "the default parent /sys/fs/cgroup/nsplay was not used"
     echo go >&3 || true
     exec 3>&-
+    # Bounded: a session that never ends must fail this pass with its output, not hang it.
+    for i in $(seq 150); do
+        kill -0 "$shell" 2>/dev/null || break
+        sleep 0.2
+    done
+    kill "$shell" 2>/dev/null || true
     wait "$shell" || true
     check 'grep -q bye "$out" && grep -q "nsplay-exit=0" "$out"' "the session ended normally"
     check '[ -z "$(find "$svc" -mindepth 1 -maxdepth 1 -type d -name "nsplay-*")" ]' "no session group left behind"
