@@ -637,17 +637,20 @@ impl Server {
     /// The session's CPU time and time throttled by its quota, in seconds (its cgroup's
     /// counters, through the API).
     async fn cpu_seconds_of(&self, id: &str) -> Result<(f64, f64)> {
-        let v: serde_json::Value =
-            self.http.get(format!("{}/api/sessions/{id}", self.base)).send().await?.error_for_status()?.json().await?;
-        let secs =
-            |k: &str| v["usage"][k].as_u64().map(|u| u as f64 / 1e6).ok_or_else(|| anyhow!("no usage.{k} in {v}"));
+        let usage = self.usage(id).await?;
+        let secs = |k: &str| usage_u64(&usage, k).map(|u| u as f64 / 1e6);
         Ok((secs("cpu_usec")?, secs("throttled_usec")?))
     }
 
     async fn memory_bytes(&self, id: &str) -> Result<u64> {
+        usage_u64(&self.usage(id).await?, "memory_bytes")
+    }
+
+    /// `usage` of `GET /api/sessions/{id}`: the session cgroup's counters.
+    async fn usage(&self, id: &str) -> Result<serde_json::Value> {
         let v: serde_json::Value =
             self.http.get(format!("{}/api/sessions/{id}", self.base)).send().await?.error_for_status()?.json().await?;
-        v["usage"]["memory_bytes"].as_u64().ok_or_else(|| anyhow!("no usage.memory_bytes in {v}"))
+        Ok(v["usage"].clone())
     }
 
     /// Ends `sessions` (closing their sockets first), `conc` at a time.
@@ -929,6 +932,10 @@ fn part_spawn(plan: &Plan, res: &mut Results, baselines: &[(&'static str, &'stat
     cold.stop();
     cleanup_cgroups(&cold_plan.cgroup_parent);
     r
+}
+
+fn usage_u64(usage: &serde_json::Value, key: &str) -> Result<u64> {
+    usage[key].as_u64().ok_or_else(|| anyhow!("no usage.{key} in {usage}"))
 }
 
 /// Key of the spawn samples of the server started with `--warm-pool 0`.

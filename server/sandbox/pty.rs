@@ -69,6 +69,13 @@ pub fn open_in_session(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedF
     Ok((master, slave))
 }
 
+/// Makes reads and writes on `fd` (a pty master, a relay pipe) return EAGAIN instead of blocking.
+pub fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
+    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags)).map(drop)
+}
+
 /// Clamps a requested terminal size to something a shell stays usable in (0×0 and
 /// 100000×100000 are not obeyed).
 pub fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {

@@ -15,7 +15,6 @@ use std::time::{Duration, Instant};
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
-use nix::sys::wait::waitpid;
 use nix::unistd::Pid;
 
 pub use super::spawn::RELAY_CHUNK;
@@ -31,11 +30,8 @@ const DRAIN: Duration = Duration::from_millis(200);
 /// Relays `master`'s output into `out` until `child` (watched through `pidfd`) has exited;
 /// returns its exit code (128+signal when killed).
 pub fn run(master: OwnedFd, out: OwnedFd, pidfd: OwnedFd, child: Pid) -> i32 {
-    let nonblock = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL)
-        .map(|f| nix::fcntl::OFlag::from_bits_retain(f) | nix::fcntl::OFlag::O_NONBLOCK)
-        .and_then(|f| nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(f)));
     let mut buf = vec![0u8; RELAY_CHUNK];
-    let mut pty_open = nonblock.is_ok();
+    let mut pty_open = super::pty::set_nonblocking(&master).is_ok();
     let mut server_reads = true;
     loop {
         let (exited, readable) = {
@@ -69,17 +65,7 @@ pub fn run(master: OwnedFd, out: OwnedFd, pidfd: OwnedFd, child: Pid) -> i32 {
         }
     }
     drop(out);
-    loop {
-        match waitpid(child, None) {
-            Ok(s) => {
-                if let Some(code) = super::spawn::exit_code(s) {
-                    return code;
-                }
-            }
-            Err(Errno::EINTR) => continue,
-            Err(_) => return 1,
-        }
-    }
+    super::spawn::wait_exit(child)
 }
 
 /// Reads what the pty has; for a flood, keeps reading for up to [`GATHER`] into the rest of

@@ -517,7 +517,23 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), String> {
     Ok(())
 }
 
-pub(super) fn exit_code(status: WaitStatus) -> Option<i32> {
+/// Waits for `child` (a child of the caller) to end; returns its exit code (128+signal when
+/// killed, 1 if it cannot be waited for).
+pub(super) fn wait_exit(child: Pid) -> i32 {
+    loop {
+        match waitpid(child, None) {
+            Ok(s) => {
+                if let Some(c) = exit_code(s) {
+                    return c;
+                }
+            }
+            Err(Errno::EINTR) => continue,
+            Err(_) => return 1,
+        }
+    }
+}
+
+fn exit_code(status: WaitStatus) -> Option<i32> {
     match status {
         WaitStatus::Exited(_, c) => Some(c),
         WaitStatus::Signaled(_, s, _) => Some(128 + s as i32),
@@ -694,18 +710,7 @@ fn keeper_main(spec: &SessionSpec, sync: &OwnedFd) -> Result<std::convert::Infal
                 .map_err(|e| format!("send: {e}"))?;
             drop(pidfd);
             let _ = sys::close_fds_from(0);
-            let code = loop {
-                match waitpid(child, None) {
-                    Ok(s) => {
-                        if let Some(c) = exit_code(s) {
-                            break c;
-                        }
-                    }
-                    Err(Errno::EINTR) => continue,
-                    Err(_) => break 1,
-                }
-            };
-            std::process::exit(code)
+            std::process::exit(wait_exit(child))
         }
     }
 }
@@ -816,18 +821,7 @@ fn joiner_main(
                 std::process::exit(relay::run(master, out, pidfd, child));
             }
             let _ = sys::close_fds_from(0);
-            let code = loop {
-                match waitpid(child, None) {
-                    Ok(s) => {
-                        if let Some(c) = exit_code(s) {
-                            break c;
-                        }
-                    }
-                    Err(Errno::EINTR) => continue,
-                    Err(_) => break 1,
-                }
-            };
-            std::process::exit(code)
+            std::process::exit(wait_exit(child))
         }
     }
 }

@@ -262,6 +262,12 @@ fn new_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+/// Wraps a new terminal's descriptors in a [`Terminal`] (80×24, as the spawner opened it).
+fn start_terminal(index: u64, handle: crate::sandbox::spawn::TerminalHandle) -> Result<Arc<Terminal>, SandboxError> {
+    Terminal::start(index, handle.master, handle.output, 80, 24)
+        .map_err(|e| SandboxError::Spawn(crate::sandbox::spawn::SpawnError::Setup(e.to_string())))
+}
+
 impl Manager {
     /// Creates the manager and starts filling its warm pool (needs a tokio runtime).
     pub fn new(sandbox: Sandbox, cfg: ManagerConfig) -> Arc<Manager> {
@@ -367,12 +373,10 @@ impl Manager {
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).insert(session.sandbox.key, session.clone());
         // The terminal exists before its shell runs, so not even the shell's first byte or its
         // exit can be missed.
-        let started_shell = Terminal::start(0, handle.master, handle.output, 80, 24)
-            .map_err(|e| SandboxError::Spawn(crate::sandbox::spawn::SpawnError::Setup(e.to_string())))
-            .and_then(|term| {
-                session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term);
-                gate.open()
-            });
+        let started_shell = start_terminal(0, handle).and_then(|term| {
+            session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term);
+            gate.open()
+        });
         if let Err(e) = started_shell {
             self.end(&session.id, EndReason::Failed).await.ok();
             return Err(e.into());
@@ -407,9 +411,7 @@ impl Manager {
         })
         .await
         .map_err(|_| SessionError::ShuttingDown)??;
-        let term = Terminal::start(index, handle.master, handle.output, 80, 24).map_err(|e| {
-            SessionError::Sandbox(SandboxError::Spawn(crate::sandbox::spawn::SpawnError::Setup(e.to_string())))
-        })?;
+        let term = start_terminal(index, handle)?;
         session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term.clone());
         Ok(term)
     }

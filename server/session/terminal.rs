@@ -91,15 +91,9 @@ impl Terminal {
         cols: u16,
         rows: u16,
     ) -> std::io::Result<std::sync::Arc<Terminal>> {
-        let nonblocking = |fd: &OwnedFd| -> std::io::Result<()> {
-            let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
-            let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-            nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags))?;
-            Ok(())
-        };
-        nonblocking(&master)?;
+        pty::set_nonblocking(&master)?;
         if let Some(r) = &relayed {
-            nonblocking(r)?;
+            pty::set_nonblocking(r)?;
         }
         let (ended_tx, _) = watch::channel(false);
         let term = std::sync::Arc::new(Terminal {
