@@ -159,7 +159,7 @@ fn ten_bombing_sessions_leave_a_typist_and_the_server_responsive_and_nothing_beh
 
     for inst in &bombers {
         assert!(wait_until(20, || inst.processes().is_empty()), "processes left: {:?}", inst.processes());
-        assert!(wait_until(10, || inst.session_groups().is_empty()), "{:?}", inst.session_groups());
+        assert!(wait_until(10, || inst.all_groups().is_empty()), "{:?}", inst.all_groups());
     }
     typist.send("exit 0");
     assert_eq!(typist.child.wait().unwrap().code(), Some(0));

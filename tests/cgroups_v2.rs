@@ -112,7 +112,7 @@ fn parent_gets_the_controllers_and_a_session_group_gets_its_limits() {
     assert_eq!(internal_processes(&parent), Vec::<String>::new());
     sh.send("exit 3");
     assert_eq!(sh.child.wait().unwrap().code(), Some(3), "{}", sh.all_output());
-    assert!(inst.session_groups().is_empty());
+    assert!(inst.all_groups().is_empty());
 }
 
 #[test]
@@ -213,7 +213,7 @@ fn teardown_kills_processes_in_child_groups_and_leaves_no_group() {
     assert!(pids.len() >= 4, "{pids:?}");
     sh.send("exit 0");
     assert_eq!(sh.child.wait().unwrap().code(), Some(0), "{}", sh.all_output());
-    assert!(inst.session_groups().is_empty(), "{:?}", inst.session_groups());
+    assert!(inst.all_groups().is_empty(), "{:?}", inst.all_groups());
     assert!(!g.exists());
     for p in pids {
         assert!(!Path::new(&format!("/proc/{p}")).exists(), "pid {p} survived");
@@ -259,7 +259,7 @@ fn start_up_reclaims_populated_leftovers_with_nested_groups() {
         let status = s.wait().unwrap();
         assert_eq!(std::os::unix::process::ExitStatusExt::signal(&status), Some(9), "{status:?}");
     }
-    assert!(inst.session_groups().is_empty());
+    assert!(inst.all_groups().is_empty());
 }
 
 /// A shell placed in `group` (created if needed) that starts `nsplay run` without
@@ -426,7 +426,7 @@ fn a_session_can_hand_controllers_to_its_own_child_groups() {
     );
     assert!(out.contains("rc=137 oom_kill 1"), "{out}");
     assert_eq!(code, 0, "{out}");
-    assert!(inst.session_groups().is_empty());
+    assert!(inst.all_groups().is_empty());
 }
 
 /// The cgroup path of `pid` in the hierarchy that holds the cpu controller.
@@ -451,15 +451,24 @@ fn parent_of(pid: i32) -> i32 {
         .unwrap_or_else(|| panic!("no parent for {pid}"))
 }
 
-/// A terminal's output relay (its joiner, the shell's parent) is paid for by the session: on v1
-/// it shares the session's groups, on v2 it sits in the session's `nsplay-relay` leaf, so the
-/// session can still hand controllers to child groups of its own (the cgroups lesson). Runs on
+/// Reads `file` of the group at `path` (a /proc/<pid>/cgroup path) in the hierarchy of
+/// `controller` (v1; on v2 the one hierarchy).
+fn group_file(path: &str, controller: &str, file: &str) -> String {
+    let base = if common::cgroup_v2() { PathBuf::from(ROOT) } else { Path::new(ROOT).join(controller) };
+    read(base.join(path.trim_start_matches('/')).join(file))
+}
+
+/// A terminal's output relay (its joiner, the shell's parent) runs in the session's relay group
+/// `<session>.relay`, beside the session's group: with limits of its own (CPU quota equal to the
+/// session's, a higher weight, pids and memory caps), outside the session's cgroup namespace,
+/// where the session can neither see nor touch it; it keeps passing output on after the session
+/// reorganised its own groups (on v2: the cgroups lesson), and it goes with the session. Runs on
 /// both hierarchies.
 #[tokio::test(flavor = "multi_thread")]
-async fn the_output_relay_runs_under_the_sessions_limits() {
+async fn the_output_relay_runs_in_the_sessions_relay_group() {
     common::require_root();
-    let server = common::Server::start(&["--warm-pool", "0"]);
-    let (_s, mut t) = common::term::shell(&server).await;
+    let server = common::Server::start(&["--warm-pool", "0", "--cpu", "0.7"]);
+    let (s, mut t) = common::term::shell(&server).await;
     t.line("sleep 4242 & echo st''arted").await;
     t.expect("started\r\n", 20).await;
     t.expect("# ", 20).await;
@@ -469,21 +478,53 @@ async fn the_output_relay_runs_under_the_sessions_limits() {
     let relay = parent_of(shell);
     assert_eq!(read(format!("/proc/{shell}/comm")), "bash");
     assert_eq!(read(format!("/proc/{relay}/comm")), "nsplay", "the shell's parent is its relay");
+    let session = cpu_cgroup(shell);
+    assert_eq!(cpu_cgroup(relay), format!("{session}.relay"));
+    let relay_group = format!("{session}.relay");
     if common::cgroup_v2() {
-        assert_eq!(cpu_cgroup(relay), format!("{}/nsplay-relay", cpu_cgroup(shell)));
+        assert_eq!(group_file(&relay_group, "cpu", "cpu.max"), "70000 100000");
+        assert_eq!(group_file(&relay_group, "cpu", "cpu.weight"), "1000");
+        assert_eq!(group_file(&relay_group, "memory", "memory.max"), (64u64 << 20).to_string());
+        // Owned by host root: the session's root (its own uid range) cannot change it.
+        let owner = std::fs::metadata(Path::new(ROOT).join(relay_group.trim_start_matches('/'))).unwrap().uid();
+        assert_eq!(owner, 0);
+    } else {
+        assert_eq!(group_file(&relay_group, "cpu", "cpu.cfs_quota_us"), "70000");
+        assert_eq!(group_file(&relay_group, "cpu", "cpu.shares"), "10240");
+        assert_eq!(group_file(&relay_group, "memory", "memory.limit_in_bytes"), (64u64 << 20).to_string());
+    }
+    assert_eq!(group_file(&relay_group, "pids", "pids.max"), "16");
+    // Not in the session's own accounting; the API reports it apart.
+    let procs = group_file(&session, "cpu", "cgroup.procs");
+    assert!(!procs.lines().any(|l| l.trim() == relay.to_string()), "{procs}");
+    t.line("seq 40000; cat /proc/self/cgroup").await;
+    let out = t.expect("# ", 30).await;
+    assert!(!out.contains(".relay"), "the session sees its relay group: {out}");
+    let id = s["id"].as_str().unwrap();
+    let usage: serde_json::Value =
+        reqwest::get(format!("{}/api/sessions/{id}", server.base)).await.unwrap().json().await.unwrap();
+    assert!(usage["usage"]["relay_cpu_usec"].as_u64().is_some_and(|u| u > 0), "{usage}");
+    if common::cgroup_v2() {
         let out = t
             .cmd_wait(
                 "mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg && mkdir -p /tmp/cg/leaf /tmp/cg/demo && \
                  for p in $(cat /tmp/cg/cgroup.procs); do echo $p > /tmp/cg/leaf/cgroup.procs; done 2>/dev/null; \
-                 echo +memory > /tmp/cg/cgroup.subtree_control && echo 32M > /tmp/cg/demo/memory.max && echo handed''-out",
+                 echo +memory > /tmp/cg/cgroup.subtree_control && echo 32M > /tmp/cg/demo/memory.max && echo handed''-out; \
+                 ls /tmp/cg",
                 60,
             )
             .await;
         assert!(out.contains("handed-out"), "{out}");
+        assert!(!out.contains("relay"), "the session sees its relay group: {out}");
         // The relay still passes output on after the session reorganised its groups.
         t.line("echo still''-here").await;
         t.expect("still-here\r\n", 20).await;
-    } else {
-        assert_eq!(cpu_cgroup(relay), cpu_cgroup(shell));
     }
+    let (_, groups) = server.inst.footprint(sleeper);
+    assert!(groups.iter().any(|g| common::is_relay_group(g)), "{groups:?}");
+    let r = reqwest::Client::new().delete(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    let left: Vec<_> = groups.iter().filter(|g| g.exists()).collect();
+    assert!(left.is_empty(), "{left:?}");
+    assert!(wait_until(5, || std::fs::metadata(format!("/proc/{relay}")).is_err()), "the relay outlived its session");
 }

@@ -135,7 +135,7 @@ async fn a_crash_leaves_no_process_and_the_next_start_reclaims_the_rest() {
     assert!(wait_until(10, || survivors().is_empty()), "survivors: {:?}", survivors());
     let old: Vec<_> = server
         .inst
-        .session_groups()
+        .all_groups()
         .into_iter()
         .filter(|g| g.file_name().unwrap().to_string_lossy().starts_with(&old_groups))
         .collect();

@@ -81,7 +81,7 @@ fn unfiltered_python(body: &str) -> String {
 /// Waits until a session has ended and left nothing behind.
 fn assert_nothing_left(inst: &Instance) {
     assert!(wait_until(10, || inst.processes().is_empty()), "processes left: {:?}", inst.processes());
-    assert!(wait_until(5, || inst.session_groups().is_empty()), "{:?}", inst.session_groups());
+    assert!(wait_until(5, || inst.all_groups().is_empty()), "{:?}", inst.all_groups());
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -208,7 +208,7 @@ fn nothing_is_left_after_the_command_exits_or_is_killed() {
     let (out, code) = inst.run("sleep 1000 & setsid nohup sleep 1000 >/dev/null 2>&1 & echo started; exit 5");
     assert_eq!(code, 5, "{out}");
     assert!(wait_until(5, || inst.processes().is_empty()), "processes left: {:?}", inst.processes());
-    assert!(inst.session_groups().is_empty(), "{:?}", inst.session_groups());
+    assert!(inst.all_groups().is_empty(), "{:?}", inst.all_groups());
     assert_eq!(host_mount_count(), mounts);
 }
 
@@ -229,7 +229,7 @@ fn sigkill_of_nsplay_run_leaves_no_process_and_the_next_start_reclaims_the_rest(
     if !leftovers.is_empty() {
         assert!(out.contains("reclaimed cgroup"), "{out}");
     }
-    assert!(inst.session_groups().is_empty());
+    assert!(inst.all_groups().is_empty());
     std::thread::sleep(Duration::from_millis(10));
 }
 
@@ -242,7 +242,7 @@ fn clear_errors_for_bad_input() {
     let (out, code) = inst.run_with(&["--hostname", "bad host"], "true");
     assert_ne!(code, 0);
     assert!(out.contains("invalid hostname"), "{out}");
-    assert!(inst.session_groups().is_empty());
+    assert!(inst.all_groups().is_empty());
     let (out, code) = inst.run_with(&[], "exec /does/not/exist");
     assert_eq!(code, 127, "{out}");
 }
@@ -260,5 +260,5 @@ fn without_root_it_says_so_in_one_line_and_leaves_nothing() {
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(err.lines().count(), 1, "{err}");
     assert!(err.contains("must run as root"), "{err}");
-    assert!(inst.session_groups().is_empty());
+    assert!(inst.all_groups().is_empty());
 }

@@ -251,7 +251,7 @@ async fn sigterm_ends_every_session_and_exits_cleanly() {
     assert_eq!(code, Some(0), "{}", server.log.lock().unwrap());
     assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
     assert!(wait_until(5, || server.inst.processes().is_empty()), "left: {:?}", server.inst.processes());
-    assert!(server.inst.session_groups().is_empty());
+    assert!(server.inst.all_groups().is_empty());
     assert!(t.pump_until(5, |t| t.closed.is_some()).await);
 }
 

@@ -634,12 +634,12 @@ impl Server {
         Ok(())
     }
 
-    /// The session's CPU time and time throttled by its quota, in seconds (its cgroup's
-    /// counters, through the API).
-    async fn cpu_seconds_of(&self, id: &str) -> Result<(f64, f64)> {
+    /// The session's CPU time, its relay group's CPU time and the time its quota throttled it,
+    /// in seconds (the cgroups' counters, through the API).
+    async fn cpu_seconds_of(&self, id: &str) -> Result<(f64, f64, f64)> {
         let usage = self.usage(id).await?;
         let secs = |k: &str| usage_u64(&usage, k).map(|u| u as f64 / 1e6);
-        Ok((secs("cpu_usec")?, secs("throttled_usec")?))
+        Ok((secs("cpu_usec")?, secs("relay_cpu_usec")?, secs("throttled_usec")?))
     }
 
     async fn memory_bytes(&self, id: &str) -> Result<u64> {
@@ -941,9 +941,9 @@ fn usage_u64(usage: &serde_json::Value, key: &str) -> Result<u64> {
 /// Key of the spawn samples of the server started with `--warm-pool 0`.
 const COLD: &str = "nsplay-cold";
 
-/// What one `cat` run cost the session: (bytes of output, CPU seconds of its cgroup, seconds its
-/// CPU quota throttled it).
-type SessionCost = (u64, f64, f64);
+/// What one `cat` run cost the session: (bytes of output, CPU seconds of its cgroup, CPU seconds
+/// of its relay group, seconds its CPU quota throttled it).
+type SessionCost = (u64, f64, f64, f64);
 
 /// One `cat` run: bytes of terminal output, wall time, CPU seconds (of the server, or of the
 /// reading thread for the raw pty).
@@ -969,7 +969,7 @@ async fn ws_cat(srv: &Server, ws: &mut Ws) -> Result<CatRun> {
 /// session and `cat` on a raw pty alternate `plan.throughput_runs` times (so drift in the
 /// machine's load hits both alike). Returns (session runs, raw runs).
 #[allow(clippy::type_complexity)]
-fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun>, Vec<CatRun>, Vec<(u64, f64, f64)>)> {
+fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun>, Vec<CatRun>, Vec<SessionCost>)> {
     let disk = format!("{}M", plan.throughput_bytes / MIB + 64);
     let memory = format!("{}M", plan.throughput_bytes / MIB + 768);
     let extra: Vec<String> =
@@ -991,7 +991,7 @@ fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun
             let before = rt.block_on(srv.cpu_seconds_of(&s.id))?;
             let run = rt.block_on(ws_cat(&srv, &mut s.ws))?;
             let after = rt.block_on(srv.cpu_seconds_of(&s.id))?;
-            cost.push((run.0, after.0 - before.0, after.1 - before.1));
+            cost.push((run.0, after.0 - before.0, after.1 - before.1, after.2 - before.2));
             session.push(run);
         }
         rt.block_on(srv.end_all(vec![s], 1))?;
@@ -1178,12 +1178,18 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
         ]);
     }
     for (cpu, cost) in &res.session_cost {
-        let per_gb: Vec<f64> = cost.iter().map(|(bytes, c, _)| c / (*bytes as f64 / 1e9)).collect();
-        let throttled: Vec<f64> = cost.iter().map(|(_, _, t)| *t).collect();
-        let (Some(per_gb), Some(throttled)) = (median(per_gb), median(throttled)) else { continue };
+        let gb = |bytes: u64| bytes as f64 / 1e9;
+        let per_gb: Vec<f64> = cost.iter().map(|(bytes, c, _, _)| c / gb(*bytes)).collect();
+        let relay_per_gb: Vec<f64> = cost.iter().map(|(bytes, _, r, _)| r / gb(*bytes)).collect();
+        let throttled: Vec<f64> = cost.iter().map(|(_, _, _, t)| *t).collect();
+        let (Some(per_gb), Some(relay_per_gb), Some(throttled)) =
+            (median(per_gb), median(relay_per_gb), median(throttled))
+        else {
+            continue;
+        };
         t.row([
-            &format!("Session CPU per GB of output (cat, tty, relay), --cpu {cpu}{}", runs(cost.len())),
-            &format!("{per_gb:.2} s/GB, throttled {throttled:.2} s"),
+            &format!("Session CPU per GB of output (cat and tty; relay), --cpu {cpu}{}", runs(cost.len())),
+            &format!("{per_gb:.2} s/GB, throttled {throttled:.2} s; relay {relay_per_gb:.2} s/GB"),
             "—",
             "—",
             "—",

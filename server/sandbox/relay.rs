@@ -6,9 +6,10 @@
 //! buffer), and every 4 KiB costs the reader a wake-up — 4–5 s of CPU per GB of output for a
 //! bare reading loop on the development VM (docs/benchmarks.md). Read by the server, that cost
 //! lands on the one process every session's keystrokes go through, outside any session's CPU
-//! quota. Read by the relay, it is paid by a process of the session's own (on cgroup v1 it stays
-//! in the session's groups; on v2 in a leaf of the session's group), and the server reads a
-//! pipe in chunks eight times larger. Interactive output (an echo) is passed on at once.
+//! quota. Read by the relay, it is paid by the session's relay group, which has limits of its
+//! own beside the session's (see `cgroups::RELAY_SUFFIX` for why not the session's group), and
+//! the server reads a pipe in chunks eight times larger. Interactive output (an echo) is passed
+//! on at once.
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::time::{Duration, Instant};

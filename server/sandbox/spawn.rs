@@ -92,8 +92,8 @@ pub struct TerminalSpec {
     /// Relay the terminal's output through the joiner into a pipe ([`TerminalHandle::output`])
     /// instead of leaving the reader to read the pty master (see `relay`).
     pub relay: bool,
-    /// Where the joiner goes once the program runs when it relays (empty: it stays in the
-    /// session's group, whose CPU quota then pays for reading the terminal's output).
+    /// Where the joiner goes once the program runs when it relays: the session's relay group,
+    /// which has limits of its own (see `cgroups::RELAY_SUFFIX`).
     pub relay_procs_files: Vec<PathBuf>,
 }
 
@@ -735,18 +735,10 @@ fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid
             Some(b'T') => {
                 let fds = TerminalFds::from_wire(fds, spec.parked, spec.relay)
                     .ok_or("the terminal's helper sent the wrong descriptors")?;
-                // The program was forked in the session's group; the joiner leaves it (for a
-                // relay, unless the session pays for it: see `TerminalSpec::relay_procs_files`).
+                // The program was forked in the session's group; the joiner leaves it (a relay for
+                // the session's relay group: see `cgroups::RELAY_SUFFIX`).
                 let to = if spec.relay { &spec.relay_procs_files } else { &spec.helper_procs_files };
                 move_helper(joiner, to)?;
-                if spec.relay {
-                    // On v1 the relay stays in the session's memory group: an OOM there should
-                    // kill the session's own processes, never the relay (the terminal would go
-                    // silent). Best effort: it needs CAP_SYS_RESOURCE, which some sandboxed
-                    // hosts withhold even from root; the OOM killer prefers the largest process
-                    // anyway, and the relay is among the smallest.
-                    let _ = std::fs::write(format!("/proc/{joiner}/oom_score_adj"), "-1000");
-                }
                 Ok((joiner, fds))
             }
             Some(b'E') => Err(String::from_utf8_lossy(&msg[1..]).into_owned()),

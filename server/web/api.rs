@@ -100,6 +100,7 @@ pub async fn get_session(
             "oom_kills": u.oom_kills,
             "pids_limit_hits": u.pids_limit_hits,
             "throttled_usec": u.throttled_usec,
+            "relay_cpu_usec": u.relay_cpu_usec,
         },
         "namespaces": st.manager.namespaces(&s),
         "nested": st.manager.nested(&s).into_iter().map(|(kind, inode, pid)| json!({"kind": kind, "inode": inode, "pid": pid})).collect::<Vec<_>>(),

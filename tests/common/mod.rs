@@ -94,8 +94,9 @@ impl Instance {
         }
     }
 
-    /// Session groups present now under this instance's parent.
-    pub fn session_groups(&self) -> Vec<PathBuf> {
+    /// Every nsplay group present now under this instance's parent: session groups and their
+    /// relay groups.
+    pub fn all_groups(&self) -> Vec<PathBuf> {
         self.parent_dirs()
             .iter()
             .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
@@ -105,8 +106,18 @@ impl Instance {
             .collect()
     }
 
+    /// Session groups present now under this instance's parent.
+    pub fn session_groups(&self) -> Vec<PathBuf> {
+        self.all_groups().into_iter().filter(|g| !is_relay_group(g)).collect()
+    }
+
+    /// Relay groups (`<session>.relay`) present now under this instance's parent.
+    pub fn relay_groups(&self) -> Vec<PathBuf> {
+        self.all_groups().into_iter().filter(|g| is_relay_group(g)).collect()
+    }
+
     /// What belongs to the session of host process `pid`: its uid range and its cgroup
-    /// directories. With a warm pool other sessions of the instance exist at the same time;
+    /// directories (its relay group's too). With a warm pool other sessions of the instance exist at the same time;
     /// checks that one session left nothing look at exactly these.
     pub fn footprint(&self, pid: i32) -> (std::ops::Range<u32>, Vec<PathBuf>) {
         let uid = self
@@ -116,7 +127,7 @@ impl Instance {
             .unwrap_or_else(|| panic!("process {pid} is not in this instance's id ranges"))
             .1;
         let lo = self.id_base + (uid - self.id_base) / 65536 * 65536;
-        let groups = self
+        let groups: Vec<PathBuf> = self
             .session_groups()
             .into_iter()
             .filter(|g| {
@@ -125,6 +136,11 @@ impl Instance {
                     .unwrap_or(false)
             })
             .collect();
+        let relays = self.relay_groups().into_iter().filter(|r| {
+            let name = r.file_name().unwrap().to_string_lossy().trim_end_matches(".relay").to_string();
+            groups.iter().any(|g| g.file_name().unwrap().to_string_lossy() == name)
+        });
+        let groups = groups.iter().cloned().chain(relays).collect();
         (lo..lo + 65536, groups)
     }
 
@@ -176,6 +192,11 @@ pub fn host_processes() -> Vec<(i32, u32)> {
         }
     }
     out
+}
+
+/// Whether `group` is a session's relay group (`<session>.relay`, beside the session's group).
+pub fn is_relay_group(group: &Path) -> bool {
+    group.file_name().is_some_and(|n| n.to_string_lossy().ends_with(".relay"))
 }
 
 pub fn host_mount_count() -> usize {

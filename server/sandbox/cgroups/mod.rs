@@ -1,9 +1,10 @@
 //! Session cgroups: one group per session under an nsplay parent, with hard limits (memory with
 //! swap 0, pids, CPU quota), usage readings, and a teardown that kills every process in the group
-//! before removing it. Both hierarchies are supported behind [`CgroupDriver`]:
-//! [`v1::V1Driver`] (separate controller mounts under /sys/fs/cgroup/<controller>, as on
-//! hybrid hosts) and [`v2::V2Driver`] (the unified hierarchy of current distributions).
-//! Which one is used is detected at start ([`detect`]). On v1, creation and limits go through
+//! before removing it. Beside each session group sits its *relay group* `<session>.relay`, with
+//! limits of its own, for the terminals' output relays (see [`RELAY_SUFFIX`]). Both hierarchies
+//! are supported behind [`CgroupDriver`]: [`v1::V1Driver`] (separate controller mounts under
+//! /sys/fs/cgroup/<controller>, as on hybrid hosts) and [`v2::V2Driver`] (the unified hierarchy
+//! of current distributions). Which one is used is detected at start ([`detect`]). On v1, creation and limits go through
 //! `cgroups-rs`; on v2 nsplay writes the few interface files itself, so that it never touches a
 //! group outside the parent it chose (see [`v2`] for how it finds a delegated parent and keeps
 //! to the "no internal processes" rule). Session groups are only ever removed under nsplay's own
@@ -23,6 +24,40 @@ use super::limits::Limits;
 
 /// Every session group's name starts with this, so start-up reclaim can tell ours apart.
 pub const PREFIX: &str = "nsplay-";
+
+/// A session's relay group is its sibling `<session>.relay`: it holds the session's terminal
+/// output relays (nsplay's own code, `sandbox::relay`), which copy what the session prints to the
+/// server. Why not the session's own group: sharing it, the relay competes with the session's
+/// processes for the session's quota and for the group's scheduler share. A session busy on CPU
+/// (or flooding its terminal) then delays its own output and even its keystrokes' echoes, and
+/// `cat` of a large file ran at 86–90 % of a raw pty at `--cpu 1` and 55 % at `--cpu 0.5`
+/// (docs/benchmarks.md). Why not the server's group: the relay's cost would escape every limit.
+/// The relay group is bounded on its own ([`relay_cpu_quota_us`], [`RELAY_MEMORY_BYTES`],
+/// [`RELAY_PIDS`]), owned by host root, outside the session's cgroup namespace, and removed with
+/// the session.
+pub const RELAY_SUFFIX: &str = ".relay";
+/// Memory limit of a relay group: a relay holds a 32 KiB buffer and its pipe's 512 KiB.
+pub const RELAY_MEMORY_BYTES: u64 = 64 * 1024 * 1024;
+/// Tasks allowed in a relay group: relays never fork (one per terminal; they are moved in, which
+/// pids.max does not limit).
+pub const RELAY_PIDS: u64 = 16;
+/// CPU weight of a relay group relative to a session group (whose weight is the default). Its
+/// work is short and on the path of every echo; its quota bounds what the weight can take.
+pub const RELAY_WEIGHT_FACTOR: u64 = 10;
+
+/// The relay group's name for session group `name`.
+pub fn relay_name(name: &str) -> String {
+    format!("{name}{RELAY_SUFFIX}")
+}
+
+/// CPU quota per period of a session's relay group: the session's. Passing output on costs the
+/// relay about what printing it costs the session's program (here 5.5–6.7 against 6.2–6.5 s of
+/// CPU per GB for `cat`, docs/benchmarks.md), so with less the relay would become the
+/// bottleneck of every flood. A session uses at most twice its limit in all, and only while it
+/// prints as fast as it can.
+pub fn relay_cpu_quota_us(limits: &Limits) -> u64 {
+    limits.cpu_quota_us()
+}
 
 #[derive(Debug, thiserror::Error)]
 pub enum CgroupError {
@@ -69,13 +104,16 @@ pub struct Usage {
     pub pids_limit_hits: u64,
     pub throttled_periods: u64,
     pub throttled_usec: u64,
+    /// CPU time of the session's terminal output relays (its relay group), not in `cpu_usec`.
+    pub relay_cpu_usec: u64,
 }
 
 /// The small interface the rest of nsplay sees; the two hierarchies differ in every detail.
 pub trait CgroupDriver: Send + Sync {
     fn version(&self) -> Version;
-    /// Creates the session group with its limits; `owner` is the host uid that is root in the
-    /// session (on v2 the group is delegated to it so nested cgroups work inside).
+    /// Creates the session group with its limits, and its relay group; `owner` is the host uid
+    /// that is root in the session (on v2 the group is delegated to it so nested cgroups work
+    /// inside).
     fn create(&self, name: &str, limits: &Limits, owner: u32) -> Result<(), CgroupError>;
     /// The `cgroup.procs` files a process writes its own pid to in order to join the group.
     fn procs_files(&self, name: &str) -> Vec<PathBuf>;
@@ -86,20 +124,19 @@ pub trait CgroupDriver: Send + Sync {
     fn helper_procs_files(&self) -> Vec<PathBuf> {
         Vec::new()
     }
-    /// The `cgroup.procs` files a terminal's output relay moves to once its program runs: a
-    /// place inside the session's limits, so the session's CPU quota pays for reading its
-    /// output. Empty (v1): it stays in the session group.
-    fn relay_procs_files(&self, _name: &str) -> Vec<PathBuf> {
-        Vec::new()
-    }
+    /// The `cgroup.procs` files a terminal's output relay moves to once its program runs: those
+    /// of the session's relay group ([`RELAY_SUFFIX`]).
+    fn relay_procs_files(&self, name: &str) -> Vec<PathBuf>;
     /// The group's directory in the hierarchy that holds the memory controller.
     fn dir(&self, name: &str) -> PathBuf;
     fn usage(&self, name: &str) -> Result<Usage, CgroupError>;
-    /// Host pids of every process in the group (and its child groups).
+    /// Host pids of every process in the group (and its child groups) and its relay group.
     fn pids(&self, name: &str) -> Vec<i32>;
-    /// Kills every process in the group and removes it (and any child groups made inside).
+    /// Kills every process in the group and its relay group and removes both (and any child
+    /// groups made inside).
     fn destroy(&self, name: &str) -> Result<(), CgroupError>;
-    /// Names of nsplay session groups present now (after a crash: what an earlier run left).
+    /// Names of nsplay session groups present now (after a crash: what an earlier run left); a
+    /// relay group left without its session group counts as its session.
     fn existing(&self) -> Vec<String>;
 }
 
@@ -172,7 +209,7 @@ pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
     }
 }
 
-/// Session group names found under `parent`.
+/// Session group names found under `parent` (a relay group stands for its session).
 pub(crate) fn list_sessions(parent: &Path) -> Vec<String> {
     let mut names: Vec<String> = fs::read_dir(parent)
         .map(|rd| {
@@ -180,11 +217,37 @@ pub(crate) fn list_sessions(parent: &Path) -> Vec<String> {
                 .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
                 .filter_map(|e| e.file_name().into_string().ok())
                 .filter(|n| n.starts_with(PREFIX))
+                .map(|n| n.strip_suffix(RELAY_SUFFIX).map(str::to_string).unwrap_or(n))
                 .collect()
         })
         .unwrap_or_default();
     names.sort();
+    names.dedup();
     names
+}
+
+/// SIGKILLs every process in `dirs` until they are empty (for groups whose processes cannot
+/// fork, such as relay groups), then removes them.
+pub(crate) fn kill_and_remove(dirs: &[PathBuf]) -> Result<(), CgroupError> {
+    let start = Instant::now();
+    loop {
+        let pids: Vec<i32> = dirs.iter().flat_map(|d| pids_recursive(d)).collect();
+        if pids.is_empty() {
+            break;
+        }
+        for p in pids {
+            let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            let path = dirs.first().map(|d| d.display().to_string()).unwrap_or_default();
+            return Err(CgroupError::NotEmpty { path, waited_ms: start.elapsed().as_millis() });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    for d in dirs {
+        remove_tree(d)?;
+    }
+    Ok(())
 }
 
 /// The cgroup of this process in the unified hierarchy (the `0::` line of /proc/self/cgroup).
@@ -216,9 +279,10 @@ mod tests {
     #[test]
     fn only_prefixed_groups_are_listed() {
         let dir = tempfile::tempdir().unwrap();
-        for n in ["nsplay-a", "nsplay-b", "other", "user.slice"] {
+        for n in ["nsplay-a", "nsplay-a.relay", "nsplay-b", "nsplay-c.relay", "other", "user.slice"] {
             fs::create_dir(dir.path().join(n)).unwrap();
         }
-        assert_eq!(list_sessions(dir.path()), ["nsplay-a", "nsplay-b"]);
+        // A relay group whose session group is gone (a crash mid-teardown) is reclaimed too.
+        assert_eq!(list_sessions(dir.path()), ["nsplay-a", "nsplay-b", "nsplay-c"]);
     }
 }

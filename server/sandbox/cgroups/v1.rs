@@ -1,6 +1,8 @@
 //! cgroup v1 (and hybrid hosts): one directory per controller hierarchy. Teardown freezes the
 //! group so nothing can fork while it is being emptied, SIGKILLs every task, thaws, and removes
-//! the directories.
+//! the directories. A session's relay group exists in the memory, pids, cpu and cpuacct
+//! hierarchies; its relays stay in the session's freezer group (frozen and killed with it) and
+//! in its group of the controller-less cgroup2 mount.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
@@ -15,6 +17,7 @@ use nix::unistd::Pid;
 use super::{CgroupDriver, CgroupError, Usage, Version};
 use crate::sandbox::limits::{CPU_PERIOD_US, Limits};
 
+/// The first [`RELAY_CONTROLLERS`] of these are the relay group's.
 const CONTROLLERS: [(&str, Controllers); 5] = [
     ("memory", Controllers::Mem),
     ("pids", Controllers::Pids),
@@ -22,6 +25,7 @@ const CONTROLLERS: [(&str, Controllers); 5] = [
     ("cpuacct", Controllers::CpuAcct),
     ("freezer", Controllers::Freezer),
 ];
+const RELAY_CONTROLLERS: usize = 4;
 
 pub struct V1Driver {
     /// Parent path inside each hierarchy, e.g. `nsplay`.
@@ -62,6 +66,38 @@ impl V1Driver {
 
     fn ctl(&self, idx: usize, name: &str) -> PathBuf {
         self.mounts[idx].join(&self.parent).join(name)
+    }
+
+    /// The relay group's directories (one per hierarchy: co-mounted controllers share one).
+    fn relay_dirs(&self, name: &str) -> Vec<PathBuf> {
+        let mut dirs: Vec<PathBuf> = self.mounts[..RELAY_CONTROLLERS]
+            .iter()
+            .map(|m| m.join(&self.parent).join(super::relay_name(name)))
+            .collect();
+        dirs.dedup();
+        dirs
+    }
+
+    fn create_relay_group(&self, name: &str, limits: &Limits) -> Result<(), CgroupError> {
+        let relay = super::relay_name(name);
+        let dir = self.ctl(0, &relay);
+        let controllers = CONTROLLERS[..RELAY_CONTROLLERS].iter().map(|(n, _)| n.to_string()).collect();
+        let cg = Cgroup::new_with_specified_controllers(Box::new(V1::new()), self.rel(&relay), Some(controllers))
+            .map_err(|e| CgroupError::Create { path: dir.display().to_string(), message: e.to_string() })?;
+        let mem: &MemController = cg.controller_of().ok_or_else(|| CgroupError::MissingController("memory".into()))?;
+        mem.set_limit(super::RELAY_MEMORY_BYTES as i64).map_err(lerr(&dir, "memory.limit_in_bytes"))?;
+        if dir.join("memory.memsw.limit_in_bytes").exists() {
+            mem.set_memswap_limit(super::RELAY_MEMORY_BYTES as i64)
+                .map_err(lerr(&dir, "memory.memsw.limit_in_bytes"))?;
+        }
+        let pids: &PidController = cg.controller_of().ok_or_else(|| CgroupError::MissingController("pids".into()))?;
+        pids.set_pid_max(MaxValue::Value(super::RELAY_PIDS as i64)).map_err(lerr(&dir, "pids.max"))?;
+        let cpu: &CpuController = cg.controller_of().ok_or_else(|| CgroupError::MissingController("cpu".into()))?;
+        // 1024 is v1's default cpu.shares (a session group's).
+        cpu.set_shares(1024 * super::RELAY_WEIGHT_FACTOR).map_err(lerr(&dir, "cpu.shares"))?;
+        cpu.set_cfs_quota_and_period(Some(super::relay_cpu_quota_us(limits) as i64), Some(CPU_PERIOD_US))
+            .map_err(lerr(&dir, "cpu.cfs_quota_us"))?;
+        Ok(())
     }
 
     fn load(&self, name: &str) -> Cgroup {
@@ -120,7 +156,7 @@ impl CgroupDriver for V1Driver {
                         .map_err(|e| CgroupError::Io { path: p.display().to_string(), source: e.into() })?;
                 }
             }
-            Ok(())
+            self.create_relay_group(name, limits)
         })();
         if result.is_err() {
             let _ = self.destroy(name);
@@ -130,6 +166,10 @@ impl CgroupDriver for V1Driver {
 
     fn procs_files(&self, name: &str) -> Vec<PathBuf> {
         self.dirs(name).into_iter().map(|d| d.join("cgroup.procs")).collect()
+    }
+
+    fn relay_procs_files(&self, name: &str) -> Vec<PathBuf> {
+        self.relay_dirs(name).into_iter().map(|d| d.join("cgroup.procs")).collect()
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -153,11 +193,13 @@ impl CgroupDriver for V1Driver {
             cpu_usec: super::read_u64(&acct.join("cpuacct.usage")) / 1000,
             throttled_periods: super::read_keyed(&cpu.join("cpu.stat"), "nr_throttled"),
             throttled_usec: super::read_keyed(&cpu.join("cpu.stat"), "throttled_time") / 1000,
+            relay_cpu_usec: super::read_u64(&self.ctl(3, &super::relay_name(name)).join("cpuacct.usage")) / 1000,
         })
     }
 
     fn pids(&self, name: &str) -> Vec<i32> {
-        let mut all: Vec<i32> = self.dirs(name).iter().flat_map(|d| super::pids_recursive(d)).collect();
+        let mut all: Vec<i32> =
+            self.dirs(name).iter().chain(&self.relay_dirs(name)).flat_map(|d| super::pids_recursive(d)).collect();
         all.sort_unstable();
         all.dedup();
         all
@@ -194,7 +236,7 @@ impl CgroupDriver for V1Driver {
         for d in self.dirs(name) {
             super::remove_tree(&d)?;
         }
-        Ok(())
+        super::kill_and_remove(&self.relay_dirs(name))
     }
 
     fn existing(&self) -> Vec<String> {

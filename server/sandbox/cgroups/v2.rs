@@ -18,8 +18,8 @@
 //! systemd with `Delegate=yes` the groups above the service already have them, so nothing outside
 //! the delegated subtree is written.
 //!
-//! Session groups are leaves with `memory.max`, `memory.swap.max` 0, `pids.max` and `cpu.max`,
-//! written directly (not through `cgroups-rs`, whose v2 `create` also writes to the root's and
+//! Session groups are leaves with `memory.max`, `memory.swap.max` 0, `pids.max` and `cpu.max`
+//! (their relay groups too, with `cpu.weight` on top), written directly (not through `cgroups-rs`, whose v2 `create` also writes to the root's and
 //! every intermediate group's `cgroup.subtree_control`, delegated or not). Teardown writes
 //! `cgroup.kill` and waits for `cgroup.events` to report the group unpopulated.
 
@@ -259,23 +259,20 @@ fn write_limit(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
     })
 }
 
-/// Leaf of a session's group that holds its terminals' output relays.
-pub const RELAY_LEAF: &str = "nsplay-relay";
-
 impl CgroupDriver for V2Driver {
     fn version(&self) -> Version {
         Version::V2
     }
 
     fn create(&self, name: &str, limits: &Limits, owner: u32) -> Result<(), CgroupError> {
-        if !super::valid_name(name) {
+        if !super::valid_name(name) || name.ends_with(super::RELAY_SUFFIX) {
             return Err(CgroupError::Create {
                 path: name.to_string(),
                 message: format!("session group names start with {}", super::PREFIX),
             });
         }
         let dir = self.dir(name);
-        if dir.exists() {
+        if dir.exists() || self.relay_dir(name).exists() {
             // A leftover with the same name (an earlier nsplay with our pid): start clean.
             self.destroy(name)?;
         }
@@ -298,12 +295,18 @@ impl CgroupDriver for V2Driver {
             {
                 chown(&p, uid, gid).map_err(|e| CgroupError::Io { path: p.display().to_string(), source: e.into() })?;
             }
-            // Terminal output relays live in a leaf of the session's group: under its limits,
-            // yet not in the group itself, which the session may empty to hand controllers to
-            // child groups of its own. Owned by host root, so the session cannot touch it.
-            let relay = dir.join(RELAY_LEAF);
+            // The relay group: owned by host root and outside the session's cgroup namespace.
+            let relay = self.relay_dir(name);
             fs::create_dir(&relay)
                 .map_err(|e| CgroupError::Create { path: relay.display().to_string(), message: e.to_string() })?;
+            write_limit(&relay, "memory.max", &super::RELAY_MEMORY_BYTES.to_string())?;
+            if relay.join("memory.swap.max").exists() {
+                write_limit(&relay, "memory.swap.max", "0")?;
+            }
+            write_limit(&relay, "pids.max", &super::RELAY_PIDS.to_string())?;
+            // 100 is v2's default cpu.weight (a session group's).
+            write_limit(&relay, "cpu.weight", &(100 * super::RELAY_WEIGHT_FACTOR).to_string())?;
+            write_limit(&relay, "cpu.max", &format!("{} {CPU_PERIOD_US}", super::relay_cpu_quota_us(limits)))?;
             Ok(())
         })();
         if result.is_err() {
@@ -324,7 +327,7 @@ impl CgroupDriver for V2Driver {
     }
 
     fn relay_procs_files(&self, name: &str) -> Vec<PathBuf> {
-        vec![self.dir(name).join(RELAY_LEAF).join("cgroup.procs")]
+        vec![self.relay_dir(name).join("cgroup.procs")]
     }
 
     fn dir(&self, name: &str) -> PathBuf {
@@ -349,55 +352,70 @@ impl CgroupDriver for V2Driver {
             cpu_usec: super::read_keyed(&cpu_stat, "usage_usec"),
             throttled_periods: super::read_keyed(&cpu_stat, "nr_throttled"),
             throttled_usec: super::read_keyed(&cpu_stat, "throttled_usec"),
+            relay_cpu_usec: super::read_keyed(&self.relay_dir(name).join("cpu.stat"), "usage_usec"),
         })
     }
 
     fn pids(&self, name: &str) -> Vec<i32> {
-        super::pids_recursive(&self.dir(name))
+        let mut all = super::pids_recursive(&self.dir(name));
+        all.extend(super::pids_recursive(&self.relay_dir(name)));
+        all
     }
 
     fn destroy(&self, name: &str) -> Result<(), CgroupError> {
         if !super::valid_name(name) {
             return Ok(());
         }
-        let d = self.dir(name);
-        if !d.exists() {
-            return Ok(());
-        }
-        let kill = d.join("cgroup.kill");
-        let has_kill = kill.exists();
-        // Before Linux 5.14 there is no cgroup.kill: freeze, SIGKILL each process, thaw.
-        let freeze = d.join("cgroup.freeze");
-        let start = Instant::now();
-        loop {
-            if !populated(&d) {
-                break;
-            }
-            if has_kill {
-                // Kills every process of the group and of its child groups, atomically with
-                // respect to fork.
-                let _ = fs::write(&kill, "1");
-            } else {
-                let _ = fs::write(&freeze, "1");
-                for p in super::pids_recursive(&d) {
-                    let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
-                }
-                let _ = fs::write(&freeze, "0");
-            }
-            if start.elapsed() > Duration::from_secs(10) {
-                return Err(CgroupError::NotEmpty {
-                    path: d.display().to_string(),
-                    waited_ms: start.elapsed().as_millis(),
-                });
-            }
-            std::thread::sleep(Duration::from_millis(2));
-        }
-        super::remove_tree(&d)
+        // The session first: its relays pass on its last output until then.
+        kill_group(&self.dir(name))?;
+        kill_group(&self.relay_dir(name))
     }
 
     fn existing(&self) -> Vec<String> {
         super::list_sessions(&self.parent_dir())
     }
+}
+
+impl V2Driver {
+    fn relay_dir(&self, name: &str) -> PathBuf {
+        self.parent_dir().join(super::relay_name(name))
+    }
+}
+
+/// Kills every process in the group `d` (and below) and removes it.
+fn kill_group(d: &Path) -> Result<(), CgroupError> {
+    if !d.exists() {
+        return Ok(());
+    }
+    let kill = d.join("cgroup.kill");
+    let has_kill = kill.exists();
+    // Before Linux 5.14 there is no cgroup.kill: freeze, SIGKILL each process, thaw.
+    let freeze = d.join("cgroup.freeze");
+    let start = Instant::now();
+    loop {
+        if !populated(d) {
+            break;
+        }
+        if has_kill {
+            // Kills every process of the group and of its child groups, atomically with
+            // respect to fork.
+            let _ = fs::write(&kill, "1");
+        } else {
+            let _ = fs::write(&freeze, "1");
+            for p in super::pids_recursive(d) {
+                let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(p), nix::sys::signal::Signal::SIGKILL);
+            }
+            let _ = fs::write(&freeze, "0");
+        }
+        if start.elapsed() > Duration::from_secs(10) {
+            return Err(CgroupError::NotEmpty {
+                path: d.display().to_string(),
+                waited_ms: start.elapsed().as_millis(),
+            });
+        }
+        std::thread::sleep(Duration::from_millis(2));
+    }
+    super::remove_tree(d)
 }
 
 /// Whether the group or any group below it still has a process (`populated` of cgroup.events
