@@ -745,33 +745,6 @@ async fn ws_echo(ws: &mut Ws, keys: usize) -> Result<Vec<Duration>> {
     Ok(out)
 }
 
-/// Busy loops [`echo_while_busy`] starts in the session.
-const BUSY_LOOPS: usize = 2;
-
-/// Echo in a session of its own whose processes use all of its CPU quota: [`BUSY_LOOPS`] busy
-/// loops run in the background while keys are typed at its prompt. What the echo then waits for
-/// is the session's terminal path (its output relay), not the machine: the quota leaves the
-/// other cores idle. The session is deleted afterwards.
-async fn echo_while_busy(srv: &Server, keys: usize) -> Result<Vec<Duration>> {
-    progress(format!("echo: {keys} keys in a session running {BUSY_LOOPS} busy loops"));
-    let (_, mut s) = srv.spawn().await?;
-    let start = format!("for i in $(seq {BUSY_LOOPS}); do sh -c 'while :; do :; done' & done; echo sp''inning\r");
-    send(&mut s.ws, start.as_bytes()).await?;
-    // Output so far, until "spinning" and the prompt after it have arrived (in any framing).
-    let mut seen = Vec::new();
-    read_until(&mut s.ws, 20, |b| {
-        seen.extend_from_slice(b);
-        memchr::memmem::find(&seen, b"spinning").is_some_and(|at| memchr::memmem::find(&seen[at..], b"# ").is_some())
-    })
-    .await
-    .context("starting the busy loops")?;
-    // Let the loops use up the quota's first periods.
-    tokio::time::sleep(Duration::from_millis(300)).await;
-    let samples = ws_echo(&mut s.ws, keys).await;
-    srv.delete(&s.id).await?;
-    samples
-}
-
 /// Opens sessions until `open` holds `target` or one fails (then returns its error text).
 async fn open_until(srv: &Server, open: &mut Vec<Session>, target: usize, conc: usize) -> Option<String> {
     let mut pending = FuturesUnordered::new();
@@ -806,8 +779,6 @@ struct Results {
     /// (sessions open, samples)
     echo: Vec<(usize, Vec<Duration>)>,
     echo_raw: Vec<Duration>,
-    /// Echo in a session whose own processes use all of its CPU quota.
-    echo_busy: Vec<Duration>,
     /// (cpu limit, runs in the session)
     throughput: Vec<(&'static str, Vec<CatRun>)>,
     /// Runs on a raw pty (CPU: of the reading thread).
@@ -858,9 +829,6 @@ fn part_capacity(plan: &Plan, res: &mut Results) -> Result<()> {
             let n = open.len();
             let samples = ws_echo(&mut open[0].ws, plan.echo_keys).await?;
             res.echo.push((n, samples));
-            if n == 1 {
-                res.echo_busy = echo_while_busy(&srv, plan.echo_keys).await?;
-            }
             if res.open_failure.is_some() {
                 break;
             }
@@ -1172,17 +1140,6 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
             &raw_cell,
             &targets.join("; "),
             &met(ok),
-        ]);
-    }
-    if let Some(p) = pct(&res.echo_busy) {
-        t.row([
-            &format!("Echo p50 / p99, 1 session whose own {BUSY_LOOPS} busy loops use its whole CPU quota"),
-            &format!("{} / {}", us(p.p50), us(p.p99)),
-            "—",
-            "—",
-            "—",
-            "reported",
-            "—",
         ]);
     }
     let raw_mbs = median_of(&res.throughput_raw, mb_per_s);
