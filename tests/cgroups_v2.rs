@@ -349,13 +349,18 @@ impl Drop for Groups {
     }
 }
 
-fn session_groups_in(dir: &Path) -> Vec<PathBuf> {
+/// nsplay's groups in `dir`: session groups and their relay groups.
+fn groups_in(dir: &Path) -> Vec<PathBuf> {
     std::fs::read_dir(dir)
         .unwrap()
         .flatten()
         .filter(|e| e.file_type().unwrap().is_dir() && e.file_name().to_string_lossy().starts_with("nsplay-"))
         .map(|e| e.path())
         .collect()
+}
+
+fn session_groups_in(dir: &Path) -> Vec<PathBuf> {
+    groups_in(dir).into_iter().filter(|g| !common::is_relay_group(g)).collect()
 }
 
 #[test]
@@ -378,6 +383,10 @@ fn a_systemd_delegated_service_group_is_used_and_nsplay_moves_itself_to_a_leaf()
     let sessions = session_groups_in(&svc);
     assert_eq!(sessions.len(), 1, "{sessions:?}\n{}", sh.output());
     let g = &sessions[0];
+    // Its relay group sits beside it, inside the delegated subtree too.
+    let relay = PathBuf::from(format!("{}.relay", g.display()));
+    assert_eq!(groups_in(&svc).len(), 2, "{:?}", groups_in(&svc));
+    assert_eq!(read(relay.join("pids.max")), "16");
     assert_eq!(read(g.join("memory.max")), (256u64 << 20).to_string());
     assert!(!read(g.join("cgroup.procs")).is_empty());
     assert_eq!(internal_processes(&svc), Vec::<String>::new());
@@ -385,7 +394,7 @@ fn a_systemd_delegated_service_group_is_used_and_nsplay_moves_itself_to_a_leaf()
     assert!(sh.output().contains("0::/\n"), "{}", sh.output());
     let out = sh.finish();
     assert!(out.contains("bye\n") && out.contains("nsplay-exit=0"), "{out}");
-    assert!(session_groups_in(&svc).is_empty(), "{:?}", session_groups_in(&svc));
+    assert!(groups_in(&svc).is_empty(), "{:?}", groups_in(&svc));
 }
 
 #[test]
@@ -405,7 +414,7 @@ fn delegate_subgroup_runs_sessions_beside_the_leaf_nsplay_was_started_in() {
     assert_eq!(internal_processes(&svc), Vec::<String>::new());
     let out = sh.finish();
     assert!(out.contains("nsplay-exit=0"), "{out}");
-    assert!(session_groups_in(&svc).is_empty());
+    assert!(groups_in(&svc).is_empty(), "{:?}", groups_in(&svc));
 }
 
 /// The cgroups lesson's `child-limit` step: the session moves its processes into a leaf and
@@ -478,6 +487,9 @@ async fn the_output_relay_runs_in_the_sessions_relay_group() {
     let relay = parent_of(shell);
     assert_eq!(read(format!("/proc/{shell}/comm")), "bash");
     assert_eq!(read(format!("/proc/{relay}/comm")), "nsplay", "the shell's parent is its relay");
+    // Before the session moves its processes into child groups of its own.
+    let (_, groups) = server.inst.footprint(sleeper);
+    assert!(groups.iter().any(|g| common::is_relay_group(g)), "{groups:?}");
     let session = cpu_cgroup(shell);
     assert_eq!(cpu_cgroup(relay), format!("{session}.relay"));
     let relay_group = format!("{session}.relay");
@@ -520,8 +532,6 @@ async fn the_output_relay_runs_in_the_sessions_relay_group() {
         t.line("echo still''-here").await;
         t.expect("still-here\r\n", 20).await;
     }
-    let (_, groups) = server.inst.footprint(sleeper);
-    assert!(groups.iter().any(|g| common::is_relay_group(g)), "{groups:?}");
     let r = reqwest::Client::new().delete(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap();
     assert_eq!(r.status(), 204);
     let left: Vec<_> = groups.iter().filter(|g| g.exists()).collect();

@@ -105,12 +105,13 @@ fn root_inside_is_an_unprivileged_uid_on_the_host() {
     let pids: Vec<i32> = procs.lines().map(|l| l.parse().unwrap()).collect();
     assert!(pids.len() >= 3, "{procs}");
     for pid in pids {
-        let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap_or_default();
+        // Gone since cgroup.procs was read (`cat` above may still have been exiting).
+        let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { continue };
         let uid: u32 = status
             .lines()
             .find_map(|l| l.strip_prefix("Uid:"))
             .and_then(|l| l.split_whitespace().next()?.parse().ok())
-            .unwrap_or(0);
+            .unwrap_or_else(|| panic!("no Uid in /proc/{pid}/status: {status}"));
         assert!(uid >= inst.id_base && uid < inst.id_base + 65536, "pid {pid} runs as host uid {uid}");
     }
     sh.send("exit 0");

@@ -65,9 +65,11 @@ delegation_smoke() {
     check '(for c in memory pids cpu; do grep -qw $c "$svc/cgroup.subtree_control" || exit 1; done)' \
         "+memory +pids +cpu enabled in $svc/cgroup.subtree_control"
     local groups
-    groups=$(find "$svc" -mindepth 1 -maxdepth 1 -type d -name 'nsplay-*')
+    groups=$(find "$svc" -mindepth 1 -maxdepth 1 -type d -name 'nsplay-*' ! -name '*.relay')
     check '[ "$(echo "$groups" | grep -c .)" = 1 ]' "exactly one session group under $svc"
     local g=${groups%%$'\n'*}
+    check '[ "$(cat "$g.relay/pids.max")" = 16 ] && [ "$(cat "$g.relay/cpu.max")" = "50000 100000" ]' \
+        "its relay group $g.relay is beside it, with its limits"
     check '[ "$(cat "$g/memory.max")" = 268435456 ] && [ "$(cat "$g/pids.max")" = 128 ] && [ "$(cat "$g/cpu.max")" = "50000 100000" ]' \
         "the session group has the default limits"
     check '[ ! -e "$g/memory.swap.max" ] || [ "$(cat "$g/memory.swap.max")" = 0 ]' "memory.swap.max is 0"
@@ -83,7 +85,7 @@ delegation_smoke() {
     kill "$shell" 2>/dev/null || true
     wait "$shell" || true
     check 'grep -q bye "$out" && grep -q "nsplay-exit=0" "$out"' "the session ended normally"
-    check '[ -z "$(find "$svc" -mindepth 1 -maxdepth 1 -type d -name "nsplay-*")" ]' "no session group left behind"
+    check '[ -z "$(find "$svc" -mindepth 1 -maxdepth 1 -type d -name "nsplay-*")" ]' "no session or relay group left behind"
     if [ $fail != 0 ]; then
         echo "--- output of nsplay run:" >&2
         cat "$out" >&2
