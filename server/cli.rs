@@ -112,7 +112,8 @@ pub struct ServeArgs {
     /// Most processes per session [default: 128].
     #[arg(long, env = "NSPLAY_PIDS")]
     pub pids: Option<u64>,
-    /// CPU per session in cores [default: 0.5].
+    /// CPU per session in cores [default: 0.5]; its terminal output relays get the same again
+    /// in a group of their own.
     #[arg(long, env = "NSPLAY_CPU")]
     pub cpu: Option<f64>,
     /// Writable filesystem size per session [default: 64M].

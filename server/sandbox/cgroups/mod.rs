@@ -4,9 +4,9 @@
 //! limits of its own, for the terminals' output relays (see [`RELAY_SUFFIX`]). Both hierarchies
 //! are supported behind [`CgroupDriver`]: [`v1::V1Driver`] (separate controller mounts under
 //! /sys/fs/cgroup/<controller>, as on hybrid hosts) and [`v2::V2Driver`] (the unified hierarchy
-//! of current distributions). Which one is used is detected at start ([`detect`]). On v1, creation and limits go through
-//! `cgroups-rs`; on v2 nsplay writes the few interface files itself, so that it never touches a
-//! group outside the parent it chose (see [`v2`] for how it finds a delegated parent and keeps
+//! of current distributions). Which one is used is detected at start ([`detect`]). On v1,
+//! creation and limits go through `cgroups-rs`; on v2 nsplay writes the few interface files
+//! itself, so that it never touches a group outside the parent it chose (see [`v2`] for how it finds a delegated parent and keeps
 //! to the "no internal processes" rule). Session groups are only ever removed under nsplay's own
 //! parent and when their names start with [`PREFIX`]. `docs/cgroups.md` describes both
 //! hierarchies and which hosts were tested.
@@ -27,11 +27,10 @@ pub const PREFIX: &str = "nsplay-";
 
 /// A session's relay group is its sibling `<session>.relay`: it holds the session's terminal
 /// output relays (nsplay's own code, `sandbox::relay`), which copy what the session prints to the
-/// server. Why not the session's own group: sharing it, the relay competes with the session's
-/// processes for the session's quota and for the group's scheduler share. A session busy on CPU
-/// (or flooding its terminal) then delays its own output and even its keystrokes' echoes, and
-/// `cat` of a large file ran at 86–90 % of a raw pty at `--cpu 1` and 55 % at `--cpu 0.5`
-/// (docs/benchmarks.md). Why not the server's group: the relay's cost would escape every limit.
+/// server. Why not the session's own group: sharing it, the relay competed with the session's
+/// processes for the session's quota and for the group's scheduler share, so a flood was held
+/// back by its own reader: `cat` of a large file ran at 86–92 % of a raw pty at `--cpu 1` and
+/// 54–58 % at `--cpu 0.5`, against 93–101 % and 73–77 % now (docs/benchmarks.md). Why not the server's group: the relay's cost would escape every limit.
 /// The relay group is bounded on its own ([`relay_cpu_quota_us`], [`RELAY_MEMORY_BYTES`],
 /// [`RELAY_PIDS`]), owned by host root, outside the session's cgroup namespace, and removed with
 /// the session.
@@ -51,9 +50,9 @@ pub fn relay_name(name: &str) -> String {
 }
 
 /// CPU quota per period of a session's relay group: the session's. Passing output on costs the
-/// relay about what printing it costs the session's program (here 5.5–6.7 against 6.2–6.5 s of
-/// CPU per GB for `cat`, docs/benchmarks.md), so with less the relay would become the
-/// bottleneck of every flood. A session uses at most twice its limit in all, and only while it
+/// relay about what printing it costs the session's program (here 6.4–8.1 against 5.6–6.6 s of
+/// CPU per GB for `cat`, docs/benchmarks.md); with half the session's quota the relay was
+/// throttled and became the bottleneck of every flood. A session uses at most twice its limit in all, and only while it
 /// prints as fast as it can.
 pub fn relay_cpu_quota_us(limits: &Limits) -> u64 {
     limits.cpu_quota_us()

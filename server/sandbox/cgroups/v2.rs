@@ -19,8 +19,9 @@
 //! the delegated subtree is written.
 //!
 //! Session groups are leaves with `memory.max`, `memory.swap.max` 0, `pids.max` and `cpu.max`
-//! (their relay groups too, with `cpu.weight` on top), written directly (not through `cgroups-rs`, whose v2 `create` also writes to the root's and
-//! every intermediate group's `cgroup.subtree_control`, delegated or not). Teardown writes
+//! (their relay groups too, with `cpu.weight` on top), written directly (not through
+//! `cgroups-rs`, whose v2 `create` also writes to the root's and every intermediate group's
+//! `cgroup.subtree_control`, delegated or not). Teardown writes
 //! `cgroup.kill` and waits for `cgroup.events` to report the group unpopulated.
 
 use std::fs;
@@ -268,7 +269,11 @@ impl CgroupDriver for V2Driver {
         if !super::valid_name(name) || name.ends_with(super::RELAY_SUFFIX) {
             return Err(CgroupError::Create {
                 path: name.to_string(),
-                message: format!("session group names start with {}", super::PREFIX),
+                message: format!(
+                    "session group names start with {} and do not end with {}",
+                    super::PREFIX,
+                    super::RELAY_SUFFIX
+                ),
             });
         }
         let dir = self.dir(name);
