@@ -30,7 +30,8 @@ pub const PREFIX: &str = "nsplay-";
 /// server. Why not the session's own group: sharing it, the relay competed with the session's
 /// processes for the session's quota and for the group's scheduler share, so a flood was held
 /// back by its own reader: `cat` of a large file ran at 86–92 % of a raw pty at `--cpu 1` and
-/// 54–58 % at `--cpu 0.5`, against 93–101 % and 73–77 % now (docs/benchmarks.md). Why not the server's group: the relay's cost would escape every limit.
+/// 54–58 % at `--cpu 0.5`, against 93–101 % and 73–79 % now (docs/benchmarks.md). Why not the
+/// server's group: the relay's cost would escape every limit.
 /// The relay group is bounded on its own ([`relay_cpu_quota_us`], [`RELAY_MEMORY_BYTES`],
 /// [`RELAY_PIDS`]), owned by host root, outside the session's cgroup namespace, and removed with
 /// the session.
