@@ -13,7 +13,7 @@ use nix::sys::termios;
 
 use crate::cli::RunArgs;
 use crate::sandbox::spawn::Event;
-use crate::sandbox::{Sandbox, sys};
+use crate::sandbox::{Sandbox, pty, sys};
 
 /// Restores the caller's terminal mode on every exit path.
 struct RawMode(Option<termios::Termios>);
@@ -163,7 +163,7 @@ fn relay(master: &OwnedFd, sigfd: &SignalFd, wake: &OwnedFd, events: &mpsc::Rece
                     }
                 }
                 Ok(n) => {
-                    let _ = write_all(master, &buf[..n]);
+                    let _ = pty::write_all(master, &buf[..n]);
                 }
             }
         }
@@ -174,19 +174,4 @@ fn readable(fd: &OwnedFd, ms: u16) -> bool {
     let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLIN)];
     matches!(poll(&mut fds, PollTimeout::from(ms)), Ok(n) if n > 0)
         && fds[0].revents().is_some_and(|r| r.contains(PollFlags::POLLIN))
-}
-
-fn write_all(fd: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(n) => data = &data[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => {
-                let mut fds = [PollFd::new(fd.as_fd(), PollFlags::POLLOUT)];
-                let _ = poll(&mut fds, PollTimeout::from(100u16));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
 }

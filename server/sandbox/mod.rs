@@ -96,7 +96,7 @@ pub struct SandboxSession {
     pub pidfd: OwnedFd,
 }
 
-/// A session built by [`Sandbox::prepare`] whose first shell waits for [`Prepared::start`].
+/// A session built by [`Sandbox::prepare`] whose first shell waits for [`Gate::open`].
 pub struct Prepared {
     pub session: SandboxSession,
     /// The first terminal (relayed).
@@ -252,41 +252,21 @@ impl Sandbox {
         s: &SandboxSession,
         terminal: u64,
         argv: Vec<String>,
-        (cols, rows): (u16, u16),
+        size: (u16, u16),
         relay: bool,
     ) -> Result<TerminalHandle, SandboxError> {
-        let spec = TerminalSpec {
-            argv,
-            cols,
-            rows,
-            procs_files: self.cgroups.procs_files(&s.name),
-            helper_procs_files: self.cgroups.helper_procs_files(),
-            confinement: pty::Confinement::new(&s.limits, self.nested_userns),
-            parked: false,
-            relay,
-            relay_procs_files: self.cgroups.relay_procs_files(&s.name),
-        };
+        let spec = self.terminal_spec(s, argv, size, false, relay);
         Ok(self.spawner.open_terminal(s.key, terminal, spec)?)
     }
 
     /// Builds a complete session ahead of time: its cgroup, root, namespaces and init, and its
-    /// first terminal (index 0, the default shell, 80×24, relayed) with the shell confined and parked
-    /// just before its `execve`. [`Prepared::start`] then only lets the shell exec. Blocking;
+    /// first terminal (index 0, the default shell, 80×24, relayed) with the shell confined and
+    /// parked just before its `execve`; [`Gate::open`] then only lets the shell exec. Blocking;
     /// on error nothing is left behind. Dropping a `Prepared` without [`Sandbox::destroy`] of its
     /// session leaks it until the server exits.
     pub fn prepare(&self, hostname: &str, limits: &Limits) -> Result<Prepared, SandboxError> {
         let session = self.create(hostname, limits)?;
-        let spec = TerminalSpec {
-            argv: Vec::new(),
-            cols: 80,
-            rows: 24,
-            procs_files: self.cgroups.procs_files(&session.name),
-            helper_procs_files: self.cgroups.helper_procs_files(),
-            confinement: pty::Confinement::new(&session.limits, self.nested_userns),
-            parked: true,
-            relay: true,
-            relay_procs_files: self.cgroups.relay_procs_files(&session.name),
-        };
+        let spec = self.terminal_spec(&session, Vec::new(), (80, 24), true, true);
         match self.spawner.open_terminal(session.key, 0, spec) {
             Ok(TerminalHandle { pid, master, gate: Some(gate), output }) => {
                 Ok(Prepared { session, terminal: TerminalHandle { pid, master, gate: None, output }, gate })
@@ -299,6 +279,27 @@ impl Sandbox {
                 let _ = self.destroy(&session);
                 Err(e.into())
             }
+        }
+    }
+
+    fn terminal_spec(
+        &self,
+        s: &SandboxSession,
+        argv: Vec<String>,
+        (cols, rows): (u16, u16),
+        parked: bool,
+        relay: bool,
+    ) -> TerminalSpec {
+        TerminalSpec {
+            argv,
+            cols,
+            rows,
+            procs_files: self.cgroups.procs_files(&s.name),
+            helper_procs_files: self.cgroups.helper_procs_files(),
+            confinement: pty::Confinement::new(&s.limits, self.nested_userns),
+            parked,
+            relay,
+            relay_procs_files: self.cgroups.relay_procs_files(&s.name),
         }
     }
 

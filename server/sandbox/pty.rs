@@ -76,6 +76,22 @@ pub fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
     nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags)).map(drop)
 }
 
+/// Writes all of `data` to `fd`, waiting for room when it is full (blocking or not).
+pub fn write_all(fd: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
+    while !data.is_empty() {
+        match nix::unistd::write(fd, data) {
+            Ok(n) => data = &data[n..],
+            Err(nix::errno::Errno::EINTR) => {}
+            Err(nix::errno::Errno::EAGAIN) => {
+                let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLOUT)];
+                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
+            }
+            Err(e) => return Err(e),
+        }
+    }
+    Ok(())
+}
+
 /// Clamps a requested terminal size to something a shell stays usable in (0×0 and
 /// 100000×100000 are not obeyed).
 pub fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {

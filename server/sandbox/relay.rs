@@ -50,7 +50,9 @@ pub fn run(master: OwnedFd, out: OwnedFd, pidfd: OwnedFd, child: Pid) -> i32 {
         };
         if readable {
             let (len, closed) = gather(&master, &mut buf);
-            server_reads = server_reads && write_all(&out, &buf[..len]);
+            // Blocking: a full pipe means the server's clients read slowly, and the program must
+            // wait, not the server's memory grow. An error: the server is gone.
+            server_reads = server_reads && super::pty::write_all(&out, &buf[..len]).is_ok();
             pty_open = !closed;
         }
         if exited {
@@ -60,7 +62,7 @@ pub fn run(master: OwnedFd, out: OwnedFd, pidfd: OwnedFd, child: Pid) -> i32 {
     let deadline = Instant::now() + DRAIN;
     while pty_open && server_reads && Instant::now() < deadline {
         match nix::unistd::read(&master, &mut buf) {
-            Ok(n) if n > 0 => server_reads = write_all(&out, &buf[..n]),
+            Ok(n) if n > 0 => server_reads = super::pty::write_all(&out, &buf[..n]).is_ok(),
             Err(Errno::EINTR) => continue,
             _ => break,
         }
@@ -107,17 +109,4 @@ fn gather(master: &OwnedFd, buf: &mut [u8]) -> (usize, bool) {
         }
     }
     (len, false)
-}
-
-/// Writes everything (blocking: a full pipe means the server's clients read slowly, and the
-/// program must wait, not the server's memory grow). False once the server is gone.
-fn write_all(out: &OwnedFd, mut data: &[u8]) -> bool {
-    while !data.is_empty() {
-        match nix::unistd::write(out, data) {
-            Ok(n) => data = &data[n..],
-            Err(Errno::EINTR) => {}
-            Err(_) => return false,
-        }
-    }
-    true
 }

@@ -5,8 +5,8 @@
 //! (`sandbox::relay`; sessions' terminals) or from the pty master itself — and hands each chunk
 //! to every attached client through a *bounded* queue, waiting when a queue is full. A client
 //! that reads slowly therefore stops the reader, the relay's pipe (512 KiB, charged to the
-//! session) and the pty's buffer fill, and the program writing to it blocks in the kernel —
-//! nothing grows in the server. Per terminal the server holds at most the ring ([`RING_BYTES`])
+//! session's relay group) and the pty's buffer fill, and the program writing to it blocks in the
+//! kernel — nothing grows in the server. Per terminal the server holds at most the ring ([`RING_BYTES`])
 //! plus [`CLIENT_QUEUE`] chunks of [`CHUNK_BYTES`] per client.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -283,7 +283,8 @@ async fn relay_reader(term: std::sync::Arc<Terminal>) {
     finish(&term).await;
 }
 
-/// Reads the pty master itself (a terminal without a relay).
+/// Reads the pty master itself (a terminal without a relay). Floods come in the pty's 4 KiB
+/// reads: gathering them into larger frames is the relay's work (`sandbox::relay`).
 async fn reader(term: std::sync::Arc<Terminal>) {
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
@@ -293,26 +294,7 @@ async fn reader(term: std::sync::Arc<Terminal>) {
                 let Ok(mut guard) = r else { break };
                 match guard.try_io(|_| term.try_read(&mut buf)) {
                     Ok(Ok(0)) | Ok(Err(_)) => break, // EIO: every slave closed
-                    Ok(Ok(n)) => {
-                        // The pty hands over at most 4 KiB per read. A big read means a flood
-                        // (`cat`, `yes`): gather what follows within 2 ms into one frame, so the
-                        // server sends a few large frames instead of thousands (6x fewer sends
-                        // measured). Small output (echo) goes out at once.
-                        drop(guard);
-                        let mut len = n;
-                        if n >= 2048 {
-                            let deadline = tokio::time::Instant::now() + Duration::from_millis(2);
-                            while len < CHUNK_BYTES - 4096 {
-                                let Ok(Ok(mut g)) = tokio::time::timeout_at(deadline, term.master.readable()).await else { break };
-                                match g.try_io(|_| term.try_read(&mut buf[len..])) {
-                                    Ok(Ok(m)) if m > 0 => len += m,
-                                    Ok(_) => break,
-                                    Err(_would_block) => continue,
-                                }
-                            }
-                        }
-                        term.deliver(Bytes::copy_from_slice(&buf[..len])).await
-                    }
+                    Ok(Ok(n)) => term.deliver(Bytes::copy_from_slice(&buf[..n])).await,
                     Err(_would_block) => continue,
                 }
             }
