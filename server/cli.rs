@@ -4,8 +4,8 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
-use crate::sandbox::SandboxConfig;
-use crate::sandbox::limits::{self, Limits};
+use nsplay_sandbox::SandboxConfig;
+use nsplay_sandbox::{self as limits, Limits};
 
 #[derive(Debug, Parser)]
 #[command(

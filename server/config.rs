@@ -10,8 +10,8 @@ use std::time::Duration;
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
-use crate::sandbox::SandboxConfig;
-use crate::sandbox::limits::{self, Limits};
+use nsplay_sandbox::SandboxConfig;
+use nsplay_sandbox::{self as limits, Limits};
 
 #[derive(Debug, thiserror::Error, PartialEq)]
 #[error("invalid setting {key} = {value}: {allowed}")]
@@ -130,19 +130,18 @@ impl Settings {
         let cpu = args.cpu.or(file.cpu).unwrap_or(0.5);
         let limits = Limits { memory_bytes: memory, pids, cpu, disk_bytes: disk, shm_bytes: shm };
         limits.validate().map_err(|e| match e {
-            limits::LimitError::OutOfRange { what, value, min, max } => {
+            nsplay_sandbox::LimitError::OutOfRange { what, value, min, max } => {
                 bad(what, value, format!("from {min} to {max}"))
             }
             other => bad("limits", "", other.to_string()),
         })?;
         let hostname = pick_s(&args.hostname, &file.hostname, "nsplay");
-        if !crate::sandbox::mounts::valid_hostname(&hostname) {
+        if !nsplay_sandbox::valid_hostname(&hostname) {
             return Err(bad("hostname", &hostname, "letters, digits and dashes, at most 63"));
         }
         let id_base = args.id_base.or(file.id_base).unwrap_or(1_000_000_000);
         let id_slots = args.id_slots.or(file.id_slots).unwrap_or(4096);
-        crate::sandbox::idmap::IdAllocator::new(id_base, id_slots)
-            .map_err(|e| bad("id_base", id_base, e.to_string()))?;
+        nsplay_sandbox::IdAllocator::new(id_base, id_slots).map_err(|e| bad("id_base", id_base, e.to_string()))?;
         let cgroup_parent = args.cgroup_parent.clone().or(file.cgroup_parent.clone());
         if let Some(p) = &cgroup_parent
             && (p.split('/').any(|c| c == ".." || c == ".") || p.trim_matches('/').is_empty())

@@ -1,19 +1,31 @@
 //! nsplay: a self-hosted web playground for Linux namespaces and cgroups.
 //!
-//! Layout (one folder per layer; each depends only on the ones above it):
+//! # Layout
 //!
-//! - [`sandbox`]: the core. Namespaces, mounts, cgroups, ptys, init and the single-threaded
-//!   spawner. Knows nothing about HTTP.
-//! - [`session`]: live sessions and their terminals (output ring, attached clients, flow
-//!   control, lifecycle). Also HTTP-free.
-//! - [`web`]: axum routes, the WebSocket bridge, pages and embedded assets. Extracts, calls
-//!   `session`, maps errors.
-//! - [`cli`] and [`run`]: the command line (`nsplay serve`, `nsplay run`).
+//! The sandbox core is its own crate, `nsplay-sandbox` (`server/sandbox/`); this crate is the
+//! server on top of it. Layers point one way: web → session → sandbox, with lessons beside
+//! session (called from web); the crate boundary makes the sandbox unable to reach up.
+//!
+//! - `session`: live sessions and their terminals (output ring, attached clients, flow
+//!   control, lifecycle, the warm pool, admission). HTTP-free; knows nothing of lessons.
+//! - `lessons`: the lesson catalog and the checks that read a session's kernel state from the
+//!   host.
+//! - `text`: every user-facing string the server sends, in English and Japanese.
+//! - `web`: axum routes, the WebSocket bridge, pages and embedded assets. Extracts, calls
+//!   `session` and `lessons`, maps errors.
+//! - `cli`, `config` and `run`: the command line, settings, and `nsplay run`.
+//!
+//! Modules are private; the binary and the tests use the few items re-exported here.
 
-pub mod cli;
-pub mod config;
-pub mod lessons;
-pub mod run;
-pub mod sandbox;
-pub mod session;
-pub mod web;
+mod cli;
+mod config;
+mod lessons;
+mod run;
+mod session;
+mod web;
+
+pub use cli::{Cli, Command, ServeArgs};
+pub use config::Settings;
+pub use lessons::{Lesson, find as find_lesson};
+pub use run::run;
+pub use web::serve;

@@ -2,7 +2,7 @@
 //! lives in the library.
 
 use clap::Parser;
-use nsplay::cli::{Cli, Command};
+use nsplay::{Cli, Command};
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -10,19 +10,19 @@ fn main() {
     if args.get(1).map(String::as_str) == Some("__spawner") {
         let var = |k: &str| std::env::var(k).ok().and_then(|s| s.parse().ok()).unwrap_or(-1);
         let (fd, server) = (var("NSPLAY_SPAWNER_FD"), var("NSPLAY_SERVER_PID"));
-        nsplay::sandbox::spawn::run_spawner(fd, server);
+        nsplay_sandbox::run_spawner(fd, server);
     }
     let cli = Cli::parse();
     let code = match cli.command {
-        Some(Command::Run(run)) => nsplay::run::run(&run),
+        Some(Command::Run(run)) => nsplay::run(&run),
         Some(Command::Serve(serve)) => serve_main(&serve),
         None => serve_main(&cli.serve),
     };
     std::process::exit(code);
 }
 
-fn serve_main(args: &nsplay::cli::ServeArgs) -> i32 {
-    let settings = match nsplay::config::Settings::resolve(args) {
+fn serve_main(args: &nsplay::ServeArgs) -> i32 {
+    let settings = match nsplay::Settings::resolve(args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("nsplay: {e}");
@@ -35,7 +35,7 @@ fn serve_main(args: &nsplay::cli::ServeArgs) -> i32 {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     }
-    match nsplay::web::serve(&settings) {
+    match nsplay::serve(&settings) {
         Ok(code) => code,
         Err(e) => {
             eprintln!("nsplay: {e:#}");

@@ -12,8 +12,9 @@ use nix::sys::signalfd::SignalFd;
 use nix::sys::termios;
 
 use crate::cli::RunArgs;
-use crate::sandbox::spawn::Event;
-use crate::sandbox::{Sandbox, pty, sys};
+use nsplay_sandbox::Event;
+use nsplay_sandbox::Sandbox;
+use nsplay_sandbox::term;
 
 /// Restores the caller's terminal mode on every exit path.
 struct RawMode(Option<termios::Termios>);
@@ -76,7 +77,7 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<i32> {
     let session = sandbox.create(&args.hostname, &limits)?;
     let stdin = std::io::stdin();
     let is_tty = termios::tcgetattr(stdin.as_fd()).is_ok();
-    let (cols, rows) = if is_tty { sys::window_size(stdin.as_fd()).unwrap_or((80, 24)) } else { (80, 24) };
+    let (cols, rows) = if is_tty { term::window_size(stdin.as_fd()).unwrap_or((80, 24)) } else { (80, 24) };
     let term = match sandbox.open_terminal(&session, 0, args.command.clone(), (cols, rows), false) {
         Ok(t) => t,
         Err(e) => {
@@ -124,8 +125,8 @@ fn relay(master: &OwnedFd, sigfd: &SignalFd, wake: &OwnedFd, events: &mpsc::Rece
         if sig_r && let Ok(Some(info)) = sigfd.read_signal() {
             match Signal::try_from(info.ssi_signo as i32) {
                 Ok(Signal::SIGWINCH) => {
-                    if let Ok((c, r)) = sys::window_size(stdin.as_fd()) {
-                        let _ = sys::set_window_size(master.as_fd(), c, r);
+                    if let Ok((c, r)) = term::window_size(stdin.as_fd()) {
+                        let _ = term::set_window_size(master.as_fd(), c, r);
                     }
                 }
                 Ok(s) => return 128 + s as i32,
@@ -163,7 +164,7 @@ fn relay(master: &OwnedFd, sigfd: &SignalFd, wake: &OwnedFd, events: &mpsc::Rece
                     }
                 }
                 Ok(n) => {
-                    let _ = pty::write_all(master, &buf[..n]);
+                    let _ = term::write_all(master, &buf[..n]);
                 }
             }
         }

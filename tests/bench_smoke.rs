@@ -6,7 +6,17 @@ mod common;
 
 use std::process::Command;
 
-const BENCH: &str = env!("CARGO_BIN_EXE_nsplay-bench");
+/// The benchmark is a crate of its own (`server/bench`), so cargo names no path for it here: it
+/// sits beside `nsplay` in the same target directory (`cargo build --workspace` builds both).
+fn bench() -> std::path::PathBuf {
+    let path = std::path::Path::new(common::BIN).with_file_name("nsplay-bench");
+    assert!(
+        path.exists(),
+        "{} does not exist: build the workspace first (`cargo build --release --workspace`, as tests/run.sh does)",
+        path.display()
+    );
+    path
+}
 
 #[test]
 fn smoke_run_prints_the_whole_table() {
@@ -16,7 +26,7 @@ fn smoke_run_prints_the_whole_table() {
     // Its own cgroup parent and an id range of its own (above those of tests/common and of a full
     // benchmark run), so it runs next to the other tests.
     let id_base = (3_600_000_000u32 + (pid % 64) * 16 * 65536).to_string();
-    let out = Command::new(BENCH)
+    let out = Command::new(bench())
         .args(["--smoke", "--nsplay", common::BIN, "--state-dir"])
         .arg(state.path())
         .args(["--cgroup-parent", &format!("nsplay-bench-smoke-{pid}"), "--id-base", &id_base, "--id-slots", "16"])

@@ -131,8 +131,8 @@ fn usage_numbers_are_the_kernel_counters_after_an_oom_kill_and_throttling() {
     let g = session_group(&inst);
     let name = g.file_name().unwrap().to_str().unwrap().to_string();
     // What the API and the inspector report: the driver nsplay uses, on this session.
-    let driver = nsplay::sandbox::cgroups::detect(Some(&inst.parent)).unwrap();
-    assert_eq!(driver.version(), nsplay::sandbox::cgroups::Version::V2);
+    let driver = nsplay_sandbox::detect_cgroups(Some(&inst.parent)).unwrap();
+    assert_eq!(driver.version(), nsplay_sandbox::Version::V2);
     let cpu_before = keyed(g.join("cpu.stat"), "usage_usec");
     let u = driver.usage(&name).unwrap();
     let cpu_after = keyed(g.join("cpu.stat"), "usage_usec");
@@ -180,7 +180,7 @@ fn refused_forks_are_counted_in_pids_events() {
         read(g.join("pids.events"))
     );
     assert!(num(g.join("pids.current")) <= 24);
-    let u = nsplay::sandbox::cgroups::detect(Some(&inst.parent)).unwrap().usage(&name).unwrap();
+    let u = nsplay_sandbox::detect_cgroups(Some(&inst.parent)).unwrap().usage(&name).unwrap();
     assert_eq!(u.pids_limit_hits, hits);
     sh.send("kill -9 -1; echo cl''eared");
     sh.expect("cleared\n", 20);
@@ -209,7 +209,7 @@ fn teardown_kills_processes_in_child_groups_and_leaves_no_group() {
         sh.all_output()
     );
     let pids =
-        nsplay::sandbox::cgroups::detect(Some(&inst.parent)).unwrap().pids(g.file_name().unwrap().to_str().unwrap());
+        nsplay_sandbox::detect_cgroups(Some(&inst.parent)).unwrap().pids(g.file_name().unwrap().to_str().unwrap());
     assert!(pids.len() >= 4, "{pids:?}");
     sh.send("exit 0");
     assert_eq!(sh.child.wait().unwrap().code(), Some(0), "{}", sh.all_output());

@@ -20,7 +20,7 @@ async fn check(server: &Server, id: &str, topic: &str, step: &str, lang: &str) -
 }
 
 async fn walk(topic: &str) {
-    let lesson = nsplay::lessons::find(topic).expect("lesson exists");
+    let lesson = nsplay::find_lesson(topic).expect("lesson exists");
     let server = Server::start(&[]);
     let r = reqwest::Client::new()
         .post(format!("{}/api/sessions", server.base))

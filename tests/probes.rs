@@ -15,7 +15,7 @@ use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
 use common::{Instance, Interactive, host_processes, wait_until};
-use nsplay::sandbox::seccomp::{self, Verdict};
+use nsplay_sandbox::seccomp::{self, Verdict};
 
 /// Runs `script` with sh in a fresh session of `inst` and prints the exchange.
 fn probe(inst: &Instance, what: &str, extra: &[&str], script: &str) -> (String, i32) {
@@ -840,8 +840,8 @@ fn nested_user_namespaces_are_allowed_by_default() {
 /// `nsplay run` has no flag for, and for terminals that join a running session), one after the
 /// other; returns each terminal's output and exit code.
 fn library_session(inst: &Instance, nested_userns: bool, scripts: &[&str]) -> Vec<(String, i32)> {
-    use nsplay::sandbox::spawn::Event;
-    use nsplay::sandbox::{Sandbox, SandboxConfig, limits::Limits};
+    use nsplay_sandbox::Event;
+    use nsplay_sandbox::{Limits, Sandbox, SandboxConfig};
     let cfg = SandboxConfig {
         id_base: inst.id_base,
         id_slots: inst.id_slots,

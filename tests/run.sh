@@ -30,6 +30,6 @@ fi
 (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check
-cargo clippy --all-targets -- -D warnings
-cargo build --release
-cargo test --release -- --test-threads=4
+cargo clippy --workspace --all-targets -- -D warnings
+cargo build --release --workspace
+cargo test --release --workspace -- --test-threads=4

@@ -6,8 +6,7 @@
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
 
-use crate::sandbox::cgroups::Usage;
-use crate::sandbox::namespaces;
+use nsplay_sandbox::Usage;
 
 /// What a check may look at.
 pub struct Probe<'a> {
@@ -70,20 +69,8 @@ fn fail(lang: &str, en: String, ja: String) -> Outcome {
     Outcome { passed: false, detail: tr(lang, en, ja) }
 }
 
-/// Session processes whose namespace of `kind` differs from init's, one per namespace.
 fn nested_in(p: &Probe<'_>, kind: &str) -> Vec<(u64, i32)> {
-    let Some(base) = namespaces::inode(p.init_pid, kind) else { return Vec::new() };
-    let mut seen = BTreeSet::new();
-    let mut out = Vec::new();
-    for &pid in &p.pids {
-        if let Some(ino) = namespaces::inode(pid, kind)
-            && ino != base
-            && seen.insert(ino)
-        {
-            out.push((ino, pid));
-        }
-    }
-    out
+    nsplay_sandbox::nested_in(p.init_pid, &p.pids, kind)
 }
 
 /// Runs a host program inside one namespace of `pid` (never the mount namespace: the program
@@ -98,29 +85,6 @@ fn status_field(pid: i32, field: &str) -> Option<String> {
         .ok()?
         .lines()
         .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
-}
-
-/// Keeps the processes that live inside the session's PID namespace (their NSpid has a level
-/// below the host's). nsplay's own helpers for a session (keeper, joiners) may share its cgroup
-/// but live in the host's namespaces; they must never count as "nested".
-pub fn inside_session(pids: Vec<i32>) -> Vec<i32> {
-    pids.into_iter()
-        .filter(|pid| status_field(*pid, "NSpid:").is_some_and(|v| v.split_whitespace().count() >= 2))
-        .collect()
-}
-
-/// Nested namespaces the learner made: (kind, inode, a host pid living in it).
-pub fn nested(init_pid: i32, pids: &[i32]) -> Vec<(&'static str, u64, i32)> {
-    let probe = Probe {
-        init_pid,
-        pids: pids.to_vec(),
-        hostname: "",
-        uid_base: 0,
-        usage: Usage::default(),
-        cgroup_dir: Default::default(),
-        passed: BTreeSet::new(),
-    };
-    namespaces::KINDS.iter().flat_map(|(k, _)| nested_in(&probe, k).into_iter().map(move |(i, p)| (*k, i, p))).collect()
 }
 
 pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &str) -> Outcome {

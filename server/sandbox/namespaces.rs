@@ -1,7 +1,8 @@
 //! The eight namespace kinds a session gets, and reading their identities (inode numbers of
-//! `/proc/<pid>/ns/<kind>`) from the host, which is how nsplay proves isolation from outside.
+//! `/proc/<pid>/ns/<kind>`) from the host, which is how nsplay proves isolation from outside:
+//! which processes live inside a session, and which namespaces the learner nested inside it.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::os::unix::fs::MetadataExt;
 
 use nix::sched::CloneFlags;
@@ -33,6 +34,42 @@ pub fn inode(pid: i32, kind: &str) -> Option<u64> {
 /// Inodes of all eight kinds for a process; missing entries (process gone) are left out.
 pub fn inodes(pid: i32) -> BTreeMap<&'static str, u64> {
     KINDS.iter().filter_map(|(k, _)| Some((*k, inode(pid, k)?))).collect()
+}
+
+/// Session processes whose namespace of `kind` differs from init's, one per namespace:
+/// (inode, a host pid living in it).
+pub fn nested_in(init_pid: i32, pids: &[i32], kind: &str) -> Vec<(u64, i32)> {
+    let Some(base) = inode(init_pid, kind) else { return Vec::new() };
+    let mut seen = BTreeSet::new();
+    let mut out = Vec::new();
+    for &pid in pids {
+        if let Some(ino) = inode(pid, kind)
+            && ino != base
+            && seen.insert(ino)
+        {
+            out.push((ino, pid));
+        }
+    }
+    out
+}
+
+/// Nested namespaces the learner made: (kind, inode, a host pid living in it).
+pub fn nested(init_pid: i32, pids: &[i32]) -> Vec<(&'static str, u64, i32)> {
+    KINDS.iter().flat_map(|(k, _)| nested_in(init_pid, pids, k).into_iter().map(move |(i, p)| (*k, i, p))).collect()
+}
+
+/// Keeps the processes that live inside the session's PID namespace (their NSpid has a level
+/// below the host's). nsplay's own helpers for a session (keeper, joiners) may share its cgroup
+/// but live in the host's namespaces; they must never count as "nested".
+pub fn inside_session(pids: Vec<i32>) -> Vec<i32> {
+    pids.into_iter()
+        .filter(|pid| {
+            std::fs::read_to_string(format!("/proc/{pid}/status"))
+                .ok()
+                .and_then(|s| s.lines().find_map(|l| l.strip_prefix("NSpid:").map(|v| v.split_whitespace().count())))
+                .is_some_and(|levels| levels >= 2)
+        })
+        .collect()
 }
 
 #[cfg(test)]

@@ -69,35 +69,6 @@ pub fn open_in_session(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedF
     Ok((master, slave))
 }
 
-/// Makes reads and writes on `fd` (a pty master, a relay pipe) return EAGAIN instead of blocking.
-pub fn set_nonblocking(fd: &OwnedFd) -> nix::Result<()> {
-    let flags = nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_GETFL)?;
-    let flags = nix::fcntl::OFlag::from_bits_retain(flags) | nix::fcntl::OFlag::O_NONBLOCK;
-    nix::fcntl::fcntl(fd, nix::fcntl::FcntlArg::F_SETFL(flags)).map(drop)
-}
-
-/// Writes all of `data` to `fd`, waiting for room when it is full (blocking or not).
-pub fn write_all(fd: &OwnedFd, mut data: &[u8]) -> nix::Result<()> {
-    while !data.is_empty() {
-        match nix::unistd::write(fd, data) {
-            Ok(n) => data = &data[n..],
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(nix::errno::Errno::EAGAIN) => {
-                let mut fds = [nix::poll::PollFd::new(fd.as_fd(), nix::poll::PollFlags::POLLOUT)];
-                let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(100u16));
-            }
-            Err(e) => return Err(e),
-        }
-    }
-    Ok(())
-}
-
-/// Clamps a requested terminal size to something a shell stays usable in (0×0 and
-/// 100000×100000 are not obeyed).
-pub fn clamp_size(cols: u32, rows: u32) -> (u16, u16) {
-    (cols.clamp(20, 1000) as u16, rows.clamp(5, 500) as u16)
-}
-
 /// Becomes a session leader on `slave` and execs `argv` (empty: bash, else sh) with a clean
 /// environment, confined by `confinement`. Returns only on error, and never execs unconfined.
 ///
@@ -179,14 +150,4 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, g
     }
     let err = nix::unistd::execvpe(&cargs[0], &cargs, &env).unwrap_err();
     format!("cannot run {}: {err}", argv[0])
-}
-
-#[cfg(test)]
-mod tests {
-    #[test]
-    fn sizes_are_clamped() {
-        assert_eq!(super::clamp_size(0, 0), (20, 5));
-        assert_eq!(super::clamp_size(100_000, 100_000), (1000, 500));
-        assert_eq!(super::clamp_size(80, 24), (80, 24));
-    }
 }

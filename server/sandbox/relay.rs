@@ -32,7 +32,7 @@ const DRAIN: Duration = Duration::from_millis(200);
 /// returns its exit code (128+signal when killed).
 pub fn run(master: OwnedFd, out: OwnedFd, pidfd: OwnedFd, child: Pid) -> i32 {
     let mut buf = vec![0u8; RELAY_CHUNK];
-    let mut pty_open = super::pty::set_nonblocking(&master).is_ok();
+    let mut pty_open = crate::term::set_nonblocking(&master).is_ok();
     let mut server_reads = true;
     loop {
         let (exited, readable) = {
@@ -52,7 +52,7 @@ pub fn run(master: OwnedFd, out: OwnedFd, pidfd: OwnedFd, child: Pid) -> i32 {
             let (len, closed) = gather(&master, &mut buf);
             // Blocking: a full pipe means the server's clients read slowly, and the program must
             // wait, not the server's memory grow. An error: the server is gone.
-            server_reads = server_reads && super::pty::write_all(&out, &buf[..len]).is_ok();
+            server_reads = server_reads && crate::term::write_all(&out, &buf[..len]).is_ok();
             pty_open = !closed;
         }
         if exited {
@@ -62,7 +62,7 @@ pub fn run(master: OwnedFd, out: OwnedFd, pidfd: OwnedFd, child: Pid) -> i32 {
     let deadline = Instant::now() + DRAIN;
     while pty_open && server_reads && Instant::now() < deadline {
         match nix::unistd::read(&master, &mut buf) {
-            Ok(n) if n > 0 => server_reads = super::pty::write_all(&out, &buf[..n]).is_ok(),
+            Ok(n) if n > 0 => server_reads = crate::term::write_all(&out, &buf[..n]).is_ok(),
             Err(Errno::EINTR) => continue,
             _ => break,
         }

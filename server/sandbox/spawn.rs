@@ -262,7 +262,6 @@ type Pending = Arc<Mutex<HashMap<u64, mpsc::SyncSender<(Reply, Vec<OwnedFd>)>>>>
 pub struct Spawner {
     shared: Mutex<Shared>,
     pending: Pending,
-    pid: i32,
 }
 
 impl Spawner {
@@ -287,7 +286,6 @@ impl Spawner {
             .spawn()
             .map_err(start_err)?;
         drop(theirs);
-        let pid = child.id() as i32;
         // The spawner is reaped by this thread-less detached waiter so it never lingers as a zombie.
         std::thread::spawn(move || {
             let mut child = child;
@@ -300,11 +298,7 @@ impl Spawner {
             .name("spawner-reader".into())
             .spawn(move || reader_loop(reader_sock, reader_pending, on_event))
             .map_err(start_err)?;
-        Ok(Spawner { shared: Mutex::new(Shared { sock: ours, next_req: 1 }), pending, pid })
-    }
-
-    pub fn pid(&self) -> i32 {
-        self.pid
+        Ok(Spawner { shared: Mutex::new(Shared { sock: ours, next_req: 1 }), pending })
     }
 
     fn call(&self, make: impl FnOnce(u64) -> Request) -> Result<(Reply, Vec<OwnedFd>), SpawnError> {

@@ -175,13 +175,3 @@ pub fn reset_signals() {
     }
     let _ = sigprocmask(SigmaskHow::SIG_SETMASK, Some(&SigSet::empty()), None);
 }
-
-/// Registers an owned fd (a pty master, a relay pipe) with the tokio reactor, for the readiness
-/// in `interest` only: a master whose output a relay reads is registered for writing alone, so
-/// its output does not wake the server for nothing on every chunk.
-pub fn async_fd(fd: OwnedFd, interest: tokio::io::Interest) -> io::Result<tokio::io::unix::AsyncFd<OwnedFd>> {
-    // SAFETY: the AsyncFd takes ownership of the OwnedFd, so the descriptor stays open and
-    // refers to the same file description until the AsyncFd is dropped; OwnedFd::as_raw_fd
-    // always returns the same number.
-    unsafe { tokio::io::unix::AsyncFd::register_with_interest(fd, interest) }.map_err(|e| e.into_parts().1)
-}

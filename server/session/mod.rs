@@ -3,6 +3,7 @@
 
 pub mod admission;
 pub mod pool;
+mod reactor;
 pub mod terminal;
 
 use std::collections::HashMap;
@@ -14,12 +15,12 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use serde::Serialize;
 
-use crate::sandbox::cgroups::Usage;
-use crate::sandbox::limits::{Limits, format_size};
-use crate::sandbox::spawn::Event;
-use crate::sandbox::{Prepared, Sandbox, SandboxError, SandboxSession, namespaces};
 pub use admission::{Admission, Refusal};
-pub use terminal::{Attachment, Output, Terminal, TerminalError};
+use nsplay_sandbox::Event;
+use nsplay_sandbox::Usage;
+use nsplay_sandbox::{Limits, format_size};
+use nsplay_sandbox::{Prepared, Sandbox, SandboxError, SandboxSession};
+pub use terminal::{Output, Terminal, TerminalError};
 
 /// Most terminals per session.
 pub const MAX_TERMINALS: usize = 8;
@@ -263,9 +264,9 @@ fn new_id() -> String {
 }
 
 /// Wraps a new terminal's descriptors in a [`Terminal`] (80×24, as the spawner opened it).
-fn start_terminal(index: u64, handle: crate::sandbox::spawn::TerminalHandle) -> Result<Arc<Terminal>, SandboxError> {
+fn start_terminal(index: u64, handle: nsplay_sandbox::TerminalHandle) -> Result<Arc<Terminal>, SandboxError> {
     Terminal::start(index, handle.master, handle.output, 80, 24)
-        .map_err(|e| SandboxError::Spawn(crate::sandbox::spawn::SpawnError::Setup(e.to_string())))
+        .map_err(|e| SandboxError::Spawn(nsplay_sandbox::SpawnError::Setup(e.to_string())))
 }
 
 impl Manager {
@@ -298,15 +299,6 @@ impl Manager {
             self.existing.fetch_sub(1, Ordering::SeqCst);
         }
         self.pool.poke();
-    }
-
-    /// Sessions ready in the warm pool.
-    pub fn pool_ready(&self) -> usize {
-        self.pool.ready()
-    }
-
-    pub fn config(&self) -> &ManagerConfig {
-        &self.cfg
     }
 
     pub fn live(&self) -> usize {
@@ -478,8 +470,8 @@ impl Manager {
 
     /// Namespace inodes of the session's init next to the server's own.
     pub fn namespaces(&self, s: &Session) -> std::collections::BTreeMap<&'static str, NsPair> {
-        let mine = namespaces::inodes(std::process::id() as i32);
-        namespaces::inodes(s.sandbox.init_pid)
+        let mine = nsplay_sandbox::namespace_inodes(std::process::id() as i32);
+        nsplay_sandbox::namespace_inodes(s.sandbox.init_pid)
             .into_iter()
             .map(|(k, v)| (k, NsPair { session: v, host: mine.get(k).copied().unwrap_or(0) }))
             .collect()
@@ -495,7 +487,7 @@ impl Manager {
     ) -> crate::lessons::checks::Outcome {
         let probe = crate::lessons::checks::Probe {
             init_pid: s.sandbox.init_pid,
-            pids: crate::lessons::checks::inside_session(self.sandbox.pids(&s.sandbox)),
+            pids: nsplay_sandbox::inside_session(self.sandbox.pids(&s.sandbox)),
             hostname: &s.sandbox.hostname,
             uid_base: s.sandbox.ids.base,
             usage: self.usage(s),
@@ -511,8 +503,8 @@ impl Manager {
 
     /// Namespaces the learner created inside the session: (kind, inode, host pid).
     pub fn nested(&self, s: &Session) -> Vec<(&'static str, u64, i32)> {
-        let pids = crate::lessons::checks::inside_session(self.sandbox.pids(&s.sandbox));
-        crate::lessons::checks::nested(s.sandbox.init_pid, &pids)
+        let pids = nsplay_sandbox::inside_session(self.sandbox.pids(&s.sandbox));
+        nsplay_sandbox::nested(s.sandbox.init_pid, &pids)
     }
 
     /// Periodic work: warn and end sessions at their maximum age, end idle ones and those whose

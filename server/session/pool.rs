@@ -73,6 +73,7 @@ impl<B: Builder> Pool<B> {
         self.st.lock().unwrap_or_else(|e| e.into_inner())
     }
 
+    #[cfg(test)]
     pub fn ready(&self) -> usize {
         self.lock().ready.len()
     }

@@ -17,9 +17,11 @@ use std::time::Duration;
 use bytes::Bytes;
 use tokio::io::Interest;
 use tokio::io::unix::AsyncFd;
-use tokio::sync::{Notify, mpsc, watch};
+use tokio::sync::{Notify, mpsc};
 
-use crate::sandbox::{pty, sys};
+use nsplay_sandbox::term;
+
+use super::reactor;
 
 /// Recent output kept for replay on reconnect.
 pub const RING_BYTES: usize = 64 * 1024;
@@ -69,7 +71,6 @@ pub struct Terminal {
     state: Mutex<State>,
     /// Set when the program exited: the reader drains what is left and ends.
     exited: Notify,
-    ended_tx: watch::Sender<bool>,
     /// Time of the last byte typed or client attached (for idle detection).
     pub last_active: Mutex<std::time::Instant>,
 }
@@ -91,18 +92,17 @@ impl Terminal {
         cols: u16,
         rows: u16,
     ) -> std::io::Result<std::sync::Arc<Terminal>> {
-        pty::set_nonblocking(&master)?;
+        term::set_nonblocking(&master)?;
         if let Some(r) = &relayed {
-            pty::set_nonblocking(r)?;
+            term::set_nonblocking(r)?;
         }
-        let (ended_tx, _) = watch::channel(false);
         let term = std::sync::Arc::new(Terminal {
             index,
-            master: sys::async_fd(
+            master: reactor::register(
                 master,
                 if relayed.is_some() { Interest::WRITABLE } else { Interest::READABLE | Interest::WRITABLE },
             )?,
-            relayed: relayed.map(|r| sys::async_fd(r, Interest::READABLE)).transpose()?,
+            relayed: relayed.map(|r| reactor::register(r, Interest::READABLE)).transpose()?,
             write_lock: tokio::sync::Mutex::new(()),
             state: Mutex::new(State {
                 ring: VecDeque::with_capacity(RING_BYTES),
@@ -112,7 +112,6 @@ impl Terminal {
                 size: (cols, rows),
             }),
             exited: Notify::new(),
-            ended_tx,
             last_active: Mutex::new(std::time::Instant::now()),
         });
         if term.relayed.is_some() {
@@ -171,13 +170,9 @@ impl Terminal {
         self.lock().exit
     }
 
-    pub fn ended(&self) -> watch::Receiver<bool> {
-        self.ended_tx.subscribe()
-    }
-
     /// Records a client's window size; the pty follows the smallest attached client.
     pub fn resize(&self, client: u64, cols: u32, rows: u32) -> (u16, u16) {
-        let size = pty::clamp_size(cols, rows);
+        let size = term::clamp_size(cols, rows);
         let mut st = self.lock();
         if let Some(c) = st.clients.get_mut(&client) {
             c.size = Some(size);
@@ -192,10 +187,11 @@ impl Terminal {
             && size != st.size
         {
             st.size = size;
-            let _ = sys::set_window_size(self.master.get_ref().as_fd(), size.0, size.1);
+            let _ = term::set_window_size(self.master.get_ref().as_fd(), size.0, size.1);
         }
     }
 
+    #[cfg(test)]
     pub fn size(&self) -> (u16, u16) {
         self.lock().size
     }
@@ -334,5 +330,4 @@ async fn finish(term: &Terminal) {
     for tx in clients {
         let _ = tx.send(Output::Exit(code)).await;
     }
-    let _ = term.ended_tx.send(true);
 }

@@ -4,8 +4,8 @@
 use axum::http::{HeaderValue, StatusCode, header};
 use axum::response::{IntoResponse, Response};
 
-use crate::sandbox::SandboxError;
 use crate::session::{Refusal, SessionError};
+use nsplay_sandbox::SandboxError;
 
 #[derive(Debug)]
 pub struct ApiError {

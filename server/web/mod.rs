@@ -17,8 +17,8 @@ use axum::routing::{get, post};
 use tokio_util::task::TaskTracker;
 
 use crate::config::Settings;
-use crate::sandbox::Sandbox;
 use crate::session::{Manager, ManagerConfig};
+use nsplay_sandbox::Sandbox;
 
 /// Largest request body the API accepts.
 pub const MAX_BODY: usize = 64 * 1024;

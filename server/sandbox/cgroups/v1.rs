@@ -15,7 +15,7 @@ use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
 
 use super::{CgroupDriver, CgroupError, Usage, Version};
-use crate::sandbox::limits::{CPU_PERIOD_US, Limits};
+use crate::limits::{CPU_PERIOD_US, Limits};
 
 /// The first [`RELAY_CONTROLLERS`] of these are the relay group's.
 const CONTROLLERS: [(&str, Controllers); 5] = [

@@ -32,7 +32,7 @@ use std::time::{Duration, Instant};
 use nix::unistd::{Gid, Uid, chown};
 
 use super::{CgroupDriver, CgroupError, Usage, Version};
-use crate::sandbox::limits::{CPU_PERIOD_US, Limits};
+use crate::limits::{CPU_PERIOD_US, Limits};
 
 const ROOT: &str = "/sys/fs/cgroup";
 /// Controllers every session group gets.
@@ -95,10 +95,6 @@ impl V2Driver {
     /// The parent group's directory (session groups are its `nsplay-*` children).
     pub fn parent_dir(&self) -> PathBuf {
         Path::new(ROOT).join(&self.parent)
-    }
-
-    pub fn placement(&self) -> Placement {
-        self.placement
     }
 
     /// Creates the parent, moves this process out of the way if it sits in the parent or one of

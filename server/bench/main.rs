@@ -19,10 +19,9 @@
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
-use std::fs::{File, OpenOptions};
+use std::fs::File;
 use std::io::{BufRead, BufReader, Read, Write};
 use std::os::fd::{AsFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 use std::os::unix::process::CommandExt;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
@@ -339,16 +338,7 @@ struct PtyChild {
 
 /// Opens a pty pair, both ends close-on-exec from the start (threads spawn concurrently).
 fn open_pty() -> Result<(File, OwnedFd)> {
-    let master: OwnedFd = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open("/dev/ptmx")
-        .context("opening /dev/ptmx")?
-        .into();
-    nsplay::sandbox::sys::pty_unlock(master.as_fd())?;
-    let slave = nsplay::sandbox::sys::pty_peer(master.as_fd())?;
-    nsplay::sandbox::sys::set_window_size(slave.as_fd(), 80, 24)?;
+    let (master, slave) = nsplay_sandbox::term::host_pty_pair(80, 24).context("opening a pty on /dev/ptmx")?;
     Ok((File::from(master), slave))
 }
 

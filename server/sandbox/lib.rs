@@ -1,40 +1,55 @@
-//! The sandbox core: turns "run this program" into a process in eight fresh namespaces, in its
+//! nsplay-sandbox: turns "run this program" into a process in eight fresh namespaces, in its
 //! own cgroup, on its own root filesystem and pty — and removes every trace afterwards. It knows
-//! nothing about HTTP; the CLI (`nsplay run`) and the web layer both drive it through
+//! nothing about HTTP and has no async runtime (its manifest has neither: that is a compile
+//! error, not a convention); the CLI (`nsplay run`) and the server both drive it through
 //! [`Sandbox`].
 //!
-//! - [`limits`]: resource limits and their parsing.
-//! - [`idmap`]: host uid/gid ranges per session.
-//! - [`cgroups`]: per-session cgroups on v1 and v2.
-//! - [`mounts`]: the session's root filesystem.
-//! - [`namespaces`]: namespace kinds and identities.
-//! - [`pty`]: terminals inside a session.
-//! - [`relay`]: copies a terminal's output to the server in large chunks.
-//! - [`seccomp`]: the system-call filter of every program in a session.
-//! - [`init`]: PID 1 of a session.
-//! - [`spawn`]: the single-threaded helper that does every fork/unshare/setns/exec.
-//! - `sys`: the few `unsafe` system-call wrappers, each with its SAFETY note.
+//! # Layout
+//!
+//! - `limits`: resource limits and their parsing.
+//! - `idmap`: host uid/gid ranges per session.
+//! - `cgroups`: per-session cgroups on v1 and v2 behind one trait.
+//! - `mounts`: the session's root filesystem.
+//! - `namespaces`: namespace kinds, identities, and what a session nested inside itself, read
+//!   from the host's `/proc`.
+//! - `pty`: terminals inside a session and the last steps before exec; `term`: terminal fd
+//!   helpers for the layers above.
+//! - `relay`: copies a terminal's output to the server in large chunks.
+//! - `seccomp`: the system-call filter of every program in a session.
+//! - `init`: PID 1 of a session.
+//! - `spawn`: the single-threaded helper that does every fork/unshare/setns/exec.
+//! - `sys`: the only `unsafe` code, each block with its SAFETY note.
+//!
+//! Modules are private; the few types a layer above needs are re-exported here.
 
-pub mod cgroups;
-pub mod idmap;
-pub mod init;
-pub mod limits;
-pub mod mounts;
-pub mod namespaces;
-pub mod pty;
-pub mod relay;
+mod cgroups;
+mod idmap;
+mod init;
+mod limits;
+mod mounts;
+mod namespaces;
+mod pty;
+mod relay;
 pub mod seccomp;
-pub mod spawn;
-pub mod sys;
+mod spawn;
+mod sys;
+pub mod term;
+
+pub use cgroups::{CgroupDriver, CgroupError, Usage, Version, detect as detect_cgroups};
+pub use idmap::{IdAllocator, IdError};
+pub use limits::{CPU_PERIOD_US, LimitError, Limits, format_size, parse_cpu, parse_size};
+pub use mounts::valid_hostname;
+pub use namespaces::{
+    KINDS as NAMESPACE_KINDS, inode as namespace_inode, inodes as namespace_inodes, inside_session, nested, nested_in,
+};
+pub use spawn::{Event, SpawnError, TerminalHandle, run_spawner};
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
-use cgroups::{CgroupDriver, CgroupError, Usage};
-use idmap::{IdAllocator, IdError, IdRange};
-use limits::Limits;
-use spawn::{Event, SessionSpec, SpawnError, Spawner, TerminalHandle, TerminalSpec};
+use idmap::IdRange;
+use spawn::{SessionSpec, Spawner, TerminalSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
