@@ -83,7 +83,6 @@ pub fn serve(settings: &Settings) -> anyhow::Result<i32> {
             idle_timeout: settings.idle_timeout,
             grace: Duration::from_secs(10),
             hostname: settings.hostname.clone(),
-            lessons: crate::lessons::catalog().iter().map(|l| l.topic.clone()).collect(),
         };
         tracing::info!(
             cgroup = ?sandbox.cgroup_version(),
