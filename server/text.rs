@@ -97,4 +97,16 @@ mod tests {
         assert_eq!(fill("unclosed {max", &args), "unclosed {max");
         assert_eq!(get("ja", "no-such-key"), "no-such-key");
     }
+
+    #[test]
+    fn session_messages_follow_the_readers_language() {
+        use crate::session::Notice;
+        let kill = Notice::MemoryKill { limit: "64 MiB".into() };
+        assert_eq!(render("en", &kill), "A process was killed: the memory limit (64 MiB) was reached.");
+        assert_eq!(render("ja", &kill), "メモリ上限（64 MiB）に達したため、プロセスが強制終了されました。");
+        assert!(render("ja", &Notice::MaxAgeSoon { minutes: 5 }).contains("あと 5 分"));
+        let full = crate::session::Refusal::Full { max: 80, retry_after: std::time::Duration::from_secs(20) };
+        assert_eq!(render("en", &full), "The playground is full (80 sessions are running). Try again in 20 s.");
+        assert!(render("ja", &full).contains("20 秒後"));
+    }
 }
