@@ -261,7 +261,12 @@ export function attach(container, path, options = {}) {
     sendControl({ type: 'resize', cols: term.cols, rows: term.rows });
   }
 
-  term.onData((s) => sendBytes(encoder.encode(s)));
+  // While xterm.js parses a replay it must not answer what is in it: a program
+  // that ran back then (vi) sent terminal queries (device attributes, colours,
+  // modes), and xterm.js answers queries through onData as if typed. Those
+  // answers would reach the shell, or a program now waiting for keys, as junk.
+  let replaying = false;
+  term.onData((s) => { if (!replaying) sendBytes(encoder.encode(s)); });
   // onBinary carries non-UTF-8 input (some mouse reports): one byte per char.
   term.onBinary((s) => sendBytes(Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff)));
   term.onResize(sendResize);
@@ -279,6 +284,8 @@ export function attach(container, path, options = {}) {
     ws = sock;
     let openedAt = 0;
     let sawExit = false;
+    // The server's first binary message on every connection is the replay.
+    let awaitingReplay = true;
 
     sock.onopen = () => {
       if (finished) { sock.close(1000); return; }
@@ -305,7 +312,13 @@ export function attach(container, path, options = {}) {
           // connection is parsed before the reset, not after it.
           term.write('', () => term.reset());
         }
-        term.write(new Uint8Array(ev.data));
+        if (awaitingReplay) {
+          awaitingReplay = false;
+          replaying = true;
+          term.write(new Uint8Array(ev.data), () => { replaying = false; });
+        } else {
+          term.write(new Uint8Array(ev.data));
+        }
         return;
       }
       let msg;
