@@ -109,7 +109,7 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, g
     };
     let shell = if argv[0].ends_with("bash") { "/bin/bash" } else { "/bin/sh" };
     let env: Vec<CString> = [
-        format!("PATH={}", super::spawn::SANDBOX_PATH),
+        format!("PATH={}", crate::consts::SANDBOX_PATH),
         "TERM=xterm-256color".into(),
         "HOME=/root".into(),
         "LANG=C.UTF-8".into(),
