@@ -95,3 +95,30 @@ fn keeper_main(spec: &SessionSpec, ch: &Channel<FromHelper, ToKeeper>) -> Result
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn refused_namespaces_carry_the_user_namespace_hint() {
+        for e in [Errno::EPERM, Errno::ENOSPC] {
+            let text = KeeperError::Namespaces(e).to_string();
+            assert!(text.starts_with(&format!("creating namespaces: {e}: user namespaces may be disabled")), "{text}");
+        }
+        assert_eq!(
+            KeeperError::Namespaces(Errno::EINVAL).to_string(),
+            format!("creating namespaces: {}", Errno::EINVAL)
+        );
+    }
+
+    #[test]
+    fn each_step_names_itself_and_keeps_its_cause() {
+        use std::error::Error;
+        let e = KeeperError::IdMaps(ChannelError::Timeout(20));
+        assert_eq!(e.to_string(), "waiting for id maps: timed out after 20 s");
+        assert!(e.source().is_some());
+        let e = KeeperError::from(HardenError::Pdeathsig(Errno::EINVAL));
+        assert_eq!(e.to_string(), format!("prctl(PDEATHSIG): {}", Errno::EINVAL));
+    }
+}

@@ -351,3 +351,29 @@ fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid
     }
     result
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_helper_failure_reaches_the_server_as_the_helpers_text() {
+        let talk = SetupError::talk(Job::Session);
+        let failed = ChannelError::Failed { helper: Helper::Init, message: "sethostname: EINVAL".into() };
+        match talk(failed).into_reply() {
+            Reply::Failed { helper: Helper::Init, message } => assert_eq!(message, "sethostname: EINVAL"),
+            other => panic!("got {other:?}"),
+        }
+        assert_eq!(talk(ChannelError::Closed).to_string(), "the session's helper exited during set-up");
+        assert_eq!(
+            SetupError::talk(Job::Terminal)(ChannelError::Closed).to_string(),
+            "the terminal's helper exited during set-up"
+        );
+        match talk(ChannelError::Timeout(20)).into_reply() {
+            Reply::Failed { helper: Helper::Spawner, message } => {
+                assert_eq!(message, "starting the session: timed out after 20 s")
+            }
+            other => panic!("got {other:?}"),
+        }
+    }
+}
