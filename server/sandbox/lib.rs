@@ -14,24 +14,25 @@
 //!   from the host's `/proc`.
 //! - `pty`: terminals inside a session and the last steps before exec; `term`: terminal fd
 //!   helpers for the layers above.
-//! - `relay`: copies a terminal's output to the server in large chunks.
 //! - `seccomp`: the system-call filter of every program in a session.
-//! - `init`: PID 1 of a session.
-//! - `spawn`: the single-threaded helper that does every fork/unshare/setns/exec.
+//! - `process`: every process besides the server, one module per role — the spawner (the
+//!   single-threaded helper that does every fork/unshare/setns/exec), the server's handle on it,
+//!   keeper, init (PID 1 of a session), joiner and relay (copies a terminal's output to the
+//!   server in large chunks) — and the one typed protocol they speak.
+//! - `consts`: constants several of those share.
 //! - `sys`: the only `unsafe` code, each block with its SAFETY note.
 //!
 //! Modules are private; the few types a layer above needs are re-exported here.
 
 mod cgroups;
+mod consts;
 mod idmap;
-mod init;
 mod limits;
 mod mounts;
 mod namespaces;
+mod process;
 mod pty;
-mod relay;
 pub mod seccomp;
-mod spawn;
 mod sys;
 pub mod term;
 
@@ -42,14 +43,14 @@ pub use mounts::valid_hostname;
 pub use namespaces::{
     KINDS as NAMESPACE_KINDS, inode as namespace_inode, inodes as namespace_inodes, inside_session, nested, nested_in,
 };
-pub use spawn::{Event, SpawnError, TerminalHandle, run_spawner};
+pub use process::{Event, Helper, SpawnError, TerminalHandle, run_spawner};
 
 use std::os::fd::{AsFd, OwnedFd};
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicU64, Ordering};
 
 use idmap::IdRange;
-use spawn::{SessionSpec, Spawner, TerminalSpec};
+use process::{SessionSpec, Spawner, TerminalSpec};
 
 #[derive(Debug, thiserror::Error)]
 pub enum SandboxError {
@@ -142,7 +143,7 @@ impl Gate {
     pub fn open(self) -> Result<(), SandboxError> {
         match nix::unistd::write(&self.0, b"g") {
             Ok(1) => Ok(()),
-            _ => Err(SpawnError::Setup("the prepared shell is gone".into()).into()),
+            _ => Err(SpawnError::ShellGone.into()),
         }
     }
 }
@@ -261,7 +262,7 @@ impl Sandbox {
     }
 
     /// Starts `argv` (empty: the default shell) on a new pty inside the session. With `relay`,
-    /// its output comes through [`TerminalHandle::output`] (see [`relay`]).
+    /// its output comes through [`TerminalHandle::output`] (see `process::relay`).
     pub fn open_terminal(
         &self,
         s: &SandboxSession,

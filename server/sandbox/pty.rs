@@ -69,23 +69,54 @@ pub fn open_in_session(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedF
     Ok((master, slave))
 }
 
+/// One variant per step before a terminal's program runs; the joiner's child prints it to the
+/// pty, so the person sees why their program did not start.
+#[derive(Debug, thiserror::Error)]
+pub enum ExecError {
+    #[error("setsid: {0}")]
+    Setsid(#[source] nix::errno::Errno),
+    #[error("TIOCSCTTY: {0}")]
+    ControllingTty(#[source] std::io::Error),
+    #[error("dup2: {0}")]
+    Dup(#[source] nix::errno::Errno),
+    #[error("close_range: {0}")]
+    CloseFds(#[source] std::io::Error),
+    #[error("the command contains a NUL byte")]
+    NulByte,
+    #[error("setrlimit: {0}")]
+    Rlimits(#[source] nix::errno::Errno),
+    #[error("prctl(PDEATHSIG): {0}")]
+    Pdeathsig(#[source] nix::errno::Errno),
+    #[error("prctl(NO_NEW_PRIVS): {0}")]
+    NoNewPrivs(#[source] nix::errno::Errno),
+    #[error(transparent)]
+    Seccomp(#[from] seccomp::SeccompError),
+    #[error("cannot run {program}: {source}")]
+    Exec { program: String, source: nix::errno::Errno },
+}
+
 /// Becomes a session leader on `slave` and execs `argv` (empty: bash, else sh) with a clean
 /// environment, confined by `confinement`. Returns only on error, and never execs unconfined.
 ///
 /// With a `gate`, everything is done (confinement included) and the process then waits, just
 /// before `execve`, for one byte on it: the warm pool parks shells there, so that starting one
 /// costs only the exec. If the gate closes instead, the process exits.
-pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, gate: Option<OwnedFd>) -> String {
-    if let Err(e) = nix::unistd::setsid() {
-        return format!("setsid: {e}");
+pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, gate: Option<OwnedFd>) -> ExecError {
+    match exec_steps(slave, argv, confinement, gate) {
+        Err(e) => e,
     }
-    if let Err(e) = sys::set_controlling_tty(slave.as_fd()) {
-        return format!("TIOCSCTTY: {e}");
-    }
+}
+
+fn exec_steps(
+    slave: OwnedFd,
+    argv: &[String],
+    confinement: &Confinement,
+    gate: Option<OwnedFd>,
+) -> Result<std::convert::Infallible, ExecError> {
+    nix::unistd::setsid().map_err(ExecError::Setsid)?;
+    sys::set_controlling_tty(slave.as_fd()).map_err(ExecError::ControllingTty)?;
     for dup in [nix::unistd::dup2_stdin, nix::unistd::dup2_stdout, nix::unistd::dup2_stderr] {
-        if let Err(e) = dup(&slave) {
-            return format!("dup2: {e}");
-        }
+        dup(&slave).map_err(ExecError::Dup)?;
     }
     drop(slave);
     // Only fds 0-2 enter the sandbox (the gate is closed before the exec).
@@ -93,9 +124,7 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, g
         Some(g) => sys::close_fds_except(&[0, 1, 2, g.as_raw_fd()]),
         None => sys::close_fds_from(3),
     };
-    if let Err(e) = closed {
-        return format!("close_range: {e}");
-    }
+    closed.map_err(ExecError::CloseFds)?;
     sys::reset_signals();
     let _ = std::env::set_current_dir("/root");
     let argv: Vec<String> = if argv.is_empty() {
@@ -104,12 +133,11 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, g
     } else {
         argv.to_vec()
     };
-    let Ok(cargs) = argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<Vec<_>, _>>() else {
-        return "the command contains a NUL byte".into();
-    };
+    let cargs =
+        argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<Vec<_>, _>>().map_err(|_| ExecError::NulByte)?;
     let shell = if argv[0].ends_with("bash") { "/bin/bash" } else { "/bin/sh" };
     let env: Vec<CString> = [
-        format!("PATH={}", super::spawn::SANDBOX_PATH),
+        format!("PATH={}", crate::consts::SANDBOX_PATH),
         "TERM=xterm-256color".into(),
         "HOME=/root".into(),
         "LANG=C.UTF-8".into(),
@@ -120,20 +148,13 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, g
     .into_iter()
     .map(|s| CString::new(s).expect("no NUL in fixed strings"))
     .collect();
-    if let Err(e) = confinement.apply_rlimits() {
-        return format!("setrlimit: {e}");
-    }
-    if let Err(e) = nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL) {
-        return format!("prctl(PDEATHSIG): {e}");
-    }
-    if let Err(e) = nix::sys::prctl::set_no_new_privs() {
-        return format!("prctl(NO_NEW_PRIVS): {e}");
-    }
+    confinement.apply_rlimits().map_err(ExecError::Rlimits)?;
+    // Not `process::harden`: this module sits below the processes, which import it.
+    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(ExecError::Pdeathsig)?;
+    nix::sys::prctl::set_no_new_privs().map_err(ExecError::NoNewPrivs)?;
     // Last: from here on only the calls the filter allows are possible, and execve is one.
     let opts = seccomp::Options { nested_userns: confinement.nested_userns };
-    if let Err(e) = seccomp::install(&opts) {
-        return e.to_string();
-    }
+    seccomp::install(&opts)?;
     if let Some(gate) = gate {
         let mut go = [0u8; 1];
         let n = loop {
@@ -148,6 +169,6 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, g
             std::process::exit(0);
         }
     }
-    let err = nix::unistd::execvpe(&cargs[0], &cargs, &env).unwrap_err();
-    format!("cannot run {}: {err}", argv[0])
+    let Err(source) = nix::unistd::execvpe(&cargs[0], &cargs, &env);
+    Err(ExecError::Exec { program: argv[0].clone(), source })
 }

@@ -11,7 +11,7 @@ use nix::unistd::{ForkResult, Pid};
 /// `fork(2)`. Only the spawner calls it, and the spawner is single-threaded (it is a fresh
 /// `exec` of the binary and never starts a thread), so the child is a full, consistent copy.
 pub fn fork_single_threaded() -> nix::Result<ForkResult> {
-    // SAFETY: the spawner process is single-threaded by construction (see `spawn::run_spawner`),
+    // SAFETY: the spawner process is single-threaded by construction (see `process::spawner`),
     // so no lock or allocator state can be held by another thread at the moment of the fork.
     unsafe { nix::unistd::fork() }
 }

@@ -312,7 +312,7 @@ fn new_id() -> String {
 /// Wraps a new terminal's descriptors in a [`Terminal`] (80×24, as the spawner opened it).
 fn start_terminal(index: u64, handle: nsplay_sandbox::TerminalHandle) -> Result<Arc<Terminal>, SandboxError> {
     Terminal::start(index, handle.master, handle.output, 80, 24)
-        .map_err(|e| SandboxError::Spawn(nsplay_sandbox::SpawnError::Setup(e.to_string())))
+        .map_err(|e| SandboxError::Spawn(nsplay_sandbox::SpawnError::Terminal(e)))
 }
 
 impl Manager {

@@ -26,7 +26,7 @@ use super::limits::Limits;
 pub const PREFIX: &str = "nsplay-";
 
 /// A session's relay group is its sibling `<session>.relay`: it holds the session's terminal
-/// output relays (nsplay's own code, `sandbox::relay`), which copy what the session prints to the
+/// output relays (nsplay's own code, `process::relay`), which copy what the session prints to the
 /// server. Why not the session's own group: sharing it, the relay competed with the session's
 /// processes for the session's quota and for the group's scheduler share, so a flood was held
 /// back by its own reader: `cat` of a large file ran at 86–92 % of a raw pty at `--cpu 1` and

@@ -18,7 +18,8 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::Pid;
 
-pub use super::spawn::RELAY_CHUNK;
+use super::harden;
+use crate::consts::RELAY_CHUNK;
 
 /// A read at least this large means a flood: wait briefly for more before passing it on.
 const FLOOD_READ: usize = 2048;
@@ -68,7 +69,7 @@ pub fn run(master: OwnedFd, out: OwnedFd, pidfd: OwnedFd, child: Pid) -> i32 {
         }
     }
     drop(out);
-    super::spawn::wait_exit(child)
+    harden::wait_exit(child)
 }
 
 /// Reads what the pty has; for a flood, keeps reading for up to [`GATHER`] into the rest of

@@ -3,41 +3,51 @@
 //! never pile up against pids.max) and forward termination signals to everything in the session.
 //! When it dies, the kernel kills every process of its PID namespace.
 
-use std::os::fd::{AsFd, OwnedFd};
-
+use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, sethostname};
 
-use super::spawn::SessionSpec;
-use super::{mounts, sys};
+use super::channel::Channel;
+use super::harden::{self, HardenError};
+use super::message::{FromHelper, Helper, SessionSpec, ToKeeper};
+use crate::mounts::{self, MountError};
+use crate::sys;
 
-/// Runs in the forked init; never returns. Set-up errors go to the spawner over `sync`.
-pub fn run_init(spec: &SessionSpec, sync: &OwnedFd) -> ! {
+/// One variant per set-up step of init.
+#[derive(Debug, thiserror::Error)]
+pub enum InitError {
+    #[error(transparent)]
+    Harden(#[from] HardenError),
+    #[error(transparent)]
+    FinishRoot(#[from] MountError),
+    #[error("sethostname: {0}")]
+    Hostname(#[source] Errno),
+    #[error("bringing up lo: {0}")]
+    Loopback(#[source] std::io::Error),
+    #[error("prctl(SET_NAME): {0}")]
+    Name(#[source] Errno),
+}
+
+/// Runs in the forked init; never returns. It talks to the spawner on the keeper's set-up
+/// socket (inherited through the fork): `InitReady`, or `Failed` with the error's text.
+pub fn run(spec: &SessionSpec, ch: &Channel<FromHelper, ToKeeper>) -> ! {
     if let Err(e) = setup(spec) {
-        let _ = nix::sys::socket::send(
-            std::os::fd::AsRawFd::as_raw_fd(sync),
-            format!("E{e}").as_bytes(),
-            nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-        );
+        let _ = ch.send(FromHelper::Failed { helper: Helper::Init, message: e.to_string() });
         std::process::exit(1);
     }
-    let _ = nix::sys::socket::send(
-        std::os::fd::AsRawFd::as_raw_fd(&sync.as_fd()),
-        b"R",
-        nix::sys::socket::MsgFlags::MSG_NOSIGNAL,
-    );
+    let _ = ch.send(FromHelper::InitReady);
     // Init holds nothing: no socket to the spawner, no host fd, not even stdio.
-    let _ = sys::close_fds_from(0);
+    let _ = harden::keep_only_fds(&[]);
     serve()
 }
 
-fn setup(spec: &SessionSpec) -> Result<(), String> {
-    nix::sys::prctl::set_pdeathsig(Signal::SIGKILL).map_err(|e| format!("prctl(PDEATHSIG): {e}"))?;
-    mounts::finish_in_userns(&spec.stage).map_err(|e| e.to_string())?;
-    sethostname(&spec.hostname).map_err(|e| format!("sethostname: {e}"))?;
-    sys::loopback_up().map_err(|e| format!("bringing up lo: {e}"))?;
-    nix::sys::prctl::set_name(c"nsplay-init").map_err(|e| format!("prctl(SET_NAME): {e}"))?;
+fn setup(spec: &SessionSpec) -> Result<(), InitError> {
+    harden::die_with_parent()?;
+    mounts::finish_in_userns(&spec.stage)?;
+    sethostname(&spec.hostname).map_err(InitError::Hostname)?;
+    sys::loopback_up().map_err(InitError::Loopback)?;
+    nix::sys::prctl::set_name(c"nsplay-init").map_err(InitError::Name)?;
     Ok(())
 }
 
