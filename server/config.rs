@@ -361,7 +361,6 @@ impl Settings {
             idle_timeout: self.idle_timeout,
             grace: self.grace,
             hostname: self.hostname.clone(),
-            lessons: crate::lessons::catalog().iter().map(|l| l.topic.clone()).collect(),
         }
     }
 }

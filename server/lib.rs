@@ -10,6 +10,7 @@
 //!   control, lifecycle, the warm pool, admission). HTTP-free; knows nothing of lessons.
 //! - `lessons`: the lesson catalog and the checks that read a session's kernel state from the
 //!   host.
+//! - `text`: the one catalog of user-facing text (`web/ui.toml`), English and Japanese.
 //! - `text`: every user-facing string the server sends, in English and Japanese.
 //! - `web`: axum routes, the WebSocket bridge, pages and embedded assets. Extracts, calls
 //!   `session` and `lessons`, maps errors.
@@ -22,6 +23,7 @@ mod config;
 mod lessons;
 mod run;
 mod session;
+mod text;
 mod web;
 
 pub use cli::{Cli, Command, ServeArgs};

@@ -35,6 +35,25 @@ impl Refusal {
     }
 }
 
+/// A refusal in words comes from the catalog (`refused_*` in `web/ui.toml`).
+impl crate::text::Message for Refusal {
+    fn key(&self) -> &'static str {
+        match self {
+            Refusal::Full { .. } => "refused_full",
+            Refusal::ClientCap { .. } => "refused_client_cap",
+            Refusal::RateLimited { .. } => "refused_rate",
+        }
+    }
+
+    fn args(&self) -> Vec<(&'static str, String)> {
+        let seconds = ("seconds", self.retry_after().as_secs().max(1).to_string());
+        match self {
+            Refusal::Full { max, .. } | Refusal::ClientCap { max, .. } => vec![("max", max.to_string()), seconds],
+            Refusal::RateLimited { .. } => vec![seconds],
+        }
+    }
+}
+
 pub struct Admission {
     max_sessions: usize,
     per_client: usize,

@@ -31,12 +31,11 @@ pub enum SessionError {
     NotFound,
     #[error("no such terminal in this session")]
     NoTerminal,
-    #[error("{}", refusal_text(.0))]
+    /// In words: [`crate::text::render`] in the reader's language (English here, for logs).
+    #[error("{}", crate::text::render("en", .0))]
     Refused(Refusal),
     #[error("a session has at most {MAX_TERMINALS} terminals")]
     TooManyTerminals,
-    #[error("unknown lesson `{0}`")]
-    UnknownLesson(String),
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("no session could be started within {} s; try again", START_TIMEOUT.as_secs())]
@@ -45,21 +44,6 @@ pub enum SessionError {
     Terminal(#[from] TerminalError),
     #[error(transparent)]
     Sandbox(#[from] SandboxError),
-}
-
-fn refusal_text(r: &Refusal) -> String {
-    let secs = r.retry_after().as_secs().max(1);
-    match r {
-        Refusal::Full { max, .. } => {
-            format!("The playground is full ({max} sessions are running). Try again in {secs} s.")
-        }
-        Refusal::ClientCap { max, .. } => {
-            format!("You already have {max} sessions open. Close one, or try again in {secs} s.")
-        }
-        Refusal::RateLimited { .. } => {
-            format!("Sessions are being started too quickly from your address. Try again in {secs} s.")
-        }
-    }
 }
 
 /// Why a session ended (logged, and counted in metrics).
@@ -107,8 +91,6 @@ pub struct ManagerConfig {
     /// see the exit code and open a new terminal).
     pub grace: Duration,
     pub hostname: String,
-    /// Lessons a session may be started for (validated names).
-    pub lessons: Vec<String>,
 }
 
 /// Longest a request waits for its session to be built.
@@ -119,7 +101,9 @@ pub const MAX_AGE_WARNING: Duration = Duration::from_secs(5 * 60);
 
 pub struct Session {
     pub id: String,
-    pub lesson: Option<String>,
+    /// What the session was started for, as the caller named it (the web layer's lesson
+    /// topic); opaque here, shown in logs and the API.
+    pub label: Option<String>,
     pub created_at: SystemTime,
     pub expires_at: SystemTime,
     pub sandbox: SandboxSession,
@@ -130,17 +114,55 @@ pub struct Session {
     all_ended_since: Mutex<Option<Instant>>,
     terminals: Mutex<Vec<Arc<Terminal>>>,
     last_usage: Mutex<Usage>,
-    passed_checks: Mutex<std::collections::BTreeSet<String>>,
-    /// Recent limit events, explained in words (the inspector lists them).
+    /// Facts the layers above record about the session (the lessons' passed checks); opaque
+    /// here, gone with the session.
+    marks: Mutex<std::collections::BTreeSet<String>>,
+    /// Recent limit events (the inspector lists them).
     events: Mutex<std::collections::VecDeque<LimitEvent>>,
 }
 
-/// A limit that bit, in both page languages.
+/// What a session tells the person at its terminals. Typed, so that each reader gets it in
+/// their own language ([`crate::text`], `notice_*` and `event_*` in `web/ui.toml`).
+#[derive(Debug, Clone, PartialEq)]
+pub enum Notice {
+    /// The session reached its maximum age and ends now.
+    MaxAgeReached,
+    /// The session ends at its maximum age in about this many minutes.
+    MaxAgeSoon { minutes: u64 },
+    /// The server is shutting down and ends every session.
+    ShuttingDown,
+    /// The kernel killed a process at the memory limit (the limit in words, e.g. "256 MiB").
+    MemoryKill { limit: String },
+    /// A fork was refused at the pids limit.
+    PidsLimit { max: u64 },
+}
+
+impl crate::text::Message for Notice {
+    fn key(&self) -> &'static str {
+        match self {
+            Notice::MaxAgeReached => "notice_max_age_reached",
+            Notice::MaxAgeSoon { .. } => "notice_max_age_soon",
+            Notice::ShuttingDown => "notice_shutdown",
+            Notice::MemoryKill { .. } => "event_memory_kill",
+            Notice::PidsLimit { .. } => "event_pids_limit",
+        }
+    }
+
+    fn args(&self) -> Vec<(&'static str, String)> {
+        match self {
+            Notice::MaxAgeReached | Notice::ShuttingDown => Vec::new(),
+            Notice::MaxAgeSoon { minutes } => vec![("minutes", minutes.to_string())],
+            Notice::MemoryKill { limit } => vec![("limit", limit.clone())],
+            Notice::PidsLimit { max } => vec![("max", max.to_string())],
+        }
+    }
+}
+
+/// A limit that bit, and when.
 #[derive(Debug, Clone)]
 pub struct LimitEvent {
     pub at: SystemTime,
-    pub en: String,
-    pub ja: String,
+    pub notice: Notice,
 }
 
 /// Limit events kept per session.
@@ -166,20 +188,44 @@ impl Session {
     }
 
     /// Records a limit event and tells every attached terminal.
-    fn limit_event(&self, en: String, ja: String) {
-        self.notice_all(&en);
+    fn limit_event(&self, notice: Notice) {
+        self.notice_all(&notice);
         let mut ev = self.events.lock().unwrap_or_else(|e| e.into_inner());
         if ev.len() == MAX_EVENTS {
             ev.pop_front();
         }
-        ev.push_back(LimitEvent { at: SystemTime::now(), en, ja });
+        ev.push_back(LimitEvent { at: SystemTime::now(), notice });
     }
 
-    fn notice_all(&self, message: &str) {
+    fn notice_all(&self, notice: &Notice) {
         for t in self.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter() {
-            t.notice(message);
+            t.notice(notice);
         }
     }
+
+    /// Records a fact about the session for the layers above (see `marks`).
+    pub fn mark(&self, fact: &str) {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner()).insert(fact.to_string());
+    }
+
+    pub fn marks(&self) -> std::collections::BTreeSet<String> {
+        self.marks.lock().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+}
+
+/// A session as the host sees it (see [`Manager::host_view`]).
+#[derive(Debug, Clone)]
+pub struct HostView {
+    /// Host pid of the session's init.
+    pub init_pid: i32,
+    /// Host pids of the processes inside the session's PID namespace.
+    pub pids: Vec<i32>,
+    pub hostname: String,
+    /// Host uid that is root inside.
+    pub uid_base: u32,
+    pub usage: Usage,
+    /// The session's cgroup directory (v2) or its memory-controller directory (v1).
+    pub cgroup_dir: std::path::PathBuf,
 }
 
 /// Namespace identities of a session next to the host's (what the API and inspector show).
@@ -309,19 +355,11 @@ impl Manager {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned().ok_or(SessionError::NotFound)
     }
 
-    /// Creates a session with its first terminal (index 0).
-    pub async fn create(
-        self: &Arc<Self>,
-        lesson: Option<String>,
-        client: IpAddr,
-    ) -> Result<Arc<Session>, SessionError> {
+    /// Creates a session with its first terminal (index 0); `label` says what for (see
+    /// [`Session::label`]).
+    pub async fn create(self: &Arc<Self>, label: Option<String>, client: IpAddr) -> Result<Arc<Session>, SessionError> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(SessionError::ShuttingDown);
-        }
-        if let Some(l) = &lesson
-            && !self.cfg.lessons.iter().any(|x| x == l)
-        {
-            return Err(SessionError::UnknownLesson(l.clone()));
         }
         let started = Instant::now();
         let _pending = {
@@ -348,7 +386,7 @@ impl Manager {
         let now = SystemTime::now();
         let session = Arc::new(Session {
             id: new_id(),
-            lesson,
+            label,
             created_at: now,
             expires_at: now + self.cfg.max_age,
             sandbox: sb,
@@ -358,7 +396,7 @@ impl Manager {
             all_ended_since: Mutex::default(),
             terminals: Mutex::default(),
             last_usage: Mutex::default(),
-            passed_checks: Mutex::default(),
+            marks: Mutex::default(),
             events: Mutex::default(),
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.id.clone(), session.clone());
@@ -379,7 +417,7 @@ impl Manager {
         tracing::info!(
             session = short(&session.id),
             client = %client,
-            lesson = session.lesson.as_deref().unwrap_or("-"),
+            label = session.label.as_deref().unwrap_or("-"),
             cgroup = %session.sandbox.name,
             spawn_ms = started.elapsed().as_millis() as u64,
             "session started"
@@ -477,28 +515,17 @@ impl Manager {
             .collect()
     }
 
-    /// Runs a lesson check against the session (blocking: call from `spawn_blocking`).
-    pub fn check(
-        &self,
-        s: &Session,
-        kind: &str,
-        args: &std::collections::BTreeMap<String, String>,
-        lang: &str,
-    ) -> crate::lessons::checks::Outcome {
-        let probe = crate::lessons::checks::Probe {
+    /// What the host sees of the session, for checks that read its kernel state from outside
+    /// (blocking: reads /proc and cgroup files).
+    pub fn host_view(&self, s: &Session) -> HostView {
+        HostView {
             init_pid: s.sandbox.init_pid,
             pids: nsplay_sandbox::inside_session(self.sandbox.pids(&s.sandbox)),
-            hostname: &s.sandbox.hostname,
+            hostname: s.sandbox.hostname.clone(),
             uid_base: s.sandbox.ids.base,
             usage: self.usage(s),
             cgroup_dir: self.sandbox.cgroups().dir(&s.sandbox.name),
-            passed: s.passed_checks.lock().unwrap_or_else(|e| e.into_inner()).clone(),
-        };
-        let outcome = crate::lessons::checks::run(kind, args, &probe, lang);
-        if outcome.passed {
-            s.passed_checks.lock().unwrap_or_else(|e| e.into_inner()).insert(kind.to_string());
         }
-        outcome
     }
 
     /// Namespaces the learner created inside the session: (kind, inode, host pid).
@@ -515,7 +542,7 @@ impl Manager {
         let now = SystemTime::now();
         for s in sessions {
             if now >= s.expires_at {
-                s.notice_all("This session reached its maximum age and has ended.");
+                s.notice_all(&Notice::MaxAgeReached);
                 let _ = self.end(&s.id, EndReason::MaxAge).await;
                 continue;
             }
@@ -523,8 +550,8 @@ impl Manager {
                 && s.expires_at.duration_since(now).unwrap_or_default() <= MAX_AGE_WARNING
             {
                 s.warned.store(true, Ordering::Relaxed);
-                let left = s.expires_at.duration_since(now).unwrap_or_default().as_secs().div_ceil(60);
-                s.notice_all(&format!("This session ends in {left} minute(s) (maximum age). Save what you need."));
+                let minutes = s.expires_at.duration_since(now).unwrap_or_default().as_secs().div_ceil(60);
+                s.notice_all(&Notice::MaxAgeSoon { minutes });
             }
             if let Some(since) = s.idle_since()
                 && since.elapsed() >= self.cfg.idle_timeout
@@ -553,19 +580,11 @@ impl Manager {
             let prev = std::mem::replace(&mut *s.last_usage.lock().unwrap_or_else(|e| e.into_inner()), u.clone());
             if u.oom_kills > prev.oom_kills {
                 metrics::counter!("nsplay_oom_kills_total").increment(u.oom_kills - prev.oom_kills);
-                let limit = format_size(s.sandbox.limits.memory_bytes);
-                s.limit_event(
-                    format!("A process was killed: the memory limit ({limit}) was reached."),
-                    format!("メモリ上限（{limit}）に達したため、プロセスが強制終了されました。"),
-                );
+                s.limit_event(Notice::MemoryKill { limit: format_size(s.sandbox.limits.memory_bytes) });
             }
             if u.pids_limit_hits > prev.pids_limit_hits {
                 metrics::counter!("nsplay_pids_limit_hits_total").increment(u.pids_limit_hits - prev.pids_limit_hits);
-                let n = s.sandbox.limits.pids;
-                s.limit_event(
-                    format!("A fork was refused: the limit of {n} processes was reached."),
-                    format!("プロセス数の上限（{n}）に達したため、fork が拒否されました。"),
-                );
+                s.limit_event(Notice::PidsLimit { max: s.sandbox.limits.pids });
             }
         }
     }
@@ -577,7 +596,7 @@ impl Manager {
         let ids: Vec<String> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         for id in &ids {
             if let Ok(s) = self.get(id) {
-                s.notice_all("The server is shutting down; this session ends now.");
+                s.notice_all(&Notice::ShuttingDown);
             }
         }
         // In parallel: each teardown mostly waits for the kernel.

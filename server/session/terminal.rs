@@ -36,7 +36,7 @@ pub const MAX_CLIENTS: usize = 16;
 #[derive(Debug, Clone, PartialEq)]
 pub enum Output {
     Data(Bytes),
-    Notice(String),
+    Notice(super::Notice),
     Exit(i32),
 }
 
@@ -215,11 +215,11 @@ impl Terminal {
     }
 
     /// Sends a notice to every attached client (limit events, expiry warnings).
-    pub fn notice(&self, message: &str) {
+    pub fn notice(&self, notice: &super::Notice) {
         let senders: Vec<mpsc::Sender<Output>> = self.lock().clients.values().map(|c| c.tx.clone()).collect();
         for tx in senders {
             // A notice never blocks the caller; a client too far behind misses it.
-            let _ = tx.try_send(Output::Notice(message.to_string()));
+            let _ = tx.try_send(Output::Notice(notice.clone()));
         }
     }
 

@@ -17,7 +17,9 @@ use serde_json::json;
 use super::AppState;
 use super::error::ApiError;
 use super::ws::{self, Frame};
+use crate::lessons::checks;
 use crate::session::{EndReason, Session, SessionError};
+use crate::text;
 
 fn rfc3339(t: std::time::SystemTime) -> String {
     time::OffsetDateTime::from(t).format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
@@ -66,8 +68,14 @@ pub async fn create_session(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: CreateBody = parse_body(body)?;
+    if let Some(l) = &body.lesson
+        && crate::lessons::find(l).is_none()
+    {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown_lesson", format!("unknown lesson `{l}`")));
+    }
+    let lang = super::pages::pick_lang(None, &headers);
     let client = super::client::address(peer, &headers, &st.trusted_proxies);
-    let s = st.manager.create(body.lesson, client).await?;
+    let s = st.manager.create(body.lesson, client).await.map_err(|e| ApiError::from_session(e, lang))?;
     let out = json!({
         "id": s.id,
         "terminal": terminal_path(&s.id, 0),
@@ -89,7 +97,7 @@ pub async fn get_session(
     Ok(Json(json!({
         "id": s.id,
         "state": "running",
-        "lesson": s.lesson,
+        "lesson": s.label,
         "created_at": rfc3339(s.created_at),
         "expires_at": rfc3339(s.expires_at),
         "limits": limits_json(&s),
@@ -104,7 +112,7 @@ pub async fn get_session(
         },
         "namespaces": st.manager.namespaces(&s),
         "nested": st.manager.nested(&s).into_iter().map(|(kind, inode, pid)| json!({"kind": kind, "inode": inode, "pid": pid})).collect::<Vec<_>>(),
-        "events": s.events().into_iter().map(|e| json!({"at": rfc3339(e.at), "message": if lang == "ja" { e.ja } else { e.en }})).collect::<Vec<_>>(),
+        "events": s.events().into_iter().map(|e| json!({"at": rfc3339(e.at), "message": text::render(lang, &e.notice)})).collect::<Vec<_>>(),
     })))
 }
 
@@ -130,8 +138,12 @@ pub async fn create_terminal(State(st): State<AppState>, Path(id): Path<String>)
 pub async fn terminal_socket(
     State(st): State<AppState>,
     Path((id, n)): Path<(String, u64)>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<super::pages::LangQuery>,
     ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
+    // Notices on the socket follow the page's language (`?lang=`, cookie, Accept-Language).
+    let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let s = st.manager.get(&id)?;
     let term = s.terminal(n).ok_or(SessionError::NoTerminal)?;
     let ws = ws.map_err(|e| ApiError::bad_request(format!("this URL is a WebSocket: {}", e.body_text())))?;
@@ -161,7 +173,7 @@ pub async fn terminal_socket(
                 })
             });
             let _s: Arc<Session> = s;
-            tracker.track_future(ws::bridge(sink, stream, term))
+            tracker.track_future(ws::bridge(sink, stream, term, lang))
         }))
 }
 
@@ -182,8 +194,26 @@ pub async fn run_check(
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let args = step.check_args.clone();
     let manager = st.manager.clone();
-    let outcome = tokio::task::spawn_blocking(move || manager.check(&s, &kind, &args, lang))
-        .await
-        .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"))?;
+    // Checks read /proc and cgroup files of the session, and may run nsenter: blocking work.
+    let outcome = tokio::task::spawn_blocking(move || {
+        let view = manager.host_view(&s);
+        let probe = checks::Probe {
+            init_pid: view.init_pid,
+            pids: view.pids,
+            hostname: &view.hostname,
+            uid_base: view.uid_base,
+            usage: view.usage,
+            cgroup_dir: view.cgroup_dir,
+            passed: s.marks(),
+        };
+        let outcome = checks::run(&kind, &args, &probe, lang);
+        if outcome.passed {
+            // Later steps may build on this one (`Probe::passed`).
+            s.mark(&kind);
+        }
+        outcome
+    })
+    .await
+    .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"))?;
     Ok(Json(json!({"passed": outcome.passed, "detail": outcome.detail})))
 }

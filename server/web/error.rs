@@ -29,7 +29,18 @@ impl ApiError {
 
 impl From<SessionError> for ApiError {
     fn from(e: SessionError) -> Self {
-        let msg = e.to_string();
+        Self::from_session(e, "en")
+    }
+}
+
+impl ApiError {
+    /// The response for a session error, its message in `lang` where the catalog has it (the
+    /// refusals a visitor meets; the rest are for developers and operators).
+    pub fn from_session(e: SessionError, lang: &str) -> Self {
+        let msg = match &e {
+            SessionError::Refused(r) => crate::text::render(lang, r),
+            other => other.to_string(),
+        };
         match e {
             SessionError::NotFound => Self::new(StatusCode::NOT_FOUND, "session_not_found", msg),
             SessionError::NoTerminal => Self::new(StatusCode::NOT_FOUND, "terminal_not_found", msg),
@@ -49,7 +60,6 @@ impl From<SessionError> for ApiError {
                 ApiError { retry_after: Some(5), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg) }
             }
             SessionError::TooManyTerminals => Self::new(StatusCode::CONFLICT, "too_many_terminals", msg),
-            SessionError::UnknownLesson(_) => Self::new(StatusCode::BAD_REQUEST, "unknown_lesson", msg),
             SessionError::Terminal(_) => Self::new(StatusCode::CONFLICT, "terminal_ended", msg),
             SessionError::Sandbox(SandboxError::Ids(_)) => {
                 ApiError { retry_after: Some(30), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "full", msg) }

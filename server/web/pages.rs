@@ -1,8 +1,7 @@
-//! HTML pages (askama templates in `templates/`), UI strings in English and Japanese
-//! (`web/ui.toml`), and the embedded static assets.
+//! HTML pages (askama templates in `templates/`) with their strings from the catalog
+//! ([`crate::text`]), and the embedded static assets.
 
 use std::collections::BTreeMap;
-use std::sync::OnceLock;
 
 use askama::Template;
 use axum::extract::{Path, Query};
@@ -12,19 +11,10 @@ use serde::Deserialize;
 
 use crate::lessons;
 
-pub const LANGS: [&str; 2] = ["en", "ja"];
+pub use crate::text::LANGS;
 
-#[derive(Debug, Deserialize)]
-struct Entry {
-    en: String,
-    ja: String,
-}
-
-fn strings() -> &'static BTreeMap<String, Entry> {
-    static UI: OnceLock<BTreeMap<String, Entry>> = OnceLock::new();
-    UI.get_or_init(|| {
-        toml::from_str(include_str!("../../web/ui.toml")).expect("web/ui.toml is valid (a unit test checks it)")
-    })
+fn strings() -> &'static BTreeMap<String, crate::text::Entry> {
+    crate::text::catalog()
 }
 
 /// UI strings in one language; templates call `t.s("key")`.
@@ -34,9 +24,8 @@ pub struct Ui {
 
 impl Ui {
     pub fn s(&self, key: &str) -> &'static str {
-        match strings().get(key) {
-            Some(e) if self.lang == "ja" => e.ja.as_str(),
-            Some(e) => e.en.as_str(),
+        match strings().get_key_value(key) {
+            Some((k, _)) => crate::text::get(self.lang, k.as_str()),
             None => "",
         }
     }

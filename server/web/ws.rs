@@ -9,6 +9,7 @@ use futures_util::{Sink, SinkExt, Stream, StreamExt};
 use serde::Deserialize;
 
 use crate::session::{Output, Terminal};
+use crate::text;
 
 /// Close code for "message too big" (RFC 6455).
 pub const CLOSE_TOO_BIG: u16 = 1009;
@@ -37,8 +38,9 @@ fn json(v: serde_json::Value) -> Frame {
     Frame::Text(v.to_string())
 }
 
-/// Runs one client until it leaves or the terminal ends.
-pub async fn bridge<S, R, E>(mut sink: S, mut stream: R, term: Arc<Terminal>)
+/// Runs one client until it leaves or the terminal ends; what the server says to the client is
+/// in `lang`.
+pub async fn bridge<S, R, E>(mut sink: S, mut stream: R, term: Arc<Terminal>, lang: &'static str)
 where
     S: Sink<Frame> + Unpin,
     R: Stream<Item = Result<Frame, E>> + Unpin,
@@ -63,7 +65,8 @@ where
                     metrics::counter!("nsplay_ws_bytes_out_total").increment(d.len() as u64);
                     if sink.send(Frame::Binary(d)).await.is_err() { break; }
                 }
-                Some(Output::Notice(m)) => {
+                Some(Output::Notice(n)) => {
+                    let m = text::render(lang, &n);
                     if sink.send(json(serde_json::json!({"type": "notice", "message": m}))).await.is_err() { break; }
                 }
                 Some(Output::Exit(code)) => {
@@ -84,7 +87,7 @@ where
                 Some(Ok(Frame::Text(t))) => match serde_json::from_str::<Control>(&t) {
                     Ok(Control::Resize { cols, rows }) => { term.resize(client, cols, rows); }
                     Err(e) => {
-                        let m = format!("ignored a control message nsplay does not understand: {e}");
+                        let m = text::fill(text::get(lang, "notice_bad_control"), &[("error", e.to_string())]);
                         if sink.send(json(serde_json::json!({"type": "notice", "message": m}))).await.is_err() { break; }
                     }
                 },
@@ -92,7 +95,8 @@ where
                 Some(Ok(Frame::Close(..))) | None => break,
                 Some(Err(_)) => {
                     // The transport refused the message (over the size limit) or broke.
-                    let _ = sink.send(Frame::Close(CLOSE_TOO_BIG, format!("messages are limited to {} KiB", MAX_CLIENT_MESSAGE / 1024))).await;
+                    let reason = text::fill(text::get(lang, "close_too_big"), &[("kib", (MAX_CLIENT_MESSAGE / 1024).to_string())]);
+                    let _ = sink.send(Frame::Close(CLOSE_TOO_BIG, reason)).await;
                     break;
                 }
             }
@@ -119,7 +123,7 @@ mod tests {
 
         let (to_client, mut client_rx) = mpsc::channel::<Frame>(64);
         let (mut client_tx, from_client) = mpsc::channel::<Frame>(64);
-        let bridge = tokio::spawn(bridge(to_client, from_client.map(Ok::<_, ()>), term.clone()));
+        let bridge = tokio::spawn(bridge(to_client, from_client.map(Ok::<_, ()>), term.clone(), "en"));
 
         let Some(Frame::Binary(replay)) = client_rx.next().await else { panic!("no replay") };
         assert!(String::from_utf8_lossy(&replay).contains("before-attach"));
