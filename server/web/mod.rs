@@ -1,12 +1,18 @@
 //! The web layer: routes, the WebSocket bridge, pages and assets, and [`serve`], which runs
 //! them on a listener it is given until a shutdown trigger fires. Thin by design: handlers
-//! extract, call [`crate::session::Manager`], and map errors in one place ([`error`]).
+//! extract, call the session layer through [`sessions::Sessions`] (the
+//! [`crate::session::Manager`] in the server, a fake in the router's tests), and map errors in
+//! one place ([`error`]).
 
 pub mod api;
 pub mod client;
 pub mod error;
 pub mod pages;
+pub mod sessions;
 pub mod ws;
+
+#[cfg(test)]
+mod tests;
 
 use std::future::IntoFuture;
 use std::net::SocketAddr;
@@ -23,13 +29,16 @@ use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
 use crate::session::Manager;
 use nsplay_sandbox::Event;
+use sessions::Sessions;
 
 /// Largest request body the API accepts.
 pub const MAX_BODY: usize = 64 * 1024;
 
+/// What every handler gets. `S` is the session layer: [`Manager`] in the server, a fake in the
+/// router's tests.
 #[derive(Clone)]
-pub struct AppState {
-    pub manager: Arc<Manager>,
+pub struct AppState<S = Arc<Manager>> {
+    pub manager: S,
     /// Upgraded WebSocket tasks: axum's graceful shutdown does not wait for them, we do.
     pub sockets: TaskTracker,
     /// Peers whose X-Forwarded-For is believed.
@@ -37,7 +46,7 @@ pub struct AppState {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
-pub fn app(state: AppState) -> Router {
+pub fn app<S: Sessions>(state: AppState<S>) -> Router {
     Router::new()
         .route("/", get(pages::index))
         .route("/play", get(pages::play))
@@ -45,12 +54,12 @@ pub fn app(state: AppState) -> Router {
         .route("/learn/{topic}", get(pages::lesson))
         .route("/assets/{*path}", get(pages::asset))
         .route("/healthz", get(api::healthz))
-        .route("/metrics", get(api::metrics))
-        .route("/api/sessions", post(api::create_session))
-        .route("/api/sessions/{id}", get(api::get_session).delete(api::delete_session))
-        .route("/api/sessions/{id}/terminals", post(api::create_terminal))
-        .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket))
-        .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check))
+        .route("/metrics", get(api::metrics::<S>))
+        .route("/api/sessions", post(api::create_session::<S>))
+        .route("/api/sessions/{id}", get(api::get_session::<S>).delete(api::delete_session::<S>))
+        .route("/api/sessions/{id}/terminals", post(api::create_terminal::<S>))
+        .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket::<S>))
+        .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check::<S>))
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .with_state(state)
 }
