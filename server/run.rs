@@ -74,7 +74,24 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<i32> {
     for name in reclaimed {
         eprintln!("nsplay: reclaimed cgroup {name} left by an earlier run");
     }
-    let session = sandbox.create(&args.hostname, &limits)?;
+    let result = run_session(&sandbox, args, &limits, &sigfd, &wake_r, &rx);
+    // Whatever happened to the session, the parent groups nsplay made at start go.
+    for left in sandbox.release_cgroups() {
+        eprintln!("nsplay: cgroup {} is not empty and stays", left.display());
+    }
+    result
+}
+
+/// One session on this terminal: created, relayed until its program exits, destroyed.
+fn run_session(
+    sandbox: &Sandbox,
+    args: &RunArgs,
+    limits: &nsplay_sandbox::Limits,
+    sigfd: &SignalFd,
+    wake_r: &OwnedFd,
+    rx: &mpsc::Receiver<Event>,
+) -> anyhow::Result<i32> {
+    let session = sandbox.create(&args.hostname, limits)?;
     let stdin = std::io::stdin();
     let is_tty = termios::tcgetattr(stdin.as_fd()).is_ok();
     let (cols, rows) = if is_tty { term::window_size(stdin.as_fd()).unwrap_or((80, 24)) } else { (80, 24) };
@@ -86,7 +103,7 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<i32> {
         }
     };
     let raw = if is_tty { RawMode::enter() } else { RawMode(None) };
-    let code = relay(&term.master, &sigfd, &wake_r, &rx, is_tty);
+    let code = relay(&term.master, sigfd, wake_r, rx, is_tty);
     drop(raw);
     sandbox.destroy(&session)?;
     Ok(code)

@@ -211,6 +211,9 @@ fn nothing_is_left_after_the_command_exits_or_is_killed() {
     assert!(wait_until(5, || inst.processes().is_empty()), "processes left: {:?}", inst.processes());
     assert!(inst.all_groups().is_empty(), "{:?}", inst.all_groups());
     assert_eq!(host_mount_count(), mounts);
+    // The parent groups it created at start are gone too: the host is as it was.
+    let parents: Vec<_> = inst.parent_dirs().into_iter().filter(|d| d.exists()).collect();
+    assert!(parents.is_empty(), "parent cgroups left: {parents:?}");
 }
 
 #[test]
@@ -244,6 +247,7 @@ fn clear_errors_for_bad_input() {
     assert_ne!(code, 0);
     assert!(out.contains("invalid hostname"), "{out}");
     assert!(inst.all_groups().is_empty());
+    assert!(inst.parent_dirs().iter().all(|d| !d.exists()), "a failed start leaves its parent cgroups");
     let (out, code) = inst.run_with(&[], "exec /does/not/exist");
     assert_eq!(code, 127, "{out}");
 }

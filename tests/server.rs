@@ -80,6 +80,9 @@ async fn utf8_comes_back_byte_exact() {
     let (_, mut t) = shell(&server).await;
     t.line("printf '%s\\n' 日本語 | od -An -tx1").await;
     t.expect("e6 97 a5 e6 9c ac e8 aa 9e 0a", 10).await;
+    // Type the next line only at the prompt: typed ahead, it is echoed twice (by the tty, then
+    // by readline's redraw) and `cmd` would read the first echo's empty output.
+    t.expect("# ", 10).await;
     assert!(t.cmd("echo 日本語").await.starts_with("日本語\n"));
 }
 
@@ -252,6 +255,9 @@ async fn sigterm_ends_every_session_and_exits_cleanly() {
     assert!(took < Duration::from_secs(10), "shutdown took {took:?}");
     assert!(wait_until(5, || server.inst.processes().is_empty()), "left: {:?}", server.inst.processes());
     assert!(server.inst.all_groups().is_empty());
+    // A clean stop leaves the host's hierarchies as it found them: the parents it made are gone.
+    let parents: Vec<_> = server.inst.parent_dirs().into_iter().filter(|d| d.exists()).collect();
+    assert!(parents.is_empty(), "parent cgroups left after SIGTERM: {parents:?}");
     assert!(t.pump_until(5, |t| t.closed.is_some()).await);
 }
 

@@ -316,6 +316,13 @@ impl Sandbox {
         self.cgroups.pids(&s.name)
     }
 
+    /// Removes the parent cgroups nsplay created at start, once every session is destroyed (a
+    /// clean stop leaves the host's hierarchies as they were). Returns the groups that could
+    /// not be removed (not empty: a session still exists, or someone else put a group there).
+    pub fn release_cgroups(&self) -> Vec<PathBuf> {
+        self.cgroups.release()
+    }
+
     /// Ends the session: every process killed, the cgroup removed, the id range freed. Its
     /// mounts lived only in its own mount namespace and vanish with its last process.
     pub fn destroy(&self, s: &SandboxSession) -> Result<(), SandboxError> {

@@ -603,6 +603,12 @@ impl Manager {
         let ends = ids.iter().map(|id| self.end(id, EndReason::Shutdown));
         futures_util::future::join_all(ends).await;
         self.pool.finished().await;
+        if self.live() == 0 {
+            // Every sandbox is gone: the parent groups nsplay made at start go too.
+            for left in self.sandbox.release_cgroups() {
+                tracing::warn!(cgroup = %left.display(), "a parent cgroup nsplay created is not empty and stays");
+            }
+        }
     }
 }
 

@@ -138,6 +138,10 @@ pub trait CgroupDriver: Send + Sync {
     /// Names of nsplay session groups present now (after a crash: what an earlier run left); a
     /// relay group left without its session group counts as its session.
     fn existing(&self) -> Vec<String>;
+    /// Removes the parent groups this driver created at start (only those, and only when empty,
+    /// innermost first), so a clean stop leaves the hierarchies as nsplay found them. Returns
+    /// the ones that could not be removed.
+    fn release(&self) -> Vec<PathBuf>;
 }
 
 /// Detects the host's hierarchy: v2 when /sys/fs/cgroup itself is cgroup2, else v1 controllers.
@@ -147,6 +151,42 @@ pub fn detect(parent: Option<&str>) -> Result<Box<dyn CgroupDriver>, CgroupError
     } else {
         Ok(Box::new(v1::V1Driver::new(parent)?))
     }
+}
+
+/// Creates the group `rel` below the hierarchy root `root` with any missing ancestors; returns
+/// the directories it created, outermost first (those are the ones [`remove_created`] may
+/// remove again: nsplay never removes a group it did not create).
+pub(crate) fn create_parent(root: &Path, rel: &str) -> Result<Vec<PathBuf>, CgroupError> {
+    let mut created = Vec::new();
+    let mut dir = root.to_path_buf();
+    for part in rel.split('/').filter(|p| !p.is_empty()) {
+        dir.push(part);
+        match fs::create_dir(&dir) {
+            Ok(()) => created.push(dir.clone()),
+            Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(CgroupError::io(&dir)(e)),
+        }
+    }
+    Ok(created)
+}
+
+/// Removes the groups in `created` (from [`create_parent`]), innermost first; a group that is
+/// not empty (rmdir refuses it) stays, and so do its ancestors. Returns the ones left.
+pub(crate) fn remove_created(created: &[PathBuf]) -> Vec<PathBuf> {
+    let mut left = Vec::new();
+    for dir in created.iter().rev() {
+        match fs::remove_dir(dir) {
+            Ok(()) => {}
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            Err(_) => left.push(dir.clone()),
+        }
+        if !left.is_empty() {
+            // An ancestor of a group that stays cannot go either.
+            left.extend(created.iter().rev().skip_while(|d| *d != dir).skip(1).cloned());
+            break;
+        }
+    }
+    left
 }
 
 pub(crate) fn read_u64(path: &Path) -> u64 {
@@ -274,6 +314,22 @@ mod tests {
         assert!(valid_name("nsplay-abc"));
         assert!(!valid_name("system.slice"));
         assert!(!valid_name("nsplay-../x"));
+    }
+
+    #[test]
+    fn only_the_parents_nsplay_created_are_removed_and_only_when_empty() {
+        let root = tempfile::tempdir().unwrap();
+        fs::create_dir(root.path().join("existing")).unwrap();
+        let created = create_parent(root.path(), "existing/a/b").unwrap();
+        assert_eq!(created, [root.path().join("existing/a"), root.path().join("existing/a/b")]);
+        assert_eq!(create_parent(root.path(), "existing/a/b").unwrap(), Vec::<PathBuf>::new());
+        // Not empty (a group someone else put there): it and its ancestors stay.
+        fs::create_dir(root.path().join("existing/a/b/other")).unwrap();
+        assert_eq!(remove_created(&created).len(), 2);
+        fs::remove_dir(root.path().join("existing/a/b/other")).unwrap();
+        assert_eq!(remove_created(&created), Vec::<PathBuf>::new());
+        assert!(root.path().join("existing").is_dir(), "a group nsplay did not create stays");
+        assert!(!root.path().join("existing/a").exists());
     }
 
     #[test]

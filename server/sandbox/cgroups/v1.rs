@@ -36,6 +36,8 @@ pub struct V1Driver {
     /// a delegated group there too, so `mount -t cgroup2`, `mkdir` and `unshare -C` behave inside
     /// as the cgroup lessons expect.
     unified: Option<PathBuf>,
+    /// Parent groups this driver created at start (see [`CgroupDriver::release`]).
+    created: Vec<PathBuf>,
 }
 
 impl V1Driver {
@@ -52,7 +54,16 @@ impl V1Driver {
         let unified = nix::sys::statfs::statfs(unified)
             .is_ok_and(|s| s.filesystem_type() == nix::sys::statfs::CGROUP2_SUPER_MAGIC)
             .then(|| unified.to_path_buf());
-        Ok(V1Driver { parent, mounts, unified })
+        // The parent in every hierarchy now (not later by cgroups-rs with each session), so that
+        // nsplay knows which groups it made and removes exactly those at a clean stop.
+        let mut created = Vec::new();
+        let mut roots: Vec<&PathBuf> = mounts.iter().chain(&unified).collect();
+        roots.sort();
+        roots.dedup();
+        for root in roots {
+            created.extend(super::create_parent(root, &parent)?);
+        }
+        Ok(V1Driver { parent, mounts, unified, created })
     }
 
     fn rel(&self, name: &str) -> String {
@@ -237,6 +248,10 @@ impl CgroupDriver for V1Driver {
             super::remove_tree(&d)?;
         }
         super::kill_and_remove(&self.relay_dirs(name))
+    }
+
+    fn release(&self) -> Vec<PathBuf> {
+        super::remove_created(&self.created)
     }
 
     fn existing(&self) -> Vec<String> {

@@ -56,6 +56,9 @@ pub struct V2Driver {
     /// Parent group relative to the hierarchy root, e.g. `nsplay` or `system.slice/nsplay.service`.
     parent: String,
     placement: Placement,
+    /// Groups from the root down to the parent that this driver created (see
+    /// [`CgroupDriver::release`]).
+    created: Vec<PathBuf>,
 }
 
 impl V2Driver {
@@ -87,8 +90,8 @@ impl V2Driver {
                 None => ("nsplay".to_string(), Placement::Default),
             },
         };
-        let driver = V2Driver { parent, placement };
-        driver.prepare_parent(&own)?;
+        let mut driver = V2Driver { parent, placement, created: Vec::new() };
+        driver.created = driver.prepare_parent(&own)?;
         Ok(driver)
     }
 
@@ -98,10 +101,10 @@ impl V2Driver {
     }
 
     /// Creates the parent, moves this process out of the way if it sits in the parent or one of
-    /// its ancestors, and enables the controllers for session groups.
-    fn prepare_parent(&self, own: &str) -> Result<(), CgroupError> {
-        let parent = self.parent_dir();
-        fs::create_dir_all(&parent).map_err(CgroupError::io(&parent))?;
+    /// its ancestors, and enables the controllers for session groups. Returns the groups it
+    /// created.
+    fn prepare_parent(&self, own: &str) -> Result<Vec<PathBuf>, CgroupError> {
+        let created = super::create_parent(Path::new(ROOT), &self.parent)?;
         // Groups from the root down to the parent, as paths relative to the root.
         let parts: Vec<&str> = self.parent.split('/').collect();
         let chain: Vec<String> = (0..=parts.len()).map(|n| parts[..n].join("/")).collect();
@@ -117,7 +120,7 @@ impl V2Driver {
         for g in &chain {
             enable_controllers(&Path::new(ROOT).join(g), self.placement)?;
         }
-        Ok(())
+        Ok(created)
     }
 }
 
@@ -370,6 +373,12 @@ impl CgroupDriver for V2Driver {
         // The session first: its relays pass on its last output until then.
         kill_group(&self.dir(name))?;
         kill_group(&self.relay_dir(name))
+    }
+
+    fn release(&self) -> Vec<PathBuf> {
+        // The supervisor leaf this process moved into (if any) is not in `created`: the server
+        // still runs in it.
+        super::remove_created(&self.created)
     }
 
     fn existing(&self) -> Vec<String> {
