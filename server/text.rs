@@ -108,5 +108,22 @@ mod tests {
         let full = crate::session::Refusal::Full { max: 80, retry_after: std::time::Duration::from_secs(20) };
         assert_eq!(render("en", &full), "The playground is full (80 sessions are running). Try again in 20 s.");
         assert!(render("ja", &full).contains("20 秒後"));
+        // Every message a layer below hands over has its entry (a missing one would show its key).
+        let every: Vec<Box<dyn Message>> = vec![
+            Box::new(Notice::MaxAgeReached),
+            Box::new(Notice::MaxAgeSoon { minutes: 1 }),
+            Box::new(Notice::ShuttingDown),
+            Box::new(kill),
+            Box::new(Notice::PidsLimit { max: 1 }),
+            Box::new(full),
+            Box::new(crate::session::Refusal::ClientCap { max: 3, retry_after: Default::default() }),
+            Box::new(crate::session::Refusal::RateLimited { retry_after: Default::default() }),
+        ];
+        for m in every {
+            assert!(catalog().contains_key(m.key()), "{} is not in web/ui.toml", m.key());
+        }
+        for key in ["notice_bad_control", "close_too_big"] {
+            assert!(catalog().contains_key(key), "{key} is not in web/ui.toml");
+        }
     }
 }

@@ -278,13 +278,19 @@ async fn pages_and_assets_are_served_from_the_binary() {
         "/assets/vendor/xterm.js",
         "/assets/vendor/addon-fit.js",
         "/assets/vendor/xterm.css",
-        "/assets/nsplay.js",
+        "/assets/js/main.js",
+        "/assets/js/terminal.js",
         "/assets/nsplay.css",
     ] {
         let r = reqwest::get(format!("{}{asset}", server.base)).await.unwrap();
         assert_eq!(r.status(), 200, "{asset}");
         assert!(r.headers().get("etag").is_some() && r.headers().get("cache-control").is_some());
+        // Browsers refuse to run a module script served with any other type.
+        if asset.ends_with(".js") {
+            assert_eq!(r.headers()["content-type"], "text/javascript; charset=utf-8", "{asset}");
+        }
     }
+    assert!(html.contains(r#"<script type="module" src="/assets/js/main.js">"#), "{html}");
     let r = reqwest::get(format!("{}/assets/package.json", server.base)).await.unwrap();
     assert_eq!(r.status(), 404);
 }

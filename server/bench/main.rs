@@ -851,7 +851,26 @@ fn part_spawn(plan: &Plan, res: &mut Results, baselines: &[(&'static str, &'stat
     let srv = Server::start(plan, "spawn", &[])?;
     // The same server without a warm pool: what a visitor waits for when the pool is drained
     // (a classroom's burst beyond the first few), and what the pool saves.
-    // Beside the first server: its own state directory, cgroup parent and id range.
+    let cold_plan = cold_plan(plan)?;
+    let cold = match Server::start(&cold_plan, "spawn-cold", &["--warm-pool".to_string(), "0".to_string()]) {
+        Ok(c) => c,
+        Err(e) => {
+            srv.stop();
+            return Err(e);
+        }
+    };
+    let rt = rt()?;
+    let r = spawn_one_after_another(plan, res, &rt, &srv, &cold, baselines)
+        .and_then(|()| spawn_at_once(plan, res, &rt, &srv, baselines));
+    srv.stop();
+    cold.stop();
+    cleanup_cgroups(&cold_plan.cgroup_parent);
+    r
+}
+
+/// The plan of the server without a warm pool: beside the first server, with its own state
+/// directory, cgroup parent and id range.
+fn cold_plan(plan: &Plan) -> Result<Plan> {
     let mut cold_plan = plan.clone();
     cold_plan.state_dir = plan.state_dir.join("cold");
     cold_plan.cgroup_parent = format!("{}-cold", plan.cgroup_parent);
@@ -862,66 +881,75 @@ fn part_spawn(plan: &Plan, res: &mut Results, baselines: &[(&'static str, &'stat
         .filter(|b| b.checked_add(plan.id_slots.saturating_mul(65536)).is_some())
         .context("no room above --id-base for the server without a warm pool: lower --id-base")?;
     std::fs::create_dir_all(&cold_plan.state_dir)?;
-    let cold = match Server::start(&cold_plan, "spawn-cold", &["--warm-pool".to_string(), "0".to_string()]) {
-        Ok(c) => c,
-        Err(e) => {
-            srv.stop();
-            return Err(e);
-        }
-    };
-    let rt = rt()?;
-    let cwd = plan.state_dir.clone();
-    let r = (|| {
-        progress(format!(
-            "spawn: {} one after another (nsplay, nsplay without a warm pool and each baseline in turn)",
-            plan.spawn_seq
-        ));
-        for _ in 0..plan.spawn_seq {
-            for (key, server) in [("nsplay", &srv), (COLD, &cold)] {
-                let (t, s) = rt.block_on(server.spawn())?;
-                res.spawn_seq.entry(key).or_default().push(t);
-                rt.block_on(server.delete(&s.id))?;
-                drop(s);
-            }
-            for (name, argv) in baselines {
-                let (t, p) = pty_spawn(argv, &cwd)?;
-                res.spawn_seq.entry(name).or_default().push(t);
-                p.finish();
-            }
-        }
-        progress(format!("spawn: {} at once", plan.spawn_burst));
-        let sessions = rt.block_on(async {
-            let all: Vec<_> = (0..plan.spawn_burst).map(|_| srv.spawn()).collect();
-            let mut out = Vec::new();
-            let mut err = None;
-            for r in futures_util::future::join_all(all).await {
-                match r {
-                    Ok(x) => out.push(x),
-                    Err(e) => err = Some(e),
-                }
-            }
-            (out, err)
-        });
-        let (done, err) = sessions;
-        let mut open = Vec::new();
-        for (t, s) in done {
-            res.spawn_burst.entry("nsplay").or_default().push(t);
-            open.push(s);
-        }
-        rt.block_on(srv.end_all(open, plan.open_concurrency))?;
-        if let Some(e) = err {
-            return Err(e);
+    Ok(cold_plan)
+}
+
+/// `plan.spawn_seq` rounds of nsplay, nsplay without a warm pool and each baseline in turn.
+fn spawn_one_after_another(
+    plan: &Plan,
+    res: &mut Results,
+    rt: &tokio::runtime::Runtime,
+    srv: &Server,
+    cold: &Server,
+    baselines: &[(&'static str, &'static [&'static str])],
+) -> Result<()> {
+    progress(format!(
+        "spawn: {} one after another (nsplay, nsplay without a warm pool and each baseline in turn)",
+        plan.spawn_seq
+    ));
+    for _ in 0..plan.spawn_seq {
+        for (key, server) in [("nsplay", srv), (COLD, cold)] {
+            let (t, s) = rt.block_on(server.spawn())?;
+            res.spawn_seq.entry(key).or_default().push(t);
+            rt.block_on(server.delete(&s.id))?;
+            drop(s);
         }
         for (name, argv) in baselines {
-            let times = pty_spawn_burst(argv, plan.spawn_burst, &cwd)?;
-            res.spawn_burst.insert(name, times);
+            let (t, p) = pty_spawn(argv, &plan.state_dir)?;
+            res.spawn_seq.entry(name).or_default().push(t);
+            p.finish();
         }
-        Ok(())
-    })();
-    srv.stop();
-    cold.stop();
-    cleanup_cgroups(&cold_plan.cgroup_parent);
-    r
+    }
+    Ok(())
+}
+
+/// `plan.spawn_burst` sessions asked for together from one client (the default server), then each
+/// baseline as as many threads released by one barrier.
+fn spawn_at_once(
+    plan: &Plan,
+    res: &mut Results,
+    rt: &tokio::runtime::Runtime,
+    srv: &Server,
+    baselines: &[(&'static str, &'static [&'static str])],
+) -> Result<()> {
+    progress(format!("spawn: {} at once", plan.spawn_burst));
+    let sessions = rt.block_on(async {
+        let all: Vec<_> = (0..plan.spawn_burst).map(|_| srv.spawn()).collect();
+        let mut out = Vec::new();
+        let mut err = None;
+        for r in futures_util::future::join_all(all).await {
+            match r {
+                Ok(x) => out.push(x),
+                Err(e) => err = Some(e),
+            }
+        }
+        (out, err)
+    });
+    let (done, err) = sessions;
+    let mut open = Vec::new();
+    for (t, s) in done {
+        res.spawn_burst.entry("nsplay").or_default().push(t);
+        open.push(s);
+    }
+    rt.block_on(srv.end_all(open, plan.open_concurrency))?;
+    if let Some(e) = err {
+        return Err(e);
+    }
+    for (name, argv) in baselines {
+        let times = pty_spawn_burst(argv, plan.spawn_burst, &plan.state_dir)?;
+        res.spawn_burst.insert(name, times);
+    }
+    Ok(())
 }
 
 fn usage_u64(usage: &serde_json::Value, key: &str) -> Result<u64> {
@@ -1076,37 +1104,61 @@ impl Table {
     }
 }
 
+/// The table's rows, one group per measure in the order docs/benchmarks.md explains them; a part
+/// that did not run (`--only`) leaves its rows out.
 fn build_table(plan: &Plan, res: &Results) -> Table {
     let mut t = Table { rows: Vec::new() };
-    let get = |m: &BTreeMap<&'static str, Vec<Duration>>, k: &str| m.get(k).and_then(|v| pct(v));
-    let na = || "n/a".to_string();
-    for (label, m, sequential) in [
-        (format!("Spawn, {} one after another", plan.spawn_seq), &res.spawn_seq, true),
-        (format!("Spawn, {} at once", plan.spawn_burst), &res.spawn_burst, false),
-    ] {
-        if m.is_empty() {
-            continue;
-        }
-        let (n, b, u) = (get(m, "nsplay"), get(m, "bwrap"), get(m, "unshare"));
-        for (which, f) in [("p50", (|p: Pct| p.p50) as fn(Pct) -> Duration), ("p99", |p: Pct| p.p99)] {
-            let cell = |p: Option<Pct>| p.map(|p| ms(f(p))).unwrap_or_else(na);
-            let (target, result) = match (which, sequential, n, b) {
-                ("p50", true, Some(n), Some(b)) => {
-                    let limit = b.p50.mul_f64(1.2);
-                    (format!("≤ 1.2 × bwrap = {}", ms(limit)), met(n.p50 <= limit))
-                }
-                ("p50", true, _, None) => ("≤ 1.2 × bwrap".into(), "n/a (no bwrap)".into()),
-                _ => ("—".into(), "—".into()),
-            };
-            t.row([&format!("{label}, {which}"), &cell(n), &cell(b), &cell(u), "—", &target, &result]);
-        }
-        if let Some(c) = get(m, COLD) {
-            for (which, d) in [("p50", c.p50), ("p99", c.p99)] {
-                let label = format!("{label}, no warm pool (`--warm-pool 0`), {which}");
-                t.row([&label, &ms(d), "—", "—", "—", "reported", "—"]);
+    spawn_rows(&mut t, &format!("Spawn, {} one after another", plan.spawn_seq), &res.spawn_seq, true);
+    spawn_rows(&mut t, &format!("Spawn, {} at once", plan.spawn_burst), &res.spawn_burst, false);
+    echo_rows(&mut t, plan, res);
+    throughput_rows(&mut t, plan, res);
+    server_cpu_rows(&mut t, res);
+    session_cpu_rows(&mut t, res);
+    if res.ran_capacity {
+        capacity_rows(&mut t, plan, res);
+    }
+    t
+}
+
+fn na() -> String {
+    "n/a".to_string()
+}
+
+/// The label's note on how many runs a median is of (none for a single run).
+fn runs_note(n: usize) -> String {
+    if n == 1 { String::new() } else { format!(", median of {n}") }
+}
+
+/// p50 and p99 of one spawn series (nsplay beside the baselines), then nsplay without a warm pool
+/// if that server ran too. Only the one-after-another p50 has a target.
+fn spawn_rows(t: &mut Table, label: &str, m: &BTreeMap<&'static str, Vec<Duration>>, sequential: bool) {
+    if m.is_empty() {
+        return;
+    }
+    let get = |k: &str| m.get(k).and_then(|v| pct(v));
+    let (n, b, u) = (get("nsplay"), get("bwrap"), get("unshare"));
+    for (which, f) in [("p50", (|p: Pct| p.p50) as fn(Pct) -> Duration), ("p99", |p: Pct| p.p99)] {
+        let cell = |p: Option<Pct>| p.map(|p| ms(f(p))).unwrap_or_else(na);
+        let (target, result) = match (which, sequential, n, b) {
+            ("p50", true, Some(n), Some(b)) => {
+                let limit = b.p50.mul_f64(1.2);
+                (format!("≤ 1.2 × bwrap = {}", ms(limit)), met(n.p50 <= limit))
             }
+            ("p50", true, _, None) => ("≤ 1.2 × bwrap".into(), "n/a (no bwrap)".into()),
+            _ => ("—".into(), "—".into()),
+        };
+        t.row([&format!("{label}, {which}"), &cell(n), &cell(b), &cell(u), "—", &target, &result]);
+    }
+    if let Some(c) = get(COLD) {
+        for (which, d) in [("p50", c.p50), ("p99", c.p99)] {
+            let label = format!("{label}, no warm pool (`--warm-pool 0`), {which}");
+            t.row([&label, &ms(d), "—", "—", "—", "reported", "—"]);
         }
     }
+}
+
+/// One row per number of open sessions: p50 against the raw pty's, and p99 with the middle count.
+fn echo_rows(t: &mut Table, plan: &Plan, res: &Results) {
     let raw = pct(&res.echo_raw);
     for (n, samples) in &res.echo {
         let Some(p) = pct(samples) else { continue };
@@ -1132,9 +1184,11 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
             &met(ok),
         ]);
     }
+}
+
+/// MB/s of `cat` per CPU limit; only `--cpu 1` has a target (a share of the raw pty's).
+fn throughput_rows(t: &mut Table, plan: &Plan, res: &Results) {
     let raw_mbs = median_of(&res.throughput_raw, mb_per_s);
-    let raw_cpu_gb = median_of(&res.throughput_raw, cpu_per_gb);
-    let runs = |n: usize| if n == 1 { String::new() } else { format!(", median of {n}") };
     for (cpu, session) in &res.throughput {
         let Some(v) = median_of(session, mb_per_s) else { continue };
         let (target, result) = match (raw_mbs, *cpu == "1") {
@@ -1146,7 +1200,7 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
             (None, _) => ("≥ 90 % of raw".into(), "n/a".into()),
         };
         t.row([
-            &format!("Throughput, cat {} MiB, --cpu {cpu}{}", plan.throughput_bytes / MIB, runs(session.len())),
+            &format!("Throughput, cat {} MiB, --cpu {cpu}{}", plan.throughput_bytes / MIB, runs_note(session.len())),
             &format!("{v:.1} MB/s"),
             "—",
             "—",
@@ -1155,10 +1209,15 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
             &result,
         ]);
     }
+}
+
+/// The server process's CPU per GB of the same runs, beside the raw pty's reading thread.
+fn server_cpu_rows(t: &mut Table, res: &Results) {
+    let raw_cpu_gb = median_of(&res.throughput_raw, cpu_per_gb);
     for (cpu, session) in &res.throughput {
         let Some(per_gb) = median_of(session, cpu_per_gb) else { continue };
         t.row([
-            &format!("Server CPU per GB of output, --cpu {cpu}{}", runs(session.len())),
+            &format!("Server CPU per GB of output, --cpu {cpu}{}", runs_note(session.len())),
             &format!("{per_gb:.2} s/GB"),
             "—",
             "—",
@@ -1167,6 +1226,11 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
             &met(per_gb <= 3.0),
         ]);
     }
+}
+
+/// What the same runs cost the session's own cgroups (session and relay group), and how long the
+/// quota throttled it: reported, no target.
+fn session_cpu_rows(t: &mut Table, res: &Results) {
     for (cpu, cost) in &res.session_cost {
         let gb = |bytes: u64| bytes as f64 / 1e9;
         let per_gb: Vec<f64> = cost.iter().map(|(bytes, c, _, _)| c / gb(*bytes)).collect();
@@ -1178,7 +1242,7 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
             continue;
         };
         t.row([
-            &format!("Session CPU per GB of output (cat and tty; relay), --cpu {cpu}{}", runs(cost.len())),
+            &format!("Session CPU per GB of output (cat and tty; relay), --cpu {cpu}{}", runs_note(cost.len())),
             &format!("{per_gb:.2} s/GB, throttled {throttled:.2} s; relay {relay_per_gb:.2} s/GB"),
             "—",
             "—",
@@ -1187,9 +1251,11 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
             "—",
         ]);
     }
-    if !res.ran_capacity {
-        return t;
-    }
+}
+
+/// Sessions opened (with the first failure, cut short), the times to open and end them, and
+/// memory per idle session.
+fn capacity_rows(t: &mut Table, plan: &Plan, res: &Results) {
     let opened = match &res.open_failure {
         Some(f) => format!("{} (then: {})", res.opened, f.chars().take(80).collect::<String>()),
         None => res.opened.to_string(),
@@ -1232,7 +1298,6 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
         "reported",
         "—",
     ]);
-    t
 }
 
 /// Waits (at most 30 s) until the machine is idle again: ending hundreds of sessions leaves the
@@ -1404,5 +1469,131 @@ mod tests {
         let mut s = PromptScan::default();
         assert!(s.feed(b"\x1b[?2004hbash-5.2# "));
         assert!(!PromptScan::default().feed(b"no prompt here"));
+    }
+
+    /// A run with every part and every baseline (smoke counts: echo_mid 3, 5 sessions).
+    fn full_run() -> (Plan, Results) {
+        let plan = Plan::from_args(&Args::parse_from(["nsplay-bench", "--smoke", "--nsplay", "/bin/sh"])).unwrap();
+        let series = |base_ms: u64| (1..=10).map(|i| Duration::from_millis(base_ms + i)).collect::<Vec<_>>();
+        let echo = |base_us: u64, step: u64| (1..=40).map(|i| Duration::from_micros(base_us + i * step)).collect();
+        let mut res = Results::default();
+        for (name, ms) in [("nsplay", 40), ("bwrap", 30), ("unshare", 20), (COLD, 90)] {
+            res.spawn_seq.insert(name, series(ms));
+        }
+        for (name, ms) in [("nsplay", 150), ("bwrap", 120), ("unshare", 110)] {
+            res.spawn_burst.insert(name, series(ms));
+        }
+        res.echo_raw = echo(30, 1);
+        res.echo = vec![(1, echo(60, 1)), (3, echo(100, 60)), (5, echo(400, 20))];
+        let cat = |ms: u64, cpu: f64| (8 << 20, Duration::from_millis(ms), cpu);
+        res.throughput = vec![("1", vec![cat(90, 0.03)]), ("0.5", vec![cat(190, 0.031), cat(170, 0.02)])];
+        res.throughput_raw = vec![cat(80, 0.01), cat(85, 0.012)];
+        res.session_cost = vec![
+            ("1", vec![(8 << 20, 0.05, 0.01, 0.0)]),
+            ("0.5", vec![(8 << 20, 0.06, 0.012, 0.1), (8 << 20, 0.07, 0.011, 0.12)]),
+        ];
+        res.ran_capacity = true;
+        res.opened = 5;
+        res.open_time = Duration::from_millis(1234);
+        res.end_time = Duration::from_millis(321);
+        res.rss_per_session_kib = Some(97.4);
+        res.sandbox_mem_per_session = Some(1_234_567.0);
+        (plan, res)
+    }
+
+    fn row<'a>(t: &'a Table, label: &str) -> &'a [String; 7] {
+        t.rows.iter().find(|r| r[0] == label).unwrap_or_else(|| panic!("no row {label:?}"))
+    }
+
+    #[test]
+    fn a_full_run_has_every_row_in_order() {
+        let (plan, res) = full_run();
+        let t = build_table(&plan, &res);
+        let labels: Vec<&str> = t.rows.iter().map(|r| r[0].as_str()).collect();
+        assert_eq!(
+            labels,
+            [
+                "Spawn, 5 one after another, p50",
+                "Spawn, 5 one after another, p99",
+                "Spawn, 5 one after another, no warm pool (`--warm-pool 0`), p50",
+                "Spawn, 5 one after another, no warm pool (`--warm-pool 0`), p99",
+                "Spawn, 2 at once, p50",
+                "Spawn, 2 at once, p99",
+                "Echo p50 / p99, 1 session open",
+                "Echo p50 / p99, 3 sessions open",
+                "Echo p50 / p99, 5 sessions open",
+                "Throughput, cat 8 MiB, --cpu 1",
+                "Throughput, cat 8 MiB, --cpu 0.5, median of 2",
+                "Server CPU per GB of output, --cpu 1",
+                "Server CPU per GB of output, --cpu 0.5, median of 2",
+                "Session CPU per GB of output (cat and tty; relay), --cpu 1",
+                "Session CPU per GB of output (cat and tty; relay), --cpu 0.5, median of 2",
+                "Capacity: idle sessions opened",
+                "Capacity: time to open all (10 at a time)",
+                "Capacity: time to end all",
+                "Capacity: server RSS per idle session",
+                "Capacity: sandbox memory per session",
+            ]
+        );
+        assert_eq!(
+            row(&t, "Spawn, 5 one after another, p50")[1..],
+            ["45.0 ms", "35.0 ms", "25.0 ms", "—", "≤ 1.2 × bwrap = 42.0 ms", "**missed**"]
+        );
+        assert_eq!(row(&t, "Spawn, 2 at once, p50")[5..], ["—", "—"]);
+        assert_eq!(
+            row(&t, "Echo p50 / p99, 3 sessions open")[1..],
+            ["1300 µs / 2500 µs", "—", "—", "50 µs / 70 µs", "p50 ≤ raw + 150 µs = 200 µs; p99 ≤ 2 ms", "**missed**"]
+        );
+        assert_eq!(
+            row(&t, "Throughput, cat 8 MiB, --cpu 1")[1..],
+            ["93.2 MB/s", "—", "—", "104.9 MB/s", "≥ 90 % of raw = 94.4 MB/s", "**missed** (89 % of raw)"]
+        );
+        assert_eq!(row(&t, "Throughput, cat 8 MiB, --cpu 0.5, median of 2")[5..], ["reported", "47 % of raw"]);
+        assert_eq!(row(&t, "Server CPU per GB of output, --cpu 1")[4], "1.43 s/GB (reader)");
+        assert_eq!(
+            row(&t, "Session CPU per GB of output (cat and tty; relay), --cpu 0.5, median of 2")[1],
+            "8.34 s/GB, throttled 0.12 s; relay 1.43 s/GB"
+        );
+        assert_eq!(
+            row(&t, "Capacity: server RSS per idle session")[1..],
+            ["97 KiB", "—", "—", "—", "≤ 128 KiB", "met"]
+        );
+        assert_eq!(row(&t, "Capacity: sandbox memory per session")[1], "1206 KiB");
+        let text = t.render();
+        let width = text.lines().next().unwrap().chars().count();
+        assert_eq!(text.lines().count(), 2 + t.rows.len());
+        assert!(text.starts_with("| Measure ") && text.lines().all(|l| l.chars().count() == width), "{text}");
+    }
+
+    #[test]
+    fn what_did_not_run_is_n_a_or_left_out() {
+        let (plan, mut res) = full_run();
+        res.spawn_seq.remove("bwrap");
+        res.spawn_seq.remove(COLD);
+        res.spawn_burst.clear();
+        res.echo_raw.clear();
+        res.echo.push((7, Vec::new()));
+        res.throughput_raw.clear();
+        res.opened = 3;
+        res.open_failure = Some(format!("POST /api/sessions: 503 {}", "x".repeat(100)));
+        res.sandbox_mem_per_session = None;
+        let t = build_table(&plan, &res);
+        assert_eq!(
+            row(&t, "Spawn, 5 one after another, p50")[2..],
+            ["n/a", "25.0 ms", "—", "≤ 1.2 × bwrap", "n/a (no bwrap)"]
+        );
+        assert!(!t.rows.iter().any(|r| r[0].starts_with("Spawn, 2 at once") || r[0].contains("no warm pool")));
+        assert!(!t.rows.iter().any(|r| r[0].contains("7 sessions")), "an echo without samples has no row");
+        assert_eq!(row(&t, "Echo p50 / p99, 1 session open")[4..], ["n/a", "", "met"]);
+        assert_eq!(row(&t, "Throughput, cat 8 MiB, --cpu 1")[4..], ["n/a", "≥ 90 % of raw", "n/a"]);
+        let opened = row(&t, "Capacity: idle sessions opened");
+        assert_eq!(opened[1], format!("3 (then: POST /api/sessions: 503 {})", "x".repeat(80 - 24)));
+        assert_eq!(opened[6], "**missed**");
+        assert_eq!(row(&t, "Capacity: sandbox memory per session")[1], "n/a");
+        res.ran_capacity = false;
+        res.throughput.clear();
+        res.session_cost.clear();
+        let t = build_table(&plan, &res);
+        assert!(t.rows.iter().all(|r| r[0].starts_with("Spawn") || r[0].starts_with("Echo")), "{}", t.render());
     }
 }

@@ -2,6 +2,9 @@
 //! the session's processes, their /proc status, uid_map, mountinfo, timens_offsets, the
 //! session's cgroup counters, and (through `nsenter` running a host binary in one non-mount
 //! namespace) hostnames, links and IPC objects. Nothing printed in the terminal counts.
+//!
+//! Every kind is one function, named in [`CHECKS`] with the arguments it needs; [`KINDS`] (what
+//! [`validate`] reads) is built from that table and [`run`] looks the function up in it.
 
 use std::collections::{BTreeMap, BTreeSet};
 use std::process::Command;
@@ -28,22 +31,45 @@ pub struct Outcome {
     pub detail: String,
 }
 
-/// Every check kind and the arguments it needs.
-pub const KINDS: &[(&str, &[&str])] = &[
-    ("uts_nested_hostname", &["hostname"]),
-    ("uts_session_hostname", &[]),
-    ("pid_nested_init", &[]),
-    ("mnt_nested_tmpfs", &["path"]),
-    ("ipc_nested_queue", &[]),
-    ("net_nested_veth", &[]),
-    ("user_nested_root", &[]),
-    ("cgroup_nested_ns", &[]),
-    ("cgroup_child_memory", &[]),
-    ("time_nested_boottime", &[]),
-    ("cgroups_oom", &[]),
-    ("cgroups_pids_limit", &[]),
-    ("cgroups_cpu_throttled", &[]),
+/// A step's `check_args`.
+type Args = BTreeMap<String, String>;
+
+/// One check kind: the name lessons give it, the `check_args` it needs (so a lesson that lacks
+/// one fails to load, not to check) and the function that checks it.
+struct Check {
+    name: &'static str,
+    needs: &'static [&'static str],
+    run: fn(&Probe<'_>, &Args, &str) -> Outcome,
+}
+
+/// Every check kind.
+const CHECKS: &[Check] = &[
+    Check { name: "uts_nested_hostname", needs: &["hostname"], run: uts_nested_hostname },
+    Check { name: "uts_session_hostname", needs: &[], run: uts_session_hostname },
+    Check { name: "pid_nested_init", needs: &[], run: pid_nested_init },
+    Check { name: "mnt_nested_tmpfs", needs: &["path"], run: mnt_nested_tmpfs },
+    Check { name: "ipc_nested_queue", needs: &[], run: ipc_nested_queue },
+    Check { name: "net_nested_veth", needs: &[], run: net_nested_veth },
+    Check { name: "user_nested_root", needs: &[], run: user_nested_root },
+    Check { name: "cgroup_nested_ns", needs: &[], run: cgroup_nested_ns },
+    Check { name: "cgroup_child_memory", needs: &[], run: cgroup_child_memory },
+    Check { name: "time_nested_boottime", needs: &[], run: time_nested_boottime },
+    Check { name: "cgroups_oom", needs: &[], run: cgroups_oom },
+    Check { name: "cgroups_pids_limit", needs: &[], run: cgroups_pids_limit },
+    Check { name: "cgroups_cpu_throttled", needs: &[], run: cgroups_cpu_throttled },
 ];
+
+/// Every check kind and the arguments it needs: [`CHECKS`] without the functions, built at
+/// compile time.
+pub const KINDS: &[(&str, &[&str])] = &{
+    let mut kinds: [(&str, &[&str]); CHECKS.len()] = [("", &[]); CHECKS.len()];
+    let mut i = 0;
+    while i < CHECKS.len() {
+        kinds[i] = (CHECKS[i].name, CHECKS[i].needs);
+        i += 1;
+    }
+    kinds
+};
 
 pub fn validate(kind: &str, args: &BTreeMap<String, String>) -> Result<(), String> {
     let Some((_, needed)) = KINDS.iter().find(|(k, _)| *k == kind) else {
@@ -57,6 +83,13 @@ pub fn validate(kind: &str, args: &BTreeMap<String, String>) -> Result<(), Strin
     Ok(())
 }
 
+pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &str) -> Outcome {
+    match CHECKS.iter().find(|c| c.name == kind) {
+        Some(check) => (check.run)(p, args, lang),
+        None => fail(lang, format!("unknown check {kind}"), format!("不明なチェック {kind}")),
+    }
+}
+
 fn tr(lang: &str, en: String, ja: String) -> String {
     if lang == "ja" { ja } else { en }
 }
@@ -67,6 +100,11 @@ fn pass(lang: &str, en: String, ja: String) -> Outcome {
 
 fn fail(lang: &str, en: String, ja: String) -> Outcome {
     Outcome { passed: false, detail: tr(lang, en, ja) }
+}
+
+/// A check argument; one that is missing reads as empty (`validate` refuses such lessons).
+fn arg<'a>(args: &'a Args, name: &str) -> &'a str {
+    args.get(name).map(String::as_str).unwrap_or("")
 }
 
 fn nested_in(p: &Probe<'_>, kind: &str) -> Vec<(u64, i32)> {
@@ -87,346 +125,367 @@ fn status_field(pid: i32, field: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
 }
 
-pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &str) -> Outcome {
-    let arg = |n: &str| args.get(n).map(String::as_str).unwrap_or("");
-    match kind {
-        "uts_nested_hostname" => {
-            let want = arg("hostname");
-            let nested = nested_in(p, "uts");
-            if nested.is_empty() {
-                return fail(
-                    lang,
-                    "No process of your session runs in a UTS namespace of its own yet. Start one with `unshare -u /bin/sh`.".into(),
-                    "セッションのプロセスはまだ独自の UTS 名前空間で動いていません。`unshare -u /bin/sh` で作ってください。".into(),
-                );
-            }
-            let names: Vec<String> = nested
-                .iter()
-                .filter_map(|(_, pid)| in_ns(*pid, "-u", &["hostname"]))
-                .map(|s| s.trim().to_string())
-                .collect();
-            if names.iter().any(|n| n == want) {
-                pass(
-                    lang,
-                    format!(
-                        "Seen from the host: a nested UTS namespace (one of {}) has the hostname {want}, while the session keeps {}.",
-                        nested.len(),
-                        p.hostname
-                    ),
-                    format!(
-                        "ホストから確認しました: 入れ子の UTS 名前空間（{} 個のうち 1 つ）のホスト名は {want} で、セッションのホスト名は {} のままです。",
-                        nested.len(),
-                        p.hostname
-                    ),
-                )
-            } else {
-                fail(
-                    lang,
-                    format!(
-                        "A nested UTS namespace exists, but its hostname is {}, not {want}. Run `hostname {want}` in the nested shell.",
-                        names.join(", ")
-                    ),
-                    format!(
-                        "入れ子の UTS 名前空間はありますが、ホスト名は {want} ではなく {} です。入れ子のシェルで `hostname {want}` を実行してください。",
-                        names.join(", ")
-                    ),
-                )
-            }
-        }
-        "uts_session_hostname" => {
-            if !p.passed.contains("uts_nested_hostname") {
-                return fail(
-                    lang,
-                    "First change the hostname inside a nested UTS namespace (the earlier steps), then leave it."
-                        .into(),
-                    "まず前のステップで、入れ子の UTS 名前空間の中でホスト名を変えてから抜けてください。".into(),
-                );
-            }
-            let nested = nested_in(p, "uts");
-            if !nested.is_empty() {
-                return fail(
-                    lang,
-                    format!(
-                        "{} process(es) still run in a nested UTS namespace: leave the nested shell with `exit`.",
-                        nested.len()
-                    ),
-                    format!(
-                        "入れ子の UTS 名前空間でまだ {} 個のプロセスが動いています。`exit` で入れ子のシェルを抜けてください。",
-                        nested.len()
-                    ),
-                );
-            }
-            let now = in_ns(p.init_pid, "-u", &["hostname"]).unwrap_or_default();
-            if now.trim() == p.hostname {
-                pass(
-                    lang,
-                    format!(
-                        "The session's own UTS namespace still has its hostname {}: the change stayed inside the nested namespace.",
-                        p.hostname
-                    ),
-                    format!(
-                        "セッション自身の UTS 名前空間のホスト名は {} のままです。変更は入れ子の名前空間の中だけにとどまりました。",
-                        p.hostname
-                    ),
-                )
-            } else {
-                fail(
-                    lang,
-                    format!(
-                        "The session's hostname is now {}, not {}: it was changed outside a nested namespace.",
-                        now.trim(),
-                        p.hostname
-                    ),
-                    format!(
-                        "セッションのホスト名が {} ではなく {} になっています。入れ子の名前空間の外で変更されたようです。",
-                        p.hostname,
-                        now.trim()
-                    ),
-                )
-            }
-        }
-        "pid_nested_init" => {
-            // NSpid lists a process's pid in each namespace from the host's down: three levels
-            // ending in 1 is PID 1 of a namespace below the session's. (Scan every process: the
-            // one that called unshare stays in the session's namespace; its child is the PID 1.)
-            for &pid in &p.pids {
-                let nspid = status_field(pid, "NSpid:").unwrap_or_default();
-                let levels: Vec<&str> = nspid.split_whitespace().collect();
-                if levels.len() >= 3 && levels.last() == Some(&"1") {
-                    return pass(
-                        lang,
-                        format!("Host pid {pid} is PID 1 in a nested PID namespace (NSpid: {nspid})."),
-                        format!("ホストの pid {pid} は、入れ子の PID 名前空間で PID 1 です（NSpid: {nspid}）。"),
-                    );
-                }
-            }
-            fail(lang, "No process of your session is PID 1 in a nested PID namespace. Try `unshare -p -f --mount-proc sleep 1000 &`.".into(),
-                 "入れ子の PID 名前空間で PID 1 になっているプロセスがありません。`unshare -p -f --mount-proc sleep 1000 &` を試してください。".into())
-        }
-        "mnt_nested_tmpfs" => {
-            let path = arg("path");
-            let has_tmpfs = |pid: i32| {
-                std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default().lines().any(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    let sep = f.iter().position(|x| *x == "-");
-                    f.get(4) == Some(&path) && sep.and_then(|s| f.get(s + 1)) == Some(&"tmpfs")
-                })
-            };
-            if has_tmpfs(p.init_pid) {
-                return fail(
-                    lang,
-                    format!(
-                        "{path} is a tmpfs in the session's own mount namespace; the lesson wants it only in a nested one (use `unshare -m`)."
-                    ),
-                    format!(
-                        "{path} がセッション自身のマウント名前空間に tmpfs としてマウントされています。入れ子の名前空間（`unshare -m`）の中だけにマウントしてください。"
-                    ),
-                );
-            }
-            match nested_in(p, "mnt").into_iter().find(|(_, pid)| has_tmpfs(*pid)) {
-                Some((ino, pid)) => pass(
-                    lang,
-                    format!(
-                        "Mount namespace {ino} (host pid {pid}) has a tmpfs on {path}; the session's namespace does not."
-                    ),
-                    format!(
-                        "マウント名前空間 {ino}（ホスト pid {pid}）には {path} に tmpfs がありますが、セッションの名前空間にはありません。"
-                    ),
-                ),
-                None => fail(
-                    lang,
-                    format!("No nested mount namespace has a tmpfs on {path} yet."),
-                    format!("{path} に tmpfs をマウントした入れ子のマウント名前空間はまだありません。"),
-                ),
-            }
-        }
-        "ipc_nested_queue" => {
-            let queues = |pid: i32| {
-                in_ns(pid, "-i", &["cat", "/proc/sysvipc/msg"])
-                    .map(|s| s.lines().skip(1).filter(|l| !l.trim().is_empty()).count())
-            };
-            if queues(p.init_pid).unwrap_or(0) > 0 {
-                return fail(lang, "The session's own IPC namespace has a message queue; create it in a nested one instead (`unshare -i`).".into(),
-                            "セッション自身の IPC 名前空間にメッセージキューがあります。入れ子の名前空間（`unshare -i`）の中で作ってください。".into());
-            }
-            match nested_in(p, "ipc").into_iter().find(|(_, pid)| queues(*pid).unwrap_or(0) > 0) {
-                Some((ino, _)) => pass(
-                    lang,
-                    format!(
-                        "IPC namespace {ino} holds a System V message queue that the session's namespace does not see."
-                    ),
-                    format!(
-                        "IPC 名前空間 {ino} には、セッションの名前空間からは見えない System V メッセージキューがあります。"
-                    ),
-                ),
-                None => fail(
-                    lang,
-                    "No nested IPC namespace holds a message queue yet.".into(),
-                    "メッセージキューを持つ入れ子の IPC 名前空間はまだありません。".into(),
-                ),
-            }
-        }
-        "net_nested_veth" => {
-            for (ino, pid) in nested_in(p, "net") {
-                if let Some(links) = in_ns(pid, "-n", &["ip", "-o", "link", "show", "type", "veth"])
-                    && !links.trim().is_empty()
-                {
-                    let name = links.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("").to_string();
-                    return pass(
-                        lang,
-                        format!("Network namespace {ino} has the veth interface {name}."),
-                        format!("ネットワーク名前空間 {ino} に veth インターフェース {name} があります。"),
-                    );
-                }
-            }
-            fail(
-                lang,
-                "No nested network namespace has a veth interface yet.".into(),
-                "veth インターフェースを持つ入れ子のネットワーク名前空間はまだありません。".into(),
-            )
-        }
-        "user_nested_root" => {
-            for (ino, pid) in nested_in(p, "user") {
-                let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap_or_default();
-                // Read from the host, the outside ids are host uids: the session's root is uid_base.
-                if map.lines().any(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    f.first() == Some(&"0") && f.get(1) == Some(&p.uid_base.to_string().as_str())
-                }) {
-                    return pass(
-                        lang,
-                        format!("User namespace {ino} maps its uid 0 to the session's root (host uid {}).", p.uid_base),
-                        format!(
-                            "ユーザー名前空間 {ino} は、その uid 0 をセッションの root（ホストの uid {}）に対応づけています。",
-                            p.uid_base
-                        ),
-                    );
-                }
-            }
-            fail(lang, "No nested user namespace maps uid 0 to the session's root yet. Try `unshare -U -r`.".into(),
-                 "uid 0 をセッションの root に対応づけた入れ子のユーザー名前空間はまだありません。`unshare -U -r` を試してください。".into())
-        }
-        "cgroup_nested_ns" => match nested_in(p, "cgroup").first() {
-            Some((ino, pid)) => pass(
-                lang,
-                format!("Host pid {pid} runs in cgroup namespace {ino}, not the session's."),
-                format!("ホストの pid {pid} は、セッションとは別の cgroup 名前空間 {ino} で動いています。"),
-            ),
-            None => fail(
-                lang,
-                "No process of your session is in a cgroup namespace of its own yet (`unshare -C`).".into(),
-                "独自の cgroup 名前空間（`unshare -C`）で動いているプロセスはまだありません。".into(),
-            ),
-        },
-        "cgroup_child_memory" => {
-            let mut found = None;
-            for e in std::fs::read_dir(&p.cgroup_dir).into_iter().flatten().flatten() {
-                let d = e.path();
-                if !d.is_dir() {
-                    continue;
-                }
-                let max = std::fs::read_to_string(d.join("memory.max"))
-                    .or_else(|_| std::fs::read_to_string(d.join("memory.limit_in_bytes")))
-                    .unwrap_or_default();
-                let limited = !max.trim().is_empty()
-                    && max.trim() != "max"
-                    && max.trim().parse::<u64>().map(|v| v < (1 << 50)).unwrap_or(false);
-                let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
-                if limited && !procs.trim().is_empty() {
-                    found = Some((e.file_name().to_string_lossy().into_owned(), max.trim().to_string()));
-                    break;
-                }
-            }
-            if found.is_none()
-                && !p.cgroup_dir.join("memory.max").exists()
-                && p.cgroup_dir.join("memory.limit_in_bytes").exists()
-            {
-                return fail(lang, "This step needs a cgroup v2 host: this server runs on cgroup v1, where the session cannot create child memory groups.".into(),
-                            "このステップには cgroup v2 のホストが必要です。このサーバーは cgroup v1 で動いており、セッション内でメモリ用の子 cgroup を作れません。".into());
-            }
-            match found {
-                Some((name, max)) => pass(
-                    lang,
-                    format!("Child cgroup {name} has a memory limit of {max} bytes and holds a process."),
-                    format!("子 cgroup {name} にはメモリ上限 {max} バイトが設定され、プロセスが入っています。"),
-                ),
-                None => fail(
-                    lang,
-                    "No child cgroup below the session's has a memory limit and a process yet.".into(),
-                    "メモリ上限が設定され、プロセスが入った子 cgroup はまだありません。".into(),
-                ),
-            }
-        }
-        "time_nested_boottime" => {
-            for (ino, pid) in nested_in(p, "time") {
-                let offsets = std::fs::read_to_string(format!("/proc/{pid}/timens_offsets")).unwrap_or_default();
-                let shifted = offsets.lines().any(|l| {
-                    let f: Vec<&str> = l.split_whitespace().collect();
-                    f.len() >= 3 && (f[0] == "boottime" || f[0] == "monotonic") && (f[1] != "0" || f[2] != "0")
-                });
-                if shifted {
-                    let summary = offsets.lines().map(str::trim).collect::<Vec<_>>().join("; ");
-                    return pass(
-                        lang,
-                        format!("Time namespace {ino} has clock offsets ({summary})."),
-                        format!("時間名前空間 {ino} には時計のオフセットがあります（{summary}）。"),
-                    );
-                }
-            }
-            fail(lang, "No nested time namespace with a boottime or monotonic offset yet (`unshare -T --boottime 86400 --fork sleep 1000 &`).".into(),
-                 "boottime か monotonic のオフセットを持つ入れ子の時間名前空間はまだありません（`unshare -T --boottime 86400 --fork sleep 1000 &`）。".into())
-        }
-        "cgroups_oom" => counter(
-            lang,
-            p.usage.oom_kills,
-            "the memory limit killed a process",
-            "メモリ上限によってプロセスが強制終了されました",
-            "No OOM kill counted yet: run the memory hog (`tail /dev/zero`).",
-            "OOM kill はまだ記録されていません。メモリを食いつぶすコマンド（`tail /dev/zero`）を実行してください。",
-        ),
-        "cgroups_pids_limit" => counter(
-            lang,
-            p.usage.pids_limit_hits,
-            "a fork was refused at pids.max",
-            "pids.max によって fork が拒否されました",
-            "No fork has been refused by pids.max yet.",
-            "pids.max による fork の拒否はまだ記録されていません。",
-        ),
-        "cgroups_cpu_throttled" => {
-            // Any busy moment throttles a period or two; the lesson's spinner throttles for
-            // seconds, so ask for at least one second in total.
-            let secs = p.usage.throttled_usec as f64 / 1e6;
-            if p.usage.throttled_usec >= 1_000_000 {
-                pass(
-                    lang,
-                    format!(
-                        "The CPU quota held the session back for {secs:.1} s in {} periods.",
-                        p.usage.throttled_periods
-                    ),
-                    format!(
-                        "CPU クォータにより、セッションは {} 回の周期で合計 {secs:.1} 秒待たされました。",
-                        p.usage.throttled_periods
-                    ),
-                )
-            } else {
-                fail(
-                    lang,
-                    format!("Throttled for only {secs:.1} s so far: run the busy loop to see the quota bite."),
-                    format!(
-                        "これまでに抑制された時間は {secs:.1} 秒だけです。ビジーループを実行して、クォータが効く様子を確かめてください。"
-                    ),
-                )
-            }
-        }
-        other => fail(lang, format!("unknown check {other}"), format!("不明なチェック {other}")),
-    }
-}
-
+/// A cgroup event counter of the session: passes once the kernel has counted one.
 fn counter(lang: &str, n: u64, en: &str, ja: &str, en_no: &str, ja_no: &str) -> Outcome {
     if n > 0 {
         pass(lang, format!("The kernel counted it {n} time(s): {en}."), format!("カーネルの記録では {n} 回: {ja}。"))
     } else {
         fail(lang, en_no.to_string(), ja_no.to_string())
+    }
+}
+
+// ---------------------------------------------------------------------------------------------
+// The kinds, in the order of `CHECKS`.
+
+/// Passes when a nested UTS namespace has the hostname `check_args.hostname`.
+fn uts_nested_hostname(p: &Probe<'_>, args: &Args, lang: &str) -> Outcome {
+    let want = arg(args, "hostname");
+    let nested = nested_in(p, "uts");
+    if nested.is_empty() {
+        return fail(
+            lang,
+            "No process of your session runs in a UTS namespace of its own yet. Start one with `unshare -u /bin/sh`."
+                .into(),
+            "セッションのプロセスはまだ独自の UTS 名前空間で動いていません。`unshare -u /bin/sh` で作ってください。"
+                .into(),
+        );
+    }
+    let names: Vec<String> =
+        nested.iter().filter_map(|(_, pid)| in_ns(*pid, "-u", &["hostname"])).map(|s| s.trim().to_string()).collect();
+    if names.iter().any(|n| n == want) {
+        pass(
+            lang,
+            format!(
+                "Seen from the host: a nested UTS namespace (one of {}) has the hostname {want}, while the session keeps {}.",
+                nested.len(),
+                p.hostname
+            ),
+            format!(
+                "ホストから確認しました: 入れ子の UTS 名前空間（{} 個のうち 1 つ）のホスト名は {want} で、セッションのホスト名は {} のままです。",
+                nested.len(),
+                p.hostname
+            ),
+        )
+    } else {
+        fail(
+            lang,
+            format!(
+                "A nested UTS namespace exists, but its hostname is {}, not {want}. Run `hostname {want}` in the nested shell.",
+                names.join(", ")
+            ),
+            format!(
+                "入れ子の UTS 名前空間はありますが、ホスト名は {want} ではなく {} です。入れ子のシェルで `hostname {want}` を実行してください。",
+                names.join(", ")
+            ),
+        )
+    }
+}
+
+/// Passes when, after `uts_nested_hostname`, every nested UTS namespace is gone and the session's
+/// own hostname is unchanged.
+fn uts_session_hostname(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    if !p.passed.contains("uts_nested_hostname") {
+        return fail(
+            lang,
+            "First change the hostname inside a nested UTS namespace (the earlier steps), then leave it.".into(),
+            "まず前のステップで、入れ子の UTS 名前空間の中でホスト名を変えてから抜けてください。".into(),
+        );
+    }
+    let nested = nested_in(p, "uts");
+    if !nested.is_empty() {
+        return fail(
+            lang,
+            format!(
+                "{} process(es) still run in a nested UTS namespace: leave the nested shell with `exit`.",
+                nested.len()
+            ),
+            format!(
+                "入れ子の UTS 名前空間でまだ {} 個のプロセスが動いています。`exit` で入れ子のシェルを抜けてください。",
+                nested.len()
+            ),
+        );
+    }
+    let now = in_ns(p.init_pid, "-u", &["hostname"]).unwrap_or_default();
+    if now.trim() == p.hostname {
+        pass(
+            lang,
+            format!(
+                "The session's own UTS namespace still has its hostname {}: the change stayed inside the nested namespace.",
+                p.hostname
+            ),
+            format!(
+                "セッション自身の UTS 名前空間のホスト名は {} のままです。変更は入れ子の名前空間の中だけにとどまりました。",
+                p.hostname
+            ),
+        )
+    } else {
+        fail(
+            lang,
+            format!(
+                "The session's hostname is now {}, not {}: it was changed outside a nested namespace.",
+                now.trim(),
+                p.hostname
+            ),
+            format!(
+                "セッションのホスト名が {} ではなく {} になっています。入れ子の名前空間の外で変更されたようです。",
+                p.hostname,
+                now.trim()
+            ),
+        )
+    }
+}
+
+/// Passes when a process of the session is PID 1 of a PID namespace below the session's.
+fn pid_nested_init(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    // NSpid lists a process's pid in each namespace from the host's down: three levels
+    // ending in 1 is PID 1 of a namespace below the session's. (Scan every process: the
+    // one that called unshare stays in the session's namespace; its child is the PID 1.)
+    for &pid in &p.pids {
+        let nspid = status_field(pid, "NSpid:").unwrap_or_default();
+        let levels: Vec<&str> = nspid.split_whitespace().collect();
+        if levels.len() >= 3 && levels.last() == Some(&"1") {
+            return pass(
+                lang,
+                format!("Host pid {pid} is PID 1 in a nested PID namespace (NSpid: {nspid})."),
+                format!("ホストの pid {pid} は、入れ子の PID 名前空間で PID 1 です（NSpid: {nspid}）。"),
+            );
+        }
+    }
+    fail(lang, "No process of your session is PID 1 in a nested PID namespace. Try `unshare -p -f --mount-proc sleep 1000 &`.".into(),
+         "入れ子の PID 名前空間で PID 1 になっているプロセスがありません。`unshare -p -f --mount-proc sleep 1000 &` を試してください。".into())
+}
+
+/// Passes when a nested mount namespace, and not the session's, has a tmpfs on `check_args.path`.
+fn mnt_nested_tmpfs(p: &Probe<'_>, args: &Args, lang: &str) -> Outcome {
+    let path = arg(args, "path");
+    let has_tmpfs = |pid: i32| {
+        std::fs::read_to_string(format!("/proc/{pid}/mountinfo")).unwrap_or_default().lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            let sep = f.iter().position(|x| *x == "-");
+            f.get(4) == Some(&path) && sep.and_then(|s| f.get(s + 1)) == Some(&"tmpfs")
+        })
+    };
+    if has_tmpfs(p.init_pid) {
+        return fail(
+            lang,
+            format!(
+                "{path} is a tmpfs in the session's own mount namespace; the lesson wants it only in a nested one (use `unshare -m`)."
+            ),
+            format!(
+                "{path} がセッション自身のマウント名前空間に tmpfs としてマウントされています。入れ子の名前空間（`unshare -m`）の中だけにマウントしてください。"
+            ),
+        );
+    }
+    match nested_in(p, "mnt").into_iter().find(|(_, pid)| has_tmpfs(*pid)) {
+        Some((ino, pid)) => pass(
+            lang,
+            format!("Mount namespace {ino} (host pid {pid}) has a tmpfs on {path}; the session's namespace does not."),
+            format!(
+                "マウント名前空間 {ino}（ホスト pid {pid}）には {path} に tmpfs がありますが、セッションの名前空間にはありません。"
+            ),
+        ),
+        None => fail(
+            lang,
+            format!("No nested mount namespace has a tmpfs on {path} yet."),
+            format!("{path} に tmpfs をマウントした入れ子のマウント名前空間はまだありません。"),
+        ),
+    }
+}
+
+/// Passes when a nested IPC namespace, and not the session's, holds a System V message queue.
+fn ipc_nested_queue(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    let queues = |pid: i32| {
+        in_ns(pid, "-i", &["cat", "/proc/sysvipc/msg"])
+            .map(|s| s.lines().skip(1).filter(|l| !l.trim().is_empty()).count())
+    };
+    if queues(p.init_pid).unwrap_or(0) > 0 {
+        return fail(lang, "The session's own IPC namespace has a message queue; create it in a nested one instead (`unshare -i`).".into(),
+                    "セッション自身の IPC 名前空間にメッセージキューがあります。入れ子の名前空間（`unshare -i`）の中で作ってください。".into());
+    }
+    match nested_in(p, "ipc").into_iter().find(|(_, pid)| queues(*pid).unwrap_or(0) > 0) {
+        Some((ino, _)) => pass(
+            lang,
+            format!("IPC namespace {ino} holds a System V message queue that the session's namespace does not see."),
+            format!(
+                "IPC 名前空間 {ino} には、セッションの名前空間からは見えない System V メッセージキューがあります。"
+            ),
+        ),
+        None => fail(
+            lang,
+            "No nested IPC namespace holds a message queue yet.".into(),
+            "メッセージキューを持つ入れ子の IPC 名前空間はまだありません。".into(),
+        ),
+    }
+}
+
+/// Passes when a nested network namespace has a veth interface.
+fn net_nested_veth(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    for (ino, pid) in nested_in(p, "net") {
+        if let Some(links) = in_ns(pid, "-n", &["ip", "-o", "link", "show", "type", "veth"])
+            && !links.trim().is_empty()
+        {
+            let name = links.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("").to_string();
+            return pass(
+                lang,
+                format!("Network namespace {ino} has the veth interface {name}."),
+                format!("ネットワーク名前空間 {ino} に veth インターフェース {name} があります。"),
+            );
+        }
+    }
+    fail(
+        lang,
+        "No nested network namespace has a veth interface yet.".into(),
+        "veth インターフェースを持つ入れ子のネットワーク名前空間はまだありません。".into(),
+    )
+}
+
+/// Passes when a nested user namespace maps its uid 0 to the session's root.
+fn user_nested_root(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    for (ino, pid) in nested_in(p, "user") {
+        let map = std::fs::read_to_string(format!("/proc/{pid}/uid_map")).unwrap_or_default();
+        // Read from the host, the outside ids are host uids: the session's root is uid_base.
+        if map.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.first() == Some(&"0") && f.get(1) == Some(&p.uid_base.to_string().as_str())
+        }) {
+            return pass(
+                lang,
+                format!("User namespace {ino} maps its uid 0 to the session's root (host uid {}).", p.uid_base),
+                format!(
+                    "ユーザー名前空間 {ino} は、その uid 0 をセッションの root（ホストの uid {}）に対応づけています。",
+                    p.uid_base
+                ),
+            );
+        }
+    }
+    fail(lang, "No nested user namespace maps uid 0 to the session's root yet. Try `unshare -U -r`.".into(),
+         "uid 0 をセッションの root に対応づけた入れ子のユーザー名前空間はまだありません。`unshare -U -r` を試してください。".into())
+}
+
+/// Passes when a process of the session is in a cgroup namespace of its own.
+fn cgroup_nested_ns(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    match nested_in(p, "cgroup").first() {
+        Some((ino, pid)) => pass(
+            lang,
+            format!("Host pid {pid} runs in cgroup namespace {ino}, not the session's."),
+            format!("ホストの pid {pid} は、セッションとは別の cgroup 名前空間 {ino} で動いています。"),
+        ),
+        None => fail(
+            lang,
+            "No process of your session is in a cgroup namespace of its own yet (`unshare -C`).".into(),
+            "独自の cgroup 名前空間（`unshare -C`）で動いているプロセスはまだありません。".into(),
+        ),
+    }
+}
+
+/// Passes when a child cgroup of the session's has a memory limit and holds a process.
+fn cgroup_child_memory(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    let mut found = None;
+    for e in std::fs::read_dir(&p.cgroup_dir).into_iter().flatten().flatten() {
+        let d = e.path();
+        if !d.is_dir() {
+            continue;
+        }
+        let max = std::fs::read_to_string(d.join("memory.max"))
+            .or_else(|_| std::fs::read_to_string(d.join("memory.limit_in_bytes")))
+            .unwrap_or_default();
+        let limited = !max.trim().is_empty()
+            && max.trim() != "max"
+            && max.trim().parse::<u64>().map(|v| v < (1 << 50)).unwrap_or(false);
+        let procs = std::fs::read_to_string(d.join("cgroup.procs")).unwrap_or_default();
+        if limited && !procs.trim().is_empty() {
+            found = Some((e.file_name().to_string_lossy().into_owned(), max.trim().to_string()));
+            break;
+        }
+    }
+    if found.is_none()
+        && !p.cgroup_dir.join("memory.max").exists()
+        && p.cgroup_dir.join("memory.limit_in_bytes").exists()
+    {
+        return fail(lang, "This step needs a cgroup v2 host: this server runs on cgroup v1, where the session cannot create child memory groups.".into(),
+                    "このステップには cgroup v2 のホストが必要です。このサーバーは cgroup v1 で動いており、セッション内でメモリ用の子 cgroup を作れません。".into());
+    }
+    match found {
+        Some((name, max)) => pass(
+            lang,
+            format!("Child cgroup {name} has a memory limit of {max} bytes and holds a process."),
+            format!("子 cgroup {name} にはメモリ上限 {max} バイトが設定され、プロセスが入っています。"),
+        ),
+        None => fail(
+            lang,
+            "No child cgroup below the session's has a memory limit and a process yet.".into(),
+            "メモリ上限が設定され、プロセスが入った子 cgroup はまだありません。".into(),
+        ),
+    }
+}
+
+/// Passes when a nested time namespace has a boottime or monotonic offset.
+fn time_nested_boottime(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    for (ino, pid) in nested_in(p, "time") {
+        let offsets = std::fs::read_to_string(format!("/proc/{pid}/timens_offsets")).unwrap_or_default();
+        let shifted = offsets.lines().any(|l| {
+            let f: Vec<&str> = l.split_whitespace().collect();
+            f.len() >= 3 && (f[0] == "boottime" || f[0] == "monotonic") && (f[1] != "0" || f[2] != "0")
+        });
+        if shifted {
+            let summary = offsets.lines().map(str::trim).collect::<Vec<_>>().join("; ");
+            return pass(
+                lang,
+                format!("Time namespace {ino} has clock offsets ({summary})."),
+                format!("時間名前空間 {ino} には時計のオフセットがあります（{summary}）。"),
+            );
+        }
+    }
+    fail(lang, "No nested time namespace with a boottime or monotonic offset yet (`unshare -T --boottime 86400 --fork sleep 1000 &`).".into(),
+         "boottime か monotonic のオフセットを持つ入れ子の時間名前空間はまだありません（`unshare -T --boottime 86400 --fork sleep 1000 &`）。".into())
+}
+
+/// Passes once the session's memory limit has killed a process.
+fn cgroups_oom(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    counter(
+        lang,
+        p.usage.oom_kills,
+        "the memory limit killed a process",
+        "メモリ上限によってプロセスが強制終了されました",
+        "No OOM kill counted yet: run the memory hog (`tail /dev/zero`).",
+        "OOM kill はまだ記録されていません。メモリを食いつぶすコマンド（`tail /dev/zero`）を実行してください。",
+    )
+}
+
+/// Passes once the session's pids.max has refused a fork.
+fn cgroups_pids_limit(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    counter(
+        lang,
+        p.usage.pids_limit_hits,
+        "a fork was refused at pids.max",
+        "pids.max によって fork が拒否されました",
+        "No fork has been refused by pids.max yet.",
+        "pids.max による fork の拒否はまだ記録されていません。",
+    )
+}
+
+/// Passes once the session's CPU quota has held it back for a second in all.
+fn cgroups_cpu_throttled(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
+    // Any busy moment throttles a period or two; the lesson's spinner throttles for
+    // seconds, so ask for at least one second in total.
+    let secs = p.usage.throttled_usec as f64 / 1e6;
+    if p.usage.throttled_usec >= 1_000_000 {
+        pass(
+            lang,
+            format!("The CPU quota held the session back for {secs:.1} s in {} periods.", p.usage.throttled_periods),
+            format!(
+                "CPU クォータにより、セッションは {} 回の周期で合計 {secs:.1} 秒待たされました。",
+                p.usage.throttled_periods
+            ),
+        )
+    } else {
+        fail(
+            lang,
+            format!("Throttled for only {secs:.1} s so far: run the busy loop to see the quota bite."),
+            format!(
+                "これまでに抑制された時間は {secs:.1} 秒だけです。ビジーループを実行して、クォータが効く様子を確かめてください。"
+            ),
+        )
     }
 }
 
@@ -467,5 +526,53 @@ mod tests {
         assert!(run("cgroups_oom", &BTreeMap::new(), &p, "en").passed);
         assert!(validate("uts_nested_hostname", &BTreeMap::new()).is_err());
         assert!(validate("no_such_check", &BTreeMap::new()).is_err());
+    }
+
+    #[test]
+    fn the_table_names_each_kind_once_and_kinds_is_the_table() {
+        let names: BTreeSet<&str> = CHECKS.iter().map(|c| c.name).collect();
+        assert_eq!(names.len(), CHECKS.len(), "a kind is named twice in CHECKS");
+        assert!(CHECKS.iter().all(|c| !c.name.is_empty()));
+        let from_table: Vec<(&str, &[&str])> = CHECKS.iter().map(|c| (c.name, c.needs)).collect();
+        assert_eq!(KINDS, from_table.as_slice());
+        // A kind that builds on another (uts_session_hostname reads `passed`) names one that exists.
+        assert!(names.contains("uts_nested_hostname"));
+    }
+
+    #[test]
+    fn every_kind_validates_with_its_args_and_not_without_one() {
+        for c in CHECKS {
+            let args: BTreeMap<String, String> = c.needs.iter().map(|n| (n.to_string(), "x".to_string())).collect();
+            assert_eq!(validate(c.name, &args), Ok(()), "{}", c.name);
+            for n in c.needs {
+                let mut fewer = args.clone();
+                fewer.remove(*n);
+                assert_eq!(validate(c.name, &fewer), Err(format!("check `{}` needs check_args.{n}", c.name)));
+            }
+        }
+    }
+
+    #[test]
+    fn an_unknown_kind_is_refused() {
+        assert_eq!(validate("no_such_check", &BTreeMap::new()), Err("unknown check `no_such_check`".to_string()));
+        let p = probe();
+        let en = run("no_such_check", &BTreeMap::new(), &p, "en");
+        assert_eq!(en, Outcome { passed: false, detail: "unknown check no_such_check".into() });
+        assert_eq!(run("no_such_check", &BTreeMap::new(), &p, "ja").detail, "不明なチェック no_such_check");
+    }
+
+    #[test]
+    fn counters_and_the_cpu_quota_pass_on_the_kernels_numbers() {
+        let mut p = probe();
+        p.usage.pids_limit_hits = 1;
+        p.usage.throttled_usec = 1_500_000;
+        p.usage.throttled_periods = 12;
+        let pids = run("cgroups_pids_limit", &BTreeMap::new(), &p, "en");
+        assert_eq!(pids.detail, "The kernel counted it 1 time(s): a fork was refused at pids.max.");
+        let cpu = run("cgroups_cpu_throttled", &BTreeMap::new(), &p, "en");
+        assert!(cpu.passed);
+        assert_eq!(cpu.detail, "The CPU quota held the session back for 1.5 s in 12 periods.");
+        p.usage.throttled_usec = 999_999;
+        assert!(!run("cgroups_cpu_throttled", &BTreeMap::new(), &p, "ja").passed);
     }
 }

@@ -186,7 +186,7 @@ fn lesson_page(l: &'static lessons::Lesson, lang: &'static str) -> LessonPage {
 
 #[derive(rust_embed::Embed)]
 #[folder = "web/"]
-#[include = "nsplay.js"]
+#[include = "js/*.js"]
 #[include = "nsplay.css"]
 #[include = "vendor/*"]
 struct Assets;
@@ -226,14 +226,98 @@ pub async fn asset(Path(path): Path<String>, headers: HeaderMap) -> Response {
 mod tests {
     use super::*;
 
+    /// The keys of every `call` (`t(` in JS, `t.s(` in templates) in `source`, which must be a
+    /// string literal: a key built at run time could be missing from ui.toml unseen. Lines that
+    /// are comments, and comments after ` // `, are skipped.
+    fn keys_used(name: &str, source: &str, call: &str, keys: &mut BTreeMap<String, String>) {
+        for (n, line) in source.lines().enumerate() {
+            let code = line.trim_start();
+            if code.starts_with("//") || code.starts_with("/*") || code.starts_with('*') {
+                continue;
+            }
+            let code = code.split(" // ").next().unwrap_or_default();
+            let mut rest = code;
+            while let Some(at) = rest.find(call) {
+                let before = &rest[..at];
+                let after = &rest[at + call.len()..];
+                rest = after;
+                let prev = before.chars().next_back();
+                if prev.is_some_and(|c| c.is_ascii_alphanumeric() || "_$.".contains(c)) || before.ends_with("function ")
+                {
+                    continue; // another name ending in `t`, or t's own definition
+                }
+                let quote = after.chars().next().filter(|q| *q == '\'' || *q == '"');
+                // The literal must be the whole argument: `t('state_' + s)` is not a key.
+                let key = quote
+                    .and_then(|q| {
+                        let (key, tail) = after[1..].split_once(q)?;
+                        tail.trim_start().starts_with([')', ',']).then_some(key)
+                    })
+                    .unwrap_or_default();
+                assert!(
+                    !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '_'),
+                    "{name}:{}: {call}...) needs a literal key from web/ui.toml: {line}",
+                    n + 1
+                );
+                keys.entry(key.to_string()).or_insert_with(|| format!("{name}:{}", n + 1));
+            }
+        }
+    }
+
     #[test]
-    fn every_ui_string_exists_in_both_languages() {
+    fn every_ui_string_exists_in_both_languages_and_is_used() {
         for (k, e) in strings() {
             assert!(!e.en.trim().is_empty() && !e.ja.trim().is_empty(), "{k} is missing a translation");
         }
-        for key in include_str!("../../web/i18n-keys.txt").lines().filter(|l| !l.trim().is_empty()) {
-            assert!(strings().contains_key(key.trim()), "{key} is used but not in web/ui.toml");
+        // Every key the browser modules and the templates use, with where it is used.
+        let mut used = BTreeMap::new();
+        let modules: Vec<_> = Assets::iter().filter(|p| p.starts_with("js/") && p.ends_with(".js")).collect();
+        assert!(modules.iter().any(|p| p == "js/main.js"), "web/js/ is embedded: {modules:?}");
+        for path in &modules {
+            let file = Assets::get(path).unwrap();
+            keys_used(&format!("web/{path}"), std::str::from_utf8(&file.data).unwrap(), "t(", &mut used);
         }
+        let templates = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("templates");
+        for entry in std::fs::read_dir(&templates).unwrap() {
+            let path = entry.unwrap().path();
+            let name = format!("templates/{}", path.file_name().unwrap().to_string_lossy());
+            keys_used(&name, &std::fs::read_to_string(&path).unwrap(), "t.s(", &mut used);
+        }
+        for (key, at) in &used {
+            assert!(strings().contains_key(key), "{at} uses \"{key}\", which is not in web/ui.toml");
+        }
+        // Server messages (text::Message keys, text::get calls) name their keys as literals in
+        // the server's Rust code; server/text.rs tests that each renders.
+        let server = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("server");
+        let mut rust = String::new();
+        for dir in ["", "session", "web", "lessons"] {
+            for entry in std::fs::read_dir(server.join(dir)).unwrap() {
+                let path = entry.unwrap().path();
+                if path.extension().is_some_and(|e| e == "rs") {
+                    rust.push_str(&std::fs::read_to_string(&path).unwrap());
+                }
+            }
+        }
+        for key in strings().keys() {
+            if !used.contains_key(key) && rust.contains(&format!("\"{key}\"")) {
+                used.insert(key.clone(), "server/".into());
+            }
+        }
+        for key in strings().keys() {
+            assert!(used.contains_key(key), "web/ui.toml has \"{key}\", which nothing uses");
+        }
+    }
+
+    #[test]
+    fn a_key_built_at_run_time_or_missing_fails_the_check() {
+        let mut used = BTreeMap::new();
+        let js = "// t(whatever) in a comment\nexport function t(key, vars) {}\nparseInt(x); el.textContent = t('state_connected', { a: 1 });";
+        keys_used("a.js", js, "t(", &mut used);
+        assert_eq!(used.keys().collect::<Vec<_>>(), ["state_connected"]);
+        let dynamic = std::panic::catch_unwind(|| keys_used("b.js", "t('state_' + s);", "t(", &mut BTreeMap::new()));
+        assert!(dynamic.is_err());
+        let variable = std::panic::catch_unwind(|| keys_used("c.js", "x = t(key);", "t(", &mut BTreeMap::new()));
+        assert!(variable.is_err());
     }
 
     #[test]

@@ -54,7 +54,9 @@ where
     };
     let client = att.id;
     let mut rx = att.rx;
-    if !att.replay.is_empty() && sink.send(Frame::Binary(att.replay)).await.is_err() {
+    // Always sent, even empty: the client knows that its first binary message is the replay,
+    // output from the past whose terminal queries it must not answer (docs/api.md).
+    if sink.send(Frame::Binary(att.replay)).await.is_err() {
         term.detach(client);
         return;
     }

@@ -338,6 +338,21 @@ test('playground: start, type, Unicode, wrapping, resize, clipboard, reload', as
     assert.deepEqual(await run(page, 'pwd'), ['/tmp']);
   });
 
+  await step('terminal queries in the replayed output are not answered into the shell', async () => {
+    // A program that asks the terminal what it is (device attributes) and for a
+    // mode (DECRQM), and reads the answers, as vi does. Live, xterm.js answers
+    // and the program consumes the answers; after a reload the same queries come
+    // back in the replay, and an answer then would be typed into the shell.
+    await focusTerminal(page);
+    const probe = "printf '\\033[c'; read -rs -d c -t 3 _; printf '\\033[?2004$p'; read -rs -d y -t 3 _; echo queries-answered";
+    assert.deepEqual(await run(page, probe), ['queries-answered']);
+    await page.reload();
+    await waitTerm(page, (s) => hasLine('queries-answered')(s) && atPrompt(s), 'the replay after reload');
+    await sleep(500);
+    await focusTerminal(page);
+    assert.deepEqual(await run(page, 'echo after-replay'), ['after-replay']);
+  });
+
   assert.deepEqual(page.errors, [], 'no uncaught errors in the page');
   await page.context().close();
   if (sessionId) await main.api('DELETE', '/api/sessions/' + encodeURIComponent(sessionId));

@@ -1,0 +1,79 @@
+// nsplay lesson page (/learn/{topic}): the lesson's session (kept per topic in
+// localStorage, so a reload or coming back finds the same shell), each step's
+// Run buttons (type the command into the terminal) and Check button (ask the
+// server whether the step is done), and the inspector.
+
+import { pageLang, t } from './i18n.js';
+import { createSessionPatiently, getSession, runCheck } from './api.js';
+import { runInTerminal, setState } from './terminal.js';
+import { startInspector } from './inspector.js';
+import { attachPage, showBannerText, showClipboardHint, showPageError } from './page.js';
+import { $ } from './dom.js';
+
+function storageGet(key) {
+  try { return localStorage.getItem(key); } catch (_) { return null; }
+}
+function storageSet(key, value) {
+  try {
+    if (value == null) localStorage.removeItem(key); else localStorage.setItem(key, value);
+  } catch (_) { /* private mode: the session just won't survive a reload */ }
+}
+
+// Wires the Run and Check buttons of every step to session `id`.
+function wireSteps(conn, id, topic) {
+  const lang = pageLang();
+  for (const step of document.querySelectorAll('.step[data-step]')) {
+    for (const run of step.querySelectorAll('.run[data-command]')) {
+      run.addEventListener('click', () => runInTerminal(conn, run.dataset.command));
+    }
+    for (const check of step.querySelectorAll('.check')) {
+      check.addEventListener('click', async () => {
+        const result = step.querySelector('.check-result');
+        check.disabled = true;
+        if (result) result.textContent = t('checking');
+        try {
+          const r = await runCheck(id, topic, step.dataset.step, lang);
+          step.dataset.passed = r.passed ? 'true' : 'false';
+          if (result) {
+            result.textContent = (r.passed ? t('check_passed') : t('check_failed')) +
+              (r.detail ? ' — ' + r.detail : '');
+          }
+        } catch (err) {
+          if (result) result.textContent = err.message;
+        } finally {
+          check.disabled = false;
+        }
+      });
+    }
+  }
+}
+
+// Resolves to the terminal connection, or undefined if no session could be made.
+export async function bootLesson() {
+  showClipboardHint();
+  const topic = document.body.dataset.topic;
+  const storeKey = 'nsplay.lesson.' + topic;
+  setState($('#conn-state'), 'connecting');
+
+  let id = storageGet(storeKey);
+  try {
+    if (id && (await getSession(id)) === null) id = null;
+  } catch (_) { /* server unreachable: attach() will keep retrying */ }
+  if (!id) {
+    try {
+      const s = await createSessionPatiently(topic, showBannerText);
+      id = s.id;
+      storageSet(storeKey, id);
+    } catch (err) {
+      setState($('#conn-state'), 'disconnected');
+      showPageError(err.message);
+      return undefined;
+    }
+  }
+
+  const conn = attachPage(id, () => { storageSet(storeKey, null); location.reload(); });
+  wireSteps(conn, id, topic);
+  const inspector = $('#inspector');
+  if (inspector) startInspector(inspector, id);
+  return conn;
+}

@@ -1,0 +1,36 @@
+// nsplay browser entry point (<script type="module"> in templates/base.html):
+// wires up the page named by <body data-page> and exposes window.Nsplay for
+// devtools and the end-to-end tests (tests/browser/e2e.test.mjs).
+//
+// The modules: i18n.js (t() and the language switch), api.js (HTTP API
+// client), terminal.js (the terminal's WebSocket client), inspector.js,
+// page.js (what the terminal pages share), play.js (landing and /play),
+// lesson.js (lesson pages), dom.js (DOM helpers). No build step: the server
+// embeds and serves these files as they are.
+
+import { initLanguageSwitch, t } from './i18n.js';
+import { createSession, getSession } from './api.js';
+import { attach, runInTerminal } from './terminal.js';
+import { bootLanding, bootPlay } from './play.js';
+import { bootLesson } from './lesson.js';
+
+const Nsplay = {
+  createSession, getSession, attach, runInTerminal,
+  i18n: t,
+  connection: null, // set once the play or lesson page has attached its terminal
+};
+window.Nsplay = Nsplay;
+
+const expose = (conn) => { if (conn) Nsplay.connection = conn; };
+
+function boot() {
+  initLanguageSwitch();
+  const page = document.body.dataset.page;
+  if (page === 'play') bootPlay().then(expose);
+  else if (page === 'landing') bootLanding();
+  else if (page === 'lesson') bootLesson().then(expose);
+}
+
+// Module scripts run once the document is parsed; the check is for safety.
+if (document.readyState === 'loading') document.addEventListener('DOMContentLoaded', boot);
+else boot();
