@@ -4,6 +4,7 @@ use std::path::PathBuf;
 
 use clap::{Args, Parser, Subcommand};
 
+use crate::config::defaults::{self, help};
 use nsplay_sandbox::SandboxConfig;
 use nsplay_sandbox::{self as limits, Limits};
 
@@ -31,17 +32,17 @@ pub enum Command {
 #[derive(Debug, Args, Clone)]
 pub struct SandboxArgs {
     /// First host uid/gid of the session id ranges (65536 ids per session).
-    #[arg(long, env = "NSPLAY_ID_BASE", default_value_t = 1_000_000_000)]
+    #[arg(long, env = "NSPLAY_ID_BASE", default_value_t = defaults::ID_BASE)]
     pub id_base: u32,
     /// Number of id ranges, which is also the most sessions that can exist at once.
-    #[arg(long, env = "NSPLAY_ID_SLOTS", default_value_t = 4096)]
+    #[arg(long, env = "NSPLAY_ID_SLOTS", default_value_t = defaults::ID_SLOTS)]
     pub id_slots: u32,
     /// Parent cgroup for sessions, relative to the hierarchy root (default: `nsplay`, or the
     /// delegated group nsplay was started in under systemd on cgroup v2).
     #[arg(long, env = "NSPLAY_CGROUP_PARENT")]
     pub cgroup_parent: Option<String>,
     /// Directory for nsplay's runtime state (a lock file and the staging mount point).
-    #[arg(long, env = "NSPLAY_STATE_DIR", default_value = "/run/nsplay")]
+    #[arg(long, env = "NSPLAY_STATE_DIR", default_value = defaults::STATE_DIR)]
     pub state_dir: PathBuf,
 }
 
@@ -59,19 +60,19 @@ impl SandboxArgs {
 #[derive(Debug, Args, Clone)]
 pub struct LimitArgs {
     /// Memory limit (swap is always 0), e.g. 256M, 1G.
-    #[arg(long, default_value = "256M", value_parser = |s: &str| limits::parse_size("memory", s))]
+    #[arg(long, default_value = defaults::MEMORY, value_parser = |s: &str| limits::parse_size("memory", s))]
     pub memory: u64,
     /// Most processes and threads at once.
-    #[arg(long, default_value_t = 128)]
+    #[arg(long, default_value_t = defaults::PIDS)]
     pub pids: u64,
     /// CPU in cores, e.g. 0.5 for half of one core.
-    #[arg(long, default_value = "0.5", value_parser = limits::parse_cpu)]
+    #[arg(long, default_value_t = defaults::CPU, value_parser = limits::parse_cpu)]
     pub cpu: f64,
     /// Size of the session's writable filesystem (/, /tmp, /root … together).
-    #[arg(long, default_value = "64M", value_parser = |s: &str| limits::parse_size("disk", s))]
+    #[arg(long, default_value = defaults::DISK, value_parser = |s: &str| limits::parse_size("disk", s))]
     pub disk: u64,
     /// Size of /dev/shm.
-    #[arg(long, default_value = "16M", value_parser = |s: &str| limits::parse_size("shm", s))]
+    #[arg(long, default_value = defaults::SHM, value_parser = |s: &str| limits::parse_size("shm", s))]
     pub shm: u64,
 }
 
@@ -88,7 +89,7 @@ pub struct RunArgs {
     #[command(flatten)]
     pub sandbox: SandboxArgs,
     /// Hostname inside the sandbox.
-    #[arg(long, default_value = "nsplay")]
+    #[arg(long, default_value = defaults::HOSTNAME)]
     pub hostname: String,
     /// Program and arguments (default: bash, else sh).
     #[arg(last = true)]
@@ -97,80 +98,95 @@ pub struct RunArgs {
 
 /// Settings of `nsplay serve`. Each one can also come from the TOML file given with `--config`
 /// (same name, snake_case; `deploy/nsplay.toml` documents them all with their defaults) or from
-/// an `NSPLAY_*` environment variable; flags and environment win over the file.
+/// an `NSPLAY_*` environment variable; flags and environment win over the file. They stay unset
+/// here (a default would hide the file's value); each help text shows the default from
+/// [`defaults`], which `Settings::resolve` applies.
 #[derive(Debug, Args, Clone, Default)]
 pub struct ServeArgs {
     /// TOML configuration file.
     #[arg(long, env = "NSPLAY_CONFIG")]
     pub config: Option<PathBuf>,
-    /// Address to listen on [default: 127.0.0.1:8080].
-    #[arg(long, env = "NSPLAY_LISTEN")]
+    #[arg(long, env = "NSPLAY_LISTEN", help = help("Address to listen on", defaults::LISTEN))]
     pub listen: Option<String>,
-    /// Memory limit per session, swap is always 0 [default: 256M].
-    #[arg(long, env = "NSPLAY_MEMORY")]
+    #[arg(long, env = "NSPLAY_MEMORY", help = help("Memory limit per session, swap is always 0", defaults::MEMORY))]
     pub memory: Option<String>,
-    /// Most processes per session [default: 128].
-    #[arg(long, env = "NSPLAY_PIDS")]
+    #[arg(long, env = "NSPLAY_PIDS", help = help("Most processes per session", defaults::PIDS))]
     pub pids: Option<u64>,
-    /// CPU per session in cores [default: 0.5]; its terminal output relays get the same again
-    /// in a group of their own.
-    #[arg(long, env = "NSPLAY_CPU")]
+    #[arg(long, env = "NSPLAY_CPU", help = help(
+        "CPU per session in cores; its terminal output relays get the same again in a group of their own",
+        defaults::CPU,
+    ))]
     pub cpu: Option<f64>,
-    /// Writable filesystem size per session [default: 64M].
-    #[arg(long, env = "NSPLAY_DISK")]
+    #[arg(long, env = "NSPLAY_DISK", help = help("Writable filesystem size per session", defaults::DISK))]
     pub disk: Option<String>,
-    /// /dev/shm size per session [default: 16M].
-    #[arg(long, env = "NSPLAY_SHM")]
+    #[arg(long, env = "NSPLAY_SHM", help = help("/dev/shm size per session", defaults::SHM))]
     pub shm: Option<String>,
-    /// Hostname inside sessions [default: nsplay].
-    #[arg(long, env = "NSPLAY_HOSTNAME")]
+    #[arg(long, env = "NSPLAY_HOSTNAME", help = help("Hostname inside sessions", defaults::HOSTNAME))]
     pub hostname: Option<String>,
-    /// First host uid/gid of the session id ranges, 65536 ids each [default: 1000000000].
-    #[arg(long, env = "NSPLAY_ID_BASE")]
+    #[arg(long, env = "NSPLAY_ID_BASE", help = help(
+        "First host uid/gid of the session id ranges, 65536 ids each",
+        defaults::ID_BASE,
+    ))]
     pub id_base: Option<u32>,
-    /// Number of id ranges [default: 4096].
-    #[arg(long, env = "NSPLAY_ID_SLOTS")]
+    #[arg(long, env = "NSPLAY_ID_SLOTS", help = help("Number of id ranges", defaults::ID_SLOTS))]
     pub id_slots: Option<u32>,
     /// Parent cgroup of sessions, relative to the hierarchy root [default: nsplay, or the
     /// delegated group under systemd on cgroup v2].
     #[arg(long, env = "NSPLAY_CGROUP_PARENT")]
     pub cgroup_parent: Option<String>,
-    /// Runtime state directory [default: /run/nsplay].
-    #[arg(long, env = "NSPLAY_STATE_DIR")]
+    #[arg(long, env = "NSPLAY_STATE_DIR", help = help("Runtime state directory", defaults::STATE_DIR))]
     pub state_dir: Option<String>,
     /// Most live sessions [default: 80 % of RAM divided by the memory limit].
     #[arg(long, env = "NSPLAY_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
-    /// Sessions kept built and ready ahead of visitors (a new session then starts in about the
-    /// time its shell takes to exec); they count toward max_sessions [default: 4].
-    #[arg(long, env = "NSPLAY_WARM_POOL")]
+    #[arg(long, env = "NSPLAY_WARM_POOL", help = help(
+        "Sessions kept built and ready ahead of visitors (a new session then starts in about the time its shell \
+         takes to exec); they count toward max_sessions",
+        defaults::WARM_POOL,
+    ))]
     pub warm_pool: Option<usize>,
-    /// Most live sessions per client address [default: 3].
-    #[arg(long, env = "NSPLAY_MAX_SESSIONS_PER_CLIENT")]
+    #[arg(long, env = "NSPLAY_MAX_SESSIONS_PER_CLIENT", help = help(
+        "Most live sessions per client address",
+        defaults::MAX_SESSIONS_PER_CLIENT,
+    ))]
     pub max_sessions_per_client: Option<usize>,
-    /// Sessions a client may create per minute [default: 10].
-    #[arg(long, env = "NSPLAY_CREATE_PER_MINUTE")]
+    #[arg(long, env = "NSPLAY_CREATE_PER_MINUTE", help = help(
+        "Sessions a client may create per minute",
+        defaults::CREATE_PER_MINUTE,
+    ))]
     pub create_per_minute: Option<u32>,
-    /// Sessions a client may create in a burst [default: 5].
-    #[arg(long, env = "NSPLAY_CREATE_BURST")]
+    #[arg(long, env = "NSPLAY_CREATE_BURST", help = help(
+        "Sessions a client may create in a burst",
+        defaults::CREATE_BURST,
+    ))]
     pub create_burst: Option<u32>,
-    /// End a session with no input and no attached client for this long [default: 15m].
-    #[arg(long, env = "NSPLAY_IDLE_TIMEOUT")]
+    #[arg(long, env = "NSPLAY_IDLE_TIMEOUT", help = help(
+        "End a session with no input and no attached client for this long",
+        defaults::IDLE_TIMEOUT,
+    ))]
     pub idle_timeout: Option<String>,
-    /// End every session at this age [default: 2h].
-    #[arg(long, env = "NSPLAY_MAX_AGE")]
+    #[arg(long, env = "NSPLAY_MAX_AGE", help = help("End every session at this age", defaults::MAX_AGE))]
     pub max_age: Option<String>,
-    /// Longest a SIGTERM/SIGINT shutdown may take [default: 10s].
-    #[arg(long, env = "NSPLAY_SHUTDOWN_TIMEOUT")]
+    #[arg(long, env = "NSPLAY_SHUTDOWN_TIMEOUT", help = help(
+        "Longest a SIGTERM/SIGINT shutdown may take",
+        defaults::SHUTDOWN_TIMEOUT,
+    ))]
     pub shutdown_timeout: Option<String>,
+    #[arg(long, env = "NSPLAY_GRACE", help = help(
+        "Keep a session whose every shell has exited this long (a reloaded page still sees the exit and can \
+         open a new terminal)",
+        defaults::GRACE,
+    ))]
+    pub grace: Option<String>,
     /// Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs) [default: none].
     #[arg(long, env = "NSPLAY_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
-    /// Allow user namespaces inside sessions (the user-namespace lesson needs them) [default: true].
-    #[arg(long, env = "NSPLAY_NESTED_USERNS")]
+    #[arg(long, env = "NSPLAY_NESTED_USERNS", help = help(
+        "Allow user namespaces inside sessions (the user-namespace lesson needs them)",
+        defaults::NESTED_USERNS,
+    ))]
     pub nested_userns: Option<bool>,
-    /// Log format: text or json [default: text].
-    #[arg(long, env = "NSPLAY_LOG_FORMAT")]
+    #[arg(long, env = "NSPLAY_LOG_FORMAT", help = help("Log format: text or json", defaults::LOG_FORMAT))]
     pub log_format: Option<String>,
 }
 
@@ -213,7 +229,7 @@ mod tests {
     fn run_defaults_match_the_documented_limits() {
         let cli = Cli::try_parse_from(["nsplay", "run"]).unwrap();
         let Some(Command::Run(run)) = cli.command else { panic!("not run") };
-        assert_eq!(run.limits.limits(), Limits::default());
+        assert_eq!(run.limits.limits(), defaults::limits());
         assert!(run.command.is_empty());
     }
 

@@ -1,15 +1,16 @@
-//! Server settings: defaults, overridden by a TOML file (`--config`), overridden by `NSPLAY_*`
+//! Server settings: defaults (each written once, in [`defaults`]), overridden by a TOML file (`--config`), overridden by `NSPLAY_*`
 //! environment variables and command-line flags. Every setting is documented with its default in
 //! `deploy/nsplay.toml`. A wrong value stops the start with one line naming the key, the value
 //! and what is allowed.
 
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 
 use serde::Deserialize;
 
 use crate::cli::ServeArgs;
+use crate::session::ManagerConfig;
 use nsplay_sandbox::SandboxConfig;
 use nsplay_sandbox::{self as limits, Limits};
 
@@ -48,9 +49,58 @@ pub struct FileConfig {
     pub idle_timeout: Option<String>,
     pub max_age: Option<String>,
     pub shutdown_timeout: Option<String>,
+    pub grace: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub nested_userns: Option<bool>,
     pub log_format: Option<String>,
+}
+
+/// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
+/// flags of `nsplay run` and the test against `deploy/nsplay.toml` all read them here. Values
+/// are in the form the TOML file and the flags take them.
+pub mod defaults {
+    #[cfg(test)]
+    use nsplay_sandbox::{self as limits, Limits};
+
+    pub const LISTEN: &str = "127.0.0.1:8080";
+    pub const MEMORY: &str = "256M";
+    pub const PIDS: u64 = 128;
+    pub const CPU: f64 = 0.5;
+    pub const DISK: &str = "64M";
+    pub const SHM: &str = "16M";
+    pub const HOSTNAME: &str = "nsplay";
+    pub const ID_BASE: u32 = 1_000_000_000;
+    pub const ID_SLOTS: u32 = 4096;
+    pub const STATE_DIR: &str = "/run/nsplay";
+    pub const WARM_POOL: usize = 4;
+    pub const MAX_SESSIONS_PER_CLIENT: usize = 3;
+    pub const CREATE_PER_MINUTE: u32 = 10;
+    pub const CREATE_BURST: u32 = 5;
+    pub const IDLE_TIMEOUT: &str = "15m";
+    pub const MAX_AGE: &str = "2h";
+    pub const SHUTDOWN_TIMEOUT: &str = "10s";
+    pub const GRACE: &str = "10s";
+    pub const NESTED_USERNS: bool = true;
+    pub const LOG_FORMAT: &str = "text";
+
+    /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
+    /// tests compare with these).
+    #[cfg(test)]
+    pub fn limits() -> Limits {
+        let size = |what, v| limits::parse_size(what, v).expect("the default sizes parse");
+        Limits {
+            memory_bytes: size("memory", MEMORY),
+            pids: PIDS,
+            cpu: CPU,
+            disk_bytes: size("disk", DISK),
+            shm_bytes: size("shm", SHM),
+        }
+    }
+
+    /// A `--help` line: the text, then the default.
+    pub fn help(text: &str, default: impl std::fmt::Display) -> String {
+        format!("{text} [default: {default}]")
+    }
 }
 
 /// Resolved settings of `nsplay serve`.
@@ -68,6 +118,8 @@ pub struct Settings {
     pub idle_timeout: Duration,
     pub max_age: Duration,
     pub shutdown_timeout: Duration,
+    /// How long a session whose every terminal has ended is kept.
+    pub grace: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
     pub nested_userns: bool,
     pub log_format: String,
@@ -101,110 +153,215 @@ pub fn default_max_sessions(memory_limit: u64, id_slots: u32) -> usize {
     ((total / 10 * 8) / memory_limit.max(1)).clamp(1, id_slots as u64) as usize
 }
 
-impl Settings {
-    /// Defaults ← file ← environment/flags (clap has already merged those two).
-    pub fn resolve(args: &ServeArgs) -> Result<Settings, ConfigError> {
-        let file: FileConfig = match &args.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| bad("config", path.display(), format!("a readable TOML file ({e})")))?;
-                toml::from_str(&text).map_err(|e| {
-                    let msg = e.message().to_string();
-                    let key = msg.split('`').nth(1).unwrap_or("config").to_string();
-                    bad(&key, path.display(), msg)
-                })?
-            }
-            None => FileConfig::default(),
-        };
-        let pick_s = |cli: &Option<String>, f: &Option<String>, d: &str| {
-            cli.clone().or_else(|| f.clone()).unwrap_or(d.to_string())
-        };
+impl FileConfig {
+    /// Reads the `--config` file (none: every key unset).
+    fn load(path: Option<&Path>) -> Result<FileConfig, ConfigError> {
+        let Some(path) = path else { return Ok(FileConfig::default()) };
+        let text = std::fs::read_to_string(path)
+            .map_err(|e| bad("config", path.display(), format!("a readable TOML file ({e})")))?;
+        toml::from_str(&text).map_err(|e| {
+            let msg = e.message().to_string();
+            let key = msg.split('`').nth(1).unwrap_or("config").to_string();
+            bad(&key, path.display(), msg)
+        })
+    }
 
-        let listen_s = pick_s(&args.listen, &file.listen, "127.0.0.1:8080");
-        let listen =
-            listen_s.parse().map_err(|_| bad("listen", &listen_s, "an address with a port, such as 127.0.0.1:8080"))?;
-        let memory = size("memory", &pick_s(&args.memory, &file.memory, "256M"))?;
-        let disk = size("disk", &pick_s(&args.disk, &file.disk, "64M"))?;
-        let shm = size("shm", &pick_s(&args.shm, &file.shm, "16M"))?;
-        let pids = args.pids.or(file.pids).unwrap_or(128);
-        let cpu = args.cpu.or(file.cpu).unwrap_or(0.5);
-        let limits = Limits { memory_bytes: memory, pids, cpu, disk_bytes: disk, shm_bytes: shm };
-        limits.validate().map_err(|e| match e {
-            nsplay_sandbox::LimitError::OutOfRange { what, value, min, max } => {
-                bad(what, value, format!("from {min} to {max}"))
-            }
-            other => bad("limits", "", other.to_string()),
-        })?;
-        let hostname = pick_s(&args.hostname, &file.hostname, "nsplay");
-        if !nsplay_sandbox::valid_hostname(&hostname) {
-            return Err(bad("hostname", &hostname, "letters, digits and dashes, at most 63"));
+    /// The file's values with the flags' (and the environment's: clap has merged those two)
+    /// laid over them.
+    fn under(self, flags: &ServeArgs) -> FileConfig {
+        let f = flags.clone();
+        FileConfig {
+            listen: f.listen.or(self.listen),
+            memory: f.memory.or(self.memory),
+            pids: f.pids.or(self.pids),
+            cpu: f.cpu.or(self.cpu),
+            disk: f.disk.or(self.disk),
+            shm: f.shm.or(self.shm),
+            hostname: f.hostname.or(self.hostname),
+            id_base: f.id_base.or(self.id_base),
+            id_slots: f.id_slots.or(self.id_slots),
+            cgroup_parent: f.cgroup_parent.or(self.cgroup_parent),
+            state_dir: f.state_dir.or(self.state_dir),
+            max_sessions: f.max_sessions.or(self.max_sessions),
+            max_sessions_per_client: f.max_sessions_per_client.or(self.max_sessions_per_client),
+            warm_pool: f.warm_pool.or(self.warm_pool),
+            create_per_minute: f.create_per_minute.or(self.create_per_minute),
+            create_burst: f.create_burst.or(self.create_burst),
+            idle_timeout: f.idle_timeout.or(self.idle_timeout),
+            max_age: f.max_age.or(self.max_age),
+            shutdown_timeout: f.shutdown_timeout.or(self.shutdown_timeout),
+            grace: f.grace.or(self.grace),
+            trusted_proxies: f.trusted_proxies.or(self.trusted_proxies),
+            nested_userns: f.nested_userns.or(self.nested_userns),
+            log_format: f.log_format.or(self.log_format),
         }
-        let id_base = args.id_base.or(file.id_base).unwrap_or(1_000_000_000);
-        let id_slots = args.id_slots.or(file.id_slots).unwrap_or(4096);
-        nsplay_sandbox::IdAllocator::new(id_base, id_slots).map_err(|e| bad("id_base", id_base, e.to_string()))?;
-        let cgroup_parent = args.cgroup_parent.clone().or(file.cgroup_parent.clone());
-        if let Some(p) = &cgroup_parent
-            && (p.split('/').any(|c| c == ".." || c == ".") || p.trim_matches('/').is_empty())
-        {
-            return Err(bad("cgroup_parent", p, "a path below the cgroup root, such as nsplay"));
+    }
+}
+
+fn or_default(v: &Option<String>, default: &str) -> String {
+    v.clone().unwrap_or_else(|| default.to_string())
+}
+
+fn listen(raw: &FileConfig) -> Result<SocketAddr, ConfigError> {
+    let listen = or_default(&raw.listen, defaults::LISTEN);
+    listen.parse().map_err(|_| bad("listen", &listen, "an address with a port, such as 127.0.0.1:8080"))
+}
+
+fn session_limits(raw: &FileConfig) -> Result<Limits, ConfigError> {
+    let limits = Limits {
+        memory_bytes: size("memory", &or_default(&raw.memory, defaults::MEMORY))?,
+        disk_bytes: size("disk", &or_default(&raw.disk, defaults::DISK))?,
+        shm_bytes: size("shm", &or_default(&raw.shm, defaults::SHM))?,
+        pids: raw.pids.unwrap_or(defaults::PIDS),
+        cpu: raw.cpu.unwrap_or(defaults::CPU),
+    };
+    limits.validate().map_err(|e| match e {
+        nsplay_sandbox::LimitError::OutOfRange { what, value, min, max } => {
+            bad(what, value, format!("from {min} to {max}"))
         }
-        let state_dir = PathBuf::from(pick_s(&args.state_dir, &file.state_dir, "/run/nsplay"));
-        if !state_dir.is_absolute() {
-            return Err(bad("state_dir", state_dir.display(), "an absolute path"));
-        }
-        let max_sessions =
-            args.max_sessions.or(file.max_sessions).unwrap_or_else(|| default_max_sessions(memory, id_slots));
-        if max_sessions == 0 || max_sessions > id_slots as usize {
-            return Err(bad("max_sessions", max_sessions, format!("1 to id_slots ({id_slots})")));
-        }
-        let max_sessions_per_client = args.max_sessions_per_client.or(file.max_sessions_per_client).unwrap_or(3);
-        if max_sessions_per_client == 0 {
-            return Err(bad("max_sessions_per_client", 0, "1 or more"));
-        }
-        let warm_pool = args.warm_pool.or(file.warm_pool).unwrap_or(4);
-        if warm_pool > MAX_WARM_POOL {
-            return Err(bad("warm_pool", warm_pool, format!("0 to {MAX_WARM_POOL}")));
-        }
-        let create_per_minute = args.create_per_minute.or(file.create_per_minute).unwrap_or(10);
-        let create_burst = args.create_burst.or(file.create_burst).unwrap_or(5);
-        if create_per_minute == 0 || create_burst == 0 {
-            return Err(bad("create_per_minute", create_per_minute, "1 or more (and create_burst 1 or more)"));
-        }
-        let idle_timeout = duration("idle_timeout", &pick_s(&args.idle_timeout, &file.idle_timeout, "15m"))?;
-        let max_age = duration("max_age", &pick_s(&args.max_age, &file.max_age, "2h"))?;
-        let shutdown_timeout =
-            duration("shutdown_timeout", &pick_s(&args.shutdown_timeout, &file.shutdown_timeout, "10s"))?;
-        let proxies = args.trusted_proxies.clone().or(file.trusted_proxies.clone()).unwrap_or_default();
-        let trusted_proxies = proxies
-            .iter()
-            .map(|p| {
-                p.parse::<ipnet::IpNet>().or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from)).map_err(|_| {
-                    bad("trusted_proxies", p, "IP addresses or CIDR ranges, such as 10.0.0.1 or 10.0.0.0/8")
-                })
-            })
-            .collect::<Result<Vec<_>, _>>()?;
-        let nested_userns = args.nested_userns.or(file.nested_userns).unwrap_or(true);
-        let log_format = pick_s(&args.log_format, &file.log_format, "text");
-        if log_format != "text" && log_format != "json" {
-            return Err(bad("log_format", &log_format, "text or json"));
-        }
+        other => bad("limits", "", other.to_string()),
+    })?;
+    Ok(limits)
+}
+
+fn hostname(raw: &FileConfig) -> Result<String, ConfigError> {
+    let hostname = or_default(&raw.hostname, defaults::HOSTNAME);
+    if !nsplay_sandbox::valid_hostname(&hostname) {
+        return Err(bad("hostname", &hostname, "letters, digits and dashes, at most 63"));
+    }
+    Ok(hostname)
+}
+
+/// Id ranges, cgroup parent and state directory.
+fn placement(raw: &FileConfig) -> Result<SandboxConfig, ConfigError> {
+    let id_base = raw.id_base.unwrap_or(defaults::ID_BASE);
+    let id_slots = raw.id_slots.unwrap_or(defaults::ID_SLOTS);
+    nsplay_sandbox::IdAllocator::new(id_base, id_slots).map_err(|e| bad("id_base", id_base, e.to_string()))?;
+    let cgroup_parent = raw.cgroup_parent.clone();
+    if let Some(p) = &cgroup_parent
+        && (p.split('/').any(|c| c == ".." || c == ".") || p.trim_matches('/').is_empty())
+    {
+        return Err(bad("cgroup_parent", p, "a path below the cgroup root, such as nsplay"));
+    }
+    let state_dir = PathBuf::from(or_default(&raw.state_dir, defaults::STATE_DIR));
+    if !state_dir.is_absolute() {
+        return Err(bad("state_dir", state_dir.display(), "an absolute path"));
+    }
+    Ok(SandboxConfig { id_base, id_slots, cgroup_parent, state_dir })
+}
+
+/// Caps, warm pool and creation rate.
+struct AdmissionSettings {
+    max_sessions: usize,
+    per_client: usize,
+    warm_pool: usize,
+    per_minute: u32,
+    burst: u32,
+}
+
+fn admission(raw: &FileConfig, memory: u64, id_slots: u32) -> Result<AdmissionSettings, ConfigError> {
+    let max_sessions = raw.max_sessions.unwrap_or_else(|| default_max_sessions(memory, id_slots));
+    if max_sessions == 0 || max_sessions > id_slots as usize {
+        return Err(bad("max_sessions", max_sessions, format!("1 to id_slots ({id_slots})")));
+    }
+    let per_client = raw.max_sessions_per_client.unwrap_or(defaults::MAX_SESSIONS_PER_CLIENT);
+    if per_client == 0 {
+        return Err(bad("max_sessions_per_client", 0, "1 or more"));
+    }
+    let warm_pool = raw.warm_pool.unwrap_or(defaults::WARM_POOL);
+    if warm_pool > MAX_WARM_POOL {
+        return Err(bad("warm_pool", warm_pool, format!("0 to {MAX_WARM_POOL}")));
+    }
+    let per_minute = raw.create_per_minute.unwrap_or(defaults::CREATE_PER_MINUTE);
+    let burst = raw.create_burst.unwrap_or(defaults::CREATE_BURST);
+    if per_minute == 0 || burst == 0 {
+        return Err(bad("create_per_minute", per_minute, "1 or more (and create_burst 1 or more)"));
+    }
+    Ok(AdmissionSettings { max_sessions, per_client, warm_pool, per_minute, burst })
+}
+
+/// How long sessions live, and how long a shutdown may take.
+struct Lifecycle {
+    idle_timeout: Duration,
+    max_age: Duration,
+    shutdown_timeout: Duration,
+    grace: Duration,
+}
+
+fn lifecycle(raw: &FileConfig) -> Result<Lifecycle, ConfigError> {
+    Ok(Lifecycle {
+        idle_timeout: duration("idle_timeout", &or_default(&raw.idle_timeout, defaults::IDLE_TIMEOUT))?,
+        max_age: duration("max_age", &or_default(&raw.max_age, defaults::MAX_AGE))?,
+        shutdown_timeout: duration("shutdown_timeout", &or_default(&raw.shutdown_timeout, defaults::SHUTDOWN_TIMEOUT))?,
+        grace: duration("grace", &or_default(&raw.grace, defaults::GRACE))?,
+    })
+}
+
+fn trusted_proxies(raw: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
+    let proxies = raw.trusted_proxies.as_deref().unwrap_or_default();
+    proxies
+        .iter()
+        .map(|p| {
+            p.parse::<ipnet::IpNet>()
+                .or_else(|_| p.parse::<IpAddr>().map(ipnet::IpNet::from))
+                .map_err(|_| bad("trusted_proxies", p, "IP addresses or CIDR ranges, such as 10.0.0.1 or 10.0.0.0/8"))
+        })
+        .collect()
+}
+
+fn log_format(raw: &FileConfig) -> Result<String, ConfigError> {
+    let log_format = or_default(&raw.log_format, defaults::LOG_FORMAT);
+    if log_format != "text" && log_format != "json" {
+        return Err(bad("log_format", &log_format, "text or json"));
+    }
+    Ok(log_format)
+}
+
+impl Settings {
+    /// Defaults ← file ← environment/flags, each group checked in turn (the first wrong value
+    /// is the error).
+    pub fn resolve(args: &ServeArgs) -> Result<Settings, ConfigError> {
+        let raw = FileConfig::load(args.config.as_deref())?.under(args);
+        let listen = listen(&raw)?;
+        let limits = session_limits(&raw)?;
+        let hostname = hostname(&raw)?;
+        let sandbox = placement(&raw)?;
+        let admission = admission(&raw, limits.memory_bytes, sandbox.id_slots)?;
+        let lifecycle = lifecycle(&raw)?;
         Ok(Settings {
             listen,
             limits,
             hostname,
-            sandbox: SandboxConfig { id_base, id_slots, cgroup_parent, state_dir },
-            max_sessions,
-            max_sessions_per_client,
-            warm_pool,
-            create_per_minute,
-            create_burst,
-            idle_timeout,
-            max_age,
-            shutdown_timeout,
-            trusted_proxies,
-            nested_userns,
-            log_format,
+            sandbox,
+            max_sessions: admission.max_sessions,
+            max_sessions_per_client: admission.per_client,
+            warm_pool: admission.warm_pool,
+            create_per_minute: admission.per_minute,
+            create_burst: admission.burst,
+            idle_timeout: lifecycle.idle_timeout,
+            max_age: lifecycle.max_age,
+            shutdown_timeout: lifecycle.shutdown_timeout,
+            grace: lifecycle.grace,
+            trusted_proxies: trusted_proxies(&raw)?,
+            nested_userns: raw.nested_userns.unwrap_or(defaults::NESTED_USERNS),
+            log_format: log_format(&raw)?,
         })
+    }
+
+    /// What the session manager needs of these settings.
+    pub fn manager_config(&self) -> ManagerConfig {
+        ManagerConfig {
+            limits: self.limits,
+            max_sessions: self.max_sessions,
+            max_sessions_per_client: self.max_sessions_per_client,
+            warm_pool: self.warm_pool,
+            create_per_minute: self.create_per_minute,
+            create_burst: self.create_burst,
+            max_age: self.max_age,
+            idle_timeout: self.idle_timeout,
+            grace: self.grace,
+            hostname: self.hostname.clone(),
+        }
     }
 }
 
@@ -225,13 +382,35 @@ mod tests {
     fn defaults_are_the_documented_ones() {
         let s = resolve(&[]).unwrap();
         assert_eq!(s.listen.to_string(), "127.0.0.1:8080");
-        assert_eq!(s.limits, Limits::default());
+        assert_eq!(s.limits, defaults::limits());
         assert_eq!(s.idle_timeout, Duration::from_secs(15 * 60));
         assert_eq!(s.max_age, Duration::from_secs(2 * 3600));
         assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
+        assert_eq!(s.grace, Duration::from_secs(10));
         assert_eq!(s.max_sessions_per_client, 3);
         assert!(s.nested_userns);
         assert!(s.max_sessions >= 1);
+    }
+
+    #[test]
+    fn default_limits_are_valid_and_as_documented() {
+        let l = defaults::limits();
+        l.validate().unwrap();
+        assert_eq!(l.memory_bytes, 256 << 20);
+        assert_eq!(l.pids, 128);
+        assert_eq!(l.cpu_quota_us(), 50_000);
+        assert_eq!(l.disk_bytes, 64 << 20);
+        assert_eq!(l.shm_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn grace_is_a_setting_like_the_others() {
+        assert_eq!(resolve(&["--grace", "3s"]).unwrap().grace, Duration::from_secs(3));
+        assert_eq!(resolve(&["--grace", "never"]).unwrap_err().key, "grace");
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("n.toml");
+        std::fs::write(&f, "grace = \"1m\"\n").unwrap();
+        assert_eq!(resolve(&["--config", f.to_str().unwrap()]).unwrap().grace, Duration::from_secs(60));
     }
 
     #[test]
@@ -296,5 +475,13 @@ mod tests {
         assert_eq!(from_file.create_per_minute, defaults.create_per_minute);
         assert_eq!(from_file.sandbox.state_dir, defaults.sandbox.state_dir);
         assert_eq!(from_file.sandbox.id_base, defaults.sandbox.id_base);
+        assert_eq!(from_file.sandbox.id_slots, defaults.sandbox.id_slots);
+        assert_eq!(from_file.hostname, defaults.hostname);
+        assert_eq!(from_file.warm_pool, defaults.warm_pool);
+        assert_eq!(from_file.create_burst, defaults.create_burst);
+        assert_eq!(from_file.grace, defaults.grace);
+        assert_eq!(from_file.trusted_proxies, defaults.trusted_proxies);
+        assert_eq!(from_file.nested_userns, defaults.nested_userns);
+        assert_eq!(from_file.log_format, defaults.log_format);
     }
 }

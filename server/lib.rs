@@ -30,4 +30,5 @@ pub use cli::{Cli, Command, ServeArgs};
 pub use config::Settings;
 pub use lessons::{Lesson, find as find_lesson};
 pub use run::run;
-pub use web::serve;
+pub use session::Manager;
+pub use web::{Service, Stopped, serve};

@@ -1,8 +1,10 @@
-//! The `nsplay` binary: argument parsing and the edges (exit codes, logging). Everything else
-//! lives in the library.
+//! The `nsplay` binary: argument parsing and the edges — exit codes, logging, and for
+//! `nsplay serve` the process set-up around [`nsplay::serve`] (spawner, metrics recorder,
+//! runtime, listener, signals). Everything else lives in the library.
 
 use clap::Parser;
-use nsplay::{Cli, Command};
+use nsplay::{Cli, Command, Manager, Service, Settings, Stopped};
+use nsplay_sandbox::Sandbox;
 
 fn main() {
     let args: Vec<String> = std::env::args().collect();
@@ -22,7 +24,7 @@ fn main() {
 }
 
 fn serve_main(args: &nsplay::ServeArgs) -> i32 {
-    let settings = match nsplay::Settings::resolve(args) {
+    let settings = match Settings::resolve(args) {
         Ok(s) => s,
         Err(e) => {
             eprintln!("nsplay: {e}");
@@ -35,11 +37,68 @@ fn serve_main(args: &nsplay::ServeArgs) -> i32 {
     } else {
         tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
     }
-    match nsplay::serve(&settings) {
-        Ok(code) => code,
+    match serve(&settings) {
+        Ok(Stopped::Clean) => 0,
+        Ok(Stopped::TimedOut { .. }) => 1,
         Err(e) => {
             eprintln!("nsplay: {e:#}");
             1
         }
+    }
+}
+
+/// `nsplay serve`: starts the spawner (before any thread exists), the metrics recorder and the
+/// runtime, builds the session manager, binds the listener and serves until SIGTERM or SIGINT.
+fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
+    let (tx, events) = tokio::sync::mpsc::unbounded_channel();
+    let exe = std::env::current_exe()?;
+    let (mut sandbox, reclaimed) = Sandbox::start(&settings.sandbox, &exe, move |ev| {
+        let _ = tx.send(ev);
+    })?;
+    sandbox.set_nested_userns(settings.nested_userns);
+    let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
+        .set_buckets_for_metric(
+            metrics_exporter_prometheus::Matcher::Full("nsplay_spawn_seconds".into()),
+            &[0.001, 0.002, 0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1.0, 2.0, 5.0],
+        )
+        .and_then(|b| b.install_recorder())
+        .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async move {
+        for name in &reclaimed {
+            tracing::warn!(cgroup = %name, "reclaimed a session left by an earlier run (its processes were killed and its cgroup removed)");
+        }
+        tracing::info!(
+            cgroup = ?sandbox.cgroup_version(),
+            max_sessions = settings.max_sessions,
+            warm_pool = settings.warm_pool,
+            memory = settings.limits.memory_bytes,
+            "sandbox ready"
+        );
+        let manager = Manager::new(sandbox, settings.manager_config());
+        let listener = tokio::net::TcpListener::bind(settings.listen)
+            .await
+            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (choose another with --listen)", settings.listen))?;
+        // Tests and scripts read this line to find the port when listening on :0.
+        println!("nsplay listening on http://{}", listener.local_addr()?);
+        let service = Service {
+            manager,
+            events,
+            trusted_proxies: settings.trusted_proxies.clone(),
+            metrics: Some(metrics),
+            shutdown_timeout: settings.shutdown_timeout,
+        };
+        Ok(nsplay::serve(listener, service, shutdown_signal()).await)
+    })
+}
+
+/// Completes at the first SIGTERM or SIGINT.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
+    let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
+    tokio::select! {
+        _ = term.recv() => {}
+        _ = int.recv() => {}
     }
 }

@@ -854,7 +854,9 @@ fn library_session(inst: &Instance, nested_userns: bool, scripts: &[&str]) -> Ve
     })
     .unwrap();
     sandbox.set_nested_userns(nested_userns);
-    let session = sandbox.create("probe", &Limits::default()).unwrap();
+    // The server's default limits.
+    let limits = Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 };
+    let session = sandbox.create("probe", &limits).unwrap();
     let mut results = Vec::new();
     for (index, script) in scripts.iter().enumerate() {
         let argv = vec!["sh".into(), "-c".into(), script.to_string()];

@@ -87,17 +87,6 @@ pub struct SandboxConfig {
     pub state_dir: PathBuf,
 }
 
-impl Default for SandboxConfig {
-    fn default() -> Self {
-        SandboxConfig {
-            id_base: 1_000_000_000,
-            id_slots: 4096,
-            cgroup_parent: None,
-            state_dir: PathBuf::from("/run/nsplay"),
-        }
-    }
-}
-
 /// A live sandbox: namespaces held by its init, a cgroup, an id range.
 #[derive(Debug)]
 pub struct SandboxSession {

@@ -390,7 +390,8 @@ mod tests {
     }
 
     fn plan() -> Vec<Step> {
-        host_plan(&RootfsSpec { hostname: "box", limits: &Limits::default() }, &merged_usr_host())
+        let limits = Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 };
+        host_plan(&RootfsSpec { hostname: "box", limits: &limits }, &merged_usr_host())
     }
 
     #[test]

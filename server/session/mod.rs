@@ -611,3 +611,42 @@ impl Manager {
         }
     }
 }
+
+#[cfg(test)]
+impl Session {
+    /// A session with no sandbox behind it, for tests of the layers above: its "init" is the
+    /// test process, it holds a throw-away id range, and its terminals are the given ones.
+    pub fn detached(id: &str, terminals: Vec<Arc<Terminal>>) -> Arc<Session> {
+        let ids = nsplay_sandbox::IdAllocator::new(1_000_000_000, 1).and_then(|a| a.allocate()).expect("one id range");
+        let now = SystemTime::now();
+        Arc::new(Session {
+            id: id.to_string(),
+            label: None,
+            created_at: now,
+            expires_at: now + Duration::from_secs(3600),
+            sandbox: SandboxSession {
+                key: 0,
+                name: format!("nsplay-test-{id}"),
+                ids,
+                hostname: "nsplay".into(),
+                limits: Limits {
+                    memory_bytes: 256 << 20,
+                    pids: 128,
+                    cpu: 0.5,
+                    disk_bytes: 64 << 20,
+                    shm_bytes: 16 << 20,
+                },
+                init_pid: std::process::id() as i32,
+                pidfd: std::fs::File::open("/dev/null").expect("/dev/null").into(),
+            },
+            client: IpAddr::from([127, 0, 0, 1]),
+            created: Instant::now(),
+            warned: AtomicBool::new(false),
+            all_ended_since: Mutex::default(),
+            terminals: Mutex::new(terminals),
+            last_usage: Mutex::default(),
+            marks: Mutex::default(),
+            events: Mutex::default(),
+        })
+    }
+}

@@ -1,0 +1,64 @@
+//! What the handlers ask of the session layer, as a trait. [`Manager`] is the one the server
+//! runs; the router's tests put a fake behind it and need neither root nor a sandbox.
+
+use std::collections::BTreeMap;
+use std::net::IpAddr;
+use std::sync::Arc;
+
+use crate::session::{EndReason, HostView, Manager, NsPair, Session, SessionError, Terminal};
+use nsplay_sandbox::Usage;
+
+/// The session calls of the handlers in [`super::api`] (each as on [`Manager`]).
+pub trait Sessions: Clone + Send + Sync + 'static {
+    /// A new session for `client`, its first terminal started.
+    fn create(
+        &self,
+        label: Option<String>,
+        client: IpAddr,
+    ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send;
+    /// A live session.
+    fn get(&self, id: &str) -> Result<Arc<Session>, SessionError>;
+    /// Ends a session (every process, its cgroup and mounts gone once this completes).
+    fn end(&self, id: &str, reason: EndReason) -> impl Future<Output = Result<(), SessionError>> + Send;
+    /// Another shell in the session.
+    fn open_terminal(&self, s: &Arc<Session>) -> impl Future<Output = Result<Arc<Terminal>, SessionError>> + Send;
+    /// What the kernel counts for the session.
+    fn usage(&self, s: &Session) -> Usage;
+    /// The session's namespace identities next to the server's.
+    fn namespaces(&self, s: &Session) -> BTreeMap<&'static str, NsPair>;
+    /// Namespaces created inside the session: (kind, inode, host pid).
+    fn nested(&self, s: &Session) -> Vec<(&'static str, u64, i32)>;
+    /// The session as the host sees it (blocking: the checks call it off the runtime).
+    fn host_view(&self, s: &Session) -> HostView;
+}
+
+impl Sessions for Arc<Manager> {
+    fn create(
+        &self,
+        label: Option<String>,
+        client: IpAddr,
+    ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
+        Manager::create(self, label, client)
+    }
+    fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
+        Manager::get(self, id)
+    }
+    fn end(&self, id: &str, reason: EndReason) -> impl Future<Output = Result<(), SessionError>> + Send {
+        Manager::end(self, id, reason)
+    }
+    fn open_terminal(&self, s: &Arc<Session>) -> impl Future<Output = Result<Arc<Terminal>, SessionError>> + Send {
+        Manager::open_terminal(self, s)
+    }
+    fn usage(&self, s: &Session) -> Usage {
+        Manager::usage(self, s)
+    }
+    fn namespaces(&self, s: &Session) -> BTreeMap<&'static str, NsPair> {
+        Manager::namespaces(self, s)
+    }
+    fn nested(&self, s: &Session) -> Vec<(&'static str, u64, i32)> {
+        Manager::nested(self, s)
+    }
+    fn host_view(&self, s: &Session) -> HostView {
+        Manager::host_view(self, s)
+    }
+}
