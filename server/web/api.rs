@@ -229,6 +229,6 @@ pub async fn run_check<S: Sessions>(
         outcome
     })
     .await
-    .map_err(|_| ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", "the server is shutting down"))?;
+    .map_err(|_| ApiError::from(SessionError::ShuttingDown))?;
     Ok(Json(json!({"passed": outcome.passed, "detail": outcome.detail})))
 }
