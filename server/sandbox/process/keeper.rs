@@ -215,7 +215,13 @@ mod tests {
     fn spec() -> SessionSpec {
         SessionSpec {
             hostname: "nsplay".into(),
-            limits: crate::limits::Limits::default(),
+            limits: crate::limits::Limits {
+                memory_bytes: 256 << 20,
+                pids: 128,
+                cpu: 0.5,
+                disk_bytes: 64 << 20,
+                shm_bytes: 16 << 20,
+            },
             uid_base: 1_000_000_000,
             id_count: 65536,
             procs_files: Vec::new(),
