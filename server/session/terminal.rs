@@ -2,8 +2,8 @@
 //! that (re)connects, the attached clients, and flow control.
 //!
 //! Flow control: one reader task per terminal reads the output — from the terminal's relay pipe
-//! (`sandbox::relay`; sessions' terminals) or from the pty master itself — and hands each chunk
-//! to every attached client through a *bounded* queue, waiting when a queue is full. A client
+//! (the sandbox's `process/relay.rs`; sessions' terminals) or from the pty master itself — and
+//! hands each chunk to every attached client through a *bounded* queue, waiting when a queue is full. A client
 //! that reads slowly therefore stops the reader, the relay's pipe (512 KiB, charged to the
 //! session's relay group) and the pty's buffer fill, and the program writing to it blocks in the
 //! kernel — nothing grows in the server. Per terminal the server holds at most the ring ([`RING_BYTES`])
@@ -65,7 +65,7 @@ pub struct Terminal {
     pub index: u64,
     /// Input and window size; also the output unless `relayed` is set.
     master: AsyncFd<OwnedFd>,
-    /// The read end of the terminal's output relay (see `sandbox::relay`).
+    /// The read end of the terminal's output relay (see `nsplay-sandbox`'s `process/relay.rs`).
     relayed: Option<AsyncFd<OwnedFd>>,
     write_lock: tokio::sync::Mutex<()>,
     state: Mutex<State>,
@@ -280,7 +280,7 @@ async fn relay_reader(term: std::sync::Arc<Terminal>) {
 }
 
 /// Reads the pty master itself (a terminal without a relay). Floods come in the pty's 4 KiB
-/// reads: gathering them into larger frames is the relay's work (`sandbox::relay`).
+/// reads: gathering them into larger frames is the relay's work (the sandbox's `process/relay.rs`).
 async fn reader(term: std::sync::Arc<Terminal>) {
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
