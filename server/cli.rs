@@ -181,6 +181,10 @@ pub struct ServeArgs {
     /// Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs) [default: none].
     #[arg(long, env = "NSPLAY_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,
+    /// Other sites whose pages may use the API from a browser (comma-separated origins such as
+    /// https://docs.example.org) [default: none: only nsplay's own pages].
+    #[arg(long, env = "NSPLAY_ALLOWED_ORIGINS", value_delimiter = ',')]
+    pub allowed_origins: Option<Vec<String>>,
     #[arg(long, env = "NSPLAY_NESTED_USERNS", help = help(
         "Allow user namespaces inside sessions (the user-namespace lesson needs them)",
         defaults::NESTED_USERNS,

@@ -51,6 +51,7 @@ pub struct FileConfig {
     pub shutdown_timeout: Option<String>,
     pub grace: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
+    pub allowed_origins: Option<Vec<String>>,
     pub nested_userns: Option<bool>,
     pub log_format: Option<String>,
 }
@@ -121,6 +122,9 @@ pub struct Settings {
     /// How long a session whose every terminal has ended is kept.
     pub grace: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins of other sites' pages that may drive the API from a browser (besides nsplay's
+    /// own pages): `scheme://host[:port]`, lower case.
+    pub allowed_origins: Vec<String>,
     pub nested_userns: bool,
     pub log_format: String,
 }
@@ -192,6 +196,7 @@ impl FileConfig {
             shutdown_timeout: f.shutdown_timeout.or(self.shutdown_timeout),
             grace: f.grace.or(self.grace),
             trusted_proxies: f.trusted_proxies.or(self.trusted_proxies),
+            allowed_origins: f.allowed_origins.or(self.allowed_origins),
             nested_userns: f.nested_userns.or(self.nested_userns),
             log_format: f.log_format.or(self.log_format),
         }
@@ -309,6 +314,24 @@ fn trusted_proxies(raw: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         .collect()
 }
 
+fn allowed_origins(raw: &FileConfig) -> Result<Vec<String>, ConfigError> {
+    let origins = raw.allowed_origins.as_deref().unwrap_or_default();
+    origins
+        .iter()
+        .map(|o| {
+            let lower = o.trim().trim_end_matches('/').to_ascii_lowercase();
+            let valid = lower.split_once("://").is_some_and(|(scheme, host)| {
+                matches!(scheme, "http" | "https") && !host.is_empty() && !host.contains(['/', '?', '#', '*', ' '])
+            });
+            if valid {
+                Ok(lower)
+            } else {
+                Err(bad("allowed_origins", o, "origins such as https://docs.example.org or http://localhost:3000"))
+            }
+        })
+        .collect()
+}
+
 fn log_format(raw: &FileConfig) -> Result<String, ConfigError> {
     let log_format = or_default(&raw.log_format, defaults::LOG_FORMAT);
     if log_format != "text" && log_format != "json" {
@@ -343,6 +366,7 @@ impl Settings {
             shutdown_timeout: lifecycle.shutdown_timeout,
             grace: lifecycle.grace,
             trusted_proxies: trusted_proxies(&raw)?,
+            allowed_origins: allowed_origins(&raw)?,
             nested_userns: raw.nested_userns.unwrap_or(defaults::NESTED_USERNS),
             log_format: log_format(&raw)?,
         })
@@ -481,6 +505,7 @@ mod tests {
         assert_eq!(from_file.create_burst, defaults.create_burst);
         assert_eq!(from_file.grace, defaults.grace);
         assert_eq!(from_file.trusted_proxies, defaults.trusted_proxies);
+        assert_eq!(from_file.allowed_origins, defaults.allowed_origins);
         assert_eq!(from_file.nested_userns, defaults.nested_userns);
         assert_eq!(from_file.log_format, defaults.log_format);
     }

@@ -85,6 +85,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             manager,
             events,
             trusted_proxies: settings.trusted_proxies.clone(),
+            allowed_origins: settings.allowed_origins.clone(),
             metrics: Some(metrics),
             shutdown_timeout: settings.shutdown_timeout,
         };

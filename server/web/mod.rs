@@ -7,6 +7,7 @@
 pub mod api;
 pub mod client;
 pub mod error;
+pub mod origin;
 pub mod pages;
 pub mod sessions;
 pub mod ws;
@@ -43,6 +44,8 @@ pub struct AppState<S = Arc<Manager>> {
     pub sockets: TaskTracker,
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
+    /// Origins besides nsplay's own whose pages may use the API (see [`origin`]).
+    pub allowed_origins: Arc<Vec<String>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
 }
 
@@ -61,6 +64,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket::<S>))
         .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check::<S>))
         .layer(DefaultBodyLimit::max(MAX_BODY))
+        .layer(axum::middleware::from_fn_with_state(state.allowed_origins.clone(), origin::guard))
         .with_state(state)
 }
 
@@ -74,6 +78,8 @@ pub struct Service {
     pub events: mpsc::UnboundedReceiver<Event>,
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: Vec<ipnet::IpNet>,
+    /// Origins besides nsplay's own whose pages may use the API (see [`origin`]).
+    pub allowed_origins: Vec<String>,
     /// Renders `/metrics` (`None`: it answers 404).
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Longest the orderly shutdown may take once the shutdown trigger fired.
@@ -101,7 +107,7 @@ const TICK: Duration = Duration::from_secs(1);
 /// Everything it starts stops when it returns — or when it is dropped half-way: drop guards
 /// cancel the HTTP server and abort the ticker and the event loop.
 pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Future) -> Stopped {
-    let Service { manager, mut events, trusted_proxies, metrics, shutdown_timeout } = service;
+    let Service { manager, mut events, trusted_proxies, allowed_origins, metrics, shutdown_timeout } = service;
     let m = manager.clone();
     let _event_loop = AbortOnDropHandle::new(tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
@@ -120,6 +126,7 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         manager: manager.clone(),
         sockets: TaskTracker::new(),
         trusted_proxies: Arc::new(trusted_proxies),
+        allowed_origins: Arc::new(allowed_origins),
         metrics,
     };
     let sockets = state.sockets.clone();

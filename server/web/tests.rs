@@ -1,6 +1,7 @@
 //! The router in-process, over a fake session layer (no root, no sandbox): every error status
 //! of docs/api.md with its JSON body and `Retry-After`, the body limit, malformed JSON, unknown
-//! routes, wrong methods, and a terminal URL fetched without an upgrade.
+//! routes, wrong methods, a terminal URL fetched without an upgrade, and cross-site browser
+//! requests.
 
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -114,10 +115,21 @@ impl Reply {
 }
 
 async fn send(fake: Fake, method: Method, uri: &str, body: impl Into<Body>) -> Reply {
-    let state =
-        AppState { manager: fake, sockets: TaskTracker::new(), trusted_proxies: Arc::new(Vec::new()), metrics: None };
+    send_request(fake, Request::builder().method(method).uri(uri).body(body.into()).unwrap()).await
+}
+
+/// The origin the router's state allows besides nsplay's own pages.
+const ALLOWED_ORIGIN: &str = "https://docs.example.org";
+
+async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
+    let state = AppState {
+        manager: fake,
+        sockets: TaskTracker::new(),
+        trusted_proxies: Arc::new(Vec::new()),
+        allowed_origins: Arc::new(vec![ALLOWED_ORIGIN.into()]),
+        metrics: None,
+    };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
-    let req = Request::builder().method(method).uri(uri).body(body.into()).unwrap();
     let resp = router.oneshot(req).await.unwrap();
     let header = |name| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string());
     let retry_after = header(header::RETRY_AFTER).map(|v| v.parse().unwrap());
@@ -317,4 +329,44 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         assert_eq!(r.status, StatusCode::METHOD_NOT_ALLOWED, "{method} {uri}");
         assert_eq!(r.allow.as_deref(), Some(allow), "{method} {uri}");
     }
+}
+
+#[tokio::test]
+async fn cross_site_browser_requests_are_403_and_own_pages_tools_and_allowed_origins_pass() {
+    let post = |origin: Option<&str>| {
+        let mut b = Request::builder().method(Method::POST).uri("/api/sessions").header(header::HOST, "play.test:8080");
+        if let Some(o) = origin {
+            b = b.header(header::ORIGIN, o);
+        }
+        b.body(Body::empty()).unwrap()
+    };
+    let no_create = || panic!("create must not be called for a cross-site request");
+    for foreign in ["https://evil.example", "null", "http://play.test:9090"] {
+        let r = send_request(Fake::empty(no_create), post(Some(foreign))).await;
+        r.assert_error(StatusCode::FORBIDDEN, "forbidden_origin");
+    }
+    // nsplay's own page (any scheme: TLS may end at a proxy), an allowed site, and a tool that
+    // sends no Origin reach the session layer.
+    for origin in [Some("http://play.test:8080"), Some("https://PLAY.test:8080"), Some(ALLOWED_ORIGIN), None] {
+        let r = send_request(Fake::empty(|| SessionError::ShuttingDown), post(origin)).await;
+        r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down");
+    }
+    // A terminal socket opened by another site's page is refused before the upgrade; reading
+    // (GET) is left to the browser's same-origin policy.
+    let ws = Request::builder()
+        .uri("/api/sessions/live/terminals/0")
+        .header(header::HOST, "play.test:8080")
+        .header(header::ORIGIN, "https://evil.example")
+        .header(header::UPGRADE, "websocket")
+        .header(header::CONNECTION, "upgrade")
+        .body(Body::empty())
+        .unwrap();
+    send_request(Fake::with_session(None), ws).await.assert_error(StatusCode::FORBIDDEN, "forbidden_origin");
+    let get = Request::builder()
+        .uri("/api/sessions/live")
+        .header(header::HOST, "play.test:8080")
+        .header(header::ORIGIN, "https://evil.example")
+        .body(Body::empty())
+        .unwrap();
+    assert_eq!(send_request(Fake::with_session(None), get).await.status, StatusCode::OK);
 }
