@@ -229,9 +229,14 @@ fn start_up_reclaims_populated_leftovers_with_nested_groups() {
     let inst = Instance::new();
     let (out, code) = inst.run("true");
     assert_eq!(code, 0, "{out}");
-    // What a crashed nsplay (pid 999999) would leave: a populated session group whose session
-    // handed the memory controller to a child group, as the cgroups lesson does.
-    let left = Path::new(ROOT).join(&inst.parent).join("nsplay-999999-1");
+    // What a crashed nsplay (pid 999999) would leave: its parent group with the session
+    // controllers handed down (a clean stop, like the run above, removes the parent it made), and
+    // in it a populated session group whose session handed the memory controller to a child
+    // group, as the cgroups lesson does.
+    let parent = Path::new(ROOT).join(&inst.parent);
+    std::fs::create_dir_all(&parent).unwrap();
+    std::fs::write(parent.join("cgroup.subtree_control"), "+memory +pids +cpu").unwrap();
+    let left = parent.join("nsplay-999999-1");
     std::fs::create_dir_all(left.join("leaf")).unwrap();
     std::fs::create_dir_all(left.join("demo")).unwrap();
     let mut sleepers: Vec<Child> = ["leaf", "demo"]
