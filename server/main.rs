@@ -50,6 +50,7 @@ fn serve_main(args: &nsplay::ServeArgs) -> i32 {
 /// `nsplay serve`: starts the spawner (before any thread exists), the metrics recorder and the
 /// runtime, builds the session manager, binds the listener and serves until SIGTERM or SIGINT.
 fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
+    raise_fd_limit();
     let (tx, events) = tokio::sync::mpsc::unbounded_channel();
     let exe = std::env::current_exe()?;
     let (mut sandbox, reclaimed) = Sandbox::start(&settings.sandbox, &exe, move |ev| {
@@ -91,6 +92,23 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
         };
         Ok(nsplay::serve(listener, service, shutdown_signal()).await)
     })
+}
+
+/// Raises the soft limit on open files to the hard one. Each terminal holds two server
+/// descriptors and each WebSocket one: the common soft limit of 1024 is a few hundred terminals.
+fn raise_fd_limit() {
+    use nix::sys::resource::{Resource, getrlimit, setrlimit};
+    match getrlimit(Resource::RLIMIT_NOFILE) {
+        Ok((soft, hard)) if soft < hard => match setrlimit(Resource::RLIMIT_NOFILE, hard, hard) {
+            Ok(()) => tracing::info!(from = soft, to = hard, "raised the open-files limit"),
+            Err(e) => tracing::warn!(soft, hard, error = %e, "cannot raise the open-files limit"),
+        },
+        Ok((soft, _)) if soft < 16384 => tracing::warn!(
+            limit = soft,
+            "the open-files limit is low for a server of many terminals; raise it (LimitNOFILE= in the unit)"
+        ),
+        _ => {}
+    }
 }
 
 /// Completes at the first SIGTERM or SIGINT.

@@ -124,6 +124,37 @@ async fn a_second_terminal_joins_the_same_session() {
     t1b.expect("both\r\n", 10).await;
 }
 
+/// Each ended terminal keeps server descriptors until its session ends, so a session may not
+/// open terminals without bound: beyond a burst they are rate-limited (429 with Retry-After).
+#[tokio::test(flavor = "multi_thread")]
+async fn opening_terminals_over_and_over_is_rate_limited() {
+    let server = Server::start(&[]);
+    let (s, _t) = shell(&server).await;
+    let id = s["id"].as_str().unwrap();
+    let c = reqwest::Client::new();
+    let mut opened = 0;
+    let refusal = loop {
+        assert!(opened < 16, "opened {opened} terminals in a row without a refusal");
+        let r = c.post(format!("{}/api/sessions/{id}/terminals", server.base)).send().await.unwrap();
+        if r.status() != 201 {
+            break r;
+        }
+        opened += 1;
+        // End it at once: only the live ones count against the cap of 8.
+        let v: Value = r.json().await.unwrap();
+        let mut t = Term::connect(&server, v["terminal"].as_str().unwrap()).await;
+        t.expect("# ", 20).await;
+        t.line("exit").await;
+        assert!(t.pump_until(10, |t| t.closed.is_some()).await);
+    };
+    assert!(opened >= 7, "refused after only {opened}");
+    assert_eq!(refusal.status(), 429);
+    let wait: u64 = refusal.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+    assert!((1..=2).contains(&wait), "Retry-After {wait}");
+    let v: Value = refusal.json().await.unwrap();
+    assert_eq!(v["error"], "terminal_rate_limited", "{v}");
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_ends_the_terminal_with_its_code() {
     let server = Server::start(&[]);

@@ -24,6 +24,14 @@ pub use terminal::{Output, Terminal, TerminalError};
 
 /// Most terminals per session.
 pub const MAX_TERMINALS: usize = 8;
+/// Most terminals one session opens over its life. An ended terminal keeps its two server fds
+/// and its replay ring until the session ends (a reloaded page still sees its screen and exit
+/// code), so without a bound one session could open and end terminals until the server runs out
+/// of descriptors; with it, a session holds at most this many (2 fds + 64 KiB each).
+pub const MAX_TERMINALS_OPENED: u64 = 64;
+/// Terminals a session may open at once, and per minute after that.
+pub const TERMINAL_BURST: u32 = 8;
+pub const TERMINALS_PER_MINUTE: u32 = 30;
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -36,6 +44,10 @@ pub enum SessionError {
     Refused(Refusal),
     #[error("a session has at most {MAX_TERMINALS} terminals")]
     TooManyTerminals,
+    #[error("this session has opened {MAX_TERMINALS_OPENED} terminals, the most one session may; start a new session")]
+    TerminalBudgetSpent,
+    #[error("terminals are being opened too quickly in this session; try again in {} s", .retry_after.as_secs().max(1))]
+    TerminalRateLimited { retry_after: Duration },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("no session could be started within {} s; try again", START_TIMEOUT.as_secs())]
@@ -113,6 +125,10 @@ pub struct Session {
     warned: AtomicBool,
     all_ended_since: Mutex<Option<Instant>>,
     terminals: Mutex<Vec<Arc<Terminal>>>,
+    /// Terminals opened so far (the next one's index; bounded by [`MAX_TERMINALS_OPENED`]).
+    opened: std::sync::atomic::AtomicU64,
+    /// How fast new terminals may be opened ([`TERMINAL_BURST`], [`TERMINALS_PER_MINUTE`]).
+    terminal_rate: governor::DefaultDirectRateLimiter,
     last_usage: Mutex<Usage>,
     /// Facts the layers above record about the session (the lessons' passed checks); opaque
     /// here, gone with the session.
@@ -309,6 +325,12 @@ fn new_id() -> String {
     base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
 }
 
+fn terminal_rate() -> governor::DefaultDirectRateLimiter {
+    let per_minute = std::num::NonZeroU32::new(TERMINALS_PER_MINUTE).expect("not zero");
+    let burst = std::num::NonZeroU32::new(TERMINAL_BURST).expect("not zero");
+    governor::RateLimiter::direct(governor::Quota::per_minute(per_minute).allow_burst(burst))
+}
+
 /// Wraps a new terminal's descriptors in a [`Terminal`] (80×24, as the spawner opened it).
 fn start_terminal(index: u64, handle: nsplay_sandbox::TerminalHandle) -> Result<Arc<Terminal>, SandboxError> {
     Terminal::start(index, handle.master, handle.output, 80, 24)
@@ -395,6 +417,8 @@ impl Manager {
             warned: AtomicBool::new(false),
             all_ended_since: Mutex::default(),
             terminals: Mutex::default(),
+            opened: 1.into(),
+            terminal_rate: terminal_rate(),
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),
@@ -432,7 +456,16 @@ impl Manager {
             if terms.iter().filter(|t| t.exit_code().is_none()).count() >= MAX_TERMINALS {
                 return Err(SessionError::TooManyTerminals);
             }
-            terms.last().map(|t| t.index + 1).unwrap_or(0)
+            if session.opened.load(Ordering::SeqCst) >= MAX_TERMINALS_OPENED {
+                return Err(SessionError::TerminalBudgetSpent);
+            }
+            if let Err(not_until) = session.terminal_rate.check() {
+                use governor::clock::{Clock, DefaultClock};
+                let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+                return Err(SessionError::TerminalRateLimited { retry_after });
+            }
+            // Taken under the lock: two requests at once get two indices.
+            session.opened.fetch_add(1, Ordering::SeqCst)
         };
         let this = self.clone();
         let s = session.clone();
@@ -643,7 +676,9 @@ impl Session {
             created: Instant::now(),
             warned: AtomicBool::new(false),
             all_ended_since: Mutex::default(),
+            opened: (terminals.len() as u64).into(),
             terminals: Mutex::new(terminals),
+            terminal_rate: terminal_rate(),
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),

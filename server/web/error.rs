@@ -60,6 +60,11 @@ impl ApiError {
                 ApiError { retry_after: Some(5), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg) }
             }
             SessionError::TooManyTerminals => Self::new(StatusCode::CONFLICT, "too_many_terminals", msg),
+            SessionError::TerminalBudgetSpent => Self::new(StatusCode::CONFLICT, "terminal_budget_spent", msg),
+            SessionError::TerminalRateLimited { retry_after } => ApiError {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "terminal_rate_limited", msg)
+            },
             SessionError::Terminal(_) => Self::new(StatusCode::CONFLICT, "terminal_ended", msg),
             SessionError::Sandbox(SandboxError::Ids(_)) => {
                 ApiError { retry_after: Some(30), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "full", msg) }

@@ -252,6 +252,24 @@ async fn terminals_unknown_too_many_or_ended() {
     r.assert_error(StatusCode::CONFLICT, "too_many_terminals");
     assert!(r.json()["message"].as_str().unwrap().contains('8'), "{}", r.text);
     let r = send(
+        Fake::with_session(Some(|| SessionError::TerminalBudgetSpent)),
+        Method::POST,
+        "/api/sessions/live/terminals",
+        Body::empty(),
+    )
+    .await;
+    r.assert_error(StatusCode::CONFLICT, "terminal_budget_spent");
+    assert_eq!(r.retry_after, None);
+    let r = send(
+        Fake::with_session(Some(|| SessionError::TerminalRateLimited { retry_after: Duration::from_millis(2500) })),
+        Method::POST,
+        "/api/sessions/live/terminals",
+        Body::empty(),
+    )
+    .await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "terminal_rate_limited");
+    assert_eq!(r.retry_after, Some(2));
+    let r = send(
         Fake::with_session(Some(|| SessionError::Terminal(TerminalError::Ended))),
         Method::POST,
         "/api/sessions/live/terminals",
