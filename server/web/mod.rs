@@ -63,6 +63,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/api/sessions/{id}/terminals", post(api::create_terminal::<S>))
         .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket::<S>))
         .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check::<S>))
+        .fallback(pages::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(state.allowed_origins.clone(), origin::guard))
         .with_state(state)

@@ -150,11 +150,7 @@ pub async fn learn(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
 pub async fn lesson(Path(topic): Path<String>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
     let Some(l) = lessons::find(&topic) else {
-        return (
-            StatusCode::NOT_FOUND,
-            Html(format!("<p>No lesson called {}. <a href=\"/learn\">All lessons</a></p>", lessons::escape(&topic))),
-        )
-            .into_response();
+        return not_found_page(lang, topic);
     };
     render(lesson_page(l, lang))
 }
@@ -182,6 +178,45 @@ fn lesson_page(l: &'static lessons::Lesson, lang: &'static str) -> LessonPage {
         intro_html: lessons::prose_html(l.intro.get(lang)),
         steps,
     }
+}
+
+#[derive(Template)]
+#[template(path = "not-found.html")]
+struct NotFoundPage {
+    lang: &'static str,
+    t: Ui,
+    i18n_json: String,
+    /// The lesson asked for, when it was a lesson page (askama escapes it); empty otherwise.
+    lesson: String,
+}
+
+/// The styled 404 page in the reader's language.
+fn not_found_page(lang: &'static str, lesson: String) -> Response {
+    let t = Ui { lang };
+    let i18n_json = t.json();
+    let mut resp = render(NotFoundPage { lang, t, i18n_json, lesson });
+    *resp.status_mut() = StatusCode::NOT_FOUND;
+    resp
+}
+
+/// Every path no route takes. A page path with a trailing slash (`/learn/`, `/learn/uts/`)
+/// redirects to the path without it; other page paths get the styled 404 page. The API's
+/// unknown paths stay a bare 404 (docs/api.md).
+pub async fn fallback(uri: axum::http::Uri, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+    let path = uri.path();
+    if path.starts_with("/api/") || path.starts_with("/assets/") {
+        return StatusCode::NOT_FOUND.into_response();
+    }
+    let trimmed = path.trim_end_matches('/');
+    // Never a redirect to another site: `//host` and `/\host` are read as one by browsers.
+    if trimmed.len() < path.len() && !trimmed.is_empty() && !trimmed.contains("//") && !trimmed.contains('\\') {
+        let target = match uri.query() {
+            Some(query) => format!("{trimmed}?{query}"),
+            None => trimmed.to_string(),
+        };
+        return axum::response::Redirect::permanent(&target).into_response();
+    }
+    not_found_page(pick_lang(q.lang.as_deref(), &headers), String::new())
 }
 
 #[derive(rust_embed::Embed)]

@@ -93,6 +93,7 @@ struct Reply {
     status: StatusCode,
     retry_after: Option<u64>,
     allow: Option<String>,
+    location: Option<String>,
     text: String,
 }
 
@@ -134,9 +135,10 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
     let header = |name| resp.headers().get(name).map(|v| v.to_str().unwrap().to_string());
     let retry_after = header(header::RETRY_AFTER).map(|v| v.parse().unwrap());
     let allow = header(header::ALLOW);
+    let location = header(header::LOCATION);
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    Reply { status, retry_after, allow, text: String::from_utf8(bytes.to_vec()).unwrap() }
+    Reply { status, retry_after, allow, location, text: String::from_utf8(bytes.to_vec()).unwrap() }
 }
 
 async fn create_failing(e: fn() -> SessionError) -> Reply {
@@ -330,7 +332,7 @@ async fn metrics_without_a_recorder_are_404_not_found() {
 
 #[tokio::test]
 async fn unknown_routes_are_404_and_wrong_methods_405() {
-    for uri in ["/nowhere", "/api/nowhere", "/api/sessions/live/terminals/0/more"] {
+    for uri in ["/api/nowhere", "/api/sessions/live/terminals/0/more"] {
         let r = send(Fake::with_session(None), Method::GET, uri, Body::empty()).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
         assert!(r.text.is_empty(), "{uri}: {}", r.text);
@@ -387,4 +389,31 @@ async fn cross_site_browser_requests_are_403_and_own_pages_tools_and_allowed_ori
         .body(Body::empty())
         .unwrap();
     assert_eq!(send_request(Fake::with_session(None), get).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn unknown_pages_get_the_styled_404_in_the_readers_language_and_trailing_slashes_redirect() {
+    let page = |uri: &str, lang: &str| {
+        Request::builder().uri(uri).header(header::ACCEPT_LANGUAGE, lang).body(Body::empty()).unwrap()
+    };
+    let r = send_request(Fake::empty(|| SessionError::NotFound), page("/nowhere", "en")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text.contains("Page not found") && r.text.contains("href=\"/learn\""), "{}", r.text);
+    assert!(r.text.contains("/assets/nsplay.css"), "the 404 page is styled like the others");
+    let r = send_request(Fake::empty(|| SessionError::NotFound), page("/nowhere", "ja")).await;
+    assert!(r.text.contains("ページが見つかりません") && r.text.contains("lang=\"ja\""), "{}", r.text);
+    // An unknown lesson says which, escaped.
+    let r = send_request(Fake::empty(|| SessionError::NotFound), page("/learn/%3Cb%3Enope", "ja")).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND);
+    assert!(r.text.contains("次の名前のレッスンはありません") && r.text.contains("&#60;b&#62;nope"), "{}", r.text);
+    for (from, to) in [("/learn/", "/learn"), ("/learn/uts/", "/learn/uts"), ("/play/?lang=ja", "/play?lang=ja")] {
+        let r = send_request(Fake::empty(|| SessionError::NotFound), page(from, "en")).await;
+        assert_eq!(r.status, StatusCode::PERMANENT_REDIRECT, "{from}");
+        assert_eq!(r.location.as_deref(), Some(to), "{from}");
+    }
+    // Never a redirect to another site.
+    for uri in ["//evil.example/", "/\\evil.example/"] {
+        let r = send_request(Fake::empty(|| SessionError::NotFound), page(uri, "en")).await;
+        assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
+    }
 }
