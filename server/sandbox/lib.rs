@@ -26,6 +26,7 @@
 
 mod cgroups;
 mod consts;
+mod harden;
 mod idmap;
 mod limits;
 mod mounts;

@@ -4,9 +4,7 @@
 //! session leader with the pty as controlling terminal (so TIOCSTI cannot reach any other).
 
 use std::ffi::CString;
-use std::fs::OpenOptions;
 use std::os::fd::{AsFd, AsRawFd, OwnedFd};
-use std::os::unix::fs::OpenOptionsExt;
 
 use nix::sys::resource::{Resource, setrlimit};
 use serde::{Deserialize, Serialize};
@@ -55,18 +53,7 @@ pub const MAX_OPEN_FILES: u64 = 4096;
 
 /// Opens a new pty pair on the session's /dev/pts (the caller has entered its mount namespace).
 pub fn open_in_session(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let master: OwnedFd = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open("/dev/pts/ptmx")?
-        .into();
-    // Proves it really is a pty master, whatever the session did to its /dev.
-    sys::pty_number(master.as_fd())?;
-    sys::pty_unlock(master.as_fd())?;
-    let slave = sys::pty_peer(master.as_fd())?;
-    sys::set_window_size(slave.as_fd(), cols.max(1), rows.max(1))?;
-    Ok((master, slave))
+    crate::term::open_pty_pair(std::path::Path::new("/dev/pts/ptmx"), cols, rows)
 }
 
 /// One variant per step before a terminal's program runs; the joiner's child prints it to the
@@ -79,14 +66,12 @@ pub enum ExecError {
     ControllingTty(#[source] std::io::Error),
     #[error("dup2: {0}")]
     Dup(#[source] nix::errno::Errno),
-    #[error("close_range: {0}")]
-    CloseFds(#[source] std::io::Error),
+    #[error(transparent)]
+    Harden(#[from] crate::harden::HardenError),
     #[error("the command contains a NUL byte")]
     NulByte,
     #[error("setrlimit: {0}")]
     Rlimits(#[source] nix::errno::Errno),
-    #[error("prctl(PDEATHSIG): {0}")]
-    Pdeathsig(#[source] nix::errno::Errno),
     #[error("prctl(NO_NEW_PRIVS): {0}")]
     NoNewPrivs(#[source] nix::errno::Errno),
     #[error(transparent)]
@@ -120,11 +105,10 @@ fn exec_steps(
     }
     drop(slave);
     // Only fds 0-2 enter the sandbox (the gate is closed before the exec).
-    let closed = match &gate {
-        Some(g) => sys::close_fds_except(&[0, 1, 2, g.as_raw_fd()]),
-        None => sys::close_fds_from(3),
-    };
-    closed.map_err(ExecError::CloseFds)?;
+    match &gate {
+        Some(g) => crate::harden::keep_only_fds(&[0, 1, 2, g.as_raw_fd()])?,
+        None => crate::harden::keep_only_fds(&[0, 1, 2])?,
+    }
     sys::reset_signals();
     let _ = std::env::set_current_dir("/root");
     let argv: Vec<String> = if argv.is_empty() {
@@ -150,7 +134,7 @@ fn exec_steps(
     .collect();
     confinement.apply_rlimits().map_err(ExecError::Rlimits)?;
     // Not `process::harden`: this module sits below the processes, which import it.
-    nix::sys::prctl::set_pdeathsig(nix::sys::signal::Signal::SIGKILL).map_err(ExecError::Pdeathsig)?;
+    crate::harden::die_with_parent()?;
     nix::sys::prctl::set_no_new_privs().map_err(ExecError::NoNewPrivs)?;
     // Last: from here on only the calls the filter allows are possible, and execve is one.
     let opts = seccomp::Options { nested_userns: confinement.nested_userns };

@@ -27,13 +27,8 @@ pub fn pidfd_open(pid: Pid) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd as RawFd) })
 }
 
-/// Closes every file descriptor from `first` up: a process entering the sandbox must not carry
-/// any host fd (the CVE-2024-21626 class of leaks).
-pub fn close_fds_from(first: RawFd) -> io::Result<()> {
-    close_range(first, RawFd::MAX)
-}
-
-/// Like [`close_fds_from`] (from 0), but keeps the descriptors in `keep`.
+/// Closes every file descriptor but those in `keep`: a process entering the sandbox must not
+/// carry any host fd (the CVE-2024-21626 class of leaks).
 pub fn close_fds_except(keep: &[RawFd]) -> io::Result<()> {
     let mut keep = keep.to_vec();
     keep.sort_unstable();

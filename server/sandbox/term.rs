@@ -5,6 +5,7 @@
 use std::fs::OpenOptions;
 use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
 use std::os::unix::fs::OpenOptionsExt;
+use std::path::Path;
 
 use crate::sys;
 
@@ -47,19 +48,22 @@ pub fn window_size(fd: BorrowedFd<'_>) -> std::io::Result<(u16, u16)> {
     sys::window_size(fd)
 }
 
-/// A new pty pair on the host's `/dev/ptmx` (master, peer), both close-on-exec from the start,
-/// the peer opened without a path lookup. For baselines and tests, never for a session (a
-/// session's ptys live on its own devpts, see `pty`).
+/// A new pty pair on the host's `/dev/ptmx` (master, peer). For baselines and tests, never for
+/// a session (a session's ptys live on its own devpts, see `pty`).
 pub fn host_pty_pair(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
-    let master: OwnedFd = OpenOptions::new()
-        .read(true)
-        .write(true)
-        .custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC)
-        .open("/dev/ptmx")?
-        .into();
+    open_pty_pair(Path::new("/dev/ptmx"), cols, rows)
+}
+
+/// Opens a pty pair through the multiplexer at `ptmx`: the master, checked to really be one
+/// (`TIOCGPTN`, whatever is at that path), unlocked, and its peer opened without a path lookup
+/// (`TIOCGPTPEER`) at `cols`×`rows`; both close-on-exec from the start.
+pub(crate) fn open_pty_pair(ptmx: &Path, cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    let master: OwnedFd =
+        OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC).open(ptmx)?.into();
+    sys::pty_number(master.as_fd())?;
     sys::pty_unlock(master.as_fd())?;
     let peer = sys::pty_peer(master.as_fd())?;
-    sys::set_window_size(peer.as_fd(), cols, rows)?;
+    sys::set_window_size(peer.as_fd(), cols.max(1), rows.max(1))?;
     Ok((master, peer))
 }
 

@@ -18,8 +18,9 @@ use nix::sys::socket::{
     AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
 };
 
+use super::fds;
 use super::message::{FromHelper, Helper, Message, TerminalFds, ToKeeper};
-use super::{fds, harden};
+use crate::harden;
 use crate::sys;
 
 /// Largest message either side sends; requests are small JSON documents.

@@ -9,8 +9,8 @@ use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
 use nix::unistd::{Pid, sethostname};
 
 use super::channel::Channel;
-use super::harden::{self, HardenError};
 use super::message::{FromHelper, Helper, SessionSpec, ToKeeper};
+use crate::harden::{self, HardenError};
 use crate::mounts::{self, MountError};
 use crate::sys;
 

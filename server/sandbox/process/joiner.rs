@@ -13,10 +13,10 @@ use nix::unistd::ForkResult;
 
 use super::cgroup_join::{self, CgroupJoinError};
 use super::channel::{Channel, ChannelError};
-use super::harden::{self, HardenError};
 use super::message::{FromHelper, Helper, TerminalFds, TerminalSpec, ToJoiner};
 use super::relay;
 use crate::consts::RELAY_CHUNK;
+use crate::harden::{self, HardenError};
 use crate::{namespaces, pty, sys};
 
 /// One variant per set-up step of the joiner.

@@ -12,9 +12,9 @@ use nix::unistd::ForkResult;
 
 use super::cgroup_join::{self, CgroupJoinError};
 use super::channel::{Channel, ChannelError};
-use super::harden::{self, HardenError};
 use super::init;
 use super::message::{FromHelper, Helper, SessionSpec, ToKeeper};
+use crate::harden::{self, HardenError};
 use crate::mounts::{self, MountError};
 use crate::{namespaces, sys};
 

@@ -12,7 +12,7 @@
 //! A terminal may be *parked* (its program confined and waiting just before `execve` for a byte
 //! on a start gate: the warm pool) and *relayed* (its joiner copies the pty's output into a pipe
 //! to the server: see [`relay`]).
-//! Every helper is non-dumpable and has `PR_SET_PDEATHSIG` (see [`harden`]), so killing the
+//! Every helper is non-dumpable and has `PR_SET_PDEATHSIG` (see [`crate::harden`]), so killing the
 //! server kills the spawner, which kills every keeper and joiner, which kills every init; an
 //! init's death ends its whole PID namespace.
 //!
@@ -21,14 +21,13 @@
 //! - `client`: the server's handle on the spawner ([`Spawner`]) and its reader thread.
 //! - `spawner`: the spawner's loop, its side of each set-up, and reaping.
 //! - `keeper`, `init`, `joiner`, `relay`: the helpers.
-//! - `harden`: the hardening steps they share; `cgroup_join`: entering and leaving a session's
-//!   cgroup.
+//! - `cgroup_join`: entering and leaving a session's cgroup. The hardening steps they share
+//!   (and a terminal's program with them, in `pty`) are in [`crate::harden`].
 
 mod cgroup_join;
 mod channel;
 mod client;
 mod fds;
-mod harden;
 mod init;
 mod joiner;
 mod keeper;

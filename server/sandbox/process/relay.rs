@@ -18,8 +18,8 @@ use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use nix::unistd::Pid;
 
-use super::harden;
 use crate::consts::RELAY_CHUNK;
+use crate::harden;
 
 /// A read at least this large means a flood: wait briefly for more before passing it on.
 const FLOOD_READ: usize = 2048;

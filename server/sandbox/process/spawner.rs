@@ -18,13 +18,13 @@ use nix::unistd::{ForkResult, Pid, setgroups};
 
 use super::cgroup_join::{self, CgroupJoinError};
 use super::channel::{self, Channel, ChannelError, decode};
-use super::harden::{self, HardenError};
 use super::message::{
     Event, FromHelper, Helper, Reply, Request, RequestHead, SessionSpec, TerminalFds, TerminalSpec, ToJoiner, ToKeeper,
     ToServer,
 };
 use super::{joiner, keeper};
 use crate::consts::SETUP_TIMEOUT;
+use crate::harden::{self, HardenError};
 use crate::sys;
 
 /// Starting the spawner failed (it exits, and the server reports that it cannot start).
