@@ -173,20 +173,14 @@ pub(crate) fn create_parent(root: &Path, rel: &str) -> Result<Vec<PathBuf>, Cgro
 /// Removes the groups in `created` (from [`create_parent`]), innermost first; a group that is
 /// not empty (rmdir refuses it) stays, and so do its ancestors. Returns the ones left.
 pub(crate) fn remove_created(created: &[PathBuf]) -> Vec<PathBuf> {
-    let mut left = Vec::new();
-    for dir in created.iter().rev() {
+    for (i, dir) in created.iter().enumerate().rev() {
         match fs::remove_dir(dir) {
             Ok(()) => {}
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
-            Err(_) => left.push(dir.clone()),
-        }
-        if !left.is_empty() {
-            // An ancestor of a group that stays cannot go either.
-            left.extend(created.iter().rev().skip_while(|d| *d != dir).skip(1).cloned());
-            break;
+            Err(_) => return created[..=i].to_vec(),
         }
     }
-    left
+    Vec::new()
 }
 
 pub(crate) fn read_u64(path: &Path) -> u64 {
