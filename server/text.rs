@@ -28,11 +28,12 @@ pub fn catalog() -> &'static BTreeMap<String, Entry> {
 /// One string in `lang` (English unless `lang` is `ja`); a key missing from the catalog gives
 /// the key itself, never an empty or undefined text (a unit test keeps the catalog complete).
 pub fn get<'a>(lang: &str, key: &'a str) -> &'a str {
-    match catalog().get(key) {
-        Some(e) if lang == "ja" => e.ja.as_str(),
-        Some(e) => e.en.as_str(),
-        None => key,
-    }
+    lookup(lang, key).unwrap_or(key)
+}
+
+/// One string in `lang` (English unless `lang` is `ja`), if the catalog has `key`.
+pub fn lookup(lang: &str, key: &str) -> Option<&'static str> {
+    catalog().get(key).map(|e| if lang == "ja" { e.ja.as_str() } else { e.en.as_str() })
 }
 
 /// Something a layer below the web has to say to a person, as a catalog key and the values

@@ -24,10 +24,7 @@ pub struct Ui {
 
 impl Ui {
     pub fn s(&self, key: &str) -> &'static str {
-        match strings().get_key_value(key) {
-            Some((k, _)) => crate::text::get(self.lang, k.as_str()),
-            None => "",
-        }
+        crate::text::lookup(self.lang, key).unwrap_or("")
     }
 
     fn json(&self) -> String {
