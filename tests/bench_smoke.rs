@@ -59,6 +59,12 @@ fn smoke_run_prints_the_whole_table() {
         "Capacity: time to end all",
         "Capacity: server RSS per idle session",
         "Capacity: sandbox memory per session",
+        "Classroom (6 learners over 2 s, 1 flooding, 1 fork bombs, then 4 s): sessions",
+        "Classroom: keystrokes lost",
+        "Classroom: typists' keystroke → echo, p50 / p99 / max",
+        "Classroom: /healthz p50 / p99",
+        "Classroom: host memory per learner (MemAvailable)",
+        "Classroom: server RSS",
     ] {
         let row = rows.iter().find(|r| r.starts_with(&format!("| {label}"))).unwrap_or_else(|| {
             panic!("no row {label:?} in:\n{stdout}");
@@ -66,6 +72,11 @@ fn smoke_run_prints_the_whole_table() {
         // Every row has a measured nsplay value (second cell), whatever it is.
         let nsplay = row.split('|').nth(2).unwrap().trim();
         assert!(!nsplay.is_empty() && nsplay != "n/a" && nsplay != "—", "row {label:?} has no nsplay value: {row}");
+    }
+    // The smoke room joins everyone and loses no keystroke (however slow the machine is).
+    for label in ["Classroom (6 learners", "Classroom: keystrokes lost"] {
+        let row = rows.iter().find(|r| r.starts_with(&format!("| {label}"))).unwrap();
+        assert!(row.trim_end().ends_with("| met |"), "{row}");
     }
     // Every session and group the benchmark made is gone.
     let capacity = rows.iter().find(|r| r.starts_with("| Capacity: idle sessions opened")).unwrap();

@@ -16,6 +16,8 @@
 //!    `/proc/<pid>/stat`; baseline: the same `cat` on a raw pty.
 //! 4. Capacity: sessions opened up to N (or the first failure), server RSS and sandbox memory per
 //!    idle session, time to open and to end them all.
+//! 5. Classroom (`classroom.rs`): a room of learners joining over a ramp, a few flooding output
+//!    or running a fork bomb, the rest typing; what the typists feel and what the room costs.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -33,6 +35,8 @@ use futures_util::stream::FuturesUnordered;
 use futures_util::{SinkExt, StreamExt};
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio_tungstenite::tungstenite::Message;
+
+mod classroom;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -114,6 +118,21 @@ struct Args {
     /// the table shows medians [default: 5, smoke: 1].
     #[arg(long)]
     throughput_runs: Option<usize>,
+    /// Learners in the classroom part [default: 200, smoke: 6].
+    #[arg(long)]
+    classroom_learners: Option<usize>,
+    /// Classroom learners flooding their terminal with `yes` [default: 10, smoke: 1].
+    #[arg(long)]
+    classroom_floods: Option<usize>,
+    /// Classroom learners running a fork bomb [default: 5, smoke: 1].
+    #[arg(long)]
+    classroom_bombs: Option<usize>,
+    /// Seconds over which the classroom's learners join [default: 20, smoke: 2].
+    #[arg(long)]
+    classroom_ramp: Option<u64>,
+    /// Seconds the classroom keeps at it after the last learner joined [default: 60, smoke: 4].
+    #[arg(long)]
+    classroom_secs: Option<u64>,
     /// Sessions being opened at the same time in the capacity test.
     #[arg(long, default_value_t = 10)]
     open_concurrency: usize,
@@ -134,9 +153,9 @@ struct Args {
     /// Number of id ranges [default: sessions + spawn-burst + 20].
     #[arg(long)]
     id_slots: Option<u32>,
-    /// Run only these parts (comma-separated: spawn, echo, throughput, capacity); the table then
-    /// has only their rows. Echo and capacity share their sessions: either runs both.
-    #[arg(long, value_delimiter = ',', value_parser = ["spawn", "echo", "throughput", "capacity"])]
+    /// Run only these parts (comma-separated: spawn, echo, throughput, capacity, classroom); the
+    /// table then has only their rows. Echo and capacity share their sessions: either runs both.
+    #[arg(long, value_delimiter = ',', value_parser = ["spawn", "echo", "throughput", "capacity", "classroom"])]
     only: Vec<String>,
 }
 
@@ -154,6 +173,7 @@ struct Plan {
     throughput_bytes: u64,
     throughput_runs: usize,
     open_concurrency: usize,
+    classroom: classroom::ClassroomPlan,
     nsplay: PathBuf,
     state_dir: PathBuf,
     remove_state_dir: bool,
@@ -167,6 +187,19 @@ impl Plan {
         let pick = |v: Option<usize>, full: usize, smoke: usize| v.unwrap_or(if a.smoke { smoke } else { full });
         let sessions = pick(a.sessions, 500, 5).max(1);
         let spawn_burst = pick(a.spawn_burst, 50, 2).max(1);
+        let secs = |v: Option<u64>, full: u64, smoke: u64| {
+            Duration::from_secs(v.unwrap_or(if a.smoke { smoke } else { full }))
+        };
+        let classroom = classroom::ClassroomPlan {
+            learners: pick(a.classroom_learners, 200, 6).max(1),
+            floods: pick(a.classroom_floods, 10, 1),
+            bombs: pick(a.classroom_bombs, 5, 1),
+            ramp: secs(a.classroom_ramp, 20, 2),
+            hold: secs(a.classroom_secs, 60, 4),
+            think: Duration::from_secs(2),
+        };
+        // One server at a time: the id ranges and the session cap cover the largest part.
+        let most = sessions.max(classroom.learners);
         let nsplay = match &a.nsplay {
             Some(p) => p.clone(),
             None => std::env::current_exe()?.with_file_name("nsplay"),
@@ -189,12 +222,13 @@ impl Plan {
             throughput_bytes: a.throughput_mib.unwrap_or(if a.smoke { 8 } else { 256 }).max(1) * MIB,
             throughput_runs: pick(a.throughput_runs, 5, 1).max(1),
             open_concurrency: a.open_concurrency.max(1),
+            classroom,
             nsplay,
             state_dir,
             remove_state_dir,
             cgroup_parent: a.cgroup_parent.clone(),
             id_base: a.id_base,
-            id_slots: a.id_slots.unwrap_or((sessions + spawn_burst + 20) as u32),
+            id_slots: a.id_slots.unwrap_or((most + spawn_burst + 20) as u32),
         })
     }
 }
@@ -544,7 +578,7 @@ impl Server {
     fn start(plan: &Plan, name: &str, extra: &[String]) -> Result<Server> {
         let log = File::create(plan.state_dir.join(format!("{name}.log")))?;
         // One client here stands for a whole classroom: lift the per-client admission caps.
-        let max = (plan.sessions + plan.spawn_burst + 5).to_string();
+        let max = (plan.sessions.max(plan.classroom.learners) + plan.spawn_burst + 5).to_string();
         let mut cmd = Command::new(&plan.nsplay);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--max-sessions", &max])
             .args(["--max-sessions-per-client", &max, "--create-per-minute", "1000000", "--create-burst", "1000000"])
@@ -782,6 +816,7 @@ struct Results {
     end_time: Duration,
     rss_per_session_kib: Option<f64>,
     sandbox_mem_per_session: Option<f64>,
+    classroom: Option<classroom::ClassroomResult>,
     notes: Vec<String>,
 }
 
@@ -1117,6 +1152,9 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
     if res.ran_capacity {
         capacity_rows(&mut t, plan, res);
     }
+    if let Some(c) = &res.classroom {
+        classroom::classroom_rows(&mut t, &plan.classroom, c);
+    }
     t
 }
 
@@ -1380,6 +1418,10 @@ fn run(plan: &Plan) -> Result<String> {
         settle(plan);
         part_throughput(plan, &mut res)?;
     }
+    if wants("classroom") {
+        settle(plan);
+        res.classroom = Some(classroom::part_classroom(plan, &plan.classroom)?);
+    }
 
     let mut out = String::new();
     let mode = if plan.smoke { " (smoke mode: the counts are tiny and the numbers mean nothing)" } else { "" };
@@ -1498,6 +1540,17 @@ mod tests {
         res.end_time = Duration::from_millis(321);
         res.rss_per_session_kib = Some(97.4);
         res.sandbox_mem_per_session = Some(1_234_567.0);
+        res.classroom = Some(classroom::ClassroomResult {
+            joined: 6,
+            keystrokes: 120,
+            echo: (1..=100).map(Duration::from_millis).collect(),
+            healthz: vec![Duration::from_millis(3), Duration::from_millis(120)],
+            flood_bytes: 50_000_000,
+            flood_secs: 5.0,
+            mem_per_learner: Some(3.0 * MIB as f64),
+            server_rss_kib: 20_480,
+            ..Default::default()
+        });
         (plan, res)
     }
 
@@ -1533,8 +1586,26 @@ mod tests {
                 "Capacity: time to end all",
                 "Capacity: server RSS per idle session",
                 "Capacity: sandbox memory per session",
+                "Classroom (6 learners over 2 s, 1 flooding, 1 fork bombs, then 4 s): sessions",
+                "Classroom: keystrokes lost",
+                "Classroom: typists' keystroke → echo, p50 / p99 / max",
+                "Classroom: /healthz p50 / p99",
+                "Classroom: flood output delivered to its clients",
+                "Classroom: host memory per learner (MemAvailable)",
+                "Classroom: server RSS",
             ]
         );
+        assert_eq!(row(&t, "Classroom: keystrokes lost")[1..], ["0 of 120", "—", "—", "—", "0", "met"]);
+        assert_eq!(
+            row(&t, "Classroom: typists' keystroke → echo, p50 / p99 / max")[1..],
+            ["50.0 ms / 99.0 ms / 100 ms", "—", "—", "—", "p99 ≤ 50 ms", "**missed**"]
+        );
+        assert_eq!(row(&t, "Classroom: /healthz p50 / p99")[6], "**missed**");
+        assert_eq!(
+            row(&t, "Classroom: flood output delivered to its clients")[1],
+            "10.0 MB/s in all, 10.0 MB/s per flood"
+        );
+        assert_eq!(row(&t, "Classroom: host memory per learner (MemAvailable)")[1], "3.0 MiB");
         assert_eq!(
             row(&t, "Spawn, 5 one after another, p50")[1..],
             ["45.0 ms", "35.0 ms", "25.0 ms", "—", "≤ 1.2 × bwrap = 42.0 ms", "**missed**"]
@@ -1591,6 +1662,7 @@ mod tests {
         assert_eq!(opened[6], "**missed**");
         assert_eq!(row(&t, "Capacity: sandbox memory per session")[1], "n/a");
         res.ran_capacity = false;
+        res.classroom = None;
         res.throughput.clear();
         res.session_cost.clear();
         let t = build_table(&plan, &res);
