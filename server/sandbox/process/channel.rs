@@ -1,7 +1,7 @@
 //! A typed channel over one end of a `SOCK_SEQPACKET` socket pair: one [`Message`] per
 //! datagram, JSON, at most [`MAX_MSG`] bytes and [`MAX_FDS`] descriptors, the descriptors as
 //! `SCM_RIGHTS`. `Channel<S, R>` sends `S` and receives `R`; a receive waits at most the
-//! channel's timeout, and the typed receive calls ([`Channel::recv_init_ready`], …) fail with
+//! channel's timeout, and the typed receive calls ([`Channel::recv_terminal_ready`], …) fail with
 //! "expected X, got Y" instead of letting a caller misread a message.
 //!
 //! Descriptors ride inside the message (see [`super::fds`]): encoding collects them for
@@ -88,6 +88,11 @@ impl<S: Message, R: Message> Channel<S, R> {
         Channel { sock, timeout, _types: PhantomData }
     }
 
+    /// The same channel, its receives waiting for ever (for a receiver that polls first).
+    pub fn without_timeout(self) -> Self {
+        Channel { timeout: None, ..self }
+    }
+
     /// Sends `msg` with the descriptors it holds, then closes this side's copies of them.
     pub fn send(&self, msg: S) -> Result<(), ChannelError> {
         let (data, fds) = encode(&msg)?;
@@ -144,21 +149,6 @@ impl<S: Message> Channel<S, FromHelper> {
     pub fn recv_id_map_request(&self) -> Result<(), ChannelError> {
         self.expect("WantIdMaps", |m| match m {
             FromHelper::WantIdMaps => Ok(()),
-            m => Err(m),
-        })
-    }
-
-    /// Init's host pid and pidfd.
-    pub fn recv_init_started(&self) -> Result<(i32, OwnedFd), ChannelError> {
-        self.expect("InitStarted", |m| match m {
-            FromHelper::InitStarted { pid, pidfd } => Ok((pid, pidfd)),
-            m => Err(m),
-        })
-    }
-
-    pub fn recv_init_ready(&self) -> Result<(), ChannelError> {
-        self.expect("InitReady", |m| match m {
-            FromHelper::InitReady => Ok(()),
             m => Err(m),
         })
     }
@@ -300,7 +290,12 @@ mod tests {
 
         let (pid_r, pid_w) = pipe();
         helper.send(FromHelper::InitStarted { pid: 42, pidfd: pid_w }).expect("send");
-        let (pid, pidfd) = spawner.recv_init_started().expect("recv");
+        let (pid, pidfd) = spawner
+            .expect("InitStarted", |m| match m {
+                FromHelper::InitStarted { pid, pidfd } => Ok((pid, pidfd)),
+                m => Err(m),
+            })
+            .expect("recv");
         assert_eq!(pid, 42);
         same_pipe(&pidfd, &pid_r, b"p");
     }
@@ -308,10 +303,10 @@ mod tests {
     #[test]
     fn a_typed_receive_names_what_it_expected_and_got() {
         let (helper, spawner) = channels();
-        helper.send(FromHelper::InitReady).expect("send");
+        helper.send(FromHelper::WantIdMaps).expect("send");
         let e = spawner.recv_terminal_ready().expect_err("wrong message");
-        assert_eq!(e.to_string(), "expected TerminalReady, got InitReady");
-        assert!(matches!(e, ChannelError::Unexpected { expected: "TerminalReady", got: "InitReady" }));
+        assert_eq!(e.to_string(), "expected TerminalReady, got WantIdMaps");
+        assert!(matches!(e, ChannelError::Unexpected { expected: "TerminalReady", got: "WantIdMaps" }));
     }
 
     #[test]
@@ -344,8 +339,8 @@ mod tests {
         assert!(matches!(e, ChannelError::TooLarge(n) if n > MAX_MSG), "{e}");
 
         // The channel still works after each of them.
-        helper.send(FromHelper::InitReady).expect("send");
-        spawner.recv_init_ready().expect("recv");
+        helper.send(FromHelper::WantIdMaps).expect("send");
+        spawner.recv_id_map_request().expect("recv");
     }
 
     #[test]
@@ -363,7 +358,7 @@ mod tests {
         assert!(matches!(spawner.recv(), Err(ChannelError::MissingFd { index: 0, .. })));
 
         // And descriptors it does not name are refused (and closed).
-        helper.send_datagram(br#""InitReady""#, &[w.as_fd()]).expect("send");
+        helper.send_datagram(br#""WantIdMaps""#, &[w.as_fd()]).expect("send");
         assert!(matches!(spawner.recv(), Err(ChannelError::ExtraFds(1))));
     }
 
