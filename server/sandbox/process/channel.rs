@@ -8,15 +8,13 @@
 //! `SCM_RIGHTS`, decoding hands each field the one it names, and a message whose descriptors are
 //! missing, or more than it names, is refused.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
-};
+use nix::sys::socket::{AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair};
 
 use super::fds;
 use super::message::{FromHelper, Helper, Message, TerminalFds, ToKeeper};
@@ -46,8 +44,14 @@ pub enum ChannelError {
     TooLarge(usize),
     #[error("a message carries {0} descriptors, more than the limit of {MAX_FDS}")]
     TooManyFds(usize),
-    #[error("a message arrived cut short (over {MAX_MSG} bytes or {MAX_FDS} descriptors)")]
+    #[error("a message arrived cut short (over {MAX_MSG} bytes)")]
     Truncated,
+    /// The kernel could not hand over every descriptor of a message (this process is out of
+    /// file descriptors, or the message carried more than [`MAX_FDS`]); `data` is its text, whole.
+    #[error(
+        "a message arrived without its descriptors: this process is out of file descriptors (or it carried more than {MAX_FDS})"
+    )]
+    DescriptorsLost { data: Vec<u8> },
     #[error("unreadable message: {0}")]
     Malformed(#[source] serde_json::Error),
     #[error("the message names descriptor {index}, but {received} came with it")]
@@ -211,32 +215,27 @@ fn send_datagram(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> Result<(),
 }
 
 fn recv_datagram(sock: BorrowedFd<'_>) -> Result<(Vec<u8>, Vec<OwnedFd>), ChannelError> {
+    recv_datagram_with_room(sock, MAX_FDS)
+}
+
+/// Receives one datagram with room for `max_fds` descriptors.
+fn recv_datagram_with_room(sock: BorrowedFd<'_>, max_fds: usize) -> Result<(Vec<u8>, Vec<OwnedFd>), ChannelError> {
     let mut buf = vec![0u8; MAX_MSG];
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
-    let (n, flags, fds) = loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(ChannelError::Recv(e)),
-            Ok(msg) => {
-                let mut fds = Vec::new();
-                for c in msg.cmsgs().map_err(ChannelError::Recv)? {
-                    if let ControlMessageOwned::ScmRights(raw) = c {
-                        // Owned (and so closed) even when the message turns out to be bad.
-                        fds.extend(raw.into_iter().map(sys::adopt_received_fd));
-                    }
-                }
-                break (msg.bytes, msg.flags, fds);
-            }
-        }
-    };
-    if flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
+    let (n, flags, fds) = sys::recv_with_fds(sock, &mut buf, max_fds)
+        .map_err(|e| ChannelError::Recv(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    if flags & libc::MSG_TRUNC != 0 {
         return Err(ChannelError::Truncated);
     }
-    if n == 0 {
+    if n == 0 && fds.is_empty() && flags & libc::MSG_CTRUNC == 0 {
         return Err(ChannelError::Closed);
     }
     buf.truncate(n);
+    if flags & libc::MSG_CTRUNC != 0 {
+        // The text is whole, so the receiver can still tell which call this fails; the
+        // descriptors that did arrive are closed here.
+        drop(fds);
+        return Err(ChannelError::DescriptorsLost { data: buf });
+    }
     Ok((buf, fds))
 }
 

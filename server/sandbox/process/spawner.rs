@@ -341,6 +341,8 @@ impl State {
             Ok(d) => d,
             // Cut short: not even its id is left to answer.
             Err(ChannelError::Truncated) => return true,
+            // Requests carry no descriptors: the request is bad, the link is fine.
+            Err(ChannelError::DescriptorsLost { data }) => (data, Vec::new()),
             Err(_) => return false,
         };
         let request = match decode::<Request>(&data, fds) {
