@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Instance, Interactive, host_processes, wait_until};
+use common::{Instance, Interactive, host_processes, results, wait_until};
 use nsplay_sandbox::seccomp::{self, Verdict};
 
 /// Runs `script` with sh in a fresh session of `inst` and prints the exchange.
@@ -49,15 +49,6 @@ fn errno_name(e: i32) -> &'static str {
         libc::ENOSYS => "ENOSYS",
         _ => "other",
     }
-}
-
-/// Lines `RESULT <label> <value>` of a probe's output, as a map.
-fn results(out: &str) -> std::collections::BTreeMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.strip_prefix("RESULT "))
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
 }
 
 /// Runs a python program on the host as `nobody` in a fresh user, PID and mount namespace and
@@ -482,6 +473,23 @@ fn global_sysctls_cannot_be_written() {
     assert!(out.contains("done"), "{out}");
     assert!(!out.contains("RESULT wrote"), "{out}");
     assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before);
+}
+
+/// Issue 15, item 4: a session's deep tree of long-named groups (past PATH_MAX as host paths)
+/// no longer defeats its teardown, and the tree is bounded in depth and width.
+#[test]
+fn a_deep_cgroup_tree_of_long_names_is_bounded_and_removed_with_the_session() {
+    let inst = Instance::new();
+    let (out, code) =
+        probe(&inst, "18 nested groups with 250-character names, then 400 side by side", &[], common::DEEP_CGROUP_TREE);
+    let r = results(&out);
+    assert_eq!(code, 0, "the session's teardown failed: {out}");
+    assert_eq!(r["max.depth"], "32", "{out}");
+    assert_eq!(r["max.descendants"], "256", "{out}");
+    assert_eq!(r["depth"], "18", "the tree was not built: {out}");
+    let wide: u32 = r["wide"].parse().unwrap();
+    assert!(wide < 256, "{wide} groups side by side: {out}");
+    assert_nothing_left(&inst);
 }
 
 #[test]
