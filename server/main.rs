@@ -66,8 +66,11 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
         .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        for name in &reclaimed {
-            tracing::warn!(cgroup = %name, "reclaimed a session left by an earlier run (its processes were killed and its cgroup removed)");
+        for left in &reclaimed {
+            match &left.error {
+                None => tracing::warn!(cgroup = %left.name, "reclaimed a session left by an earlier run (its processes were killed and its cgroup removed)"),
+                Some(e) => tracing::error!(cgroup = %left.name, error = %e, "could not reclaim a session left by an earlier run; it stays (remove it by hand once empty) and nsplay starts anyway"),
+            }
         }
         tracing::info!(
             cgroup = ?sandbox.cgroup_version(),

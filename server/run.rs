@@ -71,8 +71,13 @@ fn run_inner(args: &RunArgs) -> anyhow::Result<i32> {
         let _ = tx.send(ev);
         let _ = nix::unistd::write(&wake_w, b"x");
     })?;
-    for name in reclaimed {
-        eprintln!("nsplay: reclaimed cgroup {name} left by an earlier run");
+    for left in reclaimed {
+        match left.error {
+            None => eprintln!("nsplay: reclaimed cgroup {} left by an earlier run", left.name),
+            Some(e) => {
+                eprintln!("nsplay: could not reclaim cgroup {} left by an earlier run ({e}); it stays", left.name)
+            }
+        }
     }
     let result = run_session(&sandbox, args, &limits, &sigfd, &wake_r, &rx);
     // Whatever happened to the session, the parent groups nsplay made at start go.

@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Instance, Interactive, host_processes, wait_until};
+use common::{Instance, Interactive, host_processes, results, wait_until};
 use nsplay_sandbox::seccomp::{self, Verdict};
 
 /// Runs `script` with sh in a fresh session of `inst` and prints the exchange.
@@ -49,15 +49,6 @@ fn errno_name(e: i32) -> &'static str {
         libc::ENOSYS => "ENOSYS",
         _ => "other",
     }
-}
-
-/// Lines `RESULT <label> <value>` of a probe's output, as a map.
-fn results(out: &str) -> std::collections::BTreeMap<String, String> {
-    out.lines()
-        .filter_map(|l| l.strip_prefix("RESULT "))
-        .filter_map(|l| l.split_once(' '))
-        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
-        .collect()
 }
 
 /// Runs a python program on the host as `nobody` in a fresh user, PID and mount namespace and
@@ -484,6 +475,23 @@ fn global_sysctls_cannot_be_written() {
     assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before);
 }
 
+/// Issue 15, item 4: a session's deep tree of long-named groups (past PATH_MAX as host paths)
+/// no longer defeats its teardown, and the tree is bounded in depth and width.
+#[test]
+fn a_deep_cgroup_tree_of_long_names_is_bounded_and_removed_with_the_session() {
+    let inst = Instance::new();
+    let (out, code) =
+        probe(&inst, "18 nested groups with 250-character names, then 400 side by side", &[], common::DEEP_CGROUP_TREE);
+    let r = results(&out);
+    assert_eq!(code, 0, "the session's teardown failed: {out}");
+    assert_eq!(r["max.depth"], "32", "{out}");
+    assert_eq!(r["max.descendants"], "256", "{out}");
+    assert_eq!(r["depth"], "18", "the tree was not built: {out}");
+    let wide: u32 = r["wide"].parse().unwrap();
+    assert!(wide < 256, "{wide} groups side by side: {out}");
+    assert_nothing_left(&inst);
+}
+
 #[test]
 fn sysrq_trigger_cannot_be_written() {
     let inst = Instance::new();
@@ -836,11 +844,12 @@ fn nested_user_namespaces_are_allowed_by_default() {
     assert_eq!(out.trim(), "0");
 }
 
-/// Runs each script on a new terminal of one session of a library-level sandbox (for switches
-/// `nsplay run` has no flag for, and for terminals that join a running session), one after the
-/// other; returns each terminal's output and exit code.
-fn library_session(inst: &Instance, nested_userns: bool, scripts: &[&str]) -> Vec<(String, i32)> {
-    use nsplay_sandbox::Event;
+/// A library-level sandbox on `inst` (for switches `nsplay run` has no flag for, and for
+/// terminals that join a running session), its events, and the server's default limits.
+fn library_sandbox(
+    inst: &Instance,
+    nested_userns: bool,
+) -> (nsplay_sandbox::Sandbox, std::sync::mpsc::Receiver<nsplay_sandbox::Event>, nsplay_sandbox::Limits) {
     use nsplay_sandbox::{Limits, Sandbox, SandboxConfig};
     let cfg = SandboxConfig {
         id_base: inst.id_base,
@@ -854,8 +863,34 @@ fn library_session(inst: &Instance, nested_userns: bool, scripts: &[&str]) -> Ve
     })
     .unwrap();
     sandbox.set_nested_userns(nested_userns);
-    // The server's default limits.
     let limits = Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 };
+    (sandbox, rx, limits)
+}
+
+/// Reads a terminal's master until `needle` has appeared (at most `secs`); returns what it read.
+fn read_until(master: &std::os::fd::OwnedFd, needle: &str, secs: u64) -> String {
+    use std::os::fd::AsFd;
+    nsplay_sandbox::term::set_nonblocking(master).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&out).contains(needle) && Instant::now() < deadline {
+        let mut fds = [nix::poll::PollFd::new(master.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16));
+        match nix::unistd::read(master, &mut buf) {
+            Ok(0) | Err(nix::errno::Errno::EIO) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}
+
+/// Runs each script on a new terminal of one session of a library-level sandbox, one after the
+/// other; returns each terminal's output and exit code.
+fn library_session(inst: &Instance, nested_userns: bool, scripts: &[&str]) -> Vec<(String, i32)> {
+    use nsplay_sandbox::Event;
+    let (sandbox, rx, limits) = library_sandbox(inst, nested_userns);
     let session = sandbox.create("probe", &limits).unwrap();
     let mut results = Vec::new();
     for (index, script) in scripts.iter().enumerate() {
@@ -918,6 +953,66 @@ fn a_terminal_that_joins_a_running_session_is_confined_alike() {
     assert_eq!(r["Seccomp"], "2", "{out}");
     assert_eq!(r["ppid"], "0", "the joining helper must stay outside the session's PID namespace: {out}");
     assert_eq!(r["fds"], "0 1 2", "{out}");
+    assert_nothing_left(&inst);
+}
+
+/// Issue 15, item 1: a session mounts a file of its own over `/dev/pts/ptmx` and holds a lease
+/// on it. A helper that opened that path for the session's next terminal would block until the
+/// lease is released (or the lease break time passes), and with a spawner that waits for it,
+/// every other visitor's new session would wait too. Now the pty is opened relative to the
+/// session's devpts taken before its code ran (the over-mount is refused), and the spawner never
+/// waits on one helper while others are due.
+#[test]
+fn a_lease_on_a_file_over_ptmx_delays_no_other_session() {
+    let inst = Instance::new();
+    assert_eq!(std::fs::read_to_string("/proc/sys/fs/leases-enable").unwrap().trim(), "1", "leases are off here");
+    let (sandbox, _events, limits) = library_sandbox(&inst, true);
+    let sandbox = std::sync::Arc::new(sandbox);
+    let attacker = std::sync::Arc::new(sandbox.create("lease", &limits).unwrap());
+    // The lease is held for 15 s, then released (and marked so in the session's /tmp).
+    let holder = "set -e; : > /tmp/own; mount --bind /tmp/own /dev/pts/ptmx; exec python3 -c '\nimport fcntl, os, signal, time\nsignal.signal(signal.SIGIO, signal.SIG_IGN)\nfd = os.open(\"/dev/pts/ptmx\", os.O_RDONLY)\nfcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_RDLCK)\nprint(\"RESULT leased yes\", flush=True)\ntime.sleep(15)\nfcntl.fcntl(fd, fcntl.F_SETLEASE, fcntl.F_UNLCK)\nopen(\"/tmp/released\", \"w\").close()\nprint(\"RESULT released yes\", flush=True)\ntime.sleep(600)\n'";
+    let argv = |s: &str| vec!["sh".to_string(), "-c".to_string(), s.to_string()];
+    let term = sandbox.open_terminal(&attacker, 0, argv(holder), (80, 24), false).unwrap();
+    let out = read_until(&term.master, "RESULT leased yes", 30);
+    println!("=== probe: bind-mount a file over /dev/pts/ptmx and hold a read lease on it\n{out}");
+    assert!(out.contains("RESULT leased yes"), "the lease was not taken: {out}");
+    let released = std::path::PathBuf::from(format!("/proc/{}/root/tmp/released", attacker.init_pid));
+    let locks = std::fs::read_to_string("/proc/locks").unwrap();
+    assert!(locks.lines().any(|l| l.contains("LEASE")), "no lease in /proc/locks: {locks}");
+
+    // The attacker's next terminal: its helper must not open the leased file.
+    let opener = {
+        let (sandbox, attacker) = (sandbox.clone(), attacker.clone());
+        std::thread::spawn(move || sandbox.open_terminal(&attacker, 1, argv("echo second"), (80, 24), false).map(drop))
+    };
+    // Let that request reach the spawner first (the old spawner then stalled on it).
+    std::thread::sleep(Duration::from_millis(500));
+    let start = Instant::now();
+    let other = sandbox.create("other", &limits).expect("another visitor's session starts");
+    let term = sandbox
+        .open_terminal(
+            &other,
+            0,
+            vec!["sh".into(), "-c".into(), "echo hello from the other session".into()],
+            (80, 24),
+            false,
+        )
+        .expect("another visitor's terminal opens");
+    let out = read_until(&term.master, "hello from the other session", 30);
+    println!("other session: created and answered in {:.2} s: {out}", start.elapsed().as_secs_f64());
+    assert!(out.contains("hello from the other session"), "{out}");
+    assert!(
+        !released.exists(),
+        "the other session had to wait until the lease holder released its lease (created after {:.1} s)",
+        start.elapsed().as_secs_f64()
+    );
+    let second = opener.join().unwrap();
+    println!("the attacker's own next terminal: {second:?}");
+    let e = second.expect_err("the helper must refuse the file mounted over ptmx");
+    assert!(e.to_string().contains("mounted over"), "{e}");
+    assert!(!released.exists(), "the attacker's own request waited for the lease");
+    sandbox.destroy(&other).unwrap();
+    sandbox.destroy(&attacker).unwrap();
     assert_nothing_left(&inst);
 }
 

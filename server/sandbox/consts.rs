@@ -9,3 +9,9 @@ pub const RELAY_CHUNK: usize = 32 * 1024;
 
 /// How long a session or terminal may take to come up before the spawner gives up on it.
 pub const SETUP_TIMEOUT: std::time::Duration = std::time::Duration::from_secs(20);
+
+/// Ptys one session's devpts instance holds at most (its `max=` mount option): the server's
+/// terminals (at most 8 live) and whatever the learner opens (`script`, `tmux`), with room to
+/// spare. All non-host devpts instances share `kernel.pty.max` minus `kernel.pty.reserve`
+/// (see `pty_budget` and docs/security.md, "Round two").
+pub const SESSION_PTYS: u32 = 32;

@@ -88,6 +88,15 @@ pub struct SandboxConfig {
     pub state_dir: PathBuf,
 }
 
+/// A session group an earlier run left behind, found at start.
+#[derive(Debug)]
+pub struct Leftover {
+    pub name: String,
+    /// Why it could not be removed (it stays; the start goes on); `None`: it was removed, its
+    /// processes killed.
+    pub error: Option<CgroupError>,
+}
+
 /// A live sandbox: namespaces held by its init, a cgroup, an id range.
 #[derive(Debug)]
 pub struct SandboxSession {
@@ -167,13 +176,13 @@ pub fn preflight() -> Result<(), SandboxError> {
 
 impl Sandbox {
     /// Checks the host, reclaims what an earlier run left, and starts the spawner. Call from the
-    /// main thread before starting an async runtime. Returns the sandbox and the names of
-    /// reclaimed leftovers.
+    /// main thread before starting an async runtime. Returns the sandbox and the leftovers it
+    /// found (each removed, or the reason it could not be).
     pub fn start(
         cfg: &SandboxConfig,
         exe: &Path,
         on_event: impl Fn(Event) + Send + 'static,
-    ) -> Result<(Sandbox, Vec<String>), SandboxError> {
+    ) -> Result<(Sandbox, Vec<Leftover>), SandboxError> {
         preflight()?;
         let sd = |source| SandboxError::StateDir { path: cfg.state_dir.display().to_string(), source };
         std::fs::create_dir_all(&cfg.state_dir).map_err(sd)?;
@@ -184,11 +193,9 @@ impl Sandbox {
         std::fs::create_dir_all(&stage).map_err(sd)?;
         let cgroups = cgroups::detect(cfg.cgroup_parent.as_deref())?;
         let ids = IdAllocator::new(cfg.id_base, cfg.id_slots)?;
-        let mut reclaimed = Vec::new();
-        for name in cgroups.existing() {
-            cgroups.destroy(&name)?;
-            reclaimed.push(name);
-        }
+        // One leftover that cannot be removed is reported, not fatal: nsplay still starts.
+        let reclaimed =
+            cgroups.existing().into_iter().map(|name| Leftover { error: cgroups.destroy(&name).err(), name }).collect();
         let spawner = Spawner::start(exe, on_event)?;
         Ok((
             Sandbox { cgroups, ids, spawner, stage, next: AtomicU64::new(1), nested_userns: true, _lock: lock },

@@ -319,7 +319,7 @@ pub fn finish_in_userns(stage: &Path) -> Result<(), MountError> {
         &pts,
         Some("devpts"),
         MsFlags::MS_NOSUID | MsFlags::MS_NOEXEC,
-        Some("newinstance,ptmxmode=0666,mode=0620,gid=5"),
+        Some(format!("newinstance,ptmxmode=0666,mode=0620,gid=5,max={}", crate::consts::SESSION_PTYS).as_str()),
     )
     .map_err(merr("mount devpts on", &pts))?;
     let mq = stage.join("dev/mqueue");
@@ -346,6 +346,22 @@ pub fn finish_in_userns(stage: &Path) -> Result<(), MountError> {
     umount2(".", MntFlags::MNT_DETACH).map_err(merr("detach old root", Path::new("/")))?;
     chdir("/").map_err(merr("chdir", Path::new("/")))?;
     Ok(())
+}
+
+/// An `O_PATH` descriptor of the root of the session's devpts instance at `/dev/pts` (called by
+/// init right after [`finish_in_userns`], before any of the session's code runs), checked to be
+/// a devpts. Joiners open new ptys relative to it (see `pty::open_in_session`).
+pub fn session_devpts() -> std::io::Result<std::os::fd::OwnedFd> {
+    use nix::fcntl::OFlag;
+    let fd = nix::fcntl::open(
+        "/dev/pts",
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        nix::sys::stat::Mode::empty(),
+    )?;
+    if nix::sys::statfs::fstatfs(&fd)?.filesystem_type() != nix::sys::statfs::DEVPTS_SUPER_MAGIC {
+        return Err(std::io::Error::other("/dev/pts is not a devpts"));
+    }
+    Ok(fd)
 }
 
 /// Validates a hostname for the session (RFC 1123 label, what `sethostname` and people accept).

@@ -4,7 +4,7 @@
 //! session leader with the pty as controlling terminal (so TIOCSTI cannot reach any other).
 
 use std::ffi::CString;
-use std::os::fd::{AsFd, AsRawFd, OwnedFd};
+use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd};
 
 use nix::sys::resource::{Resource, setrlimit};
 use serde::{Deserialize, Serialize};
@@ -51,9 +51,25 @@ impl Confinement {
 /// Open files per process: plenty for a shell, bounded for a descriptor bomb.
 pub const MAX_OPEN_FILES: u64 = 4096;
 
-/// Opens a new pty pair on the session's /dev/pts (the caller has entered its mount namespace).
-pub fn open_in_session(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
-    crate::term::open_pty_pair(std::path::Path::new("/dev/pts/ptmx"), cols, rows)
+/// Opens a new pty pair on the session's devpts instance, whose root init took before any of the
+/// session's code ran (`devpts`, see `mounts::session_devpts`). Nothing the session controls is
+/// looked up by path: `ptmx` is resolved beneath that root without crossing a mount (a file the
+/// session bind-mounts over it is refused with EXDEV), a symlink or a magic link, and opened
+/// with O_NONBLOCK, so that no lease, FIFO or device can hold the open (and with it the joiner).
+pub fn open_in_session(devpts: BorrowedFd<'_>, cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag};
+    let how = OpenHow::new().flags(OFlag::O_RDWR | OFlag::O_NOCTTY | OFlag::O_CLOEXEC | OFlag::O_NONBLOCK).resolve(
+        ResolveFlag::RESOLVE_BENEATH
+            | ResolveFlag::RESOLVE_NO_XDEV
+            | ResolveFlag::RESOLVE_NO_SYMLINKS
+            | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+    );
+    let master = nix::fcntl::openat2(devpts, "ptmx", how)?;
+    // Blocking again for its readers (`nsplay run`, the server sets its own mode).
+    let flags = nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_GETFL)?;
+    let flags = OFlag::from_bits_retain(flags) - OFlag::O_NONBLOCK;
+    nix::fcntl::fcntl(&master, nix::fcntl::FcntlArg::F_SETFL(flags))?;
+    crate::term::pty_pair_from_master(master, cols, rows)
 }
 
 /// One variant per step before a terminal's program runs; the joiner's child prints it to the

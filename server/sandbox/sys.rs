@@ -63,11 +63,65 @@ pub fn adopt_inherited_fd(fd: RawFd) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
-/// Adopts a descriptor received through SCM_RIGHTS.
-pub fn adopt_received_fd(fd: RawFd) -> OwnedFd {
-    // SAFETY: the kernel installed this descriptor in our table during recvmsg; we are its sole
-    // owner.
-    unsafe { OwnedFd::from_raw_fd(fd) }
+/// One datagram received with `recvmsg(2)` into `buf`, with room for `max_fds` descriptors
+/// (close-on-exec): its length, its flags (`MSG_TRUNC`, `MSG_CTRUNC`), and every descriptor that
+/// arrived, owned, also when the control data was cut short. (`nix` refuses to read the control
+/// data of a message with `MSG_CTRUNC`, and the descriptors the kernel did install would leak;
+/// the kernel only ever writes whole control messages, so reading them is sound.)
+pub fn recv_with_fds(
+    sock: BorrowedFd<'_>,
+    buf: &mut [u8],
+    max_fds: usize,
+) -> io::Result<(usize, libc::c_int, Vec<OwnedFd>)> {
+    let payload = (max_fds * std::mem::size_of::<RawFd>()) as libc::c_uint;
+    // SAFETY: CMSG_SPACE only computes a size.
+    let space = unsafe { libc::CMSG_SPACE(payload) } as usize;
+    // u64 words: aligned for cmsghdr.
+    let mut control = vec![0u64; space.div_ceil(8).max(1)];
+    let mut iov = libc::iovec { iov_base: buf.as_mut_ptr().cast(), iov_len: buf.len() };
+    // SAFETY: msghdr is plain old data; all-zero is a valid value.
+    let mut msg: libc::msghdr = unsafe { std::mem::zeroed() };
+    msg.msg_iov = &mut iov;
+    msg.msg_iovlen = 1;
+    msg.msg_control = control.as_mut_ptr().cast();
+    msg.msg_controllen = space as _;
+    let n = loop {
+        // SAFETY: msg points at `iov` (into `buf`) and `control`, which outlive the call, with
+        // their true lengths.
+        let r = unsafe { libc::recvmsg(sock.as_raw_fd(), &mut msg, libc::MSG_CMSG_CLOEXEC) };
+        if r >= 0 {
+            break r as usize;
+        }
+        let e = io::Error::last_os_error();
+        if e.raw_os_error() != Some(libc::EINTR) {
+            return Err(e);
+        }
+    };
+    let mut fds = Vec::new();
+    // SAFETY: the kernel set msg_controllen to the bytes of whole control messages it wrote into
+    // `control`; CMSG_FIRSTHDR/CMSG_NXTHDR stay within that length and return null past it.
+    let mut c = unsafe { libc::CMSG_FIRSTHDR(&msg) };
+    while !c.is_null() {
+        // SAFETY: `c` points at a complete cmsghdr inside `control` (see above).
+        let (level, kind, len) = unsafe { ((*c).cmsg_level, (*c).cmsg_type, (*c).cmsg_len as usize) };
+        if level == libc::SOL_SOCKET && kind == libc::SCM_RIGHTS {
+            // SAFETY: CMSG_DATA points just past the header of the same message.
+            let data = unsafe { libc::CMSG_DATA(c) };
+            let header = data as usize - c as usize;
+            let count = len.saturating_sub(header) / std::mem::size_of::<RawFd>();
+            for i in 0..count {
+                // SAFETY: `count` descriptors lie within the message's cmsg_len; they may be
+                // unaligned, so they are read as such.
+                let fd = unsafe { std::ptr::read_unaligned(data.cast::<RawFd>().add(i)) };
+                // SAFETY: the kernel installed this descriptor in our table for this message;
+                // nothing else refers to it.
+                fds.push(unsafe { OwnedFd::from_raw_fd(fd) });
+            }
+        }
+        // SAFETY: as for CMSG_FIRSTHDR.
+        c = unsafe { libc::CMSG_NXTHDR(&msg, c) };
+    }
+    Ok((n, msg.msg_flags, fds))
 }
 
 fn ioctl_int(fd: BorrowedFd<'_>, req: libc::c_ulong, arg: libc::c_int) -> io::Result<libc::c_int> {

@@ -54,12 +54,17 @@ pub fn host_pty_pair(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)
     open_pty_pair(Path::new("/dev/ptmx"), cols, rows)
 }
 
-/// Opens a pty pair through the multiplexer at `ptmx`: the master, checked to really be one
-/// (`TIOCGPTN`, whatever is at that path), unlocked, and its peer opened without a path lookup
-/// (`TIOCGPTPEER`) at `cols`×`rows`; both close-on-exec from the start.
-pub(crate) fn open_pty_pair(ptmx: &Path, cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
+/// Opens a pty pair through the multiplexer at `ptmx` (see [`pty_pair_from_master`]).
+fn open_pty_pair(ptmx: &Path, cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
     let master: OwnedFd =
         OpenOptions::new().read(true).write(true).custom_flags(libc::O_NOCTTY | libc::O_CLOEXEC).open(ptmx)?.into();
+    pty_pair_from_master(master, cols, rows)
+}
+
+/// A pty pair from a just-opened multiplexer: the master, checked to really be one (`TIOCGPTN`,
+/// whatever was opened), unlocked, and its peer opened without a path lookup (`TIOCGPTPEER`) at
+/// `cols`×`rows`; both close-on-exec (the master from its open).
+pub(crate) fn pty_pair_from_master(master: OwnedFd, cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {
     sys::pty_number(master.as_fd())?;
     sys::pty_unlock(master.as_fd())?;
     let peer = sys::pty_peer(master.as_fd())?;

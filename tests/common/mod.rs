@@ -365,3 +365,44 @@ impl Drop for Server {
         }
     }
 }
+
+/// Issue 15, item 4: inside its delegated cgroup2 group (v2, or the cgroup2 group of a hybrid
+/// host), a session nests 18 groups with 250-character names (their host path is far past
+/// PATH_MAX), then tries to make 400 groups side by side. Prints `RESULT` lines: the group's
+/// nesting bounds, the depth and the width it reached.
+pub const DEEP_CGROUP_TREE: &str = "set -e; mkdir -p /tmp/cg; mountpoint -q /tmp/cg || mount -t cgroup2 none /tmp/cg; \
+    echo RESULT max.depth $(cat /tmp/cg/cgroup.max.depth); echo RESULT max.descendants $(cat /tmp/cg/cgroup.max.descendants); \
+    exec python3 -c \"
+import os
+os.chdir('/tmp/cg')
+i = 0
+while i < 18:
+    try:
+        os.mkdir('d' * 250)
+        os.chdir('d' * 250)
+        i += 1
+    except OSError as e:
+        print('RESULT deep-error', e.strerror)
+        break
+print('RESULT depth', i)
+os.chdir('/tmp/cg')
+os.mkdir('wide')
+j = 0
+while j < 400:
+    try:
+        os.mkdir('wide/%d' % j)
+        j += 1
+    except OSError as e:
+        print('RESULT wide-error', e.strerror)
+        break
+print('RESULT wide', j)
+\"";
+
+/// `RESULT <label> <value>` lines of a script's output, as a map.
+pub fn results(out: &str) -> std::collections::BTreeMap<String, String> {
+    out.lines()
+        .filter_map(|l| l.strip_prefix("RESULT "))
+        .filter_map(|l| l.split_once(' '))
+        .map(|(k, v)| (k.to_string(), v.trim().to_string()))
+        .collect()
+}

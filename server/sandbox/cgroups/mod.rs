@@ -14,9 +14,17 @@
 pub mod v1;
 pub mod v2;
 
+use std::ffi::{CStr, CString};
 use std::fs;
+use std::os::fd::{AsFd, BorrowedFd, OwnedFd};
+use std::os::unix::ffi::OsStrExt;
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
+
+use nix::errno::Errno;
+use nix::fcntl::OFlag;
+use nix::sys::stat::Mode;
+use nix::unistd::UnlinkatFlags;
 
 use serde::Serialize;
 
@@ -201,44 +209,143 @@ pub(crate) fn read_keyed(path: &Path, key: &str) -> u64 {
 }
 
 pub(crate) fn read_pids(procs: &Path) -> Vec<i32> {
-    fs::read_to_string(procs).map(|s| s.lines().filter_map(|l| l.trim().parse().ok()).collect()).unwrap_or_default()
+    fs::read_to_string(procs).map(|s| parse_pids(&s)).unwrap_or_default()
 }
 
-/// All pids in `dir` and every child group below it.
+fn parse_pids(s: &str) -> Vec<i32> {
+    s.lines().filter_map(|l| l.trim().parse().ok()).collect()
+}
+
+/// How deep a session may nest groups inside its delegated group (`cgroup.max.depth`, v2 and the
+/// hybrid hosts' cgroup2 group): the lessons nest two or three.
+pub const MAX_DEPTH: u32 = 32;
+/// How many groups a session may have below its delegated group (`cgroup.max.descendants`):
+/// this bounds what every walk of its tree costs the host (usage, pids, teardown).
+pub const MAX_DESCENDANTS: u32 = 256;
+/// Most groups one walk visits: a session's bound, with room for nsplay's own leaves, and a
+/// bound also where the kernel has none (a tree left by an older nsplay).
+const WALK_LIMIT: usize = 2 * MAX_DESCENDANTS as usize;
+/// Deepest tree [`remove_tree`] descends into (one descriptor per level): far beyond
+/// [`MAX_DEPTH`], for trees left by an older nsplay.
+const REMOVE_DEPTH: usize = 1024;
+
+/// Writes the nesting bounds of a delegated group (files of Linux 4.14+; older kernels have
+/// none to write).
+pub(crate) fn bound_nesting(dir: &Path) -> Result<(), CgroupError> {
+    for (file, value) in [("cgroup.max.depth", MAX_DEPTH), ("cgroup.max.descendants", MAX_DESCENDANTS)] {
+        let p = dir.join(file);
+        if p.exists() {
+            fs::write(&p, value.to_string()).map_err(|e| CgroupError::Limit {
+                path: dir.display().to_string(),
+                file: file.to_string(),
+                message: format!("writing `{value}`: {e}"),
+            })?;
+        }
+    }
+    Ok(())
+}
+
+fn open_dir_at(parent: BorrowedFd<'_>, name: &CStr) -> nix::Result<OwnedFd> {
+    nix::fcntl::openat(
+        parent,
+        name,
+        OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+}
+
+/// The child groups (directories) of the group open at `dir`.
+fn child_groups(dir: &OwnedFd) -> nix::Result<Vec<CString>> {
+    let mut d = nix::dir::Dir::from_fd(dir.try_clone().map_err(|e| Errno::from_raw(e.raw_os_error().unwrap_or(0)))?)?;
+    Ok(d.iter()
+        .flatten()
+        .filter(|e| e.file_type() == Some(nix::dir::Type::Directory))
+        .map(|e| e.file_name().to_owned())
+        .filter(|n| n.as_bytes() != b"." && n.as_bytes() != b"..")
+        .collect())
+}
+
+/// All pids in `dir` and the groups below it, walked through directory descriptors (no path
+/// grows with the depth) and at most [`WALK_LIMIT`] groups: a tree beyond that bound (only
+/// possible where the kernel has no `cgroup.max.descendants`) is read in part.
 pub(crate) fn pids_recursive(dir: &Path) -> Vec<i32> {
-    let mut out = read_pids(&dir.join("cgroup.procs"));
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                out.extend(pids_recursive(&e.path()));
+    let Ok(top) = nix::fcntl::open(dir, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty()) else {
+        return Vec::new();
+    };
+    let mut out = Vec::new();
+    let mut stack = vec![top];
+    let mut visited = 0;
+    while let Some(fd) = stack.pop() {
+        visited += 1;
+        if let Ok(procs) = nix::fcntl::openat(&fd, c"cgroup.procs", OFlag::O_RDONLY | OFlag::O_CLOEXEC, Mode::empty()) {
+            let mut text = String::new();
+            if std::io::Read::read_to_string(&mut fs::File::from(procs), &mut text).is_ok() {
+                out.extend(parse_pids(&text));
+            }
+        }
+        for name in child_groups(&fd).unwrap_or_default() {
+            if visited + stack.len() >= WALK_LIMIT {
+                break;
+            }
+            if let Ok(child) = open_dir_at(fd.as_fd(), &name) {
+                stack.push(child);
             }
         }
     }
     out
 }
 
-/// Removes child groups depth-first, then the group itself.
+/// Removes the group `dir` and every group below it, depth-first, through directory
+/// descriptors: each group is opened and removed relative to its parent (`openat`, `unlinkat`),
+/// so however deep and long-named the groups a session nested, no path passes PATH_MAX.
 pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
-    if !dir.exists() {
+    let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return Ok(());
+    };
+    let parent = match nix::fcntl::open(parent, OFlag::O_RDONLY | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
+    {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err(CgroupError::io(dir)(e.into())),
+    };
+    let name = CString::new(name.as_bytes()).map_err(|e| CgroupError::io(dir)(std::io::Error::other(e)))?;
+    remove_at(parent.as_fd(), &name, 0).map_err(|(e, depth)| {
+        let source = std::io::Error::from(e);
+        CgroupError::Io { path: format!("{} (a group {depth} levels below it)", dir.display()), source }
+    })
+}
+
+/// Removes the group `name` of the directory `parent` and its child groups; on error, the errno
+/// and how deep below the first group it happened.
+fn remove_at(parent: BorrowedFd<'_>, name: &CStr, depth: usize) -> Result<(), (Errno, usize)> {
+    let rmdir = || nix::unistd::unlinkat(parent, name, UnlinkatFlags::RemoveDir);
+    match rmdir() {
+        Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+        // Child groups (or a task still exiting): remove those first.
+        Err(Errno::EBUSY | Errno::ENOTEMPTY) => {}
+        Err(e) => return Err((e, depth)),
     }
-    if let Ok(rd) = fs::read_dir(dir) {
-        for e in rd.flatten() {
-            if e.file_type().map(|t| t.is_dir()).unwrap_or(false) {
-                remove_tree(&e.path())?;
-            }
-        }
+    if depth >= REMOVE_DEPTH {
+        return Err((Errno::ELOOP, depth));
     }
+    let fd = match open_dir_at(parent, name) {
+        Ok(fd) => fd,
+        Err(Errno::ENOENT) => return Ok(()),
+        Err(e) => return Err((e, depth)),
+    };
+    for child in child_groups(&fd).map_err(|e| (e, depth))? {
+        remove_at(fd.as_fd(), &child, depth + 1)?;
+    }
+    drop(fd);
     // The kernel may still be tearing down the last exited task: retry briefly on EBUSY.
     let start = Instant::now();
     loop {
-        match fs::remove_dir(dir) {
-            Ok(()) => return Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
-            Err(e) if start.elapsed() < Duration::from_secs(2) && e.raw_os_error() == Some(libc::EBUSY) => {
+        match rmdir() {
+            Ok(()) | Err(Errno::ENOENT) => return Ok(()),
+            Err(Errno::EBUSY) if start.elapsed() < Duration::from_secs(2) => {
                 std::thread::sleep(Duration::from_millis(5));
             }
-            Err(e) => return Err(CgroupError::io(dir)(e)),
+            Err(e) => return Err((e, depth)),
         }
     }
 }

@@ -160,6 +160,7 @@ impl CgroupDriver for V1Driver {
             if let Some(u) = &self.unified {
                 let d = u.join(&self.parent).join(name);
                 std::fs::create_dir_all(&d).map_err(CgroupError::io(&d))?;
+                super::bound_nesting(&d)?;
                 let (uid, gid) = (Some(nix::unistd::Uid::from_raw(owner)), Some(nix::unistd::Gid::from_raw(owner)));
                 for p in [d.clone(), d.join("cgroup.procs"), d.join("cgroup.subtree_control"), d.join("cgroup.threads")]
                 {

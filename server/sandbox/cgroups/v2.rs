@@ -19,10 +19,12 @@
 //! the delegated subtree is written.
 //!
 //! Session groups are leaves with `memory.max`, `memory.swap.max` 0, `pids.max` and `cpu.max`
-//! (their relay groups too, with `cpu.weight` on top), written directly (not through
+//! (their relay groups too, with `cpu.weight` on top), and `cgroup.max.depth` and
+//! `cgroup.max.descendants` bounding the tree a session nests below it, written directly (not through
 //! `cgroups-rs`, whose v2 `create` also writes to the root's and every intermediate group's
-//! `cgroup.subtree_control`, delegated or not). Teardown writes
-//! `cgroup.kill` and waits for `cgroup.events` to report the group unpopulated.
+//! `cgroup.subtree_control`, delegated or not). Teardown writes `cgroup.kill`, waits for
+//! `cgroup.events` to report the group unpopulated, and removes the tree through directory
+//! descriptors (see `remove_tree`).
 
 use std::fs;
 use std::io::ErrorKind;
@@ -291,6 +293,9 @@ impl CgroupDriver for V2Driver {
             }
             write_limit(&dir, "pids.max", &limits.pids.to_string())?;
             write_limit(&dir, "cpu.max", &format!("{} {CPU_PERIOD_US}", limits.cpu_quota_us()))?;
+            // Bounds the tree the session can build below it: what its teardown and every walk
+            // of it cost the host.
+            super::bound_nesting(&dir)?;
             // Delegation (cgroup-v2.rst, "Delegation Containment"): root in the session may
             // create child groups and move its processes, but not raise its own limits.
             let (uid, gid) = (Some(Uid::from_raw(owner)), Some(Gid::from_raw(owner)));

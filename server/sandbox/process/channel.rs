@@ -1,22 +1,20 @@
 //! A typed channel over one end of a `SOCK_SEQPACKET` socket pair: one [`Message`] per
 //! datagram, JSON, at most [`MAX_MSG`] bytes and [`MAX_FDS`] descriptors, the descriptors as
 //! `SCM_RIGHTS`. `Channel<S, R>` sends `S` and receives `R`; a receive waits at most the
-//! channel's timeout, and the typed receive calls ([`Channel::recv_init_ready`], …) fail with
+//! channel's timeout, and the typed receive calls ([`Channel::recv_terminal_ready`], …) fail with
 //! "expected X, got Y" instead of letting a caller misread a message.
 //!
 //! Descriptors ride inside the message (see [`super::fds`]): encoding collects them for
 //! `SCM_RIGHTS`, decoding hands each field the one it names, and a message whose descriptors are
 //! missing, or more than it names, is refused.
 
-use std::io::{IoSlice, IoSliceMut};
+use std::io::IoSlice;
 use std::marker::PhantomData;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::time::Duration;
 
 use nix::errno::Errno;
-use nix::sys::socket::{
-    AddressFamily, ControlMessage, ControlMessageOwned, MsgFlags, SockFlag, SockType, recvmsg, sendmsg, socketpair,
-};
+use nix::sys::socket::{AddressFamily, ControlMessage, MsgFlags, SockFlag, SockType, sendmsg, socketpair};
 
 use super::fds;
 use super::message::{FromHelper, Helper, Message, TerminalFds, ToKeeper};
@@ -46,8 +44,14 @@ pub enum ChannelError {
     TooLarge(usize),
     #[error("a message carries {0} descriptors, more than the limit of {MAX_FDS}")]
     TooManyFds(usize),
-    #[error("a message arrived cut short (over {MAX_MSG} bytes or {MAX_FDS} descriptors)")]
+    #[error("a message arrived cut short (over {MAX_MSG} bytes)")]
     Truncated,
+    /// The kernel could not hand over every descriptor of a message (this process is out of
+    /// file descriptors, or the message carried more than [`MAX_FDS`]); `data` is its text, whole.
+    #[error(
+        "a message arrived without its descriptors: this process is out of file descriptors (or it carried more than {MAX_FDS})"
+    )]
+    DescriptorsLost { data: Vec<u8> },
     #[error("unreadable message: {0}")]
     Malformed(#[source] serde_json::Error),
     #[error("the message names descriptor {index}, but {received} came with it")]
@@ -86,6 +90,11 @@ pub fn socket_pair() -> nix::Result<(OwnedFd, OwnedFd)> {
 impl<S: Message, R: Message> Channel<S, R> {
     pub fn new(sock: OwnedFd, timeout: Option<Duration>) -> Self {
         Channel { sock, timeout, _types: PhantomData }
+    }
+
+    /// The same channel, its receives waiting for ever (for a receiver that polls first).
+    pub fn without_timeout(self) -> Self {
+        Channel { timeout: None, ..self }
     }
 
     /// Sends `msg` with the descriptors it holds, then closes this side's copies of them.
@@ -148,21 +157,6 @@ impl<S: Message> Channel<S, FromHelper> {
         })
     }
 
-    /// Init's host pid and pidfd.
-    pub fn recv_init_started(&self) -> Result<(i32, OwnedFd), ChannelError> {
-        self.expect("InitStarted", |m| match m {
-            FromHelper::InitStarted { pid, pidfd } => Ok((pid, pidfd)),
-            m => Err(m),
-        })
-    }
-
-    pub fn recv_init_ready(&self) -> Result<(), ChannelError> {
-        self.expect("InitReady", |m| match m {
-            FromHelper::InitReady => Ok(()),
-            m => Err(m),
-        })
-    }
-
     pub fn recv_terminal_ready(&self) -> Result<TerminalFds, ChannelError> {
         self.expect("TerminalReady", |m| match m {
             FromHelper::TerminalReady(fds) => Ok(fds),
@@ -221,32 +215,27 @@ fn send_datagram(sock: BorrowedFd<'_>, data: &[u8], fds: &[RawFd]) -> Result<(),
 }
 
 fn recv_datagram(sock: BorrowedFd<'_>) -> Result<(Vec<u8>, Vec<OwnedFd>), ChannelError> {
+    recv_datagram_with_room(sock, MAX_FDS)
+}
+
+/// Receives one datagram with room for `max_fds` descriptors.
+fn recv_datagram_with_room(sock: BorrowedFd<'_>, max_fds: usize) -> Result<(Vec<u8>, Vec<OwnedFd>), ChannelError> {
     let mut buf = vec![0u8; MAX_MSG];
-    let mut cmsg = nix::cmsg_space!([RawFd; MAX_FDS]);
-    let (n, flags, fds) = loop {
-        let mut iov = [IoSliceMut::new(&mut buf)];
-        match recvmsg::<()>(sock.as_raw_fd(), &mut iov, Some(&mut cmsg), MsgFlags::MSG_CMSG_CLOEXEC) {
-            Err(Errno::EINTR) => continue,
-            Err(e) => return Err(ChannelError::Recv(e)),
-            Ok(msg) => {
-                let mut fds = Vec::new();
-                for c in msg.cmsgs().map_err(ChannelError::Recv)? {
-                    if let ControlMessageOwned::ScmRights(raw) = c {
-                        // Owned (and so closed) even when the message turns out to be bad.
-                        fds.extend(raw.into_iter().map(sys::adopt_received_fd));
-                    }
-                }
-                break (msg.bytes, msg.flags, fds);
-            }
-        }
-    };
-    if flags.intersects(MsgFlags::MSG_TRUNC | MsgFlags::MSG_CTRUNC) {
+    let (n, flags, fds) = sys::recv_with_fds(sock, &mut buf, max_fds)
+        .map_err(|e| ChannelError::Recv(Errno::from_raw(e.raw_os_error().unwrap_or(libc::EIO))))?;
+    if flags & libc::MSG_TRUNC != 0 {
         return Err(ChannelError::Truncated);
     }
-    if n == 0 {
+    if n == 0 && fds.is_empty() && flags & libc::MSG_CTRUNC == 0 {
         return Err(ChannelError::Closed);
     }
     buf.truncate(n);
+    if flags & libc::MSG_CTRUNC != 0 {
+        // The text is whole, so the receiver can still tell which call this fails; the
+        // descriptors that did arrive are closed here.
+        drop(fds);
+        return Err(ChannelError::DescriptorsLost { data: buf });
+    }
     Ok((buf, fds))
 }
 
@@ -300,7 +289,12 @@ mod tests {
 
         let (pid_r, pid_w) = pipe();
         helper.send(FromHelper::InitStarted { pid: 42, pidfd: pid_w }).expect("send");
-        let (pid, pidfd) = spawner.recv_init_started().expect("recv");
+        let (pid, pidfd) = spawner
+            .expect("InitStarted", |m| match m {
+                FromHelper::InitStarted { pid, pidfd } => Ok((pid, pidfd)),
+                m => Err(m),
+            })
+            .expect("recv");
         assert_eq!(pid, 42);
         same_pipe(&pidfd, &pid_r, b"p");
     }
@@ -308,10 +302,10 @@ mod tests {
     #[test]
     fn a_typed_receive_names_what_it_expected_and_got() {
         let (helper, spawner) = channels();
-        helper.send(FromHelper::InitReady).expect("send");
+        helper.send(FromHelper::WantIdMaps).expect("send");
         let e = spawner.recv_terminal_ready().expect_err("wrong message");
-        assert_eq!(e.to_string(), "expected TerminalReady, got InitReady");
-        assert!(matches!(e, ChannelError::Unexpected { expected: "TerminalReady", got: "InitReady" }));
+        assert_eq!(e.to_string(), "expected TerminalReady, got WantIdMaps");
+        assert!(matches!(e, ChannelError::Unexpected { expected: "TerminalReady", got: "WantIdMaps" }));
     }
 
     #[test]
@@ -344,8 +338,8 @@ mod tests {
         assert!(matches!(e, ChannelError::TooLarge(n) if n > MAX_MSG), "{e}");
 
         // The channel still works after each of them.
-        helper.send(FromHelper::InitReady).expect("send");
-        spawner.recv_init_ready().expect("recv");
+        helper.send(FromHelper::WantIdMaps).expect("send");
+        spawner.recv_id_map_request().expect("recv");
     }
 
     #[test]
@@ -363,7 +357,7 @@ mod tests {
         assert!(matches!(spawner.recv(), Err(ChannelError::MissingFd { index: 0, .. })));
 
         // And descriptors it does not name are refused (and closed).
-        helper.send_datagram(br#""InitReady""#, &[w.as_fd()]).expect("send");
+        helper.send_datagram(br#""WantIdMaps""#, &[w.as_fd()]).expect("send");
         assert!(matches!(spawner.recv(), Err(ChannelError::ExtraFds(1))));
     }
 

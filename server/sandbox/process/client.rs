@@ -33,6 +33,12 @@ pub enum SpawnError {
     Terminal(#[source] std::io::Error),
     #[error("spawner protocol: {0}")]
     Protocol(String),
+    /// The reply came, but the server could not take its descriptors (it is out of them): this
+    /// one call fails, the link to the spawner stays.
+    #[error(
+        "the server is out of file descriptors and could not take the new session or terminal over; try again shortly (if it persists, raise the server's open-file limit, LimitNOFILE=)"
+    )]
+    DescriptorsLost,
 }
 
 pub struct SessionHandle {
@@ -177,6 +183,17 @@ fn reader_loop(ch: Channel<Request, ToServer>, pending: Pending, on_event: impl 
                 fail_all(e.to_string());
                 continue;
             }
+            // Out of descriptors for a moment: only the call this reply answers fails (the
+            // descriptors that did arrive are closed; the helper that sent them sees its end
+            // close and exits).
+            Err(ChannelError::DescriptorsLost { data }) => {
+                match decode::<ToServerHead>(&data, Vec::new()) {
+                    Ok(ToServerHead::Reply { req }) => deliver(req, Err(SpawnError::DescriptorsLost)),
+                    Ok(ToServerHead::Event(_)) => {}
+                    Err(e) => fail_all(format!("unreadable message: {e}")),
+                }
+                continue;
+            }
             // Closed, or the socket broke: the spawner is gone.
             Err(_) => break,
         };
@@ -232,6 +249,39 @@ mod tests {
         spawner.send_datagram(b"\xff garbage", &[]).expect("send");
         let e = wait(&rx).expect_err("an error");
         assert!(matches!(&e, SpawnError::Protocol(m) if m.starts_with("unreadable message: ")), "{e}");
+    }
+
+    #[test]
+    fn a_reply_whose_descriptors_cannot_be_taken_fails_only_its_call() {
+        let (ours, spawner) = channel::pair::<Request, ToServer>(None).expect("socketpair");
+        let pending: Pending = Arc::default();
+        let (tx7, rx7) = mpsc::sync_channel(1);
+        let (tx8, rx8) = mpsc::sync_channel(1);
+        pending.lock().expect("lock").insert(7, tx7);
+        pending.lock().expect("lock").insert(8, tx8);
+        let (events_tx, events) = mpsc::channel();
+        std::thread::spawn(move || reader_loop(ours, pending, move |e| drop(events_tx.send(e))));
+        // More descriptors than the reader has room for (its buffer is aligned up: well more): the
+        // kernel cuts the control data short (MSG_CTRUNC), as when the receiver is out of fds.
+        let pipes: Vec<(OwnedFd, OwnedFd)> =
+            (0..channel::MAX_FDS + 5).map(|_| nix::unistd::pipe().expect("pipe")).collect();
+        let fds: Vec<_> = pipes.iter().map(|(_, w)| std::os::fd::AsFd::as_fd(w)).collect();
+        let data = br#"{"Reply":{"req":7,"reply":{"TerminalReady":{"pid":1,"fds":{"master":0,"gate":1,"output":2}}}}}"#;
+        spawner.send_datagram(data, &fds).expect("send");
+        let e = wait(&rx7).expect_err("the call fails");
+        assert!(matches!(e, SpawnError::DescriptorsLost), "{e}");
+        assert!(e.to_string().contains("out of file descriptors"), "{e}");
+        // The descriptors that did arrive were closed: the pipes' write ends are ours alone.
+        drop(fds);
+        for (r, w) in pipes {
+            drop(w);
+            let mut buf = [0u8; 1];
+            assert_eq!(nix::unistd::read(&r, &mut buf), Ok(0), "a received descriptor was leaked");
+        }
+        // The link lives on: the next reply reaches its call, and no SpawnerGone was reported.
+        spawner.send(ToServer::Reply { req: 8, reply: Reply::NoSuchSession }).expect("send");
+        assert!(matches!(wait(&rx8), Ok(Reply::NoSuchSession)));
+        assert!(events.try_recv().is_err(), "the reader reported an event");
     }
 
     #[test]

@@ -3,6 +3,8 @@
 //! never pile up against pids.max) and forward termination signals to everything in the session.
 //! When it dies, the kernel kills every process of its PID namespace.
 
+use std::os::fd::OwnedFd;
+
 use nix::errno::Errno;
 use nix::sys::signal::{SigSet, SigmaskHow, Signal, kill, sigprocmask};
 use nix::sys::wait::{WaitPidFlag, WaitStatus, waitpid};
@@ -27,28 +29,37 @@ pub enum InitError {
     Loopback(#[source] std::io::Error),
     #[error("prctl(SET_NAME): {0}")]
     Name(#[source] Errno),
+    #[error("taking the session's devpts: {0}")]
+    Devpts(#[source] std::io::Error),
 }
 
 /// Runs in the forked init; never returns. It talks to the spawner on the keeper's set-up
 /// socket (inherited through the fork): `InitReady`, or `Failed` with the error's text.
 pub fn run(spec: &SessionSpec, ch: &Channel<FromHelper, ToKeeper>) -> ! {
-    if let Err(e) = setup(spec) {
-        let _ = ch.send(FromHelper::Failed { helper: Helper::Init, message: e.to_string() });
-        std::process::exit(1);
-    }
-    let _ = ch.send(FromHelper::InitReady);
+    let devpts = match setup(spec) {
+        Ok(devpts) => devpts,
+        Err(e) => {
+            let _ = ch.send(FromHelper::Failed { helper: Helper::Init, message: e.to_string() });
+            std::process::exit(1);
+        }
+    };
+    // Sending closes init's copy: init keeps no descriptor of its own.
+    let _ = ch.send(FromHelper::InitReady { devpts });
     // Init holds nothing: no socket to the spawner, no host fd, not even stdio.
     let _ = harden::keep_only_fds(&[]);
     serve()
 }
 
-fn setup(spec: &SessionSpec) -> Result<(), InitError> {
+/// Returns the session's devpts, taken now, before any of the session's code runs (so nothing
+/// the session mounts or places later can stand in for it).
+fn setup(spec: &SessionSpec) -> Result<OwnedFd, InitError> {
     harden::die_with_parent()?;
     mounts::finish_in_userns(&spec.stage)?;
+    let devpts = mounts::session_devpts().map_err(InitError::Devpts)?;
     sethostname(&spec.hostname).map_err(InitError::Hostname)?;
     sys::loopback_up().map_err(InitError::Loopback)?;
     nix::sys::prctl::set_name(c"nsplay-init").map_err(InitError::Name)?;
-    Ok(())
+    Ok(devpts)
 }
 
 fn serve() -> ! {

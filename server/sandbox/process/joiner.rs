@@ -28,7 +28,7 @@ pub enum JoinerError {
     Cgroup(#[from] CgroupJoinError),
     #[error("entering the session's namespaces: {0}")]
     Setns(#[source] Errno),
-    #[error("opening a pty: {0}")]
+    #[error("opening a pty: {0}{hint}", hint = pty_hint(.0))]
     OpenPty(#[source] std::io::Error),
     #[error("pipe: {0}")]
     Pipe(#[source] Errno),
@@ -42,9 +42,25 @@ pub enum JoinerError {
     Pidfd(#[source] std::io::Error),
 }
 
+/// What the session did to its /dev/pts, when that is why no pty could be opened.
+fn pty_hint(e: &std::io::Error) -> &'static str {
+    match e.raw_os_error() {
+        Some(libc::EXDEV) => {
+            ": something is mounted over /dev/pts/ptmx inside the session; unmount it to open terminals again"
+        }
+        Some(libc::ENOSPC) => ": the session has as many ptys open as it may; close some",
+        _ => "",
+    }
+}
+
 /// Runs in the forked joiner; never returns. A set-up error goes to the spawner as text.
-pub fn run(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec, ch: Channel<FromHelper, ToJoiner>) -> ! {
-    let Err(e) = joiner_main(init_pidfd, spec, &ch);
+pub fn run(
+    init_pidfd: BorrowedFd<'_>,
+    devpts: BorrowedFd<'_>,
+    spec: &TerminalSpec,
+    ch: Channel<FromHelper, ToJoiner>,
+) -> ! {
+    let Err(e) = joiner_main(init_pidfd, devpts, spec, &ch);
     let _ = ch.send(FromHelper::Failed { helper: Helper::Joiner, message: e.to_string() });
     std::process::exit(1)
 }
@@ -52,6 +68,7 @@ pub fn run(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec, ch: Channel<FromHelp
 /// Returns only on error.
 fn joiner_main(
     init_pidfd: BorrowedFd<'_>,
+    devpts: BorrowedFd<'_>,
     spec: &TerminalSpec,
     ch: &Channel<FromHelper, ToJoiner>,
 ) -> Result<Infallible, JoinerError> {
@@ -60,7 +77,7 @@ fn joiner_main(
     cgroup_join::join(&spec.procs_files)?;
     setns(init_pidfd, namespaces::all_flags()).map_err(JoinerError::Setns)?;
     harden::become_root_inside()?;
-    let (master, slave) = pty::open_in_session(spec.cols, spec.rows).map_err(JoinerError::OpenPty)?;
+    let (master, slave) = pty::open_in_session(devpts, spec.cols, spec.rows).map_err(JoinerError::OpenPty)?;
     let gate = if spec.parked {
         Some(nix::unistd::pipe2(nix::fcntl::OFlag::O_CLOEXEC).map_err(JoinerError::Pipe)?)
     } else {

@@ -238,8 +238,14 @@ pub enum FromHelper {
         #[serde(with = "fds::one")]
         pidfd: OwnedFd,
     },
-    /// Init: the session is set up; init now only reaps and forwards signals.
-    InitReady,
+    /// Init: the session is set up; init now only reaps and forwards signals. `devpts` is an
+    /// `O_PATH` descriptor of the root of the session's own devpts instance, taken before any of
+    /// the session's code ran: joiners open new ptys relative to it (see `pty::open_in_session`)
+    /// and never by a path the session controls.
+    InitReady {
+        #[serde(with = "fds::one")]
+        devpts: OwnedFd,
+    },
     /// Joiner: the terminal's program is forked; here are its descriptors.
     TerminalReady(TerminalFds),
     /// Any of them: set-up failed, and the helper exits.
@@ -251,7 +257,7 @@ impl Message for FromHelper {
         match self {
             FromHelper::WantIdMaps => "WantIdMaps",
             FromHelper::InitStarted { .. } => "InitStarted",
-            FromHelper::InitReady => "InitReady",
+            FromHelper::InitReady { .. } => "InitReady",
             FromHelper::TerminalReady(_) => "TerminalReady",
             FromHelper::Failed { .. } => "Failed",
         }

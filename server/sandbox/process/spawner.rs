@@ -8,6 +8,7 @@
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
 use std::path::PathBuf;
+use std::time::Instant;
 
 use nix::errno::Errno;
 use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
@@ -19,8 +20,8 @@ use nix::unistd::{ForkResult, Pid, setgroups};
 use super::cgroup_join::{self, CgroupJoinError};
 use super::channel::{self, Channel, ChannelError, decode};
 use super::message::{
-    Event, FromHelper, Helper, Reply, Request, RequestHead, SessionSpec, TerminalFds, TerminalSpec, ToJoiner, ToKeeper,
-    ToServer,
+    Event, FromHelper, Helper, Message, Reply, Request, RequestHead, SessionSpec, TerminalFds, TerminalSpec, ToJoiner,
+    ToKeeper, ToServer,
 };
 use super::{joiner, keeper};
 use crate::consts::SETUP_TIMEOUT;
@@ -114,11 +115,122 @@ impl SetupError {
 struct SessionEntry {
     keeper: Pid,
     init_pidfd: OwnedFd,
+    /// The root of the session's devpts, taken by init before the session's code ran.
+    devpts: OwnedFd,
 }
 
 enum Child {
     Keeper { session: u64 },
     Joiner { session: u64, terminal: u64 },
+}
+
+/// Requests being set up at once, at most; beyond, a request is refused at once (the server
+/// bounds sessions and terminals well below this).
+const MAX_PENDING: usize = 256;
+
+/// A request the spawner has started and not yet answered: its helper runs on its own, and the
+/// spawner advances the set-up whenever the helper's socket has a message, so that no helper (and
+/// nothing a session does to it) can hold up another request.
+struct Pending {
+    req: u64,
+    /// When the request fails with a timeout (and its helper is killed).
+    deadline: Instant,
+    /// The keeper or joiner.
+    helper: Pid,
+    /// The helper's exit status, if it was reaped before the set-up completed.
+    exited: Option<i32>,
+    work: Work,
+}
+
+enum Work {
+    Session { session: u64, spec: SessionSpec, ch: Channel<ToKeeper, FromHelper>, step: SessionStep },
+    Terminal { session: u64, terminal: u64, to: Vec<PathBuf>, ch: Channel<ToJoiner, FromHelper> },
+}
+
+enum SessionStep {
+    /// Waiting for the keeper to unshare and ask for its id maps.
+    IdMaps,
+    /// The keeper announces init, and init reports ready, on the same socket: in either order.
+    Init { started: Option<(i32, OwnedFd)>, devpts: Option<OwnedFd> },
+}
+
+/// What a completed set-up yields.
+enum Done {
+    Session { session: u64, init_pid: i32, pidfd: OwnedFd, devpts: OwnedFd },
+    Terminal { session: u64, terminal: u64, fds: TerminalFds },
+}
+
+impl Pending {
+    fn job(&self) -> Job {
+        match self.work {
+            Work::Session { .. } => Job::Session,
+            Work::Terminal { .. } => Job::Terminal,
+        }
+    }
+
+    fn sock(&self) -> BorrowedFd<'_> {
+        match &self.work {
+            Work::Session { ch, .. } => ch.as_fd(),
+            Work::Terminal { ch, .. } => ch.as_fd(),
+        }
+    }
+
+    /// Takes the next message of the helper (its socket is readable); `Some` once set-up is done.
+    fn advance(&mut self) -> Result<Option<Done>, SetupError> {
+        let talk = SetupError::talk(self.job());
+        let helper = self.helper;
+        match &mut self.work {
+            Work::Session { session, spec, ch, step } => match step {
+                SessionStep::IdMaps => {
+                    ch.recv_id_map_request().map_err(&talk)?;
+                    write_id_maps(helper, spec)?;
+                    ch.send(ToKeeper::IdMapsWritten).map_err(&talk)?;
+                    *step = SessionStep::Init { started: None, devpts: None };
+                    Ok(None)
+                }
+                SessionStep::Init { started, devpts } => {
+                    let msg = ch
+                        .expect("InitStarted or InitReady", |m| match m {
+                            FromHelper::InitStarted { .. } | FromHelper::InitReady { .. } => Ok(m),
+                            m => Err(m),
+                        })
+                        .map_err(&talk)?;
+                    match msg {
+                        FromHelper::InitStarted { pid, pidfd } if started.is_none() => {
+                            // Init and everything it starts stay in the session's group; the
+                            // keeper (invisible inside) leaves it, so the session can empty its
+                            // own group.
+                            cgroup_join::move_helper(helper, &spec.helper_procs_files)?;
+                            *started = Some((pid, pidfd));
+                        }
+                        FromHelper::InitReady { devpts: d } if devpts.is_none() => *devpts = Some(d),
+                        m => {
+                            return Err(talk(ChannelError::Unexpected {
+                                expected: "InitStarted or InitReady",
+                                got: m.kind(),
+                            }));
+                        }
+                    }
+                    if started.is_none() || devpts.is_none() {
+                        return Ok(None);
+                    }
+                    match (started.take(), devpts.take()) {
+                        (Some((init_pid, pidfd)), Some(devpts)) => {
+                            Ok(Some(Done::Session { session: *session, init_pid, pidfd, devpts }))
+                        }
+                        _ => Ok(None),
+                    }
+                }
+            },
+            Work::Terminal { session, terminal, to, ch } => {
+                let fds = ch.recv_terminal_ready().map_err(&talk)?;
+                // The program was forked in the session's group; the joiner leaves it (a relay
+                // for the session's relay group: see `cgroups::RELAY_SUFFIX`).
+                cgroup_join::move_helper(helper, to)?;
+                Ok(Some(Done::Terminal { session: *session, terminal: *terminal, fds }))
+            }
+        }
+    }
 }
 
 /// Entry point of `nsplay __spawner` (socket fd and server pid in `NSPLAY_SPAWNER_FD` and
@@ -132,6 +244,14 @@ pub fn run_spawner(sock_fd: RawFd, server_pid: i32) -> ! {
         }
     };
     std::process::exit(code)
+}
+
+/// The spawner's state: what runs, and what is still being set up.
+struct State {
+    server: Channel<ToServer, Request>,
+    sessions: HashMap<u64, SessionEntry>,
+    children: HashMap<Pid, Child>,
+    pending: Vec<Pending>,
 }
 
 fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), SpawnerError> {
@@ -163,114 +283,222 @@ fn spawner_main(sock_fd: RawFd, server_pid: i32) -> Result<(), SpawnerError> {
     )
     .map_err(SpawnerError::Signalfd)?;
 
-    let mut sessions: HashMap<u64, SessionEntry> = HashMap::new();
-    let mut children: HashMap<Pid, Child> = HashMap::new();
+    let mut st = State { server, sessions: HashMap::new(), children: HashMap::new(), pending: Vec::new() };
     loop {
-        let (sock_ready, sig_ready) = {
+        st.expire(Instant::now());
+        // Wait for the server, a child's exit, or a message of a helper being set up, at most
+        // until the next set-up deadline.
+        let (sock_ready, sig_ready, ready) = {
             let mut fds =
-                [PollFd::new(server.as_fd(), PollFlags::POLLIN), PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
-            match poll(&mut fds, PollTimeout::NONE) {
+                vec![PollFd::new(st.server.as_fd(), PollFlags::POLLIN), PollFd::new(sigfd.as_fd(), PollFlags::POLLIN)];
+            fds.extend(st.pending.iter().map(|p| PollFd::new(p.sock(), PollFlags::POLLIN)));
+            let timeout = match st.pending.iter().map(|p| p.deadline).min() {
+                None => PollTimeout::NONE,
+                Some(d) => {
+                    // Rounded up, so the deadline has passed when poll returns.
+                    let ms = d.saturating_duration_since(Instant::now()).as_millis() + 1;
+                    PollTimeout::from(ms.min(u16::MAX as u128) as u16)
+                }
+            };
+            match poll(&mut fds, timeout) {
                 Err(Errno::EINTR) => continue,
                 Err(e) => return Err(SpawnerError::Poll(e)),
                 Ok(_) => {}
             }
             let r = |f: &PollFd<'_>| f.revents().is_some_and(|r| !r.is_empty());
-            (r(&fds[0]), r(&fds[1]))
+            (r(&fds[0]), r(&fds[1]), fds[2..].iter().map(r).collect::<Vec<bool>>())
         };
+        // Helpers' messages first: a set-up that completed is answered before its helper's exit
+        // (reaped below) is reported.
+        for i in (0..ready.len()).rev() {
+            if ready[i] {
+                st.advance(i);
+            }
+        }
         if sig_ready {
             while let Ok(Some(_)) = sigfd.read_signal() {}
-            reap(&server, &mut sessions, &mut children);
+            st.reap();
         }
-        if !sock_ready {
-            continue;
+        if sock_ready && !st.serve_one() {
+            break;
         }
-        let (data, fds) = match server.recv_datagram() {
+    }
+    // The server is gone: take every session with us (PDEATHSIG would too; this is explicit).
+    for pid in st.children.keys().chain(st.pending.iter().filter(|p| p.exited.is_none()).map(|p| &p.helper)) {
+        let _ = kill(*pid, Signal::SIGKILL);
+    }
+    Ok(())
+}
+
+impl State {
+    fn reply(&self, req: u64, reply: Reply) {
+        let _ = self.server.send(ToServer::Reply { req, reply });
+    }
+
+    /// Reads and starts one request of the server; `false` once the server is gone.
+    fn serve_one(&mut self) -> bool {
+        let (data, fds) = match self.server.recv_datagram() {
             Ok(d) => d,
             // Cut short: not even its id is left to answer.
-            Err(ChannelError::Truncated) => continue,
-            Err(_) => break,
+            Err(ChannelError::Truncated) => return true,
+            // Requests carry no descriptors: the request is bad, the link is fine.
+            Err(ChannelError::DescriptorsLost { data }) => (data, Vec::new()),
+            Err(_) => return false,
         };
         let request = match decode::<Request>(&data, fds) {
             Ok(r) => r,
             Err(e) => {
                 // Answer what can be answered, so that no call waits for ever.
                 if let Some(req) = decode::<RequestHead>(&data, Vec::new()).ok().and_then(|h| h.req()) {
-                    let reply = Reply::BadRequest { message: format!("unreadable request: {e}") };
-                    let _ = server.send(ToServer::Reply { req, reply });
+                    self.reply(req, Reply::BadRequest { message: format!("unreadable request: {e}") });
                 }
-                continue;
+                return true;
             }
         };
         match request {
-            Request::CreateSession { req, session, spec } => match create_session(&spec) {
-                Ok((keeper, init_pid, pidfd)) => {
-                    let init_pidfd = pidfd.try_clone();
-                    let reply = match init_pidfd {
-                        Ok(dup) => {
-                            children.insert(keeper, Child::Keeper { session });
-                            sessions.insert(session, SessionEntry { keeper, init_pidfd: pidfd });
-                            Reply::SessionReady { init_pid, pidfd: dup }
-                        }
-                        Err(e) => {
-                            let _ = kill(keeper, Signal::SIGKILL);
-                            Reply::Failed { helper: Helper::Spawner, message: format!("dup: {e}") }
-                        }
-                    };
-                    let _ = server.send(ToServer::Reply { req, reply });
-                }
-                Err(e) => {
-                    let _ = server.send(ToServer::Reply { req, reply: e.into_reply() });
-                }
-            },
-            Request::OpenTerminal { req, session, terminal, spec } => {
-                let reply = match sessions.get(&session) {
-                    Some(entry) => match open_terminal(entry.init_pidfd.as_fd(), &spec) {
-                        Ok((pid, fds)) => {
-                            children.insert(pid, Child::Joiner { session, terminal });
-                            Reply::TerminalReady { pid: pid.as_raw(), fds }
-                        }
-                        Err(e) => e.into_reply(),
-                    },
-                    None => Reply::NoSuchSession,
-                };
-                let _ = server.send(ToServer::Reply { req, reply });
+            Request::CreateSession { req, .. } | Request::OpenTerminal { req, .. }
+                if self.pending.len() >= MAX_PENDING =>
+            {
+                let message = format!("the spawner is setting up {MAX_PENDING} requests already; try again");
+                self.reply(req, Reply::Failed { helper: Helper::Spawner, message });
             }
+            Request::CreateSession { req, session, spec } => match start_session(&spec) {
+                Ok((keeper, ch)) => self.pending.push(Pending {
+                    req,
+                    deadline: Instant::now() + SETUP_TIMEOUT,
+                    helper: keeper,
+                    exited: None,
+                    work: Work::Session { session, spec, ch, step: SessionStep::IdMaps },
+                }),
+                Err(e) => self.reply(req, e.into_reply()),
+            },
+            Request::OpenTerminal { req, session, terminal, spec } => match self.sessions.get(&session) {
+                Some(entry) => match start_terminal(entry, &spec) {
+                    Ok((joiner, ch)) => {
+                        let to = if spec.relay { spec.relay_procs_files } else { spec.helper_procs_files };
+                        self.pending.push(Pending {
+                            req,
+                            deadline: Instant::now() + SETUP_TIMEOUT,
+                            helper: joiner,
+                            exited: None,
+                            work: Work::Terminal { session, terminal, to, ch },
+                        });
+                    }
+                    Err(e) => self.reply(req, e.into_reply()),
+                },
+                None => self.reply(req, Reply::NoSuchSession),
+            },
             Request::EndSession { session } => {
-                if let Some(entry) = sessions.get(&session) {
+                if let Some(entry) = self.sessions.get(&session) {
                     let _ = kill(entry.keeper, Signal::SIGKILL);
+                }
+                // A session still being set up: its keeper's death fails the set-up.
+                for p in &self.pending {
+                    if matches!(p.work, Work::Session { session: s, .. } if s == session) && p.exited.is_none() {
+                        let _ = kill(p.helper, Signal::SIGKILL);
+                    }
+                }
+            }
+        }
+        true
+    }
+
+    /// Advances `pending[i]` by one message; answers and forgets it once done or failed.
+    fn advance(&mut self, i: usize) {
+        match self.pending[i].advance() {
+            Ok(None) => {}
+            Ok(Some(done)) => {
+                let p = self.pending.swap_remove(i);
+                self.complete(p, done);
+            }
+            Err(e) => {
+                let p = self.pending.swap_remove(i);
+                self.fail(p, e);
+            }
+        }
+    }
+
+    fn fail(&self, p: Pending, e: SetupError) {
+        // The keeper's death takes init down (PDEATHSIG); the SIGCHLD loop reaps the helper.
+        if p.exited.is_none() {
+            let _ = kill(p.helper, Signal::SIGKILL);
+        }
+        self.reply(p.req, e.into_reply());
+    }
+
+    fn complete(&mut self, p: Pending, done: Done) {
+        match done {
+            Done::Session { session, init_pid, pidfd, devpts } => {
+                let dup = match pidfd.try_clone() {
+                    Ok(dup) => dup,
+                    Err(e) => {
+                        let message = format!("dup: {e}");
+                        return self.fail(p, SetupError::Helper { helper: Helper::Spawner, message });
+                    }
+                };
+                self.reply(p.req, Reply::SessionReady { init_pid, pidfd: dup });
+                match p.exited {
+                    Some(status) => self.event(Event::SessionExited { session, status }),
+                    None => {
+                        self.children.insert(p.helper, Child::Keeper { session });
+                        self.sessions.insert(session, SessionEntry { keeper: p.helper, init_pidfd: pidfd, devpts });
+                    }
+                }
+            }
+            Done::Terminal { session, terminal, fds } => {
+                self.reply(p.req, Reply::TerminalReady { pid: p.helper.as_raw(), fds });
+                match p.exited {
+                    Some(code) => self.event(Event::TerminalExited { session, terminal, code }),
+                    None => {
+                        self.children.insert(p.helper, Child::Joiner { session, terminal });
+                    }
                 }
             }
         }
     }
-    // The server is gone: take every session with us (PDEATHSIG would too; this is explicit).
-    for pid in children.keys() {
-        let _ = kill(*pid, Signal::SIGKILL);
-    }
-    Ok(())
-}
 
-fn reap(
-    server: &Channel<ToServer, Request>,
-    sessions: &mut HashMap<u64, SessionEntry>,
-    children: &mut HashMap<Pid, Child>,
-) {
-    loop {
-        let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
-            Ok(WaitStatus::StillAlive) | Err(_) => return,
-            Ok(s) => s,
-        };
-        let (Some(pid), Some(code)) = (status.pid(), harden::exit_code(status)) else {
-            continue;
-        };
-        let event = match children.remove(&pid) {
-            Some(Child::Keeper { session }) => {
-                sessions.remove(&session);
-                Event::SessionExited { session, status: code }
+    fn event(&self, event: Event) {
+        let _ = self.server.send(ToServer::Event(event));
+    }
+
+    /// Fails every set-up whose deadline has passed.
+    fn expire(&mut self, now: Instant) {
+        let mut i = 0;
+        while i < self.pending.len() {
+            if self.pending[i].deadline <= now {
+                let p = self.pending.swap_remove(i);
+                let e = SetupError::talk(p.job())(ChannelError::Timeout(SETUP_TIMEOUT.as_secs()));
+                self.fail(p, e);
+            } else {
+                i += 1;
             }
-            Some(Child::Joiner { session, terminal }) => Event::TerminalExited { session, terminal, code },
-            None => continue,
-        };
-        let _ = server.send(ToServer::Event(event));
+        }
+    }
+
+    fn reap(&mut self) {
+        loop {
+            let status = match waitpid(None, Some(WaitPidFlag::WNOHANG)) {
+                Ok(WaitStatus::StillAlive) | Err(_) => return,
+                Ok(s) => s,
+            };
+            let (Some(pid), Some(code)) = (status.pid(), harden::exit_code(status)) else {
+                continue;
+            };
+            if let Some(p) = self.pending.iter_mut().find(|p| p.helper == pid) {
+                // Its socket says the rest (a last message, or closed).
+                p.exited = Some(code);
+                continue;
+            }
+            let event = match self.children.remove(&pid) {
+                Some(Child::Keeper { session }) => {
+                    self.sessions.remove(&session);
+                    Event::SessionExited { session, status: code }
+                }
+                Some(Child::Joiner { session, terminal }) => Event::TerminalExited { session, terminal, code },
+                None => continue,
+            };
+            self.event(event);
+        }
     }
 }
 
@@ -284,72 +512,34 @@ fn write_id_maps(pid: Pid, spec: &SessionSpec) -> Result<(), SetupError> {
     Ok(())
 }
 
-/// Creates a session; returns (keeper pid, init's host pid, init's pidfd).
-fn create_session(spec: &SessionSpec) -> Result<(Pid, i32, OwnedFd), SetupError> {
+/// Forks a session's keeper; the rest of its set-up happens in [`Pending::advance`].
+fn start_session(spec: &SessionSpec) -> Result<(Pid, Channel<ToKeeper, FromHelper>), SetupError> {
+    // No timeout on the spawner's side: it reads only when poll says there is a message.
     let (ours, theirs) = channel::pair::<ToKeeper, FromHelper>(Some(SETUP_TIMEOUT)).map_err(SetupError::Socketpair)?;
-    let keeper = match sys::fork_single_threaded().map_err(SetupError::Fork)? {
+    let ours = ours.without_timeout();
+    match sys::fork_single_threaded().map_err(SetupError::Fork)? {
         ForkResult::Child => {
             drop(ours);
             keeper::run(spec, theirs)
         }
-        ForkResult::Parent { child } => child,
-    };
-    drop(theirs);
-    let talk = SetupError::talk(Job::Session);
-    let result = (|| {
-        ours.recv_id_map_request().map_err(&talk)?;
-        write_id_maps(keeper, spec)?;
-        ours.send(ToKeeper::IdMapsWritten).map_err(&talk)?;
-        // The keeper announces init, and init reports ready, on the same socket: in either order.
-        let first = ours
-            .expect("InitStarted or InitReady", |m| match m {
-                FromHelper::InitStarted { .. } | FromHelper::InitReady => Ok(m),
-                m => Err(m),
-            })
-            .map_err(&talk)?;
-        // Init and everything it starts stay in the session's group; the keeper (invisible
-        // inside) leaves it, so the session can empty its own group.
-        let (pid, pidfd) = if let FromHelper::InitStarted { pid, pidfd } = first {
-            cgroup_join::move_helper(keeper, &spec.helper_procs_files)?;
-            ours.recv_init_ready().map_err(&talk)?;
-            (pid, pidfd)
-        } else {
-            let (pid, pidfd) = ours.recv_init_started().map_err(&talk)?;
-            cgroup_join::move_helper(keeper, &spec.helper_procs_files)?;
-            (pid, pidfd)
-        };
-        Ok((keeper, pid, pidfd))
-    })();
-    if result.is_err() {
-        // The keeper's death takes init down (PDEATHSIG); the SIGCHLD loop reaps the keeper.
-        let _ = kill(keeper, Signal::SIGKILL);
+        ForkResult::Parent { child } => Ok((child, ours)),
     }
-    result
 }
 
-/// Opens a terminal in a running session; returns the joiner's pid and the terminal's fds.
-fn open_terminal(init_pidfd: BorrowedFd<'_>, spec: &TerminalSpec) -> Result<(Pid, TerminalFds), SetupError> {
+/// Forks a terminal's joiner in a running session; the rest happens in [`Pending::advance`].
+fn start_terminal(
+    entry: &SessionEntry,
+    spec: &TerminalSpec,
+) -> Result<(Pid, Channel<ToJoiner, FromHelper>), SetupError> {
     let (ours, theirs) = channel::pair::<ToJoiner, FromHelper>(Some(SETUP_TIMEOUT)).map_err(SetupError::Socketpair)?;
-    let joiner = match sys::fork_single_threaded().map_err(SetupError::Fork)? {
+    let ours = ours.without_timeout();
+    match sys::fork_single_threaded().map_err(SetupError::Fork)? {
         ForkResult::Child => {
             drop(ours);
-            joiner::run(init_pidfd, spec, theirs)
+            joiner::run(entry.init_pidfd.as_fd(), entry.devpts.as_fd(), spec, theirs)
         }
-        ForkResult::Parent { child } => child,
-    };
-    drop(theirs);
-    let result = (|| {
-        let fds = ours.recv_terminal_ready().map_err(SetupError::talk(Job::Terminal))?;
-        // The program was forked in the session's group; the joiner leaves it (a relay for the
-        // session's relay group: see `cgroups::RELAY_SUFFIX`).
-        let to = if spec.relay { &spec.relay_procs_files } else { &spec.helper_procs_files };
-        cgroup_join::move_helper(joiner, to)?;
-        Ok((joiner, fds))
-    })();
-    if result.is_err() {
-        let _ = kill(joiner, Signal::SIGKILL);
+        ForkResult::Parent { child } => Ok((child, ours)),
     }
-    result
 }
 
 #[cfg(test)]
