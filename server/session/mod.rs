@@ -24,10 +24,9 @@ pub use terminal::{Output, Terminal, TerminalError};
 
 /// Most terminals per session.
 pub const MAX_TERMINALS: usize = 8;
-/// Most terminals one session opens over its life. An ended terminal keeps its two server fds
-/// and its replay ring until the session ends (a reloaded page still sees its screen and exit
-/// code), so without a bound one session could open and end terminals until the server runs out
-/// of descriptors; with it, a session holds at most this many (2 fds + 64 KiB each).
+/// Most terminals one session opens over its life. An ended terminal is freed at once (its two
+/// server fds and its ring; only its index and exit code stay, see [`TerminalRef::Ended`]), so
+/// this bounds the tombstones and the spawner work one session can ask for.
 pub const MAX_TERMINALS_OPENED: u64 = 64;
 /// Terminals a session may open at once, and per minute after that.
 pub const TERMINAL_BURST: u32 = 8;
@@ -124,7 +123,10 @@ pub struct Session {
     created: Instant,
     warned: AtomicBool,
     all_ended_since: Mutex<Option<Instant>>,
+    /// Live terminals, and those whose program exited until every client has its exit code.
     terminals: Mutex<Vec<Arc<Terminal>>>,
+    /// Terminals that ended and were freed: index → exit code and when (for the idle clock).
+    ended: Mutex<std::collections::BTreeMap<u64, (i32, Instant)>>,
     /// Terminals opened so far (the next one's index; bounded by [`MAX_TERMINALS_OPENED`]).
     opened: std::sync::atomic::AtomicU64,
     /// How fast new terminals may be opened ([`TERMINAL_BURST`], [`TERMINALS_PER_MINUTE`]).
@@ -184,9 +186,54 @@ pub struct LimitEvent {
 /// Limit events kept per session.
 const MAX_EVENTS: usize = 20;
 
+/// A terminal of a session as a client finds it.
+pub enum TerminalRef {
+    Live(Arc<Terminal>),
+    /// It ended and was freed; only its exit code is kept.
+    Ended(i32),
+}
+
 impl Session {
+    /// A terminal still held (running, or ended with a client still being told).
     pub fn terminal(&self, n: u64) -> Option<Arc<Terminal>> {
         self.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|t| t.index == n).cloned()
+    }
+
+    /// A terminal, or the exit code of one that ended and was freed.
+    pub fn terminal_ref(&self, n: u64) -> Option<TerminalRef> {
+        let terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = terms.iter().find(|t| t.index == n) {
+            return Some(TerminalRef::Live(t.clone()));
+        }
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).get(&n).map(|(code, _)| TerminalRef::Ended(*code))
+    }
+
+    /// Holds a new terminal, and frees it once its program has exited and its clients have the
+    /// exit code: its descriptors and ring must not wait for the session's end.
+    fn adopt(self: &Arc<Self>, term: Arc<Terminal>) {
+        self.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term.clone());
+        let session = Arc::downgrade(self);
+        tokio::spawn(async move {
+            term.finished().await;
+            let (index, code) = (term.index, term.exit_code().unwrap_or(-1));
+            drop(term);
+            if let Some(s) = session.upgrade() {
+                s.bury(index, code);
+            }
+        });
+    }
+
+    fn bury(&self, index: u64, code: i32) {
+        let mut terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+        terms.retain(|t| t.index != index);
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).insert(index, (code, Instant::now()));
+    }
+
+    /// Whether the session had terminals and every one has ended.
+    fn all_ended(&self) -> bool {
+        let terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        (!terms.is_empty() || !ended.is_empty()) && terms.iter().all(|t| t.exit_code().is_some())
     }
 
     /// The last moment someone typed, attached or detached (for the idle timeout), or `None`
@@ -196,7 +243,14 @@ impl Session {
         if terms.iter().any(|t| t.clients() > 0) {
             return None;
         }
-        terms.iter().map(|t| *t.last_active.lock().unwrap_or_else(|e| e.into_inner())).max().or(Some(self.created))
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        let last_end = ended.values().map(|(_, at)| *at).max();
+        terms
+            .iter()
+            .map(|t| *t.last_active.lock().unwrap_or_else(|e| e.into_inner()))
+            .chain(last_end)
+            .max()
+            .or(Some(self.created))
     }
 
     pub fn events(&self) -> Vec<LimitEvent> {
@@ -417,6 +471,7 @@ impl Manager {
             warned: AtomicBool::new(false),
             all_ended_since: Mutex::default(),
             terminals: Mutex::default(),
+            ended: Mutex::default(),
             opened: 1.into(),
             terminal_rate: terminal_rate(),
             last_usage: Mutex::default(),
@@ -428,7 +483,7 @@ impl Manager {
         // The terminal exists before its shell runs, so not even the shell's first byte or its
         // exit can be missed.
         let started_shell = start_terminal(0, handle).and_then(|term| {
-            session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term);
+            session.adopt(term);
             gate.open()
         });
         if let Err(e) = started_shell {
@@ -475,7 +530,7 @@ impl Manager {
         .await
         .map_err(|_| SessionError::ShuttingDown)??;
         let term = start_terminal(index, handle)?;
-        session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term.clone());
+        session.adopt(term.clone());
         Ok(term)
     }
 
@@ -592,10 +647,7 @@ impl Manager {
                 let _ = self.end(&s.id, EndReason::Idle).await;
                 continue;
             }
-            let all_ended = {
-                let terms = s.terminals.lock().unwrap_or_else(|e| e.into_inner());
-                !terms.is_empty() && terms.iter().all(|t| t.exit_code().is_some())
-            };
+            let all_ended = s.all_ended();
             let ended_for = {
                 let mut since = s.all_ended_since.lock().unwrap_or_else(|e| e.into_inner());
                 if all_ended {
@@ -678,6 +730,7 @@ impl Session {
             all_ended_since: Mutex::default(),
             opened: (terminals.len() as u64).into(),
             terminals: Mutex::new(terminals),
+            ended: Mutex::default(),
             terminal_rate: terminal_rate(),
             last_usage: Mutex::default(),
             marks: Mutex::default(),

@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::sessions::Sessions;
 use super::ws::{self, Frame};
 use crate::lessons::checks;
-use crate::session::{EndReason, Session, SessionError};
+use crate::session::{EndReason, Session, SessionError, TerminalRef};
 use crate::text;
 
 fn rfc3339(t: std::time::SystemTime) -> String {
@@ -162,7 +162,7 @@ pub async fn terminal_socket<S: Sessions>(
     // Notices on the socket follow the page's language (`?lang=`, cookie, Accept-Language).
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let s = st.manager.get(&id)?;
-    let term = s.terminal(n).ok_or(SessionError::NoTerminal)?;
+    let term = s.terminal_ref(n).ok_or(SessionError::NoTerminal)?;
     let ws = ws.map_err(|e| ApiError::bad_request(format!("this URL is a WebSocket: {}", e.body_text())))?;
     let tracker = st.sockets.clone();
     Ok(ws
@@ -188,7 +188,12 @@ pub async fn terminal_socket<S: Sessions>(
                 })
             });
             let _s: Arc<Session> = s;
-            tracker.track_future(ws::bridge(sink, stream, term, lang))
+            tracker.track_future(async move {
+                match term {
+                    TerminalRef::Live(term) => ws::bridge(sink, stream, term, lang).await,
+                    TerminalRef::Ended(code) => ws::ended(sink, code).await,
+                }
+            })
         }))
 }
 
