@@ -31,6 +31,12 @@ pub const MAX_TERMINALS_OPENED: u64 = 64;
 /// Terminals a session may open at once, and per minute after that.
 pub const TERMINAL_BURST: u32 = 8;
 pub const TERMINALS_PER_MINUTE: u32 = 30;
+/// Host work for one session (the lessons' checks, which the host does outside the session's
+/// cgroup): one at a time, at most this many at once and per minute after that, and a request
+/// waits at most [`HOST_WORK_WAIT`] for the one running before it.
+pub const HOST_WORK_BURST: u32 = 5;
+pub const HOST_WORK_PER_MINUTE: u32 = 12;
+pub const HOST_WORK_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -47,6 +53,12 @@ pub enum SessionError {
     TerminalBudgetSpent,
     #[error("terminals are being opened too quickly in this session; try again in {} s", .retry_after.as_secs().max(1))]
     TerminalRateLimited { retry_after: Duration },
+    /// In words: `refused_check_busy` in `web/ui.toml` (English here, for logs).
+    #[error("host work for this session (a check) is still running; try again in {} s", HOST_WORK_WAIT.as_secs())]
+    HostWorkBusy,
+    /// In words: `refused_check_rate` in `web/ui.toml`.
+    #[error("host work (checks) is asked for too often in this session; try again in {} s", .retry_after.as_secs().max(1))]
+    HostWorkRateLimited { retry_after: Duration },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("no session could be started within {} s; try again", START_TIMEOUT.as_secs())]
@@ -131,6 +143,9 @@ pub struct Session {
     opened: std::sync::atomic::AtomicU64,
     /// How fast new terminals may be opened ([`TERMINAL_BURST`], [`TERMINALS_PER_MINUTE`]).
     terminal_rate: governor::DefaultDirectRateLimiter,
+    /// One piece of host work at a time ([`Session::host_work`]).
+    host_work: Arc<tokio::sync::Semaphore>,
+    host_work_rate: governor::DefaultDirectRateLimiter,
     last_usage: Mutex<Usage>,
     /// Facts the layers above record about the session (the lessons' passed checks); opaque
     /// here, gone with the session.
@@ -273,6 +288,22 @@ impl Session {
         }
     }
 
+    /// Leave to do work on the host for this session (a check): held until dropped, one at a
+    /// time per session (waiting at most [`HOST_WORK_WAIT`] for the one before), and rate
+    /// limited ([`HOST_WORK_BURST`], [`HOST_WORK_PER_MINUTE`]).
+    pub async fn host_work(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SessionError> {
+        let permit = tokio::time::timeout(HOST_WORK_WAIT, self.host_work.clone().acquire_owned())
+            .await
+            .map_err(|_| SessionError::HostWorkBusy)?
+            .map_err(|_| SessionError::ShuttingDown)?;
+        if let Err(not_until) = self.host_work_rate.check() {
+            use governor::clock::{Clock, DefaultClock};
+            let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(SessionError::HostWorkRateLimited { retry_after });
+        }
+        Ok(permit)
+    }
+
     /// Records a fact about the session for the layers above (see `marks`).
     pub fn mark(&self, fact: &str) {
         self.marks.lock().unwrap_or_else(|e| e.into_inner()).insert(fact.to_string());
@@ -386,6 +417,12 @@ fn terminal_rate() -> governor::DefaultDirectRateLimiter {
 }
 
 /// Wraps a new terminal's descriptors in a [`Terminal`] (80×24, as the spawner opened it).
+fn host_work_rate() -> governor::DefaultDirectRateLimiter {
+    let per_minute = std::num::NonZeroU32::new(HOST_WORK_PER_MINUTE).expect("nonzero");
+    let burst = std::num::NonZeroU32::new(HOST_WORK_BURST).expect("nonzero");
+    governor::RateLimiter::direct(governor::Quota::per_minute(per_minute).allow_burst(burst))
+}
+
 fn start_terminal(index: u64, handle: nsplay_sandbox::TerminalHandle) -> Result<Arc<Terminal>, SandboxError> {
     Terminal::start(index, handle.master, handle.output, 80, 24)
         .map_err(|e| SandboxError::Spawn(nsplay_sandbox::SpawnError::Terminal(e)))
@@ -474,6 +511,8 @@ impl Manager {
             ended: Mutex::default(),
             opened: 1.into(),
             terminal_rate: terminal_rate(),
+            host_work: Arc::new(tokio::sync::Semaphore::new(1)),
+            host_work_rate: host_work_rate(),
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),
@@ -732,6 +771,8 @@ impl Session {
             terminals: Mutex::new(terminals),
             ended: Mutex::default(),
             terminal_rate: terminal_rate(),
+            host_work: Arc::new(tokio::sync::Semaphore::new(1)),
+            host_work_rate: host_work_rate(),
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),

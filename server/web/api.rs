@@ -213,9 +213,27 @@ pub async fn run_check<S: Sessions>(
         step.check.clone().ok_or_else(|| ApiError::not_found(format!("step `{}` has nothing to check", step.id)))?;
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let args = step.check_args.clone();
+    // The host does this work for the session, outside its cgroup: one check at a time per
+    // session (and rate limited), a bounded number at once across sessions, each with a deadline.
+    let session_slot = s.host_work().await.map_err(|e| ApiError::from_session(e, lang))?;
+    let global_slot = tokio::time::timeout(crate::session::HOST_WORK_WAIT, st.checks.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            let seconds = crate::session::HOST_WORK_WAIT.as_secs().max(1);
+            let msg = text::fill(text::get(lang, "refused_checks_busy"), &[("seconds", seconds.to_string())]);
+            ApiError {
+                retry_after: Some(seconds),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "checks_busy", msg)
+            }
+        })?;
     let manager = st.manager.clone();
     // Checks read /proc and cgroup files of the session, and may run nsenter: blocking work.
-    let outcome = tokio::task::spawn_blocking(move || {
+    // The slots travel with it: a check that outlives its caller's wait still counts until it ends.
+    let work = tokio::task::spawn_blocking(move || {
+        let _slots = (session_slot, global_slot);
+        let deadline = std::time::Instant::now() + checks::CHECK_TIMEOUT;
         let view = manager.host_view(&s);
         let probe = checks::Probe {
             init_pid: view.init_pid,
@@ -225,6 +243,7 @@ pub async fn run_check<S: Sessions>(
             usage: view.usage,
             cgroup_dir: view.cgroup_dir,
             passed: s.marks(),
+            deadline,
         };
         let outcome = checks::run(&kind, &args, &probe, lang);
         if outcome.passed {
@@ -232,8 +251,10 @@ pub async fn run_check<S: Sessions>(
             s.mark(&kind);
         }
         outcome
-    })
-    .await
-    .map_err(|_| ApiError::from(SessionError::ShuttingDown))?;
+    });
+    let outcome = match tokio::time::timeout(checks::CHECK_TIMEOUT + std::time::Duration::from_secs(1), work).await {
+        Ok(done) => done.map_err(|_| ApiError::from(SessionError::ShuttingDown))?,
+        Err(_) => checks::timed_out(lang),
+    };
     Ok(Json(json!({"passed": outcome.passed, "detail": outcome.detail})))
 }

@@ -46,6 +46,14 @@ pub struct AppState<S = Arc<Manager>> {
     /// Origins besides nsplay's own whose pages may use the API (see [`origin`]).
     pub allowed_origins: Arc<Vec<String>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Checks running at once across every session ([`max_checks`] slots).
+    pub checks: Arc<tokio::sync::Semaphore>,
+}
+
+/// Checks that may run at once across sessions: half the cores (at least one), so checks alone
+/// never fill the machine however many sessions ask.
+pub fn max_checks() -> usize {
+    std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1).max(1)
 }
 
 pub fn app<S: Sessions>(state: AppState<S>) -> Router {
@@ -131,6 +139,7 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         trusted_proxies: Arc::new(trusted_proxies),
         allowed_origins: Arc::new(allowed_origins),
         metrics,
+        checks: Arc::new(tokio::sync::Semaphore::new(max_checks())),
     };
     let sockets = state.sockets.clone();
     let stop = CancellationToken::new();

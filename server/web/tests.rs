@@ -27,11 +27,21 @@ struct Fake {
     live: Option<Arc<Session>>,
     create: fn() -> SessionError,
     open_terminal: Option<fn() -> SessionError>,
+    /// Counts `host_view` calls running at once (each takes a while), when set.
+    gauge: Option<Arc<Gauge>>,
+}
+
+/// How many calls run at once, and the most that ever did.
+#[derive(Default)]
+struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    calls: std::sync::atomic::AtomicUsize,
 }
 
 impl Fake {
     fn empty(create: fn() -> SessionError) -> Fake {
-        Fake { live: None, create, open_terminal: None }
+        Fake { live: None, create, open_terminal: None, gauge: None }
     }
 
     /// One session, `live`, with a terminal 0 on a plain pty.
@@ -40,6 +50,7 @@ impl Fake {
             live: Some(Session::detached("live", vec![pty_terminal(0)])),
             create: || SessionError::NotFound,
             open_terminal,
+            gauge: None,
         }
     }
 }
@@ -77,6 +88,14 @@ impl Sessions for Fake {
         Vec::new()
     }
     fn host_view(&self, s: &Session) -> HostView {
+        if let Some(g) = &self.gauge {
+            use std::sync::atomic::Ordering::SeqCst;
+            g.calls.fetch_add(1, SeqCst);
+            let now = g.now.fetch_add(1, SeqCst) + 1;
+            g.most.fetch_max(now, SeqCst);
+            std::thread::sleep(Duration::from_millis(150));
+            g.now.fetch_sub(1, SeqCst);
+        }
         HostView {
             init_pid: s.sandbox.init_pid,
             pids: Vec::new(),
@@ -129,6 +148,7 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
         trusted_proxies: Arc::new(Vec::new()),
         allowed_origins: Arc::new(vec![ALLOWED_ORIGIN.into()]),
         metrics: None,
+        checks: Arc::new(tokio::sync::Semaphore::new(super::max_checks())),
     };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
     let resp = router.oneshot(req).await.unwrap();
@@ -579,4 +599,53 @@ mod connections {
         tokio::time::timeout(Duration::from_secs(20), srv.task).await.expect("the loop did not return").unwrap();
         until_closed(&mut idle).await;
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_checks_of_one_session_run_one_at_a_time_and_the_rest_are_429_in_the_readers_language() {
+    let gauge = Arc::new(Gauge::default());
+    let fake = Fake { gauge: Some(gauge.clone()), ..Fake::with_session(None) };
+    let state = AppState {
+        manager: fake,
+        sockets: TaskTracker::new(),
+        trusted_proxies: Arc::new(Vec::new()),
+        allowed_origins: Arc::new(Vec::new()),
+        metrics: None,
+        // Room for every request at once: only the session's own gate may hold them back.
+        checks: Arc::new(tokio::sync::Semaphore::new(64)),
+    };
+    let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
+    let calls = (0..24).map(|i| {
+        let router = router.clone();
+        let lang = if i % 2 == 0 { "en" } else { "ja" };
+        async move {
+            let uri = format!("/api/sessions/live/checks/uts/set-hostname?lang={lang}");
+            let req = Request::builder().method(Method::POST).uri(uri).body(Body::empty()).unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+            (lang, status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    });
+    let replies = futures_util::future::join_all(calls).await;
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(gauge.most.load(SeqCst), 1, "checks of one session ran side by side");
+    let ran = replies.iter().filter(|(_, s, _)| *s == StatusCode::OK).count();
+    assert_eq!(ran, gauge.calls.load(SeqCst), "every 200 is a check that ran, and only those");
+    assert!(ran >= 1, "no check ran at all");
+    assert!(ran <= crate::session::HOST_WORK_BURST as usize, "{ran} checks ran past the burst");
+    for (lang, status, v) in &replies {
+        if *status == StatusCode::OK {
+            continue;
+        }
+        assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+        assert!(v["error"] == "check_busy" || v["error"] == "check_rate_limited", "{v}");
+        let msg = v["message"].as_str().unwrap();
+        if *lang == "ja" {
+            assert!(msg.contains("チェック"), "{msg}");
+        } else {
+            assert!(msg.starts_with("A check") || msg.starts_with("Checks"), "{msg}");
+        }
+    }
+    println!("24 concurrent checks: {ran} ran (one at a time), {} refused", 24 - ran);
 }
