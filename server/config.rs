@@ -140,6 +140,43 @@ pub struct Settings {
     /// Connection caps and the header timeout, as configured (`serve` fits the global cap to the
     /// open-files limit).
     pub connections: crate::web::conn::ConnLimits,
+    /// RLIMIT_NOFILE of every process in a session: [`nsplay_sandbox::MAX_OPEN_FILES`], or less
+    /// where the host's `fs.file-max` needs it (see [`open_files`]).
+    pub open_files: u64,
+}
+
+/// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
+/// the host's (nsplay itself, as root, may go past the limit; other services may not).
+pub const FILE_MAX_SHARE_PERCENT: u64 = 90;
+/// The least RLIMIT_NOFILE a session's processes get; a configuration that cannot give them
+/// this much is refused.
+pub const MIN_OPEN_FILES: u64 = 64;
+
+/// The open-files limit per process of a session such that `max_sessions` sessions of `pids`
+/// processes each cannot together hold more than [`FILE_MAX_SHARE_PERCENT`] of `file_max`: a
+/// session holds at most (pids + 1) × the limit (every process its own table, plus descriptors
+/// in flight over unix sockets, which the kernel bounds per user by the same limit).
+pub fn open_files(file_max: u64, max_sessions: usize, pids: u64) -> Result<u64, ConfigError> {
+    let share = file_max / 100 * FILE_MAX_SHARE_PERCENT;
+    let per_process = share / (max_sessions as u64 * (pids + 1)).max(1);
+    if per_process < MIN_OPEN_FILES {
+        let most = (share / ((pids + 1) * MIN_OPEN_FILES)).max(1);
+        return Err(bad(
+            "max_sessions",
+            max_sessions,
+            format!(
+                "at most {most} with pids = {pids}: each session may hold (pids + 1) x {MIN_OPEN_FILES} open files, and \
+                 together they must stay under {FILE_MAX_SHARE_PERCENT} % of fs.file-max ({file_max}); lower max_sessions \
+                 or pids, or raise fs.file-max (sysctl)"
+            ),
+        ));
+    }
+    Ok(per_process.min(nsplay_sandbox::MAX_OPEN_FILES))
+}
+
+/// The host's `fs.file-max` (a large value when it cannot be read: then nothing is lowered).
+fn file_max() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/file-max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(u64::MAX / 2)
 }
 
 /// Largest warm pool: each ready session holds an id range, a cgroup and about 1 MiB.
@@ -380,6 +417,7 @@ impl Settings {
         let sandbox = placement(&raw)?;
         let admission = admission(&raw, limits.memory_bytes, sandbox.id_slots)?;
         let lifecycle = lifecycle(&raw)?;
+        let open_files = open_files(file_max(), admission.max_sessions, limits.pids)?;
         Ok(Settings {
             listen,
             limits,
@@ -399,6 +437,7 @@ impl Settings {
             nested_userns: raw.nested_userns.unwrap_or(defaults::NESTED_USERNS),
             log_format: log_format(&raw)?,
             connections: connections(&raw)?,
+            open_files,
         })
     }
 
@@ -458,6 +497,20 @@ mod tests {
         assert_eq!(l.cpu_quota_us(), 50_000);
         assert_eq!(l.disk_bytes, 64 << 20);
         assert_eq!(l.shm_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn sessions_together_stay_under_the_hosts_file_max() {
+        // A roomy host: the full limit.
+        assert_eq!(open_files(100_000_000, 10, 128).unwrap(), 1024);
+        // A host of 2.4 M files and 73 sessions of 128 processes: lowered so that they fit.
+        let n = open_files(2_466_126, 73, 128).unwrap();
+        assert!(n < 1024 && n >= MIN_OPEN_FILES, "{n}");
+        assert!(73 * 129 * n <= 2_466_126 / 100 * FILE_MAX_SHARE_PERCENT);
+        // No room even for the least: refused, naming what would fit.
+        let e = open_files(200_000, 100, 128).unwrap_err();
+        assert_eq!(e.key, "max_sessions");
+        assert!(e.allowed.contains("at most 21") && e.allowed.contains("fs.file-max"), "{e}");
     }
 
     #[test]

@@ -57,6 +57,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
         let _ = tx.send(ev);
     })?;
     sandbox.set_nested_userns(settings.nested_userns);
+    sandbox.set_open_files(settings.open_files);
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full("nsplay_spawn_seconds".into()),
@@ -74,8 +75,10 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             max_sessions = settings.max_sessions,
             warm_pool = settings.warm_pool,
             memory = settings.limits.memory_bytes,
+            open_files_per_process = settings.open_files,
             "sandbox ready"
         );
+        let connections = fit_connections(settings);
         let manager = Manager::new(sandbox, settings.manager_config());
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
@@ -89,7 +92,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             allowed_origins: settings.allowed_origins.clone(),
             metrics: Some(metrics),
             shutdown_timeout: settings.shutdown_timeout,
-            connections: fit_connections(settings),
+            connections,
         };
         Ok(nsplay::serve(listener, service, shutdown_signal()).await)
     })
