@@ -192,6 +192,22 @@ pub struct ServeArgs {
     pub nested_userns: Option<bool>,
     #[arg(long, env = "NSPLAY_LOG_FORMAT", help = help("Log format: text or json", defaults::LOG_FORMAT))]
     pub log_format: Option<String>,
+    #[arg(long, env = "NSPLAY_MAX_CONNECTIONS", help = help(
+        "Most open HTTP connections and WebSockets together (lowered at start to what the open-files limit \
+         leaves next to the sessions)",
+        defaults::MAX_CONNECTIONS,
+    ))]
+    pub max_connections: Option<usize>,
+    #[arg(long, env = "NSPLAY_MAX_CONNECTIONS_PER_ADDRESS", help = help(
+        "Most open connections from one TCP peer address (a classroom behind one NAT address shares it)",
+        defaults::MAX_CONNECTIONS_PER_ADDRESS,
+    ))]
+    pub max_connections_per_address: Option<usize>,
+    #[arg(long, env = "NSPLAY_HEADER_TIMEOUT", help = help(
+        "Longest a request head may take to arrive, and a kept-alive connection may sit idle",
+        defaults::HEADER_TIMEOUT,
+    ))]
+    pub header_timeout: Option<String>,
 }
 
 #[cfg(test)]

@@ -54,6 +54,9 @@ pub struct FileConfig {
     pub allowed_origins: Option<Vec<String>>,
     pub nested_userns: Option<bool>,
     pub log_format: Option<String>,
+    pub max_connections: Option<usize>,
+    pub max_connections_per_address: Option<usize>,
+    pub header_timeout: Option<String>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -83,6 +86,13 @@ pub mod defaults {
     pub const GRACE: &str = "10s";
     pub const NESTED_USERNS: bool = true;
     pub const LOG_FORMAT: &str = "text";
+    /// Open HTTP connections and WebSockets, all together (lowered at start to what the
+    /// open-files limit leaves next to the sessions).
+    pub const MAX_CONNECTIONS: usize = 4096;
+    /// Per TCP peer address: a classroom of ~200 browsers behind one NAT address, each with a
+    /// terminal socket or two and a few HTTP connections, fits.
+    pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 1024;
+    pub const HEADER_TIMEOUT: &str = "10s";
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these).
@@ -127,6 +137,46 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     pub nested_userns: bool,
     pub log_format: String,
+    /// Connection caps and the header timeout, as configured (`serve` fits the global cap to the
+    /// open-files limit).
+    pub connections: crate::web::conn::ConnLimits,
+    /// RLIMIT_NOFILE of every process in a session: [`nsplay_sandbox::MAX_OPEN_FILES`], or less
+    /// where the host's `fs.file-max` needs it (see [`open_files`]).
+    pub open_files: u64,
+}
+
+/// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
+/// the host's (nsplay itself, as root, may go past the limit; other services may not).
+pub const FILE_MAX_SHARE_PERCENT: u64 = 90;
+/// The least RLIMIT_NOFILE a session's processes get; a configuration that cannot give them
+/// this much is refused.
+pub const MIN_OPEN_FILES: u64 = 64;
+
+/// The open-files limit per process of a session such that `max_sessions` sessions of `pids`
+/// processes each cannot together hold more than [`FILE_MAX_SHARE_PERCENT`] of `file_max`: a
+/// session holds at most (pids + 1) × the limit (every process its own table, plus descriptors
+/// in flight over unix sockets, which the kernel bounds per user by the same limit).
+pub fn open_files(file_max: u64, max_sessions: usize, pids: u64) -> Result<u64, ConfigError> {
+    let share = file_max / 100 * FILE_MAX_SHARE_PERCENT;
+    let per_process = share / (max_sessions as u64 * (pids + 1)).max(1);
+    if per_process < MIN_OPEN_FILES {
+        let most = (share / ((pids + 1) * MIN_OPEN_FILES)).max(1);
+        return Err(bad(
+            "max_sessions",
+            max_sessions,
+            format!(
+                "at most {most} with pids = {pids}: each session may hold (pids + 1) x {MIN_OPEN_FILES} open files, and \
+                 together they must stay under {FILE_MAX_SHARE_PERCENT} % of fs.file-max ({file_max}); lower max_sessions \
+                 or pids, or raise fs.file-max (sysctl)"
+            ),
+        ));
+    }
+    Ok(per_process.min(nsplay_sandbox::MAX_OPEN_FILES))
+}
+
+/// The host's `fs.file-max` (a large value when it cannot be read: then nothing is lowered).
+fn file_max() -> u64 {
+    std::fs::read_to_string("/proc/sys/fs/file-max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(u64::MAX / 2)
 }
 
 /// Largest warm pool: each ready session holds an id range, a cgroup and about 1 MiB.
@@ -199,6 +249,9 @@ impl FileConfig {
             allowed_origins: f.allowed_origins.or(self.allowed_origins),
             nested_userns: f.nested_userns.or(self.nested_userns),
             log_format: f.log_format.or(self.log_format),
+            max_connections: f.max_connections.or(self.max_connections),
+            max_connections_per_address: f.max_connections_per_address.or(self.max_connections_per_address),
+            header_timeout: f.header_timeout.or(self.header_timeout),
         }
     }
 }
@@ -332,6 +385,19 @@ fn allowed_origins(raw: &FileConfig) -> Result<Vec<String>, ConfigError> {
         .collect()
 }
 
+fn connections(raw: &FileConfig) -> Result<crate::web::conn::ConnLimits, ConfigError> {
+    let max = raw.max_connections.unwrap_or(defaults::MAX_CONNECTIONS);
+    if max == 0 {
+        return Err(bad("max_connections", 0, "1 or more"));
+    }
+    let per_address = raw.max_connections_per_address.unwrap_or(defaults::MAX_CONNECTIONS_PER_ADDRESS);
+    if per_address == 0 || per_address > max {
+        return Err(bad("max_connections_per_address", per_address, format!("1 to max_connections ({max})")));
+    }
+    let header_timeout = duration("header_timeout", &or_default(&raw.header_timeout, defaults::HEADER_TIMEOUT))?;
+    Ok(crate::web::conn::ConnLimits { max, per_address, header_timeout })
+}
+
 fn log_format(raw: &FileConfig) -> Result<String, ConfigError> {
     let log_format = or_default(&raw.log_format, defaults::LOG_FORMAT);
     if log_format != "text" && log_format != "json" {
@@ -351,6 +417,7 @@ impl Settings {
         let sandbox = placement(&raw)?;
         let admission = admission(&raw, limits.memory_bytes, sandbox.id_slots)?;
         let lifecycle = lifecycle(&raw)?;
+        let open_files = open_files(file_max(), admission.max_sessions, limits.pids)?;
         Ok(Settings {
             listen,
             limits,
@@ -369,6 +436,8 @@ impl Settings {
             allowed_origins: allowed_origins(&raw)?,
             nested_userns: raw.nested_userns.unwrap_or(defaults::NESTED_USERNS),
             log_format: log_format(&raw)?,
+            connections: connections(&raw)?,
+            open_files,
         })
     }
 
@@ -412,6 +481,9 @@ mod tests {
         assert_eq!(s.shutdown_timeout, Duration::from_secs(10));
         assert_eq!(s.grace, Duration::from_secs(10));
         assert_eq!(s.max_sessions_per_client, 3);
+        assert_eq!(s.connections.max, 4096);
+        assert_eq!(s.connections.per_address, 1024);
+        assert_eq!(s.connections.header_timeout, Duration::from_secs(10));
         assert!(s.nested_userns);
         assert!(s.max_sessions >= 1);
     }
@@ -425,6 +497,20 @@ mod tests {
         assert_eq!(l.cpu_quota_us(), 50_000);
         assert_eq!(l.disk_bytes, 64 << 20);
         assert_eq!(l.shm_bytes, 16 << 20);
+    }
+
+    #[test]
+    fn sessions_together_stay_under_the_hosts_file_max() {
+        // A roomy host: the full limit.
+        assert_eq!(open_files(100_000_000, 10, 128).unwrap(), 1024);
+        // A host of 2.4 M files and 73 sessions of 128 processes: lowered so that they fit.
+        let n = open_files(2_466_126, 73, 128).unwrap();
+        assert!(n < 1024 && n >= MIN_OPEN_FILES, "{n}");
+        assert!(73 * 129 * n <= 2_466_126 / 100 * FILE_MAX_SHARE_PERCENT);
+        // No room even for the least: refused, naming what would fit.
+        let e = open_files(200_000, 100, 128).unwrap_err();
+        assert_eq!(e.key, "max_sessions");
+        assert!(e.allowed.contains("at most 21") && e.allowed.contains("fs.file-max"), "{e}");
     }
 
     #[test]
@@ -464,6 +550,12 @@ mod tests {
         assert_eq!(resolve(&["--max-sessions", "0"]).unwrap_err().key, "max_sessions");
         assert_eq!(resolve(&["--cgroup-parent", "../etc"]).unwrap_err().key, "cgroup_parent");
         assert_eq!(resolve(&["--log-format", "xml"]).unwrap_err().key, "log_format");
+        assert_eq!(resolve(&["--max-connections", "0"]).unwrap_err().key, "max_connections");
+        assert_eq!(
+            resolve(&["--max-connections", "10", "--max-connections-per-address", "11"]).unwrap_err().key,
+            "max_connections_per_address"
+        );
+        assert_eq!(resolve(&["--header-timeout", "0s"]).unwrap_err().key, "header_timeout");
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("n.toml");
         std::fs::write(&f, "memroy = \"1G\"\n").unwrap();
@@ -508,5 +600,6 @@ mod tests {
         assert_eq!(from_file.allowed_origins, defaults.allowed_origins);
         assert_eq!(from_file.nested_userns, defaults.nested_userns);
         assert_eq!(from_file.log_format, defaults.log_format);
+        assert_eq!(from_file.connections, defaults.connections);
     }
 }

@@ -31,4 +31,5 @@ pub use config::Settings;
 pub use lessons::{Lesson, find as find_lesson};
 pub use run::run;
 pub use session::Manager;
+pub use web::conn::ConnLimits;
 pub use web::{Service, Stopped, serve};

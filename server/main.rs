@@ -57,6 +57,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
         let _ = tx.send(ev);
     })?;
     sandbox.set_nested_userns(settings.nested_userns);
+    sandbox.set_open_files(settings.open_files);
     let metrics = metrics_exporter_prometheus::PrometheusBuilder::new()
         .set_buckets_for_metric(
             metrics_exporter_prometheus::Matcher::Full("nsplay_spawn_seconds".into()),
@@ -77,8 +78,10 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             max_sessions = settings.max_sessions,
             warm_pool = settings.warm_pool,
             memory = settings.limits.memory_bytes,
+            open_files_per_process = settings.open_files,
             "sandbox ready"
         );
+        let connections = fit_connections(settings);
         let manager = Manager::new(sandbox, settings.manager_config());
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
@@ -92,6 +95,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             allowed_origins: settings.allowed_origins.clone(),
             metrics: Some(metrics),
             shutdown_timeout: settings.shutdown_timeout,
+            connections,
         };
         Ok(nsplay::serve(listener, service, shutdown_signal()).await)
     })
@@ -112,6 +116,24 @@ fn raise_fd_limit() {
         ),
         _ => {}
     }
+}
+
+/// The configured connection caps, the global one lowered to what the open-files limit leaves
+/// next to the sessions (so idle connections can never take the descriptors terminals need).
+fn fit_connections(settings: &Settings) -> nsplay::ConnLimits {
+    let nofile =
+        nix::sys::resource::getrlimit(nix::sys::resource::Resource::RLIMIT_NOFILE).map(|(s, _)| s).unwrap_or(1024);
+    let fitted = settings.connections.fit_to_fds(nofile, settings.max_sessions);
+    if fitted.max < settings.connections.max {
+        tracing::warn!(
+            configured = settings.connections.max,
+            max_connections = fitted.max,
+            open_files_limit = nofile,
+            max_sessions = settings.max_sessions,
+            "lowered max_connections to fit the open-files limit next to the sessions; raise the limit (LimitNOFILE= in the unit) for more"
+        );
+    }
+    fitted
 }
 
 /// Completes at the first SIGTERM or SIGINT.

@@ -205,3 +205,107 @@ async fn a_limit_that_bites_is_explained_in_the_terminal_and_the_inspector() {
     assert!(info["usage"]["oom_kills"].as_u64().unwrap() >= 1);
     assert!(metric(&metrics(&server).await, "nsplay_oom_kills_total") >= 1.0);
 }
+
+/// Open descriptors of a process.
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+/// `GET /healthz` over a fresh connection, without a client library's pool or retries.
+fn healthz_once(addr: &str) -> bool {
+    use std::io::{Read, Write};
+    let Ok(mut s) = std::net::TcpStream::connect(addr) else { return false };
+    let _ = s.set_read_timeout(Some(Duration::from_secs(2)));
+    if s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n").is_err() {
+        return false;
+    }
+    let mut reply = String::new();
+    let _ = s.read_to_string(&mut reply);
+    reply.starts_with("HTTP/1.1 200") && reply.ends_with("ok")
+}
+
+/// Idle TCP connections to the server (they send nothing).
+fn hold_connections(addr: &str, n: usize) -> Vec<std::net::TcpStream> {
+    (0..n).filter_map(|_| std::net::TcpStream::connect(addr).ok()).collect()
+}
+
+/// Sessions of the server (live and ready in the pool), by group name (on v1 a session has a
+/// group in each hierarchy).
+fn sandboxes(server: &Server) -> usize {
+    let names: std::collections::BTreeSet<_> =
+        server.inst.session_groups().iter().map(|g| g.file_name().unwrap().to_owned()).collect();
+    names.len()
+}
+
+/// Waits until the warm pool holds a ready session (the `nsplay_pool_ready` gauge).
+async fn pool_ready(server: &Server) -> bool {
+    for _ in 0..600 {
+        if metric(&metrics(server).await, "nsplay_pool_ready") >= 1.0 {
+            return true;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    false
+}
+
+fn log_count(server: &Server, needle: &str) -> usize {
+    server.log.lock().unwrap().matches(needle).count()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn the_server_survives_descriptor_exhaustion_recovers_and_still_stops_on_sigterm() {
+    let mut server = Server::start(&["--warm-pool", "1"]);
+    let pid = server.pid();
+    // Nothing is being built while descriptors run out: the pool is full first.
+    assert!(pool_ready(&server).await, "the warm pool did not fill");
+    // Lower the running server's open-files limit to a little above what it uses: its
+    // connection cap, fitted at start to the old limit, no longer holds, so idle connections
+    // exhaust its descriptors (what a server on a low limit, or one leaking, would meet).
+    let limit = fd_count(pid) + 24;
+    let st = std::process::Command::new("prlimit")
+        .args(["--pid", &pid.to_string(), &format!("--nofile={limit}:{limit}")])
+        .status()
+        .expect("prlimit (util-linux)");
+    assert!(st.success());
+    let held = hold_connections(&server.addr, 60);
+    const EXHAUSTED: &str = "out of descriptors";
+    assert!(wait_until(20, || log_count(&server, EXHAUSTED) >= 1), "never ran out: {}", server.log.lock().unwrap());
+    assert!(server.child.try_wait().unwrap().is_none(), "the server died: {}", server.log.lock().unwrap());
+    drop(held);
+    assert!(wait_until(30, || healthz_once(&server.addr)), "no answer once descriptors were free again");
+    // A new session starts (from the pool) and its shell answers.
+    let (_, mut t) = shell(&server).await;
+    t.line("echo after-$((6*7))").await;
+    t.expect("after-42", 20).await;
+    drop(t);
+    // The pool refills; then exhaust again and stop while exhausted.
+    assert!(pool_ready(&server).await, "the pool did not refill");
+    let before = log_count(&server, EXHAUSTED);
+    let _held = hold_connections(&server.addr, 60);
+    assert!(wait_until(20, || log_count(&server, EXHAUSTED) > before), "never ran out again");
+    let (code, took) = server.stop();
+    println!("stopped while out of descriptors in {took:?} with {code:?}; log:\n{}", server.log.lock().unwrap());
+    assert_eq!(code, Some(0), "{}", server.log.lock().unwrap());
+    assert_eq!(sandboxes(&server), 0, "sessions were left: {:?}", server.inst.session_groups());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn idle_connections_cannot_take_the_descriptors_of_a_server_on_a_low_limit() {
+    // 256 open files, 4 sessions: the connection cap is lowered to what is left.
+    let server = Server::start_wrapped(
+        common::Instance::new(),
+        &["prlimit", "--nofile=256:256"],
+        &["--warm-pool", "1", "--header-timeout", "1s"],
+    );
+    assert!(wait_until(10, || log_count(&server, "lowered max_connections") == 1), "{}", server.log.lock().unwrap());
+    let held = hold_connections(&server.addr, 400);
+    assert!(held.len() >= 300, "could only open {}", held.len());
+    // Past the cap they wait in the listen queue; the header timeout closes the ones accepted,
+    // and the server answers again while the rest are still held.
+    assert!(wait_until(60, || healthz_once(&server.addr)), "no answer with 400 idle connections held");
+    println!("server fds with 400 idle connections held: {}", fd_count(server.pid()));
+    assert!(fd_count(server.pid()) < 256);
+    let log = server.log.lock().unwrap().clone();
+    assert!(!log.contains("Too many open files") && !log.contains("out of descriptors"), "{log}");
+    drop(held);
+}

@@ -155,6 +155,58 @@ async fn opening_terminals_over_and_over_is_rate_limited() {
     assert_eq!(v["error"], "terminal_rate_limited", "{v}");
 }
 
+/// Open descriptors of a process.
+fn fd_count(pid: i32) -> usize {
+    std::fs::read_dir(format!("/proc/{pid}/fd")).map(|d| d.count()).unwrap_or(0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn ended_terminals_are_freed_at_once_and_the_servers_fds_stay_flat() {
+    // No warm pool: nothing else opens descriptors in the server while this runs.
+    let server = Server::start(&["--warm-pool", "0"]);
+    let (s, _t) = shell(&server).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let c = reqwest::Client::new();
+    let mut paths = Vec::new();
+    let cycle = async || {
+        let r = c.post(format!("{}/api/sessions/{id}/terminals", server.base)).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let v: Value = r.json().await.unwrap();
+        let path = v["terminal"].as_str().unwrap().to_string();
+        let mut t = Term::connect(&server, &path).await;
+        t.expect("# ", 20).await;
+        t.line("exit 7").await;
+        assert!(t.pump_until(10, |t| t.closed.is_some()).await);
+        path
+    };
+    paths.push(cycle().await);
+    // Settled: the first ended terminal is freed, the client's pooled connection is open.
+    let mut base = fd_count(server.pid());
+    for _ in 0..50 {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        base = base.min(fd_count(server.pid()));
+    }
+    for _ in 0..6 {
+        paths.push(cycle().await);
+    }
+    let mut now = fd_count(server.pid());
+    for _ in 0..100 {
+        if now <= base + 2 {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        now = fd_count(server.pid());
+    }
+    println!("server fds after 1 ended terminal: {base}, after 7: {now}");
+    // Each ended terminal used to keep 2 descriptors until its session ended (+12 here).
+    assert!(now <= base + 2, "6 more ended terminals left {} descriptors open", now - base);
+    // A page that reconnects to an ended terminal still learns its exit code.
+    let mut t = Term::connect(&server, &paths[0]).await;
+    assert!(t.pump_until(10, |t| t.closed.is_some()).await);
+    assert!(t.controls.iter().any(|c| c == &json!({"type": "exit", "code": 7})), "{:?}", t.controls);
+    assert_eq!(t.closed.as_ref().unwrap().0, 1000);
+}
+
 #[tokio::test(flavor = "multi_thread")]
 async fn exit_ends_the_terminal_with_its_code() {
     let server = Server::start(&[]);

@@ -5,9 +5,17 @@
 //!
 //! Every kind is one function, named in [`CHECKS`] with the arguments it needs; [`KINDS`] (what
 //! [`validate`] reads) is built from that table and [`run`] looks the function up in it.
+//!
+//! The host does this work for the session, outside its cgroup, so each check is bounded: it
+//! looks at no more than [`MAX_NAMESPACES`] nested namespaces of a kind and
+//! [`MAX_CGROUP_ENTRIES`] child groups, every program it runs is killed at [`Probe::deadline`],
+//! and past the deadline it stops and says so (the web layer adds one check at a time per
+//! session, a rate, and a cap on checks at once across sessions).
 
 use std::collections::{BTreeMap, BTreeSet};
-use std::process::Command;
+use std::io::Read;
+use std::process::{Command, Stdio};
+use std::time::{Duration, Instant};
 
 use nsplay_sandbox::Usage;
 
@@ -23,7 +31,18 @@ pub struct Probe<'a> {
     pub cgroup_dir: std::path::PathBuf,
     /// Check kinds that already passed in this session (some steps build on earlier ones).
     pub passed: BTreeSet<String>,
+    /// When the check must be done: programs it runs are killed then, and it looks no further.
+    pub deadline: Instant,
 }
+
+/// Most nested namespaces of one kind a check looks into (each may cost an `nsenter`).
+pub const MAX_NAMESPACES: usize = 16;
+/// Most child cgroups a check reads.
+pub const MAX_CGROUP_ENTRIES: usize = 256;
+/// Most output read from one program a check runs.
+const MAX_OUTPUT: u64 = 64 * 1024;
+/// How long one check may take ([`Probe::deadline`] is this from its start).
+pub const CHECK_TIMEOUT: Duration = Duration::from_secs(5);
 
 #[derive(Debug, Clone, PartialEq)]
 pub struct Outcome {
@@ -84,10 +103,21 @@ pub fn validate(kind: &str, args: &BTreeMap<String, String>) -> Result<(), Strin
 }
 
 pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &str) -> Outcome {
-    match CHECKS.iter().find(|c| c.name == kind) {
+    let outcome = match CHECKS.iter().find(|c| c.name == kind) {
         Some(check) => (check.run)(p, args, lang),
         None => fail(lang, format!("unknown check {kind}"), format!("不明なチェック {kind}")),
+    };
+    if !outcome.passed && Instant::now() >= p.deadline {
+        // What it did not get to look at may have passed: say that it was cut short.
+        return timed_out(lang);
     }
+    outcome
+}
+
+/// The outcome of a check stopped at its deadline.
+pub fn timed_out(lang: &str) -> Outcome {
+    let text = crate::text::get(lang, "check_timed_out");
+    Outcome { passed: false, detail: crate::text::fill(text, &[("seconds", CHECK_TIMEOUT.as_secs().to_string())]) }
 }
 
 fn tr(lang: &str, en: String, ja: String) -> String {
@@ -107,15 +137,52 @@ fn arg<'a>(args: &'a Args, name: &str) -> &'a str {
     args.get(name).map(String::as_str).unwrap_or("")
 }
 
+/// Nested namespaces of `kind` (at most [`MAX_NAMESPACES`]; none once the deadline passed).
 fn nested_in(p: &Probe<'_>, kind: &str) -> Vec<(u64, i32)> {
-    nsplay_sandbox::nested_in(p.init_pid, &p.pids, kind)
+    if Instant::now() >= p.deadline {
+        return Vec::new();
+    }
+    let mut all = nsplay_sandbox::nested_in(p.init_pid, &p.pids, kind);
+    all.truncate(MAX_NAMESPACES);
+    all
 }
 
 /// Runs a host program inside one namespace of `pid` (never the mount namespace: the program
 /// must come from the host's filesystem, not the learner's).
-fn in_ns(pid: i32, flag: &str, argv: &[&str]) -> Option<String> {
-    let out = Command::new("nsenter").arg("-t").arg(pid.to_string()).arg(flag).args(argv).output().ok()?;
-    out.status.success().then(|| String::from_utf8_lossy(&out.stdout).into_owned())
+/// The program is killed at the probe's deadline and read up to [`MAX_OUTPUT`].
+fn in_ns(p: &Probe<'_>, pid: i32, flag: &str, argv: &[&str]) -> Option<String> {
+    if Instant::now() >= p.deadline {
+        return None;
+    }
+    let mut child = Command::new("nsenter")
+        .arg("-t")
+        .arg(pid.to_string())
+        .arg(flag)
+        .args(argv)
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .ok()?;
+    let stdout = child.stdout.take()?;
+    let reader = std::thread::spawn(move || {
+        let mut out = Vec::new();
+        let _ = stdout.take(MAX_OUTPUT).read_to_end(&mut out);
+        out
+    });
+    let status = loop {
+        match child.try_wait() {
+            Ok(Some(status)) => break Some(status),
+            Ok(None) if Instant::now() < p.deadline => std::thread::sleep(Duration::from_millis(2)),
+            _ => {
+                let _ = child.kill();
+                let _ = child.wait();
+                break None;
+            }
+        }
+    };
+    let out = reader.join().unwrap_or_default();
+    status.filter(|s| s.success()).map(|_| String::from_utf8_lossy(&out).into_owned())
 }
 
 fn status_field(pid: i32, field: &str) -> Option<String> {
@@ -150,8 +217,11 @@ fn uts_nested_hostname(p: &Probe<'_>, args: &Args, lang: &str) -> Outcome {
                 .into(),
         );
     }
-    let names: Vec<String> =
-        nested.iter().filter_map(|(_, pid)| in_ns(*pid, "-u", &["hostname"])).map(|s| s.trim().to_string()).collect();
+    let names: Vec<String> = nested
+        .iter()
+        .filter_map(|(_, pid)| in_ns(p, *pid, "-u", &["hostname"]))
+        .map(|s| s.trim().to_string())
+        .collect();
     if names.iter().any(|n| n == want) {
         pass(
             lang,
@@ -205,7 +275,7 @@ fn uts_session_hostname(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
             ),
         );
     }
-    let now = in_ns(p.init_pid, "-u", &["hostname"]).unwrap_or_default();
+    let now = in_ns(p, p.init_pid, "-u", &["hostname"]).unwrap_or_default();
     if now.trim() == p.hostname {
         pass(
             lang,
@@ -295,7 +365,7 @@ fn mnt_nested_tmpfs(p: &Probe<'_>, args: &Args, lang: &str) -> Outcome {
 /// Passes when a nested IPC namespace, and not the session's, holds a System V message queue.
 fn ipc_nested_queue(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
     let queues = |pid: i32| {
-        in_ns(pid, "-i", &["cat", "/proc/sysvipc/msg"])
+        in_ns(p, pid, "-i", &["cat", "/proc/sysvipc/msg"])
             .map(|s| s.lines().skip(1).filter(|l| !l.trim().is_empty()).count())
     };
     if queues(p.init_pid).unwrap_or(0) > 0 {
@@ -321,7 +391,7 @@ fn ipc_nested_queue(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
 /// Passes when a nested network namespace has a veth interface.
 fn net_nested_veth(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
     for (ino, pid) in nested_in(p, "net") {
-        if let Some(links) = in_ns(pid, "-n", &["ip", "-o", "link", "show", "type", "veth"])
+        if let Some(links) = in_ns(p, pid, "-n", &["ip", "-o", "link", "show", "type", "veth"])
             && !links.trim().is_empty()
         {
             let name = links.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("").to_string();
@@ -381,7 +451,7 @@ fn cgroup_nested_ns(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
 /// Passes when a child cgroup of the session's has a memory limit and holds a process.
 fn cgroup_child_memory(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
     let mut found = None;
-    for e in std::fs::read_dir(&p.cgroup_dir).into_iter().flatten().flatten() {
+    for e in std::fs::read_dir(&p.cgroup_dir).into_iter().flatten().flatten().take(MAX_CGROUP_ENTRIES) {
         let d = e.path();
         if !d.is_dir() {
             continue;
@@ -503,7 +573,18 @@ mod tests {
             usage: Usage::default(),
             cgroup_dir: "/nonexistent".into(),
             passed: BTreeSet::new(),
+            deadline: Instant::now() + CHECK_TIMEOUT,
         }
+    }
+
+    #[test]
+    fn a_check_past_its_deadline_says_it_was_stopped() {
+        let p = Probe { deadline: Instant::now(), ..probe() };
+        let args: BTreeMap<String, String> = [("hostname".to_string(), "x".to_string())].into();
+        let en = run("uts_nested_hostname", &args, &p, "en");
+        assert!(!en.passed);
+        assert!(en.detail.contains("longer than 5 s"), "{}", en.detail);
+        assert!(run("uts_nested_hostname", &args, &p, "ja").detail.contains("5 秒"));
     }
 
     #[test]

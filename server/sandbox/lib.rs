@@ -33,6 +33,7 @@ mod mounts;
 mod namespaces;
 mod process;
 mod pty;
+pub use pty::MAX_OPEN_FILES;
 pub mod seccomp;
 mod sys;
 pub mod term;
@@ -155,6 +156,8 @@ pub struct Sandbox {
     next: AtomicU64,
     /// Whether sessions may create user namespaces of their own (see [`Sandbox::set_nested_userns`]).
     nested_userns: bool,
+    /// RLIMIT_NOFILE of every process in a session (see [`Sandbox::set_open_files`]).
+    open_files: u64,
     /// Held for the life of the process: one nsplay per state directory.
     _lock: nix::fcntl::Flock<std::fs::File>,
 }
@@ -198,7 +201,16 @@ impl Sandbox {
             cgroups.existing().into_iter().map(|name| Leftover { error: cgroups.destroy(&name).err(), name }).collect();
         let spawner = Spawner::start(exe, on_event)?;
         Ok((
-            Sandbox { cgroups, ids, spawner, stage, next: AtomicU64::new(1), nested_userns: true, _lock: lock },
+            Sandbox {
+                cgroups,
+                ids,
+                spawner,
+                stage,
+                next: AtomicU64::new(1),
+                nested_userns: true,
+                open_files: pty::MAX_OPEN_FILES,
+                _lock: lock,
+            },
             reclaimed,
         ))
     }
@@ -206,6 +218,13 @@ impl Sandbox {
     /// Allows (the default) or refuses nested user namespaces in terminals opened from now on.
     /// The user-namespace lesson needs them (`unshare -U -r`); refusing them keeps a session to
     /// the one user namespace nsplay made, for deployments that want the least kernel surface.
+    /// Sets the open-files limit (RLIMIT_NOFILE) of the programs of terminals opened from now on,
+    /// at most [`MAX_OPEN_FILES`] (the server lowers it so that every session together stays
+    /// under the host's `fs.file-max`).
+    pub fn set_open_files(&mut self, n: u64) {
+        self.open_files = n.clamp(1, pty::MAX_OPEN_FILES);
+    }
+
     pub fn set_nested_userns(&mut self, allow: bool) {
         self.nested_userns = allow;
     }
@@ -309,7 +328,7 @@ impl Sandbox {
             rows,
             procs_files: self.cgroups.procs_files(&s.name),
             helper_procs_files: self.cgroups.helper_procs_files(),
-            confinement: pty::Confinement::new(&s.limits, self.nested_userns),
+            confinement: pty::Confinement::new(&s.limits, self.nested_userns, self.open_files),
             parked,
             relay,
             relay_procs_files: self.cgroups.relay_procs_files(&s.name),

@@ -26,14 +26,19 @@ pub struct Confinement {
     pub max_processes: u64,
     /// Whether `unshare`/`clone` may create nested user namespaces.
     pub nested_userns: bool,
+    /// RLIMIT_NOFILE: per process, so a session holds at most (pids + 1) times this many open
+    /// files (the one more: descriptors in flight over unix sockets, which the kernel bounds by
+    /// the sender's RLIMIT_NOFILE per user). At most [`MAX_OPEN_FILES`].
+    pub max_open_files: u64,
 }
 
 impl Confinement {
-    pub fn new(limits: &Limits, nested_userns: bool) -> Confinement {
+    pub fn new(limits: &Limits, nested_userns: bool, max_open_files: u64) -> Confinement {
         Confinement {
             max_file_bytes: limits.disk_bytes.max(limits.shm_bytes),
             max_processes: limits.pids + 16,
             nested_userns,
+            max_open_files: max_open_files.min(MAX_OPEN_FILES),
         }
     }
 
@@ -41,15 +46,16 @@ impl Confinement {
     fn apply_rlimits(&self) -> nix::Result<()> {
         // No core dumps: a crashing program would fill the session's disk with its memory.
         setrlimit(Resource::RLIMIT_CORE, 0, 0)?;
-        setrlimit(Resource::RLIMIT_NOFILE, MAX_OPEN_FILES, MAX_OPEN_FILES)?;
+        setrlimit(Resource::RLIMIT_NOFILE, self.max_open_files, self.max_open_files)?;
         setrlimit(Resource::RLIMIT_FSIZE, self.max_file_bytes, self.max_file_bytes)?;
         setrlimit(Resource::RLIMIT_NPROC, self.max_processes, self.max_processes)?;
         Ok(())
     }
 }
 
-/// Open files per process: plenty for a shell, bounded for a descriptor bomb.
-pub const MAX_OPEN_FILES: u64 = 4096;
+/// Open files per process at most: plenty for a shell and the lessons, bounded for a descriptor
+/// bomb (the common soft limit of desktop systems).
+pub const MAX_OPEN_FILES: u64 = 1024;
 
 /// Opens a new pty pair on the session's devpts instance, whose root init took before any of the
 /// session's code ran (`devpts`, see `mounts::session_devpts`). Nothing the session controls is

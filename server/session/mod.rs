@@ -24,14 +24,19 @@ pub use terminal::{Output, Terminal, TerminalError};
 
 /// Most terminals per session.
 pub const MAX_TERMINALS: usize = 8;
-/// Most terminals one session opens over its life. An ended terminal keeps its two server fds
-/// and its replay ring until the session ends (a reloaded page still sees its screen and exit
-/// code), so without a bound one session could open and end terminals until the server runs out
-/// of descriptors; with it, a session holds at most this many (2 fds + 64 KiB each).
+/// Most terminals one session opens over its life. An ended terminal is freed at once (its two
+/// server fds and its ring; only its index and exit code stay, see [`TerminalRef::Ended`]), so
+/// this bounds the tombstones and the spawner work one session can ask for.
 pub const MAX_TERMINALS_OPENED: u64 = 64;
 /// Terminals a session may open at once, and per minute after that.
 pub const TERMINAL_BURST: u32 = 8;
 pub const TERMINALS_PER_MINUTE: u32 = 30;
+/// Host work for one session (the lessons' checks, which the host does outside the session's
+/// cgroup): one at a time, at most this many at once and per minute after that, and a request
+/// waits at most [`HOST_WORK_WAIT`] for the one running before it.
+pub const HOST_WORK_BURST: u32 = 5;
+pub const HOST_WORK_PER_MINUTE: u32 = 12;
+pub const HOST_WORK_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
 pub enum SessionError {
@@ -48,6 +53,12 @@ pub enum SessionError {
     TerminalBudgetSpent,
     #[error("terminals are being opened too quickly in this session; try again in {} s", .retry_after.as_secs().max(1))]
     TerminalRateLimited { retry_after: Duration },
+    /// In words: `refused_check_busy` in `web/ui.toml` (English here, for logs).
+    #[error("host work for this session (a check) is still running; try again in {} s", HOST_WORK_WAIT.as_secs())]
+    HostWorkBusy,
+    /// In words: `refused_check_rate` in `web/ui.toml`.
+    #[error("host work (checks) is asked for too often in this session; try again in {} s", .retry_after.as_secs().max(1))]
+    HostWorkRateLimited { retry_after: Duration },
     #[error("the server is shutting down")]
     ShuttingDown,
     #[error("no session could be started within {} s; try again", START_TIMEOUT.as_secs())]
@@ -124,11 +135,17 @@ pub struct Session {
     created: Instant,
     warned: AtomicBool,
     all_ended_since: Mutex<Option<Instant>>,
+    /// Live terminals, and those whose program exited until every client has its exit code.
     terminals: Mutex<Vec<Arc<Terminal>>>,
+    /// Terminals that ended and were freed: index → exit code and when (for the idle clock).
+    ended: Mutex<std::collections::BTreeMap<u64, (i32, Instant)>>,
     /// Terminals opened so far (the next one's index; bounded by [`MAX_TERMINALS_OPENED`]).
     opened: std::sync::atomic::AtomicU64,
     /// How fast new terminals may be opened ([`TERMINAL_BURST`], [`TERMINALS_PER_MINUTE`]).
     terminal_rate: governor::DefaultDirectRateLimiter,
+    /// One piece of host work at a time ([`Session::host_work`]).
+    host_work: Arc<tokio::sync::Semaphore>,
+    host_work_rate: governor::DefaultDirectRateLimiter,
     last_usage: Mutex<Usage>,
     /// Facts the layers above record about the session (the lessons' passed checks); opaque
     /// here, gone with the session.
@@ -184,9 +201,54 @@ pub struct LimitEvent {
 /// Limit events kept per session.
 const MAX_EVENTS: usize = 20;
 
+/// A terminal of a session as a client finds it.
+pub enum TerminalRef {
+    Live(Arc<Terminal>),
+    /// It ended and was freed; only its exit code is kept.
+    Ended(i32),
+}
+
 impl Session {
+    /// A terminal still held (running, or ended with a client still being told).
     pub fn terminal(&self, n: u64) -> Option<Arc<Terminal>> {
         self.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|t| t.index == n).cloned()
+    }
+
+    /// A terminal, or the exit code of one that ended and was freed.
+    pub fn terminal_ref(&self, n: u64) -> Option<TerminalRef> {
+        let terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(t) = terms.iter().find(|t| t.index == n) {
+            return Some(TerminalRef::Live(t.clone()));
+        }
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).get(&n).map(|(code, _)| TerminalRef::Ended(*code))
+    }
+
+    /// Holds a new terminal, and frees it once its program has exited and its clients have the
+    /// exit code: its descriptors and ring must not wait for the session's end.
+    fn adopt(self: &Arc<Self>, term: Arc<Terminal>) {
+        self.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term.clone());
+        let session = Arc::downgrade(self);
+        tokio::spawn(async move {
+            term.finished().await;
+            let (index, code) = (term.index, term.exit_code().unwrap_or(-1));
+            drop(term);
+            if let Some(s) = session.upgrade() {
+                s.bury(index, code);
+            }
+        });
+    }
+
+    fn bury(&self, index: u64, code: i32) {
+        let mut terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+        terms.retain(|t| t.index != index);
+        self.ended.lock().unwrap_or_else(|e| e.into_inner()).insert(index, (code, Instant::now()));
+    }
+
+    /// Whether the session had terminals and every one has ended.
+    fn all_ended(&self) -> bool {
+        let terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        (!terms.is_empty() || !ended.is_empty()) && terms.iter().all(|t| t.exit_code().is_some())
     }
 
     /// The last moment someone typed, attached or detached (for the idle timeout), or `None`
@@ -196,7 +258,14 @@ impl Session {
         if terms.iter().any(|t| t.clients() > 0) {
             return None;
         }
-        terms.iter().map(|t| *t.last_active.lock().unwrap_or_else(|e| e.into_inner())).max().or(Some(self.created))
+        let ended = self.ended.lock().unwrap_or_else(|e| e.into_inner());
+        let last_end = ended.values().map(|(_, at)| *at).max();
+        terms
+            .iter()
+            .map(|t| *t.last_active.lock().unwrap_or_else(|e| e.into_inner()))
+            .chain(last_end)
+            .max()
+            .or(Some(self.created))
     }
 
     pub fn events(&self) -> Vec<LimitEvent> {
@@ -217,6 +286,22 @@ impl Session {
         for t in self.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             t.notice(notice);
         }
+    }
+
+    /// Leave to do work on the host for this session (a check): held until dropped, one at a
+    /// time per session (waiting at most [`HOST_WORK_WAIT`] for the one before), and rate
+    /// limited ([`HOST_WORK_BURST`], [`HOST_WORK_PER_MINUTE`]).
+    pub async fn host_work(&self) -> Result<tokio::sync::OwnedSemaphorePermit, SessionError> {
+        let permit = tokio::time::timeout(HOST_WORK_WAIT, self.host_work.clone().acquire_owned())
+            .await
+            .map_err(|_| SessionError::HostWorkBusy)?
+            .map_err(|_| SessionError::ShuttingDown)?;
+        if let Err(not_until) = self.host_work_rate.check() {
+            use governor::clock::{Clock, DefaultClock};
+            let retry_after = not_until.wait_time_from(DefaultClock::default().now());
+            return Err(SessionError::HostWorkRateLimited { retry_after });
+        }
+        Ok(permit)
     }
 
     /// Records a fact about the session for the layers above (see `marks`).
@@ -332,6 +417,12 @@ fn terminal_rate() -> governor::DefaultDirectRateLimiter {
 }
 
 /// Wraps a new terminal's descriptors in a [`Terminal`] (80×24, as the spawner opened it).
+fn host_work_rate() -> governor::DefaultDirectRateLimiter {
+    let per_minute = std::num::NonZeroU32::new(HOST_WORK_PER_MINUTE).expect("nonzero");
+    let burst = std::num::NonZeroU32::new(HOST_WORK_BURST).expect("nonzero");
+    governor::RateLimiter::direct(governor::Quota::per_minute(per_minute).allow_burst(burst))
+}
+
 fn start_terminal(index: u64, handle: nsplay_sandbox::TerminalHandle) -> Result<Arc<Terminal>, SandboxError> {
     Terminal::start(index, handle.master, handle.output, 80, 24)
         .map_err(|e| SandboxError::Spawn(nsplay_sandbox::SpawnError::Terminal(e)))
@@ -417,8 +508,11 @@ impl Manager {
             warned: AtomicBool::new(false),
             all_ended_since: Mutex::default(),
             terminals: Mutex::default(),
+            ended: Mutex::default(),
             opened: 1.into(),
             terminal_rate: terminal_rate(),
+            host_work: Arc::new(tokio::sync::Semaphore::new(1)),
+            host_work_rate: host_work_rate(),
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),
@@ -428,7 +522,7 @@ impl Manager {
         // The terminal exists before its shell runs, so not even the shell's first byte or its
         // exit can be missed.
         let started_shell = start_terminal(0, handle).and_then(|term| {
-            session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term);
+            session.adopt(term);
             gate.open()
         });
         if let Err(e) = started_shell {
@@ -475,7 +569,7 @@ impl Manager {
         .await
         .map_err(|_| SessionError::ShuttingDown)??;
         let term = start_terminal(index, handle)?;
-        session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term.clone());
+        session.adopt(term.clone());
         Ok(term)
     }
 
@@ -592,10 +686,7 @@ impl Manager {
                 let _ = self.end(&s.id, EndReason::Idle).await;
                 continue;
             }
-            let all_ended = {
-                let terms = s.terminals.lock().unwrap_or_else(|e| e.into_inner());
-                !terms.is_empty() && terms.iter().all(|t| t.exit_code().is_some())
-            };
+            let all_ended = s.all_ended();
             let ended_for = {
                 let mut since = s.all_ended_since.lock().unwrap_or_else(|e| e.into_inner());
                 if all_ended {
@@ -678,7 +769,10 @@ impl Session {
             all_ended_since: Mutex::default(),
             opened: (terminals.len() as u64).into(),
             terminals: Mutex::new(terminals),
+            ended: Mutex::default(),
             terminal_rate: terminal_rate(),
+            host_work: Arc::new(tokio::sync::Semaphore::new(1)),
+            host_work_rate: host_work_rate(),
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),

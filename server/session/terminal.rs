@@ -71,6 +71,9 @@ pub struct Terminal {
     state: Mutex<State>,
     /// Set when the program exited: the reader drains what is left and ends.
     exited: Notify,
+    /// Cancelled once every client has been handed the exit: the session then drops the
+    /// terminal (its descriptors and ring go with the last reference) and keeps only its code.
+    finished: tokio_util::sync::CancellationToken,
     /// Time of the last byte typed or client attached (for idle detection).
     pub last_active: Mutex<std::time::Instant>,
 }
@@ -112,6 +115,7 @@ impl Terminal {
                 size: (cols, rows),
             }),
             exited: Notify::new(),
+            finished: tokio_util::sync::CancellationToken::new(),
             last_active: Mutex::new(std::time::Instant::now()),
         });
         if term.relayed.is_some() {
@@ -235,6 +239,11 @@ impl Terminal {
         self.exited.notify_one();
     }
 
+    /// Completes once the program has exited and every client has been handed the exit code.
+    pub async fn finished(&self) {
+        self.finished.cancelled().await
+    }
+
     /// Appends to the ring and returns the senders to deliver `chunk` to, atomically with
     /// respect to `attach`, so a new client sees each byte exactly once.
     fn record(&self, chunk: &[u8]) -> Vec<(u64, mpsc::Sender<Output>)> {
@@ -327,7 +336,9 @@ async fn finish(term: &Terminal) {
         st.exit.get_or_insert(code);
         std::mem::take(&mut st.clients).into_values().map(|c| c.tx).collect()
     };
-    for tx in clients {
-        let _ = tx.send(Output::Exit(code)).await;
-    }
+    // A client too far behind to take the exit in time loses only its exit message (its queue
+    // closes): it must not keep the terminal's descriptors.
+    let handed = futures_util::future::join_all(clients.iter().map(|tx| tx.send(Output::Exit(code))));
+    let _ = tokio::time::timeout(Duration::from_secs(5), handed).await;
+    term.finished.cancel();
 }

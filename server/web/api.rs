@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::sessions::Sessions;
 use super::ws::{self, Frame};
 use crate::lessons::checks;
-use crate::session::{EndReason, Session, SessionError};
+use crate::session::{EndReason, Session, SessionError, TerminalRef};
 use crate::text;
 
 fn rfc3339(t: std::time::SystemTime) -> String {
@@ -162,7 +162,7 @@ pub async fn terminal_socket<S: Sessions>(
     // Notices on the socket follow the page's language (`?lang=`, cookie, Accept-Language).
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let s = st.manager.get(&id)?;
-    let term = s.terminal(n).ok_or(SessionError::NoTerminal)?;
+    let term = s.terminal_ref(n).ok_or(SessionError::NoTerminal)?;
     let ws = ws.map_err(|e| ApiError::bad_request(format!("this URL is a WebSocket: {}", e.body_text())))?;
     let tracker = st.sockets.clone();
     Ok(ws
@@ -188,7 +188,12 @@ pub async fn terminal_socket<S: Sessions>(
                 })
             });
             let _s: Arc<Session> = s;
-            tracker.track_future(ws::bridge(sink, stream, term, lang))
+            tracker.track_future(async move {
+                match term {
+                    TerminalRef::Live(term) => ws::bridge(sink, stream, term, lang).await,
+                    TerminalRef::Ended(code) => ws::ended(sink, code).await,
+                }
+            })
         }))
 }
 
@@ -208,9 +213,27 @@ pub async fn run_check<S: Sessions>(
         step.check.clone().ok_or_else(|| ApiError::not_found(format!("step `{}` has nothing to check", step.id)))?;
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let args = step.check_args.clone();
+    // The host does this work for the session, outside its cgroup: one check at a time per
+    // session (and rate limited), a bounded number at once across sessions, each with a deadline.
+    let session_slot = s.host_work().await.map_err(|e| ApiError::from_session(e, lang))?;
+    let global_slot = tokio::time::timeout(crate::session::HOST_WORK_WAIT, st.checks.clone().acquire_owned())
+        .await
+        .ok()
+        .and_then(Result::ok)
+        .ok_or_else(|| {
+            let seconds = crate::session::HOST_WORK_WAIT.as_secs().max(1);
+            let msg = text::fill(text::get(lang, "refused_checks_busy"), &[("seconds", seconds.to_string())]);
+            ApiError {
+                retry_after: Some(seconds),
+                ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "checks_busy", msg)
+            }
+        })?;
     let manager = st.manager.clone();
     // Checks read /proc and cgroup files of the session, and may run nsenter: blocking work.
-    let outcome = tokio::task::spawn_blocking(move || {
+    // The slots travel with it: a check that outlives its caller's wait still counts until it ends.
+    let work = tokio::task::spawn_blocking(move || {
+        let _slots = (session_slot, global_slot);
+        let deadline = std::time::Instant::now() + checks::CHECK_TIMEOUT;
         let view = manager.host_view(&s);
         let probe = checks::Probe {
             init_pid: view.init_pid,
@@ -220,6 +243,7 @@ pub async fn run_check<S: Sessions>(
             usage: view.usage,
             cgroup_dir: view.cgroup_dir,
             passed: s.marks(),
+            deadline,
         };
         let outcome = checks::run(&kind, &args, &probe, lang);
         if outcome.passed {
@@ -227,8 +251,10 @@ pub async fn run_check<S: Sessions>(
             s.mark(&kind);
         }
         outcome
-    })
-    .await
-    .map_err(|_| ApiError::from(SessionError::ShuttingDown))?;
+    });
+    let outcome = match tokio::time::timeout(checks::CHECK_TIMEOUT + std::time::Duration::from_secs(1), work).await {
+        Ok(done) => done.map_err(|_| ApiError::from(SessionError::ShuttingDown))?,
+        Err(_) => checks::timed_out(lang),
+    };
     Ok(Json(json!({"passed": outcome.passed, "detail": outcome.detail})))
 }

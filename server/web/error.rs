@@ -37,8 +37,15 @@ impl ApiError {
     /// The response for a session error, its message in `lang` where the catalog has it (the
     /// refusals a visitor meets; the rest are for developers and operators).
     pub fn from_session(e: SessionError, lang: &str) -> Self {
+        let wait = |d: std::time::Duration| ("seconds", d.as_secs().max(1).to_string());
         let msg = match &e {
             SessionError::Refused(r) => crate::text::render(lang, r),
+            SessionError::HostWorkBusy => {
+                crate::text::fill(crate::text::get(lang, "refused_check_busy"), &[wait(crate::session::HOST_WORK_WAIT)])
+            }
+            SessionError::HostWorkRateLimited { retry_after } => {
+                crate::text::fill(crate::text::get(lang, "refused_check_rate"), &[wait(*retry_after)])
+            }
             other => other.to_string(),
         };
         match e {
@@ -64,6 +71,14 @@ impl ApiError {
             SessionError::TerminalRateLimited { retry_after } => ApiError {
                 retry_after: Some(retry_after.as_secs().max(1)),
                 ..Self::new(StatusCode::TOO_MANY_REQUESTS, "terminal_rate_limited", msg)
+            },
+            SessionError::HostWorkBusy => ApiError {
+                retry_after: Some(crate::session::HOST_WORK_WAIT.as_secs().max(1)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "check_busy", msg)
+            },
+            SessionError::HostWorkRateLimited { retry_after } => ApiError {
+                retry_after: Some(retry_after.as_secs().max(1)),
+                ..Self::new(StatusCode::TOO_MANY_REQUESTS, "check_rate_limited", msg)
             },
             SessionError::Terminal(_) => Self::new(StatusCode::CONFLICT, "terminal_ended", msg),
             SessionError::Sandbox(SandboxError::Ids(_)) => {

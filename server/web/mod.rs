@@ -6,6 +6,7 @@
 
 pub mod api;
 pub mod client;
+pub mod conn;
 pub mod error;
 pub mod origin;
 pub mod pages;
@@ -15,8 +16,6 @@ pub mod ws;
 #[cfg(test)]
 mod tests;
 
-use std::future::IntoFuture;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -47,6 +46,14 @@ pub struct AppState<S = Arc<Manager>> {
     /// Origins besides nsplay's own whose pages may use the API (see [`origin`]).
     pub allowed_origins: Arc<Vec<String>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Checks running at once across every session ([`max_checks`] slots).
+    pub checks: Arc<tokio::sync::Semaphore>,
+}
+
+/// Checks that may run at once across sessions: half the cores (at least one), so checks alone
+/// never fill the machine however many sessions ask.
+pub fn max_checks() -> usize {
+    std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1).max(1)
 }
 
 pub fn app<S: Sessions>(state: AppState<S>) -> Router {
@@ -85,6 +92,8 @@ pub struct Service {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Longest the orderly shutdown may take once the shutdown trigger fired.
     pub shutdown_timeout: Duration,
+    /// Connection caps and the header timeout (see [`conn`]).
+    pub connections: conn::ConnLimits,
 }
 
 /// How [`serve`] ended.
@@ -108,7 +117,8 @@ const TICK: Duration = Duration::from_secs(1);
 /// Everything it starts stops when it returns — or when it is dropped half-way: drop guards
 /// cancel the HTTP server and abort the ticker and the event loop.
 pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Future) -> Stopped {
-    let Service { manager, mut events, trusted_proxies, allowed_origins, metrics, shutdown_timeout } = service;
+    let Service { manager, mut events, trusted_proxies, allowed_origins, metrics, shutdown_timeout, connections } =
+        service;
     let m = manager.clone();
     let _event_loop = AbortOnDropHandle::new(tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
@@ -129,15 +139,12 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         trusted_proxies: Arc::new(trusted_proxies),
         allowed_origins: Arc::new(allowed_origins),
         metrics,
+        checks: Arc::new(tokio::sync::Semaphore::new(max_checks())),
     };
     let sockets = state.sockets.clone();
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
-    let server = tokio::spawn(
-        axum::serve(listener, app(state).into_make_service_with_connect_info::<SocketAddr>())
-            .with_graceful_shutdown(stop.clone().cancelled_owned())
-            .into_future(),
-    );
+    let server = tokio::spawn(conn::accept_loop(listener, app(state), connections, stop.clone()));
     shutdown.await;
     let deadline = tokio::time::Instant::now() + shutdown_timeout;
     tracing::info!(sessions = manager.live(), "shutting down");

@@ -27,11 +27,21 @@ struct Fake {
     live: Option<Arc<Session>>,
     create: fn() -> SessionError,
     open_terminal: Option<fn() -> SessionError>,
+    /// Counts `host_view` calls running at once (each takes a while), when set.
+    gauge: Option<Arc<Gauge>>,
+}
+
+/// How many calls run at once, and the most that ever did.
+#[derive(Default)]
+struct Gauge {
+    now: std::sync::atomic::AtomicUsize,
+    most: std::sync::atomic::AtomicUsize,
+    calls: std::sync::atomic::AtomicUsize,
 }
 
 impl Fake {
     fn empty(create: fn() -> SessionError) -> Fake {
-        Fake { live: None, create, open_terminal: None }
+        Fake { live: None, create, open_terminal: None, gauge: None }
     }
 
     /// One session, `live`, with a terminal 0 on a plain pty.
@@ -40,6 +50,7 @@ impl Fake {
             live: Some(Session::detached("live", vec![pty_terminal(0)])),
             create: || SessionError::NotFound,
             open_terminal,
+            gauge: None,
         }
     }
 }
@@ -77,6 +88,14 @@ impl Sessions for Fake {
         Vec::new()
     }
     fn host_view(&self, s: &Session) -> HostView {
+        if let Some(g) = &self.gauge {
+            use std::sync::atomic::Ordering::SeqCst;
+            g.calls.fetch_add(1, SeqCst);
+            let now = g.now.fetch_add(1, SeqCst) + 1;
+            g.most.fetch_max(now, SeqCst);
+            std::thread::sleep(Duration::from_millis(150));
+            g.now.fetch_sub(1, SeqCst);
+        }
         HostView {
             init_pid: s.sandbox.init_pid,
             pids: Vec::new(),
@@ -129,6 +148,7 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
         trusted_proxies: Arc::new(Vec::new()),
         allowed_origins: Arc::new(vec![ALLOWED_ORIGIN.into()]),
         metrics: None,
+        checks: Arc::new(tokio::sync::Semaphore::new(super::max_checks())),
     };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
     let resp = router.oneshot(req).await.unwrap();
@@ -416,4 +436,216 @@ async fn unknown_pages_get_the_styled_404_in_the_readers_language_and_trailing_s
         let r = send_request(Fake::empty(|| SessionError::NotFound), page(uri, "en")).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
     }
+}
+
+// ---- Connections: the accept loop over real sockets on 127.0.0.1 (see `conn`).
+
+mod connections {
+    use super::super::conn::{ConnLimits, accept_loop};
+    use axum::Router;
+    use axum::extract::ws::{Message, WebSocketUpgrade};
+    use axum::routing::get;
+    use futures_util::{SinkExt, StreamExt};
+    use std::sync::Arc;
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::time::Duration;
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    use tokio::net::TcpStream;
+    use tokio_util::sync::CancellationToken;
+
+    /// A server of `/` (counting the requests it answered) and `/ws` (an echo WebSocket).
+    struct Served {
+        addr: std::net::SocketAddr,
+        answered: Arc<AtomicUsize>,
+        stop: CancellationToken,
+        task: tokio::task::JoinHandle<()>,
+    }
+
+    async fn start(limits: ConnLimits) -> Served {
+        let answered = Arc::new(AtomicUsize::new(0));
+        let n = answered.clone();
+        let router = Router::new()
+            .route(
+                "/",
+                get(move || {
+                    n.fetch_add(1, Ordering::SeqCst);
+                    async { "ok" }
+                }),
+            )
+            .route(
+                "/ws",
+                get(|ws: WebSocketUpgrade| async {
+                    ws.on_upgrade(|mut s| async move {
+                        while let Some(Ok(m)) = s.recv().await {
+                            if matches!(m, Message::Text(_)) && s.send(m).await.is_err() {
+                                break;
+                            }
+                        }
+                    })
+                }),
+            );
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        let stop = CancellationToken::new();
+        let task = tokio::spawn(accept_loop(listener, router, limits, stop.clone()));
+        Served { addr, answered, stop, task }
+    }
+
+    fn limits(max: usize, per_address: usize, header_ms: u64) -> ConnLimits {
+        ConnLimits { max, per_address, header_timeout: Duration::from_millis(header_ms) }
+    }
+
+    /// Everything the server sends until it closes the connection (bounded wait: a server that
+    /// never closes fails the test).
+    async fn until_closed(s: &mut TcpStream) -> String {
+        let mut all = Vec::new();
+        let r = tokio::time::timeout(Duration::from_secs(20), s.read_to_end(&mut all)).await;
+        assert!(r.is_ok(), "the server kept the connection open; got {:?}", String::from_utf8_lossy(&all));
+        String::from_utf8_lossy(&all).into_owned()
+    }
+
+    const GET: &[u8] = b"GET / HTTP/1.1\r\nhost: x\r\n\r\n";
+
+    /// Sends one GET and reads its whole reply (the reply is small: one read is enough).
+    async fn get_once(s: &mut TcpStream) -> String {
+        s.write_all(GET).await.unwrap();
+        let mut buf = vec![0u8; 4096];
+        let n = tokio::time::timeout(Duration::from_secs(20), s.read(&mut buf)).await.expect("no reply").unwrap();
+        String::from_utf8_lossy(&buf[..n]).into_owned()
+    }
+
+    #[tokio::test]
+    async fn one_address_over_its_cap_gets_429_in_both_languages_and_a_freed_slot_is_reused() {
+        let srv = start(limits(100, 2, 30_000)).await;
+        let held1 = TcpStream::connect(srv.addr).await.unwrap();
+        let mut held2 = TcpStream::connect(srv.addr).await.unwrap();
+        assert!(get_once(&mut held2).await.starts_with("HTTP/1.1 200"));
+        let mut third = TcpStream::connect(srv.addr).await.unwrap();
+        let reply = until_closed(&mut third).await;
+        assert!(reply.starts_with("HTTP/1.1 429"), "{reply}");
+        assert!(reply.contains("too_many_connections") && reply.contains("at most 2"), "{reply}");
+        assert!(reply.contains("接続が多すぎます"), "{reply}");
+        drop(held1);
+        // The slot comes back once the server has seen the close.
+        let mut served = false;
+        for _ in 0..200 {
+            let mut s = TcpStream::connect(srv.addr).await.unwrap();
+            if get_once(&mut s).await.starts_with("HTTP/1.1 200") {
+                served = true;
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
+        assert!(served, "a closed connection's slot never came back");
+        srv.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn past_the_global_cap_connections_wait_unaccepted_until_a_slot_frees() {
+        let srv = start(limits(2, 2, 30_000)).await;
+        let held = TcpStream::connect(srv.addr).await.unwrap();
+        let mut other = TcpStream::connect(srv.addr).await.unwrap();
+        assert!(get_once(&mut other).await.starts_with("HTTP/1.1 200"));
+        let mut waiting = TcpStream::connect(srv.addr).await.unwrap();
+        waiting.write_all(GET).await.unwrap();
+        tokio::time::sleep(Duration::from_millis(300)).await;
+        assert_eq!(srv.answered.load(Ordering::SeqCst), 1, "a third connection was served past the cap of 2");
+        drop(held);
+        let mut buf = vec![0u8; 4096];
+        let n =
+            tokio::time::timeout(Duration::from_secs(20), waiting.read(&mut buf)).await.expect("never served").unwrap();
+        assert!(String::from_utf8_lossy(&buf[..n]).starts_with("HTTP/1.1 200"));
+        srv.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_slow_request_head_and_an_idle_kept_alive_connection_are_closed() {
+        let srv = start(limits(100, 100, 300)).await;
+        let mut slow = TcpStream::connect(srv.addr).await.unwrap();
+        slow.write_all(b"GET / HTTP/1.1\r\nhost: x\r\n").await.unwrap();
+        let reply = until_closed(&mut slow).await;
+        assert!(!reply.contains("200 OK"), "{reply}");
+        let mut idle = TcpStream::connect(srv.addr).await.unwrap();
+        assert!(get_once(&mut idle).await.starts_with("HTTP/1.1 200"));
+        until_closed(&mut idle).await;
+        let mut silent = TcpStream::connect(srv.addr).await.unwrap();
+        until_closed(&mut silent).await;
+        srv.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn a_websocket_outlives_the_header_timeout_and_keeps_its_slot() {
+        let srv = start(limits(100, 1, 200)).await;
+        let tcp = TcpStream::connect(srv.addr).await.unwrap();
+        let (mut ws, _) = tokio_tungstenite::client_async(format!("ws://{}/ws", srv.addr), tcp).await.unwrap();
+        // Several header timeouts pass with nothing sent.
+        tokio::time::sleep(Duration::from_millis(1000)).await;
+        ws.send(tokio_tungstenite::tungstenite::Message::Text("still here".into())).await.unwrap();
+        let echo = tokio::time::timeout(Duration::from_secs(20), ws.next()).await.expect("no echo").unwrap().unwrap();
+        assert_eq!(echo.into_text().unwrap().as_str(), "still here");
+        // The socket still holds its address's only slot.
+        let mut second = TcpStream::connect(srv.addr).await.unwrap();
+        assert!(until_closed(&mut second).await.starts_with("HTTP/1.1 429"));
+        drop(ws);
+        srv.stop.cancel();
+    }
+
+    #[tokio::test]
+    async fn stopping_closes_idle_connections_and_returns() {
+        let srv = start(limits(100, 100, 30_000)).await;
+        let mut idle = TcpStream::connect(srv.addr).await.unwrap();
+        assert!(get_once(&mut idle).await.starts_with("HTTP/1.1 200"));
+        srv.stop.cancel();
+        tokio::time::timeout(Duration::from_secs(20), srv.task).await.expect("the loop did not return").unwrap();
+        until_closed(&mut idle).await;
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+async fn concurrent_checks_of_one_session_run_one_at_a_time_and_the_rest_are_429_in_the_readers_language() {
+    let gauge = Arc::new(Gauge::default());
+    let fake = Fake { gauge: Some(gauge.clone()), ..Fake::with_session(None) };
+    let state = AppState {
+        manager: fake,
+        sockets: TaskTracker::new(),
+        trusted_proxies: Arc::new(Vec::new()),
+        allowed_origins: Arc::new(Vec::new()),
+        metrics: None,
+        // Room for every request at once: only the session's own gate may hold them back.
+        checks: Arc::new(tokio::sync::Semaphore::new(64)),
+    };
+    let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
+    let calls = (0..24).map(|i| {
+        let router = router.clone();
+        let lang = if i % 2 == 0 { "en" } else { "ja" };
+        async move {
+            let uri = format!("/api/sessions/live/checks/uts/set-hostname?lang={lang}");
+            let req = Request::builder().method(Method::POST).uri(uri).body(Body::empty()).unwrap();
+            let resp = router.oneshot(req).await.unwrap();
+            let status = resp.status();
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
+            (lang, status, serde_json::from_slice::<Value>(&bytes).unwrap())
+        }
+    });
+    let replies = futures_util::future::join_all(calls).await;
+    use std::sync::atomic::Ordering::SeqCst;
+    assert_eq!(gauge.most.load(SeqCst), 1, "checks of one session ran side by side");
+    let ran = replies.iter().filter(|(_, s, _)| *s == StatusCode::OK).count();
+    assert_eq!(ran, gauge.calls.load(SeqCst), "every 200 is a check that ran, and only those");
+    assert!(ran >= 1, "no check ran at all");
+    assert!(ran <= crate::session::HOST_WORK_BURST as usize, "{ran} checks ran past the burst");
+    for (lang, status, v) in &replies {
+        if *status == StatusCode::OK {
+            continue;
+        }
+        assert_eq!(*status, StatusCode::TOO_MANY_REQUESTS, "{v}");
+        assert!(v["error"] == "check_busy" || v["error"] == "check_rate_limited", "{v}");
+        let msg = v["message"].as_str().unwrap();
+        if *lang == "ja" {
+            assert!(msg.contains("チェック"), "{msg}");
+        } else {
+            assert!(msg.starts_with("A check") || msg.starts_with("Checks"), "{msg}");
+        }
+    }
+    println!("24 concurrent checks: {ran} ran (one at a time), {} refused", 24 - ran);
 }

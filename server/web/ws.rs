@@ -54,10 +54,15 @@ where
     };
     let client = att.id;
     let mut rx = att.rx;
+    // Only a weak reference from here on: an ended terminal is freed (its descriptors and ring)
+    // as soon as its session lets go of it, however slowly this client reads.
+    let term = Arc::downgrade(&term);
     // Always sent, even empty: the client knows that its first binary message is the replay,
     // output from the past whose terminal queries it must not answer (docs/api.md).
     if sink.send(Frame::Binary(att.replay)).await.is_err() {
-        term.detach(client);
+        if let Some(t) = term.upgrade() {
+            t.detach(client);
+        }
         return;
     }
     loop {
@@ -84,10 +89,13 @@ where
             msg = stream.next() => match msg {
                 Some(Ok(Frame::Binary(b))) => {
                     metrics::counter!("nsplay_ws_bytes_in_total").increment(b.len() as u64);
-                    if term.write(&b).await.is_err() { continue; }
+                    let Some(t) = term.upgrade() else { continue };
+                    if t.write(&b).await.is_err() { continue; }
                 }
                 Some(Ok(Frame::Text(t))) => match serde_json::from_str::<Control>(&t) {
-                    Ok(Control::Resize { cols, rows }) => { term.resize(client, cols, rows); }
+                    Ok(Control::Resize { cols, rows }) => {
+                        if let Some(t) = term.upgrade() { t.resize(client, cols, rows); }
+                    }
                     Err(e) => {
                         let m = text::fill(text::get(lang, "notice_bad_control"), &[("error", e.to_string())]);
                         if sink.send(json(serde_json::json!({"type": "notice", "message": m}))).await.is_err() { break; }
@@ -104,7 +112,17 @@ where
             }
         }
     }
-    term.detach(client);
+    if let Some(t) = term.upgrade() {
+        t.detach(client);
+    }
+}
+
+/// A client of a terminal that has ended and been freed: what [`bridge`] would have sent it
+/// (an empty replay, the exit code, a Close frame).
+pub async fn ended<S: Sink<Frame> + Unpin>(mut sink: S, code: i32) {
+    let _ = sink.send(Frame::Binary(Bytes::new())).await;
+    let _ = sink.send(json(serde_json::json!({"type": "exit", "code": code}))).await;
+    let _ = sink.send(Frame::Close(CLOSE_NORMAL, format!("exit {code}"))).await;
 }
 
 #[cfg(test)]

@@ -305,7 +305,20 @@ impl Server {
     }
 
     pub fn start_in(inst: Instance, extra: &[&str]) -> Server {
-        let mut c = Command::new(BIN);
+        Server::start_wrapped(inst, &[], extra)
+    }
+
+    /// Starts the server under a program that execs it (such as `prlimit --nofile=N:N`), so
+    /// the server's pid is the child's.
+    pub fn start_wrapped(inst: Instance, wrapper: &[&str], extra: &[&str]) -> Server {
+        let mut c = match wrapper.split_first() {
+            Some((program, args)) => {
+                let mut c = Command::new(program);
+                c.args(args).arg(BIN);
+                c
+            }
+            None => Command::new(BIN),
+        };
         c.args(["serve", "--listen", "127.0.0.1:0"]).args(inst.args()).args(extra);
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
