@@ -53,6 +53,7 @@ impl SandboxArgs {
             id_slots: self.id_slots,
             cgroup_parent: self.cgroup_parent.clone(),
             state_dir: self.state_dir.clone(),
+            sessions: crate::config::default_sessions_limits(),
         }
     }
 }
@@ -136,9 +137,24 @@ pub struct ServeArgs {
     pub cgroup_parent: Option<String>,
     #[arg(long, env = "NSPLAY_STATE_DIR", help = help("Runtime state directory", defaults::STATE_DIR))]
     pub state_dir: Option<String>,
-    /// Most live sessions [default: 80 % of RAM divided by the memory limit].
+    /// Most live sessions [default: sessions_memory divided by 20 MiB, a realistic real use of
+    /// one session; at most id_slots].
     #[arg(long, env = "NSPLAY_MAX_SESSIONS")]
     pub max_sessions: Option<usize>,
+    /// Memory limit of all sessions together (their parent group), e.g. 6G [default: RAM less
+    /// the larger of 1 GiB and 10 %].
+    #[arg(long, env = "NSPLAY_SESSIONS_MEMORY")]
+    pub sessions_memory: Option<String>,
+    #[arg(long, env = "NSPLAY_SESSIONS_PIDS", help = help(
+        "Most processes and threads of all sessions together",
+        defaults::SESSIONS_PIDS,
+    ))]
+    pub sessions_pids: Option<u64>,
+    #[arg(long, env = "NSPLAY_ADMIT_MEMORY_PERCENT", help = help(
+        "Refuse new sessions once all sessions together use this percent of sessions_memory",
+        defaults::ADMIT_MEMORY_PERCENT,
+    ))]
+    pub admit_memory_percent: Option<u8>,
     #[arg(long, env = "NSPLAY_WARM_POOL", help = help(
         "Sessions kept built and ready ahead of visitors (a new session then starts in about the time its shell \
          takes to exec); they count toward max_sessions",
@@ -146,17 +162,32 @@ pub struct ServeArgs {
     ))]
     pub warm_pool: Option<usize>,
     #[arg(long, env = "NSPLAY_MAX_SESSIONS_PER_CLIENT", help = help(
-        "Most live sessions per client address",
+        "Most live sessions per learner (the browser's identity cookie), or per address for requests without one",
         defaults::MAX_SESSIONS_PER_CLIENT,
     ))]
     pub max_sessions_per_client: Option<usize>,
+    #[arg(long, env = "NSPLAY_MAX_SESSIONS_PER_ADDRESS", help = help(
+        "Most live sessions from one client address, every learner behind it together (a room behind one NAT)",
+        defaults::MAX_SESSIONS_PER_ADDRESS,
+    ))]
+    pub max_sessions_per_address: Option<usize>,
+    #[arg(long, env = "NSPLAY_CREATE_PER_MINUTE_PER_ADDRESS", help = help(
+        "Sessions one client address may create per minute, every learner behind it together",
+        defaults::CREATE_PER_MINUTE_PER_ADDRESS,
+    ))]
+    pub create_per_minute_per_address: Option<u32>,
+    #[arg(long, env = "NSPLAY_CREATE_BURST_PER_ADDRESS", help = help(
+        "Sessions one client address may create in a burst",
+        defaults::CREATE_BURST_PER_ADDRESS,
+    ))]
+    pub create_burst_per_address: Option<u32>,
     #[arg(long, env = "NSPLAY_CREATE_PER_MINUTE", help = help(
-        "Sessions a client may create per minute",
+        "Sessions a learner (or an address without a cookie) may create per minute",
         defaults::CREATE_PER_MINUTE,
     ))]
     pub create_per_minute: Option<u32>,
     #[arg(long, env = "NSPLAY_CREATE_BURST", help = help(
-        "Sessions a client may create in a burst",
+        "Sessions a learner (or an address without a cookie) may create in a burst",
         defaults::CREATE_BURST,
     ))]
     pub create_burst: Option<u32>,

@@ -43,6 +43,12 @@ pub struct FileConfig {
     pub state_dir: Option<String>,
     pub max_sessions: Option<usize>,
     pub max_sessions_per_client: Option<usize>,
+    pub max_sessions_per_address: Option<usize>,
+    pub create_per_minute_per_address: Option<u32>,
+    pub create_burst_per_address: Option<u32>,
+    pub sessions_memory: Option<String>,
+    pub sessions_pids: Option<u64>,
+    pub admit_memory_percent: Option<u8>,
     pub warm_pool: Option<usize>,
     pub create_per_minute: Option<u32>,
     pub create_burst: Option<u32>,
@@ -80,6 +86,25 @@ pub mod defaults {
     pub const MAX_SESSIONS_PER_CLIENT: usize = 3;
     pub const CREATE_PER_MINUTE: u32 = 10;
     pub const CREATE_BURST: u32 = 5;
+    /// A room of 200 behind one NAT address, each learner with a session and a spare.
+    pub const MAX_SESSIONS_PER_ADDRESS: usize = 400;
+    /// The same room arriving at once (burst), then a steady stream of new and fresh sessions.
+    pub const CREATE_PER_MINUTE_PER_ADDRESS: u32 = 600;
+    pub const CREATE_BURST_PER_ADDRESS: u32 = 200;
+    /// Processes and threads of all sessions together: 1000 idle sessions hold about 3 each, a
+    /// room of 200 a few each plus a few fork bombs at their own `pids` limit.
+    pub const SESSIONS_PIDS: u64 = 16384;
+    /// A new session is refused once all sessions together use this share of `sessions_memory`.
+    pub const ADMIT_MEMORY_PERCENT: u8 = 90;
+    /// Memory the host and nsplay keep outside the sessions' group: at least this, or
+    /// [`RESERVE_PERCENT`] of RAM when that is more.
+    pub const RESERVE_MIN: u64 = 1 << 30;
+    pub const RESERVE_PERCENT: u64 = 10;
+    /// What one session really uses, for the default `max_sessions`: a learner typing measured
+    /// 5.6 MiB and an idle one 2.1 MiB (docs/benchmarks.md); 20 MiB leaves room for an editor,
+    /// a compiler run or a file in /tmp. The sessions' group limit holds whatever they really
+    /// do, and admission refuses by real use, so this only sizes the cap.
+    pub const SESSION_REAL_USE: u64 = 20 << 20;
     pub const IDLE_TIMEOUT: &str = "15m";
     pub const MAX_AGE: &str = "2h";
     pub const SHUTDOWN_TIMEOUT: &str = "10s";
@@ -123,6 +148,11 @@ pub struct Settings {
     pub sandbox: SandboxConfig,
     pub max_sessions: usize,
     pub max_sessions_per_client: usize,
+    pub max_sessions_per_address: usize,
+    pub create_per_minute_per_address: u32,
+    pub create_burst_per_address: u32,
+    /// Percent of the sessions' group memory limit above which new sessions are refused.
+    pub admit_memory_percent: u8,
     pub warm_pool: usize,
     pub create_per_minute: u32,
     pub create_burst: u32,
@@ -194,17 +224,34 @@ fn size(key: &'static str, v: &str) -> Result<u64, ConfigError> {
     limits::parse_size(key, v).map_err(|_| bad(key, v, "a size such as 256M or 1G"))
 }
 
-/// A default cap that the machine can actually hold: 80 % of RAM over the memory limit, and no
-/// more sessions than id ranges.
-pub fn default_max_sessions(memory_limit: u64, id_slots: u32) -> usize {
-    let total = std::fs::read_to_string("/proc/meminfo")
+/// The host's RAM (MemTotal), or 4 GiB if /proc/meminfo cannot be read.
+pub fn mem_total() -> u64 {
+    std::fs::read_to_string("/proc/meminfo")
         .ok()
         .and_then(|m| {
             m.lines().find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse::<u64>().ok())
         })
         .map(|kib| kib * 1024)
-        .unwrap_or(4 << 30);
-    ((total / 10 * 8) / memory_limit.max(1)).clamp(1, id_slots as u64) as usize
+        .unwrap_or(4 << 30)
+}
+
+/// The default memory limit of all sessions together: RAM less a reserve for the host and nsplay
+/// (the larger of 1 GiB and 10 %), and never less than half of RAM.
+pub fn default_sessions_memory(total: u64) -> u64 {
+    let reserve = defaults::RESERVE_MIN.max(total / 100 * defaults::RESERVE_PERCENT);
+    total.saturating_sub(reserve).max(total / 2)
+}
+
+/// The default cap: as many sessions as the sessions' memory holds at a realistic real use each
+/// ([`defaults::SESSION_REAL_USE`]), and no more than id ranges. Not the sum of the per-session
+/// limits: those bound one session; all of them together are bounded by their group's limit.
+pub fn default_max_sessions(sessions_memory: u64, id_slots: u32) -> usize {
+    (sessions_memory / defaults::SESSION_REAL_USE).clamp(1, id_slots as u64) as usize
+}
+
+/// The limits of the group holding every session, for `nsplay run` (the defaults).
+pub fn default_sessions_limits() -> nsplay_sandbox::SessionsLimits {
+    nsplay_sandbox::SessionsLimits { memory_bytes: default_sessions_memory(mem_total()), pids: defaults::SESSIONS_PIDS }
 }
 
 impl FileConfig {
@@ -238,6 +285,12 @@ impl FileConfig {
             state_dir: f.state_dir.or(self.state_dir),
             max_sessions: f.max_sessions.or(self.max_sessions),
             max_sessions_per_client: f.max_sessions_per_client.or(self.max_sessions_per_client),
+            max_sessions_per_address: f.max_sessions_per_address.or(self.max_sessions_per_address),
+            create_per_minute_per_address: f.create_per_minute_per_address.or(self.create_per_minute_per_address),
+            create_burst_per_address: f.create_burst_per_address.or(self.create_burst_per_address),
+            sessions_memory: f.sessions_memory.or(self.sessions_memory),
+            sessions_pids: f.sessions_pids.or(self.sessions_pids),
+            admit_memory_percent: f.admit_memory_percent.or(self.admit_memory_percent),
             warm_pool: f.warm_pool.or(self.warm_pool),
             create_per_minute: f.create_per_minute.or(self.create_per_minute),
             create_burst: f.create_burst.or(self.create_burst),
@@ -305,20 +358,36 @@ fn placement(raw: &FileConfig) -> Result<SandboxConfig, ConfigError> {
     if !state_dir.is_absolute() {
         return Err(bad("state_dir", state_dir.display(), "an absolute path"));
     }
-    Ok(SandboxConfig { id_base, id_slots, cgroup_parent, state_dir })
+    let memory_bytes = match &raw.sessions_memory {
+        Some(v) => size("sessions_memory", v)?,
+        None => default_sessions_memory(mem_total()),
+    };
+    if memory_bytes < 64 << 20 {
+        return Err(bad("sessions_memory", limits::format_size(memory_bytes), "64M or more"));
+    }
+    let pids = raw.sessions_pids.unwrap_or(defaults::SESSIONS_PIDS);
+    if pids < 64 {
+        return Err(bad("sessions_pids", pids, "64 or more"));
+    }
+    let sessions = nsplay_sandbox::SessionsLimits { memory_bytes, pids };
+    Ok(SandboxConfig { id_base, id_slots, cgroup_parent, state_dir, sessions })
 }
 
 /// Caps, warm pool and creation rate.
 struct AdmissionSettings {
     max_sessions: usize,
     per_client: usize,
+    per_address: usize,
+    address_per_minute: u32,
+    address_burst: u32,
+    admit_memory_percent: u8,
     warm_pool: usize,
     per_minute: u32,
     burst: u32,
 }
 
-fn admission(raw: &FileConfig, memory: u64, id_slots: u32) -> Result<AdmissionSettings, ConfigError> {
-    let max_sessions = raw.max_sessions.unwrap_or_else(|| default_max_sessions(memory, id_slots));
+fn admission(raw: &FileConfig, sessions_memory: u64, id_slots: u32) -> Result<AdmissionSettings, ConfigError> {
+    let max_sessions = raw.max_sessions.unwrap_or_else(|| default_max_sessions(sessions_memory, id_slots));
     if max_sessions == 0 || max_sessions > id_slots as usize {
         return Err(bad("max_sessions", max_sessions, format!("1 to id_slots ({id_slots})")));
     }
@@ -335,7 +404,34 @@ fn admission(raw: &FileConfig, memory: u64, id_slots: u32) -> Result<AdmissionSe
     if per_minute == 0 || burst == 0 {
         return Err(bad("create_per_minute", per_minute, "1 or more (and create_burst 1 or more)"));
     }
-    Ok(AdmissionSettings { max_sessions, per_client, warm_pool, per_minute, burst })
+    let per_address = raw.max_sessions_per_address.unwrap_or(defaults::MAX_SESSIONS_PER_ADDRESS);
+    if per_address == 0 {
+        return Err(bad("max_sessions_per_address", 0, "1 or more"));
+    }
+    let address_per_minute = raw.create_per_minute_per_address.unwrap_or(defaults::CREATE_PER_MINUTE_PER_ADDRESS);
+    let address_burst = raw.create_burst_per_address.unwrap_or(defaults::CREATE_BURST_PER_ADDRESS);
+    if address_per_minute == 0 || address_burst == 0 {
+        return Err(bad(
+            "create_per_minute_per_address",
+            address_per_minute,
+            "1 or more (and create_burst_per_address 1 or more)",
+        ));
+    }
+    let admit_memory_percent = raw.admit_memory_percent.unwrap_or(defaults::ADMIT_MEMORY_PERCENT);
+    if !(1..=100).contains(&admit_memory_percent) {
+        return Err(bad("admit_memory_percent", admit_memory_percent, "1 to 100"));
+    }
+    Ok(AdmissionSettings {
+        max_sessions,
+        per_client,
+        per_address,
+        address_per_minute,
+        address_burst,
+        admit_memory_percent,
+        warm_pool,
+        per_minute,
+        burst,
+    })
 }
 
 /// How long sessions live, and how long a shutdown may take.
@@ -415,7 +511,7 @@ impl Settings {
         let limits = session_limits(&raw)?;
         let hostname = hostname(&raw)?;
         let sandbox = placement(&raw)?;
-        let admission = admission(&raw, limits.memory_bytes, sandbox.id_slots)?;
+        let admission = admission(&raw, sandbox.sessions.memory_bytes, sandbox.id_slots)?;
         let lifecycle = lifecycle(&raw)?;
         let open_files = open_files(file_max(), admission.max_sessions, limits.pids)?;
         Ok(Settings {
@@ -425,6 +521,10 @@ impl Settings {
             sandbox,
             max_sessions: admission.max_sessions,
             max_sessions_per_client: admission.per_client,
+            max_sessions_per_address: admission.per_address,
+            create_per_minute_per_address: admission.address_per_minute,
+            create_burst_per_address: admission.address_burst,
+            admit_memory_percent: admission.admit_memory_percent,
             warm_pool: admission.warm_pool,
             create_per_minute: admission.per_minute,
             create_burst: admission.burst,
@@ -447,6 +547,10 @@ impl Settings {
             limits: self.limits,
             max_sessions: self.max_sessions,
             max_sessions_per_client: self.max_sessions_per_client,
+            max_sessions_per_address: self.max_sessions_per_address,
+            create_per_minute_per_address: self.create_per_minute_per_address,
+            create_burst_per_address: self.create_burst_per_address,
+            admit_memory_percent: self.admit_memory_percent,
             warm_pool: self.warm_pool,
             create_per_minute: self.create_per_minute,
             create_burst: self.create_burst,
@@ -484,8 +588,33 @@ mod tests {
         assert_eq!(s.connections.max, 4096);
         assert_eq!(s.connections.per_address, 1024);
         assert_eq!(s.connections.header_timeout, Duration::from_secs(10));
+        assert!(s.max_sessions_per_address >= 200, "a room of 200 behind one NAT address");
         assert!(s.nested_userns);
         assert!(s.max_sessions >= 1);
+        assert_eq!(s.sandbox.sessions.pids, defaults::SESSIONS_PIDS);
+        assert_eq!(s.sandbox.sessions.memory_bytes, default_sessions_memory(mem_total()));
+        assert_eq!(s.admit_memory_percent, 90);
+    }
+
+    #[test]
+    fn the_sessions_group_leaves_a_reserve_and_the_cap_fits_a_room_of_200_on_8_gib() {
+        const GIB: u64 = 1 << 30;
+        // A VM sold as 8 GiB shows a little less as MemTotal.
+        let ram = 7_900 << 20;
+        let sessions = default_sessions_memory(ram);
+        assert_eq!(sessions, ram - GIB, "1 GiB reserve below 10 GiB of RAM");
+        assert!(default_max_sessions(sessions, 4096) >= 200);
+        assert_eq!(default_sessions_memory(24 * GIB), 24 * GIB - 24 * GIB / 100 * 10);
+        assert_eq!(default_sessions_memory(GIB), GIB / 2, "never less than half of a tiny host");
+        assert_eq!(default_max_sessions(sessions, 100), 100, "no more than id ranges");
+        let s = resolve(&["--sessions-memory", "128M", "--admit-memory-percent", "50"]).unwrap();
+        assert_eq!(s.sandbox.sessions.memory_bytes, 128 << 20);
+        assert_eq!(s.max_sessions, 6, "the cap follows sessions_memory");
+        assert_eq!(s.admit_memory_percent, 50);
+        assert_eq!(resolve(&["--sessions-memory", "1M"]).unwrap_err().key, "sessions_memory");
+        assert_eq!(resolve(&["--admit-memory-percent", "0"]).unwrap_err().key, "admit_memory_percent");
+        assert_eq!(resolve(&["--sessions-pids", "3"]).unwrap_err().key, "sessions_pids");
+        assert_eq!(resolve(&["--max-sessions-per-address", "0"]).unwrap_err().key, "max_sessions_per_address");
     }
 
     #[test]
@@ -505,7 +634,7 @@ mod tests {
         assert_eq!(open_files(100_000_000, 10, 128).unwrap(), 1024);
         // A host of 2.4 M files and 73 sessions of 128 processes: lowered so that they fit.
         let n = open_files(2_466_126, 73, 128).unwrap();
-        assert!(n < 1024 && n >= MIN_OPEN_FILES, "{n}");
+        assert!((MIN_OPEN_FILES..1024).contains(&n), "{n}");
         assert!(73 * 129 * n <= 2_466_126 / 100 * FILE_MAX_SHARE_PERCENT);
         // No room even for the least: refused, naming what would fit.
         let e = open_files(200_000, 100, 128).unwrap_err();
@@ -573,7 +702,7 @@ mod tests {
             .filter(|l| {
                 l.split_once(" = ").is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
             })
-            .filter(|l| !l.starts_with("max_sessions ="))
+            .filter(|l| !l.starts_with("max_sessions =") && !l.starts_with("sessions_memory ="))
             .map(|l| format!("{l}\n"))
             .collect();
         let dir = tempfile::tempdir().unwrap();
@@ -588,6 +717,11 @@ mod tests {
         assert_eq!(from_file.max_age, defaults.max_age);
         assert_eq!(from_file.shutdown_timeout, defaults.shutdown_timeout);
         assert_eq!(from_file.max_sessions_per_client, defaults.max_sessions_per_client);
+        assert_eq!(from_file.max_sessions_per_address, defaults.max_sessions_per_address);
+        assert_eq!(from_file.create_per_minute_per_address, defaults.create_per_minute_per_address);
+        assert_eq!(from_file.create_burst_per_address, defaults.create_burst_per_address);
+        assert_eq!(from_file.admit_memory_percent, defaults.admit_memory_percent);
+        assert_eq!(from_file.sandbox.sessions.pids, defaults.sandbox.sessions.pids);
         assert_eq!(from_file.create_per_minute, defaults.create_per_minute);
         assert_eq!(from_file.sandbox.state_dir, defaults.sandbox.state_dir);
         assert_eq!(from_file.sandbox.id_base, defaults.sandbox.id_base);

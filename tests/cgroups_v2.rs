@@ -90,12 +90,14 @@ fn parent_gets_the_controllers_and_a_session_group_gets_its_limits() {
     sh.send("echo re''ady");
     sh.expect("ready\n", 20);
     let parent = Path::new(ROOT).join(&inst.parent);
+    let sessions = parent.join("sessions");
     let g = session_group(&inst);
-    assert_eq!(g.parent(), Some(parent.as_path()));
-    for dir in [Path::new(ROOT), parent.as_path()] {
+    assert_eq!(g.parent(), Some(sessions.as_path()));
+    for dir in [Path::new(ROOT), parent.as_path(), sessions.as_path()] {
         assert!(has_all_controllers(dir.join("cgroup.subtree_control")), "{}", dir.display());
     }
     assert!(read(parent.join("cgroup.procs")).is_empty(), "processes in the parent");
+    assert!(read(sessions.join("cgroup.procs")).is_empty(), "processes in the sessions group");
     assert!(has_all_controllers(g.join("cgroup.controllers")));
     assert_eq!(read(g.join("memory.max")), (48u64 << 20).to_string());
     if parent.join("memory.swap.max").exists() {
@@ -110,6 +112,7 @@ fn parent_gets_the_controllers_and_a_session_group_gets_its_limits() {
     assert_eq!(std::fs::metadata(g.join("memory.max")).unwrap().uid(), 0);
     assert!(!read(g.join("cgroup.procs")).is_empty());
     assert_eq!(internal_processes(&parent), Vec::<String>::new());
+    assert_eq!(internal_processes(&sessions), Vec::<String>::new());
     sh.send("exit 3");
     assert_eq!(sh.child.wait().unwrap().code(), Some(3), "{}", sh.all_output());
     assert!(inst.all_groups().is_empty());
@@ -221,6 +224,43 @@ fn teardown_kills_processes_in_child_groups_and_leaves_no_group() {
     assert!(wait_until(5, || inst.processes().is_empty()), "{:?}", inst.processes());
 }
 
+/// All sessions together sit in `<parent>/sessions` under the parent limits (memory, pids, CPU
+/// weight), the server outside it; a clean stop removes it with the parent.
+#[test]
+fn the_sessions_group_gets_the_parent_limits_and_the_server_stays_outside() {
+    if !v2() {
+        return;
+    }
+    let inst = Instance::new();
+    let mut sh = Interactive::start(&inst, &["--", "/bin/sh"]);
+    sh.send("echo re''ady");
+    sh.expect("ready\n", 20);
+    let sessions = Path::new(ROOT).join(&inst.parent).join("sessions");
+    let g = session_group(&inst);
+    assert_eq!(g.parent(), Some(sessions.as_path()));
+    // `nsplay run` uses the server's defaults: RAM less max(1 GiB, 10 %), never below half.
+    let total: u64 = read("/proc/meminfo")
+        .lines()
+        .find_map(|l| l.strip_prefix("MemTotal:")?.split_whitespace().next()?.parse().ok())
+        .map(|kib: u64| kib * 1024)
+        .unwrap();
+    let expected = total.saturating_sub((1u64 << 30).max(total / 100 * 10)).max(total / 2);
+    assert_eq!(read(sessions.join("memory.max")), expected.to_string());
+    assert_eq!(read(sessions.join("pids.max")), "16384");
+    assert_eq!(read(sessions.join("cpu.weight")), "100");
+    // The server is not under the sessions' limits.
+    let mine = read("/proc/self/cgroup");
+    let nsplay = sh.child.id();
+    let server = read(format!("/proc/{nsplay}/cgroup"));
+    assert!(!server.contains("/sessions"), "{server}");
+    assert!(!mine.contains("/sessions"), "{mine}");
+    // What the sessions use is charged there too.
+    assert!(num(sessions.join("memory.current")) >= num(g.join("memory.current")));
+    sh.send("exit 0");
+    assert_eq!(sh.child.wait().unwrap().code(), Some(0), "{}", sh.all_output());
+    assert!(!sessions.exists(), "a clean stop removes the sessions group");
+}
+
 #[test]
 fn start_up_reclaims_populated_leftovers_with_nested_groups() {
     if !v2() {
@@ -229,14 +269,15 @@ fn start_up_reclaims_populated_leftovers_with_nested_groups() {
     let inst = Instance::new();
     let (out, code) = inst.run("true");
     assert_eq!(code, 0, "{out}");
-    // What a crashed nsplay (pid 999999) would leave: its parent group with the session
-    // controllers handed down (a clean stop, like the run above, removes the parent it made), and
-    // in it a populated session group whose session handed the memory controller to a child
-    // group, as the cgroups lesson does.
+    // What a crashed nsplay (pid 999999) would leave: its parent and sessions groups with the
+    // session controllers handed down (a clean stop, like the run above, removes the groups it
+    // made), and in them a populated session group whose session handed the memory controller
+    // to a child group, as the cgroups lesson does.
     let parent = Path::new(ROOT).join(&inst.parent);
-    std::fs::create_dir_all(&parent).unwrap();
+    std::fs::create_dir_all(parent.join("sessions")).unwrap();
     std::fs::write(parent.join("cgroup.subtree_control"), "+memory +pids +cpu").unwrap();
-    let left = parent.join("nsplay-999999-1");
+    std::fs::write(parent.join("sessions/cgroup.subtree_control"), "+memory +pids +cpu").unwrap();
+    let left = parent.join("sessions/nsplay-999999-1");
     std::fs::create_dir_all(left.join("leaf")).unwrap();
     std::fs::create_dir_all(left.join("demo")).unwrap();
     let mut sleepers: Vec<Child> = ["leaf", "demo"]
@@ -385,12 +426,18 @@ fn a_systemd_delegated_service_group_is_used_and_nsplay_moves_itself_to_a_leaf()
     assert!(supervised.contains(&(sh.child.id() as i32)), "{supervised:?}");
     assert!(supervised.len() >= 3, "shell, nsplay, spawner: {supervised:?}");
     assert!(has_all_controllers(svc.join("cgroup.subtree_control")));
-    let sessions = session_groups_in(&svc);
+    // Sessions live in nsplay's own `sessions` group beside the server's leaf: the delegated
+    // service group's own limits are systemd's and stay untouched.
+    let all = svc.join("sessions");
+    assert!(has_all_controllers(all.join("cgroup.subtree_control")));
+    assert_eq!(read(svc.join("memory.max")), "max", "the service group's limit is not nsplay's to set");
+    assert_ne!(read(all.join("memory.max")), "max");
+    let sessions = session_groups_in(&all);
     assert_eq!(sessions.len(), 1, "{sessions:?}\n{}", sh.output());
     let g = &sessions[0];
     // Its relay group sits beside it, inside the delegated subtree too.
     let relay = PathBuf::from(format!("{}.relay", g.display()));
-    assert_eq!(groups_in(&svc).len(), 2, "{:?}", groups_in(&svc));
+    assert_eq!(groups_in(&all).len(), 2, "{:?}", groups_in(&all));
     assert_eq!(read(relay.join("pids.max")), "16");
     assert_eq!(read(g.join("memory.max")), (256u64 << 20).to_string());
     assert!(!read(g.join("cgroup.procs")).is_empty());
@@ -399,7 +446,7 @@ fn a_systemd_delegated_service_group_is_used_and_nsplay_moves_itself_to_a_leaf()
     assert!(sh.output().contains("0::/\n"), "{}", sh.output());
     let out = sh.finish();
     assert!(out.contains("bye\n") && out.contains("nsplay-exit=0"), "{out}");
-    assert!(groups_in(&svc).is_empty(), "{:?}", groups_in(&svc));
+    assert!(!all.exists(), "the sessions group nsplay made is gone after a clean stop");
 }
 
 #[test]
@@ -415,11 +462,11 @@ fn delegate_subgroup_runs_sessions_beside_the_leaf_nsplay_was_started_in() {
     sh.wait_for("ready\n");
     assert!(read(svc.join("main/cgroup.procs")).lines().any(|l| l == sh.child.id().to_string()));
     assert!(!svc.join("supervisor").exists());
-    assert_eq!(session_groups_in(&svc).len(), 1, "{}", sh.output());
+    assert_eq!(session_groups_in(&svc.join("sessions")).len(), 1, "{}", sh.output());
     assert_eq!(internal_processes(&svc), Vec::<String>::new());
     let out = sh.finish();
     assert!(out.contains("nsplay-exit=0"), "{out}");
-    assert!(groups_in(&svc).is_empty(), "{:?}", groups_in(&svc));
+    assert!(!svc.join("sessions").exists());
 }
 
 /// The cgroups lesson's `child-limit` step: the session moves its processes into a leaf and

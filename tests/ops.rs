@@ -309,3 +309,167 @@ async fn idle_connections_cannot_take_the_descriptors_of_a_server_on_a_low_limit
     assert!(!log.contains("Too many open files") && !log.contains("out of descriptors"), "{log}");
     drop(held);
 }
+
+/// A browser's identity: the `nsplay_learner` cookie the server sets (or a value a client
+/// chooses, as a benchmark simulating a room does).
+fn cookie(n: u128) -> String {
+    format!("nsplay_learner={n:032x}")
+}
+
+async fn learner_post(server: &Server, path: &str, who: &str, body: Value) -> reqwest::Response {
+    reqwest::Client::new()
+        .post(format!("{}{path}", server.base))
+        .header("cookie", who)
+        .json(&body)
+        .send()
+        .await
+        .unwrap()
+}
+
+async fn end_mine(server: &Server, who: &str, except: Option<&str>) -> Value {
+    let q = except.map(|e| format!("?except={e}")).unwrap_or_default();
+    let r = reqwest::Client::new()
+        .delete(format!("{}/api/learner/sessions{q}", server.base))
+        .header("cookie", who)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+/// The sessions' group gets `sessions_memory` as its limit (v1 and v2), and a new session is
+/// refused by what the sessions really use against it, not by the sum of their limits: a
+/// session filling its tmpfs past the threshold blocks the next one (503 memory_full with
+/// Retry-After) until it frees the memory.
+#[tokio::test(flavor = "multi_thread")]
+async fn admission_refuses_by_the_sessions_real_memory_use_and_admits_once_it_is_freed() {
+    let server = Server::start(&[
+        "--sessions-memory",
+        "192M",
+        "--admit-memory-percent",
+        "50",
+        "--disk",
+        "160M",
+        "--warm-pool",
+        "0",
+    ]);
+    let dir = server.inst.sessions_dirs().into_iter().next().unwrap();
+    let limit = if common::cgroup_v2() { "memory.max" } else { "memory.limit_in_bytes" };
+    assert_eq!(std::fs::read_to_string(dir.join(limit)).unwrap().trim(), (192u64 << 20).to_string());
+    let pids = if common::cgroup_v2() { dir.join("pids.max") } else { server.inst.sessions_dirs()[1].join("pids.max") };
+    assert_eq!(std::fs::read_to_string(pids).unwrap().trim(), "16384");
+    // More than max_sessions × the 256 MiB limit of each would allow under the old rule.
+    let (_, mut t) = shell(&server).await;
+    let out = t.cmd_wait("head -c 120M /dev/zero > /tmp/fill && echo fi''lled", 60).await;
+    assert!(out.contains("filled"), "{out}");
+    let r = create_from(&server, None).await;
+    assert_eq!(r.status(), 503);
+    assert!(r.headers()["retry-after"].to_str().unwrap().parse::<u64>().unwrap() > 0);
+    let v: Value = r.json().await.unwrap();
+    assert_eq!(v["error"], "memory_full", "{v}");
+    assert!(v["message"].as_str().unwrap().contains("memory"), "{v}");
+    assert!(metrics(&server).await.contains("nsplay_refusals_total{reason=\"memory\"} 1"));
+    t.cmd("rm /tmp/fill").await;
+    assert_eq!(create_from(&server, None).await.status(), 201, "admitted once the memory is free");
+}
+
+/// Four lesson pages in a row from one browser attach to its one session (the per-client cap
+/// of 3 never bites), and the first page sets the identity the others send back.
+#[tokio::test(flavor = "multi_thread")]
+async fn four_lesson_pages_in_a_row_from_one_browser_share_one_session() {
+    let server = Server::start(&[]);
+    let page = reqwest::get(format!("{}/learn/uts", server.base)).await.unwrap();
+    let set = page.headers()["set-cookie"].to_str().unwrap().to_string();
+    let who = set.split(';').next().unwrap().to_string();
+    assert!(who.starts_with("nsplay_learner="), "{set}");
+    let mut ids = Vec::new();
+    for (i, topic) in ["uts", "pid", "mnt", "ipc"].iter().enumerate() {
+        let page = reqwest::Client::new()
+            .get(format!("{}/learn/{topic}", server.base))
+            .header("cookie", &who)
+            .send()
+            .await
+            .unwrap();
+        assert!(page.headers().get("set-cookie").is_none(), "a browser keeps its identity");
+        let r = learner_post(&server, "/api/learner/session", &who, serde_json::json!({"lesson": topic})).await;
+        assert_eq!(r.status(), if i == 0 { 201 } else { 200 }, "{topic}");
+        let v: Value = r.json().await.unwrap();
+        assert_eq!(v["attached"], i > 0, "{v}");
+        ids.push(v["id"].as_str().unwrap().to_string());
+    }
+    assert!(ids.iter().all(|id| *id == ids[0]), "{ids:?}");
+    assert_eq!(metric(&metrics(&server).await, "nsplay_sessions_live"), 1.0);
+    // "Start this lesson on a fresh session": the old one ends, a new one starts.
+    let r =
+        learner_post(&server, "/api/learner/session", &who, serde_json::json!({"lesson": "ipc", "fresh": true})).await;
+    assert_eq!(r.status(), 201);
+    let fresh: Value = r.json().await.unwrap();
+    assert_ne!(fresh["id"], ids[0].as_str());
+    assert_eq!(status_of(&server, &ids[0]).await, 404);
+}
+
+/// Learners behind one NAT address each count on their own; only the (much higher) per-address
+/// bound counts them together. Small numbers here: 40 identities under a bound of 40; the
+/// default bound (400) is sized for a room of 200 with a spare each (`deploy/nsplay.toml`).
+#[tokio::test(flavor = "multi_thread")]
+async fn learners_behind_one_address_are_bounded_only_by_the_per_address_cap() {
+    const ROOM: u128 = 40;
+    let server = Server::start_in(
+        common::Instance::with_slots(50),
+        &[
+            "--max-sessions",
+            "50",
+            "--max-sessions-per-client",
+            "1",
+            "--max-sessions-per-address",
+            "40",
+            "--create-burst-per-address",
+            "50",
+            "--warm-pool",
+            "0",
+        ],
+    );
+    let creates = (0..ROOM).map(|n| {
+        let server = &server;
+        async move { learner_post(server, "/api/sessions", &cookie(n + 1), serde_json::json!({})).await.status() }
+    });
+    let statuses = futures_util::future::join_all(creates).await;
+    assert!(statuses.iter().all(|s| s.as_u16() == 201), "{statuses:?}");
+    // Each learner's own cap is 1, and one more learner meets the address's bound.
+    let r = learner_post(&server, "/api/sessions", &cookie(1), serde_json::json!({})).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "too_many_sessions");
+    let r = learner_post(&server, "/api/sessions", &cookie(ROOM + 1), serde_json::json!({})).await;
+    assert_eq!(r.status(), 429);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "too_many_from_address");
+    // A request without an identity is bounded by the same address cap.
+    let r = create_from(&server, None).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "too_many_from_address");
+}
+
+/// "End my other sessions" ends exactly the caller's sessions, never another learner's.
+#[tokio::test(flavor = "multi_thread")]
+async fn ending_ones_other_sessions_works_and_cannot_end_someone_elses() {
+    let server = Server::start(&["--max-sessions-per-client", "2", "--warm-pool", "0"]);
+    let (alice, bob) = (cookie(0xa11ce), cookie(0xb0b));
+    let mut mine = Vec::new();
+    for _ in 0..2 {
+        let r = learner_post(&server, "/api/sessions", &alice, serde_json::json!({})).await;
+        assert_eq!(r.status(), 201);
+        mine.push(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+    }
+    let r = learner_post(&server, "/api/sessions", &alice, serde_json::json!({})).await;
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "too_many_sessions");
+    let r = learner_post(&server, "/api/sessions", &bob, serde_json::json!({})).await;
+    let bobs = r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string();
+    // Bob's call cannot touch Alice's sessions.
+    assert_eq!(end_mine(&server, &cookie(0xe5e), None).await["ended"], 0);
+    assert_eq!(end_mine(&server, &alice, Some(&mine[0])).await["ended"], 1);
+    assert_eq!(status_of(&server, &mine[0]).await, 200, "the one kept");
+    assert_eq!(status_of(&server, &mine[1]).await, 404);
+    assert_eq!(status_of(&server, &bobs).await, 200, "never someone else's");
+    let r = learner_post(&server, "/api/sessions", &alice, serde_json::json!({})).await;
+    assert_eq!(r.status(), 201, "room again for Alice");
+    assert_eq!(end_mine(&server, &alice, None).await["ended"], 2);
+    assert_eq!(status_of(&server, &bobs).await, 200);
+}

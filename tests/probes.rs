@@ -856,6 +856,7 @@ fn library_sandbox(
         id_slots: inst.id_slots,
         cgroup_parent: Some(inst.parent.clone()),
         state_dir: inst.state.path().to_path_buf(),
+        sessions: nsplay_sandbox::SessionsLimits { memory_bytes: 2 << 30, pids: 4096 },
     };
     let (tx, rx) = std::sync::mpsc::channel();
     let (mut sandbox, _) = Sandbox::start(&cfg, std::path::Path::new(common::BIN), move |e| {

@@ -64,9 +64,14 @@ delegation_smoke() {
     check '[ "$(wc -l <"$svc/supervisor/cgroup.procs")" -ge 3 ]' "nsplay and its spawner are in the leaf too"
     check '(for c in memory pids cpu; do grep -qw $c "$svc/cgroup.subtree_control" || exit 1; done)' \
         "+memory +pids +cpu enabled in $svc/cgroup.subtree_control"
-    local groups
-    groups=$(find "$svc" -mindepth 1 -maxdepth 1 -type d -name 'nsplay-*' ! -name '*.relay')
-    check '[ "$(echo "$groups" | grep -c .)" = 1 ]' "exactly one session group under $svc"
+    local all=$svc/sessions groups
+    check '(for c in memory pids cpu; do grep -qw $c "$all/cgroup.subtree_control" || exit 1; done)' \
+        "+memory +pids +cpu enabled in $all/cgroup.subtree_control"
+    check '[ "$(cat "$all/memory.max")" != max ] && [ "$(cat "$all/pids.max")" = 16384 ] && [ "$(cat "$all/cpu.weight")" = 100 ]' \
+        "the sessions group $all has the parent limits (memory.max $(cat "$all/memory.max"))"
+    check '[ "$(cat "$svc/memory.max")" = max ]' "the service group's own limits are left alone"
+    groups=$(find "$all" -mindepth 1 -maxdepth 1 -type d -name 'nsplay-*' ! -name '*.relay')
+    check '[ "$(echo "$groups" | grep -c .)" = 1 ]' "exactly one session group under $all"
     local g=${groups%%$'\n'*}
     check '[ "$(cat "$g.relay/pids.max")" = 16 ] && [ "$(cat "$g.relay/cpu.max")" = "50000 100000" ]' \
         "its relay group $g.relay is beside it, with its limits"
@@ -85,7 +90,7 @@ delegation_smoke() {
     kill "$shell" 2>/dev/null || true
     wait "$shell" || true
     check 'grep -q bye "$out" && grep -q "nsplay-exit=0" "$out"' "the session ended normally"
-    check '[ -z "$(find "$svc" -mindepth 1 -maxdepth 1 -type d -name "nsplay-*")" ]' "no session or relay group left behind"
+    check '[ ! -e "$all" ]' "no session or relay group left behind, and the sessions group is gone"
     if [ $fail != 0 ]; then
         echo "--- output of nsplay run:" >&2
         cat "$out" >&2

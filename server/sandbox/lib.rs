@@ -38,7 +38,9 @@ pub mod seccomp;
 mod sys;
 pub mod term;
 
-pub use cgroups::{CgroupDriver, CgroupError, Usage, Version, detect as detect_cgroups};
+pub use cgroups::{
+    CgroupDriver, CgroupError, SESSIONS_GROUP, SessionsLimits, SessionsMemory, Usage, Version, detect as detect_cgroups,
+};
 pub use idmap::{IdAllocator, IdError};
 pub use limits::{CPU_PERIOD_US, LimitError, Limits, format_size, parse_cpu, parse_size};
 pub use mounts::valid_hostname;
@@ -87,6 +89,8 @@ pub struct SandboxConfig {
     /// Parent cgroup (relative to the hierarchy root); `None` = detect (see [`cgroups`]).
     pub cgroup_parent: Option<String>,
     pub state_dir: PathBuf,
+    /// Limits of the group holding every session together (see [`cgroups::SESSIONS_GROUP`]).
+    pub sessions: SessionsLimits,
 }
 
 /// A session group an earlier run left behind, found at start.
@@ -199,6 +203,12 @@ impl Sandbox {
         // One leftover that cannot be removed is reported, not fatal: nsplay still starts.
         let reclaimed =
             cgroups.existing().into_iter().map(|name| Leftover { error: cgroups.destroy(&name).err(), name }).collect();
+        // After the reclaim: a limit below what leftovers hold would only make the kernel
+        // reclaim memory that is about to be freed anyway.
+        if let Err(e) = cgroups.set_sessions_limits(&cfg.sessions) {
+            cgroups.release();
+            return Err(e.into());
+        }
         let spawner = Spawner::start(exe, on_event)?;
         Ok((
             Sandbox {
@@ -235,6 +245,12 @@ impl Sandbox {
 
     pub fn cgroups(&self) -> &dyn CgroupDriver {
         self.cgroups.as_ref()
+    }
+
+    /// What all sessions together use of memory now, against their group's limit (two small
+    /// file reads; admission asks before every new session).
+    pub fn sessions_memory(&self) -> SessionsMemory {
+        self.cgroups.sessions_memory()
     }
 
     /// Creates a session (blocking, a few milliseconds). On error nothing is left behind.

@@ -15,7 +15,7 @@ use std::time::{Duration, Instant, SystemTime};
 use base64::Engine;
 use serde::Serialize;
 
-pub use admission::{Admission, Refusal};
+pub use admission::{Admission, Learner, Refusal, Requester};
 use nsplay_sandbox::Event;
 use nsplay_sandbox::Usage;
 use nsplay_sandbox::{Limits, format_size};
@@ -103,7 +103,15 @@ impl EndReason {
 pub struct ManagerConfig {
     pub limits: Limits,
     pub max_sessions: usize,
+    /// Per learner, or per address for requests without a learner.
     pub max_sessions_per_client: usize,
+    /// Per client address, every learner behind it together.
+    pub max_sessions_per_address: usize,
+    pub create_per_minute_per_address: u32,
+    pub create_burst_per_address: u32,
+    /// Refuse new sessions once all sessions together use this percent of their group's memory
+    /// limit.
+    pub admit_memory_percent: u8,
     /// Sessions kept built and ready (see [`pool`]).
     pub warm_pool: usize,
     pub create_per_minute: u32,
@@ -130,8 +138,11 @@ pub struct Session {
     pub created_at: SystemTime,
     pub expires_at: SystemTime,
     pub sandbox: SandboxSession,
-    /// The address that created it (for the per-client cap and the logs).
+    /// The address that created it (for the per-address cap and the logs).
     pub client: IpAddr,
+    /// The learner who created it, when the request carried an identity (for the per-learner
+    /// cap, and to find a learner's session again).
+    pub learner: Option<Learner>,
     created: Instant,
     warned: AtomicBool,
     all_ended_since: Mutex<Option<Instant>>,
@@ -251,6 +262,15 @@ impl Session {
         (!terms.is_empty() || !ended.is_empty()) && terms.iter().all(|t| t.exit_code().is_some())
     }
 
+    /// The first terminal whose program still runs (the one a page attaches to).
+    pub fn live_terminal(&self) -> Option<Arc<Terminal>> {
+        self.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|t| t.exit_code().is_none()).cloned()
+    }
+
+    fn requester(&self) -> Requester {
+        Requester { address: self.client, learner: self.learner }
+    }
+
     /// The last moment someone typed, attached or detached (for the idle timeout), or `None`
     /// while a client is attached.
     fn idle_since(&self) -> Option<Instant> {
@@ -347,21 +367,25 @@ pub struct Manager {
     /// Sandboxes that exist: live sessions, ready ones in the pool, the one being built, and
     /// those being handed over. At most `max_sessions`.
     existing: AtomicUsize,
-    /// Client addresses of admitted requests whose session is not live yet (admission counts
-    /// them, so a burst cannot overshoot the caps).
-    pending: Mutex<Vec<IpAddr>>,
+    /// Requesters of admitted requests whose session is not live yet (admission counts them,
+    /// so a burst cannot overshoot the caps).
+    pending: Mutex<Vec<Requester>>,
+    /// Each learner's live sessions, oldest first. Bounded: an entry exists only while its
+    /// learner has a live session (at most `max_sessions` entries), and admission holds each to
+    /// `max_sessions_per_client` sessions.
+    by_learner: Mutex<HashMap<Learner, Vec<Arc<Session>>>>,
 }
 
 /// Counts an admitted request as pending until it is dropped.
 struct PendingGuard<'a> {
     manager: &'a Manager,
-    client: IpAddr,
+    who: Requester,
 }
 
 impl Drop for PendingGuard<'_> {
     fn drop(&mut self) {
         let mut p = self.manager.pending.lock().unwrap_or_else(|e| e.into_inner());
-        if let Some(i) = p.iter().position(|c| *c == self.client) {
+        if let Some(i) = p.iter().position(|c| *c == self.who) {
             p.swap_remove(i);
         }
     }
@@ -433,12 +457,16 @@ impl Manager {
     pub fn new(sandbox: Sandbox, cfg: ManagerConfig) -> Arc<Manager> {
         let m = Arc::new(Manager {
             sandbox,
-            admission: Admission::new(
-                cfg.max_sessions,
-                cfg.max_sessions_per_client,
-                cfg.create_per_minute,
-                cfg.create_burst,
-            ),
+            admission: Admission::new(admission::Rules {
+                max_sessions: cfg.max_sessions,
+                per_client: cfg.max_sessions_per_client,
+                per_minute: cfg.create_per_minute,
+                burst: cfg.create_burst,
+                per_address: cfg.max_sessions_per_address,
+                address_per_minute: cfg.create_per_minute_per_address,
+                address_burst: cfg.create_burst_per_address,
+                memory_percent: cfg.admit_memory_percent,
+            }),
             pool: pool::Pool::new(cfg.warm_pool),
             cfg,
             sessions: Mutex::default(),
@@ -446,6 +474,7 @@ impl Manager {
             shutting_down: false.into(),
             existing: AtomicUsize::new(0),
             pending: Mutex::default(),
+            by_learner: Mutex::default(),
         });
         tokio::spawn(m.pool.clone().run(m.clone()));
         m
@@ -468,24 +497,42 @@ impl Manager {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).get(id).cloned().ok_or(SessionError::NotFound)
     }
 
-    /// Creates a session with its first terminal (index 0); `label` says what for (see
-    /// [`Session::label`]).
-    pub async fn create(self: &Arc<Self>, label: Option<String>, client: IpAddr) -> Result<Arc<Session>, SessionError> {
+    /// A learner's live sessions, oldest first (at most `max_sessions_per_client`).
+    pub fn learner_sessions(&self, learner: Learner) -> Vec<Arc<Session>> {
+        self.by_learner.lock().unwrap_or_else(|e| e.into_inner()).get(&learner).cloned().unwrap_or_default()
+    }
+
+    /// Creates a session with its first terminal (index 0) for `who`; `label` says what for
+    /// (see [`Session::label`]).
+    pub async fn create(self: &Arc<Self>, label: Option<String>, who: Requester) -> Result<Arc<Session>, SessionError> {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(SessionError::ShuttingDown);
         }
         let started = Instant::now();
+        // Two small file reads, outside the lock.
+        let memory = self.sandbox.sessions_memory();
         let _pending = {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
-            let mine = sessions.values().filter(|s| s.client == client).count()
-                + pending.iter().filter(|c| **c == client).count();
-            if let Err(r) = self.admission.admit(client, sessions.len() + pending.len(), mine) {
+            let all = || sessions.values().map(|s| s.requester()).chain(pending.iter().copied());
+            let counts = admission::Counts {
+                live: sessions.len() + pending.len(),
+                mine: all().filter(|r| r.same(&who)).count(),
+                address: all().filter(|r| r.address == who.address).count(),
+            };
+            if let Err(r) = self.admission.admit(&who, counts, memory) {
                 metrics::counter!("nsplay_refusals_total", "reason" => r.reason()).increment(1);
+                if let Refusal::Memory { .. } = r {
+                    tracing::warn!(
+                        used_bytes = memory.used_bytes,
+                        limit_bytes = memory.limit_bytes,
+                        "refusing a new session: the sessions' group is near its memory limit"
+                    );
+                }
                 return Err(SessionError::Refused(r));
             }
-            pending.push(client);
-            PendingGuard { manager: self, client }
+            pending.push(who);
+            PendingGuard { manager: self, who }
         };
         let prepared = match tokio::time::timeout(START_TIMEOUT, self.pool.take(self)).await {
             Ok(Ok(p)) => p,
@@ -503,7 +550,8 @@ impl Manager {
             created_at: now,
             expires_at: now + self.cfg.max_age,
             sandbox: sb,
-            client,
+            client: who.address,
+            learner: who.learner,
             created: Instant::now(),
             warned: AtomicBool::new(false),
             all_ended_since: Mutex::default(),
@@ -519,6 +567,9 @@ impl Manager {
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.id.clone(), session.clone());
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).insert(session.sandbox.key, session.clone());
+        if let Some(l) = who.learner {
+            self.by_learner.lock().unwrap_or_else(|e| e.into_inner()).entry(l).or_default().push(session.clone());
+        }
         // The terminal exists before its shell runs, so not even the shell's first byte or its
         // exit can be missed.
         let started_shell = start_terminal(0, handle).and_then(|term| {
@@ -534,7 +585,8 @@ impl Manager {
         metrics::gauge!("nsplay_sessions_live").set(self.live() as f64);
         tracing::info!(
             session = short(&session.id),
-            client = %client,
+            client = %who.address,
+            learner = who.learner.is_some(),
             label = session.label.as_deref().unwrap_or("-"),
             cgroup = %session.sandbox.name,
             spawn_ms = started.elapsed().as_millis() as u64,
@@ -580,6 +632,15 @@ impl Manager {
         // Read the peaks before the group goes away: they go into the session's last log line.
         let usage = self.usage(&session);
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).remove(&session.sandbox.key);
+        if let Some(l) = session.learner {
+            let mut by_learner = self.by_learner.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(list) = by_learner.get_mut(&l) {
+                list.retain(|s| s.id != session.id);
+                if list.is_empty() {
+                    by_learner.remove(&l);
+                }
+            }
+        }
         for t in session.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter() {
             t.mark_exited(t.exit_code().unwrap_or(128 + 9));
         }
@@ -741,6 +802,11 @@ impl Session {
     /// A session with no sandbox behind it, for tests of the layers above: its "init" is the
     /// test process, it holds a throw-away id range, and its terminals are the given ones.
     pub fn detached(id: &str, terminals: Vec<Arc<Terminal>>) -> Arc<Session> {
+        Session::detached_for(id, terminals, None)
+    }
+
+    /// [`Session::detached`], started by `learner`.
+    pub fn detached_for(id: &str, terminals: Vec<Arc<Terminal>>, learner: Option<Learner>) -> Arc<Session> {
         let ids = nsplay_sandbox::IdAllocator::new(1_000_000_000, 1).and_then(|a| a.allocate()).expect("one id range");
         let now = SystemTime::now();
         Arc::new(Session {
@@ -764,6 +830,7 @@ impl Session {
                 pidfd: std::fs::File::open("/dev/null").expect("/dev/null").into(),
             },
             client: IpAddr::from([127, 0, 0, 1]),
+            learner,
             created: Instant::now(),
             warned: AtomicBool::new(false),
             all_ended_since: Mutex::default(),

@@ -19,7 +19,7 @@ use super::error::ApiError;
 use super::sessions::Sessions;
 use super::ws::{self, Frame};
 use crate::lessons::checks;
-use crate::session::{EndReason, Session, SessionError, TerminalRef};
+use crate::session::{EndReason, Requester, Session, SessionError, TerminalRef};
 use crate::text;
 
 fn rfc3339(t: std::time::SystemTime) -> String {
@@ -72,6 +72,32 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(body: Result<Bytes, Byte
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON for this call: {e}")))
 }
 
+fn check_lesson(lesson: &Option<String>) -> Result<(), ApiError> {
+    if let Some(l) = lesson
+        && crate::lessons::find(l).is_none()
+    {
+        return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown_lesson", format!("unknown lesson `{l}`")));
+    }
+    Ok(())
+}
+
+/// The requester: the client address, and the learner when the request carries the cookie.
+fn requester<S>(st: &AppState<S>, peer: SocketAddr, headers: &axum::http::HeaderMap) -> Requester {
+    Requester {
+        address: super::client::address(peer, headers, &st.trusted_proxies),
+        learner: super::learner::from_headers(headers),
+    }
+}
+
+fn session_json(s: &Session, terminal: u64) -> serde_json::Value {
+    json!({
+        "id": s.id,
+        "terminal": terminal_path(&s.id, terminal),
+        "expires_at": rfc3339(s.expires_at),
+        "limits": limits_json(s),
+    })
+}
+
 pub async fn create_session<S: Sessions>(
     State(st): State<AppState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
@@ -79,21 +105,86 @@ pub async fn create_session<S: Sessions>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: CreateBody = parse_body(body)?;
-    if let Some(l) = &body.lesson
-        && crate::lessons::find(l).is_none()
-    {
-        return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown_lesson", format!("unknown lesson `{l}`")));
-    }
+    check_lesson(&body.lesson)?;
     let lang = super::pages::pick_lang(None, &headers);
-    let client = super::client::address(peer, &headers, &st.trusted_proxies);
-    let s = st.manager.create(body.lesson, client).await.map_err(|e| ApiError::from_session(e, lang))?;
-    let out = json!({
-        "id": s.id,
-        "terminal": terminal_path(&s.id, 0),
-        "expires_at": rfc3339(s.expires_at),
-        "limits": limits_json(&s),
-    });
+    let who = requester(&st, peer, &headers);
+    let s = st.manager.create(body.lesson, who).await.map_err(|e| ApiError::from_session(e, lang))?;
+    Ok((StatusCode::CREATED, Json(session_json(&s, 0))).into_response())
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LearnerBody {
+    lesson: Option<String>,
+    /// End the learner's sessions and start a new one.
+    #[serde(default)]
+    fresh: bool,
+}
+
+fn no_identity() -> ApiError {
+    ApiError::new(
+        StatusCode::BAD_REQUEST,
+        "no_identity",
+        "this call needs the learner cookie (nsplay_learner) that nsplay's pages set; allow cookies for this          site, or use POST /api/sessions",
+    )
+}
+
+/// The learner's one session: the newest it has, attached to its first running terminal (200),
+/// or a new one (201); with `fresh`, its sessions end first.
+pub async fn learner_session<S: Sessions>(
+    State(st): State<AppState<S>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    headers: axum::http::HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let body: LearnerBody = parse_body(body)?;
+    check_lesson(&body.lesson)?;
+    let lang = super::pages::pick_lang(None, &headers);
+    let who = requester(&st, peer, &headers);
+    let learner = who.learner.ok_or_else(no_identity)?;
+    let mine = st.manager.learner_sessions(learner);
+    if body.fresh {
+        for s in &mine {
+            // Ended meanwhile (by another tab): nothing left to do.
+            let _ = st.manager.end(&s.id, EndReason::Deleted).await;
+        }
+    } else if let Some(s) = mine.last() {
+        let terminal = match s.live_terminal() {
+            Some(t) => t.index,
+            // Every shell exited (the session is in its grace time): a fresh one in it.
+            None => st.manager.open_terminal(s).await.map_err(|e| ApiError::from_session(e, lang))?.index,
+        };
+        let mut out = session_json(s, terminal);
+        out["attached"] = json!(true);
+        return Ok((StatusCode::OK, Json(out)).into_response());
+    }
+    let s = st.manager.create(body.lesson, who).await.map_err(|e| ApiError::from_session(e, lang))?;
+    let mut out = session_json(&s, 0);
+    out["attached"] = json!(false);
     Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+#[derive(Debug, Deserialize)]
+pub struct EndQuery {
+    /// A session of the learner's to keep.
+    except: Option<String>,
+}
+
+/// Ends the sessions of the learner named by the request's cookie (never anyone else's), but
+/// `except`.
+pub async fn end_learner_sessions<S: Sessions>(
+    State(st): State<AppState<S>>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<EndQuery>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let learner = super::learner::from_headers(&headers).ok_or_else(no_identity)?;
+    let mut ended = 0;
+    for s in st.manager.learner_sessions(learner) {
+        if Some(&s.id) != q.except.as_ref() && st.manager.end(&s.id, EndReason::Deleted).await.is_ok() {
+            ended += 1;
+        }
+    }
+    Ok(Json(json!({"ended": ended})))
 }
 
 pub async fn get_session<S: Sessions>(

@@ -55,7 +55,9 @@ impl ApiError {
                 let retry_after = Some(r.retry_after().as_secs().max(1));
                 let (status, code) = match r {
                     Refusal::Full { .. } => (StatusCode::SERVICE_UNAVAILABLE, "full"),
+                    Refusal::Memory { .. } => (StatusCode::SERVICE_UNAVAILABLE, "memory_full"),
                     Refusal::ClientCap { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions"),
+                    Refusal::AddressCap { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_from_address"),
                     Refusal::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
                 };
                 ApiError { retry_after, ..Self::new(status, code, msg) }

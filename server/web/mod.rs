@@ -8,6 +8,7 @@ pub mod api;
 pub mod client;
 pub mod conn;
 pub mod error;
+pub mod learner;
 pub mod origin;
 pub mod pages;
 pub mod sessions;
@@ -66,6 +67,8 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/healthz", get(api::healthz))
         .route("/metrics", get(api::metrics::<S>))
         .route("/api/sessions", post(api::create_session::<S>))
+        .route("/api/learner/session", post(api::learner_session::<S>))
+        .route("/api/learner/sessions", axum::routing::delete(api::end_learner_sessions::<S>))
         .route("/api/sessions/{id}", get(api::get_session::<S>).delete(api::delete_session::<S>))
         .route("/api/sessions/{id}/terminals", post(api::create_terminal::<S>))
         .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket::<S>))
@@ -73,6 +76,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .fallback(pages::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(state.allowed_origins.clone(), origin::guard))
+        .layer(axum::middleware::from_fn_with_state(state.trusted_proxies.clone(), learner::ensure))
         .with_state(state)
 }
 

@@ -2,22 +2,23 @@
 //! runs; the router's tests put a fake behind it and need neither root nor a sandbox.
 
 use std::collections::BTreeMap;
-use std::net::IpAddr;
 use std::sync::Arc;
 
-use crate::session::{EndReason, HostView, Manager, NsPair, Session, SessionError, Terminal};
+use crate::session::{EndReason, HostView, Learner, Manager, NsPair, Requester, Session, SessionError, Terminal};
 use nsplay_sandbox::Usage;
 
 /// The session calls of the handlers in [`super::api`] (each as on [`Manager`]).
 pub trait Sessions: Clone + Send + Sync + 'static {
-    /// A new session for `client`, its first terminal started.
+    /// A new session for `who`, its first terminal started.
     fn create(
         &self,
         label: Option<String>,
-        client: IpAddr,
+        who: Requester,
     ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send;
     /// A live session.
     fn get(&self, id: &str) -> Result<Arc<Session>, SessionError>;
+    /// A learner's live sessions, oldest first.
+    fn learner_sessions(&self, learner: Learner) -> Vec<Arc<Session>>;
     /// Ends a session (every process, its cgroup and mounts gone once this completes).
     fn end(&self, id: &str, reason: EndReason) -> impl Future<Output = Result<(), SessionError>> + Send;
     /// Another shell in the session.
@@ -36,12 +37,15 @@ impl Sessions for Arc<Manager> {
     fn create(
         &self,
         label: Option<String>,
-        client: IpAddr,
+        who: Requester,
     ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
-        Manager::create(self, label, client)
+        Manager::create(self, label, who)
     }
     fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
         Manager::get(self, id)
+    }
+    fn learner_sessions(&self, learner: Learner) -> Vec<Arc<Session>> {
+        Manager::learner_sessions(self, learner)
     }
     fn end(&self, id: &str, reason: EndReason) -> impl Future<Output = Result<(), SessionError>> + Send {
         Manager::end(self, id, reason)

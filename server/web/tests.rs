@@ -4,7 +4,7 @@
 //! requests.
 
 use std::collections::BTreeMap;
-use std::net::{IpAddr, SocketAddr};
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -17,7 +17,9 @@ use tower::ServiceExt;
 
 use super::sessions::Sessions;
 use super::{AppState, MAX_BODY, app};
-use crate::session::{EndReason, HostView, NsPair, Refusal, Session, SessionError, Terminal, TerminalError};
+use crate::session::{
+    EndReason, HostView, Learner, NsPair, Refusal, Requester, Session, SessionError, Terminal, TerminalError,
+};
 use nsplay_sandbox::{IdError, SandboxError, Usage};
 
 /// A session layer that holds at most one session (`live`, with the terminals it was given)
@@ -63,11 +65,14 @@ fn pty_terminal(index: u64) -> Arc<Terminal> {
 }
 
 impl Sessions for Fake {
-    async fn create(&self, _label: Option<String>, _client: IpAddr) -> Result<Arc<Session>, SessionError> {
+    async fn create(&self, _label: Option<String>, _who: Requester) -> Result<Arc<Session>, SessionError> {
         Err((self.create)())
     }
     fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
         self.live.clone().filter(|s| s.id == id).ok_or(SessionError::NotFound)
+    }
+    fn learner_sessions(&self, learner: Learner) -> Vec<Arc<Session>> {
+        self.live.clone().into_iter().filter(|s| s.learner == Some(learner)).collect()
     }
     async fn end(&self, id: &str, _reason: EndReason) -> Result<(), SessionError> {
         self.get(id).map(|_| ())
@@ -113,6 +118,7 @@ struct Reply {
     retry_after: Option<u64>,
     allow: Option<String>,
     location: Option<String>,
+    set_cookie: Option<String>,
     text: String,
 }
 
@@ -145,7 +151,8 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
     let state = AppState {
         manager: fake,
         sockets: TaskTracker::new(),
-        trusted_proxies: Arc::new(Vec::new()),
+        // The test peer (below) is a trusted proxy: its X-Forwarded-Proto counts.
+        trusted_proxies: Arc::new(vec!["192.0.2.1/32".parse().unwrap()]),
         allowed_origins: Arc::new(vec![ALLOWED_ORIGIN.into()]),
         metrics: None,
         checks: Arc::new(tokio::sync::Semaphore::new(super::max_checks())),
@@ -156,9 +163,10 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
     let retry_after = header(header::RETRY_AFTER).map(|v| v.parse().unwrap());
     let allow = header(header::ALLOW);
     let location = header(header::LOCATION);
+    let set_cookie = header(header::SET_COOKIE);
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    Reply { status, retry_after, allow, location, text: String::from_utf8(bytes.to_vec()).unwrap() }
+    Reply { status, retry_after, allow, location, set_cookie, text: String::from_utf8(bytes.to_vec()).unwrap() }
 }
 
 async fn create_failing(e: fn() -> SessionError) -> Reply {
@@ -184,6 +192,114 @@ async fn refusals_are_429_or_503_with_retry_after() {
         .await;
     r.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
     assert_eq!(r.retry_after, Some(1), "a wait under a second is rounded up, never 0");
+
+    let r =
+        create_failing(|| SessionError::Refused(Refusal::Memory { percent: 90, retry_after: Duration::from_secs(20) }))
+            .await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "memory_full");
+    assert_eq!(r.retry_after, Some(20));
+    assert!(r.json()["message"].as_str().unwrap().contains("memory"), "{}", r.text);
+
+    let r = create_failing(|| {
+        SessionError::Refused(Refusal::AddressCap { max: 400, retry_after: Duration::from_secs(20) })
+    })
+    .await;
+    r.assert_error(StatusCode::TOO_MANY_REQUESTS, "too_many_from_address");
+    assert!(r.json()["message"].as_str().unwrap().contains("max_sessions_per_address"), "{}", r.text);
+}
+
+#[tokio::test]
+async fn refusals_say_their_reason_in_the_pages_language() {
+    let ja = |e: fn() -> SessionError| {
+        let req = Request::post("/api/learner/session")
+            .header(header::ACCEPT_LANGUAGE, "ja")
+            .header(header::COOKIE, format!("nsplay_learner={}", "1".repeat(32)))
+            .body(Body::empty())
+            .unwrap();
+        send_request(Fake::empty(e), req)
+    };
+    let cap = ja(|| SessionError::Refused(Refusal::ClientCap { max: 3, retry_after: Duration::from_secs(60) })).await;
+    cap.assert_error(StatusCode::TOO_MANY_REQUESTS, "too_many_sessions");
+    assert!(cap.json()["message"].as_str().unwrap().contains("ほかのセッションを終了"), "{}", cap.text);
+    let rate = ja(|| SessionError::Refused(Refusal::RateLimited { retry_after: Duration::from_secs(5) })).await;
+    rate.assert_error(StatusCode::TOO_MANY_REQUESTS, "rate_limited");
+    assert!(rate.json()["message"].as_str().unwrap().contains("速すぎます"), "{}", rate.text);
+    assert_ne!(cap.json()["message"], rate.json()["message"]);
+}
+
+/// The cookie's attributes, lower case, and its value.
+fn learner_cookie(r: &Reply) -> (String, Vec<String>) {
+    let c = r.set_cookie.clone().unwrap_or_else(|| panic!("no Set-Cookie: {}", r.text));
+    let mut parts = c.split(';').map(|p| p.trim().to_string());
+    let pair = parts.next().unwrap();
+    let value = pair.strip_prefix("nsplay_learner=").unwrap_or_else(|| panic!("{c}")).to_string();
+    (value, parts.map(|p| p.to_ascii_lowercase()).collect())
+}
+
+#[tokio::test]
+async fn a_browser_without_an_identity_gets_a_random_httponly_samesite_cookie_on_pages_and_api_calls() {
+    let none = || Fake::empty(|| SessionError::NotFound);
+    let page = send(none(), Method::GET, "/", Body::empty()).await;
+    let (value, attrs) = learner_cookie(&page);
+    assert_eq!(value.len(), 32);
+    assert!(value.bytes().all(|b| b.is_ascii_hexdigit()), "{value}");
+    for a in ["httponly", "samesite=lax", "path=/"] {
+        assert!(attrs.iter().any(|x| x == a), "{a} in {attrs:?}");
+    }
+    assert!(!attrs.iter().any(|x| x == "secure"), "plain HTTP: no Secure ({attrs:?})");
+    let (other, _) = learner_cookie(&send(none(), Method::GET, "/learn/uts", Body::empty()).await);
+    assert_ne!(value, other, "each browser its own identity");
+    // An API call too, even a refused one.
+    let api = create_failing(|| SessionError::Refused(Refusal::RateLimited { retry_after: Duration::from_secs(1) }));
+    learner_cookie(&api.await);
+    // Behind a trusted proxy that says the browser came over TLS: Secure.
+    let req = Request::get("/play").header("x-forwarded-proto", "https").body(Body::empty()).unwrap();
+    let (_, attrs) = learner_cookie(&send_request(none(), req).await);
+    assert!(attrs.iter().any(|x| x == "secure"), "{attrs:?}");
+    // A browser that has one keeps it; assets and health checks never carry one.
+    let req = Request::get("/").header(header::COOKIE, format!("nsplay_learner={value}")).body(Body::empty()).unwrap();
+    assert_eq!(send_request(none(), req).await.set_cookie, None);
+    assert_eq!(send(none(), Method::GET, "/assets/nsplay.css", Body::empty()).await.set_cookie, None);
+    assert_eq!(send(none(), Method::GET, "/healthz", Body::empty()).await.set_cookie, None);
+}
+
+fn with_cookie(method: Method, uri: &str, learner: u128) -> Request<Body> {
+    Request::builder()
+        .method(method)
+        .uri(uri)
+        .header(header::COOKIE, format!("nsplay_learner={learner:032x}"))
+        .body(Body::empty())
+        .unwrap()
+}
+
+#[tokio::test]
+async fn a_learner_attaches_to_its_session_and_ends_only_its_own() {
+    let mine = 0xabc;
+    let fake = || {
+        let s = Session::detached_for("live", vec![pty_terminal(0)], Some(Learner(mine)));
+        Fake { live: Some(s), create: || SessionError::NotFound, open_terminal: None, gauge: None }
+    };
+    let r = send_request(fake(), with_cookie(Method::POST, "/api/learner/session", mine)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["id"], "live");
+    assert_eq!(r.json()["attached"], true);
+    assert_eq!(r.json()["terminal"], "/api/sessions/live/terminals/0");
+    // Someone else's identity does not find it (the fake refuses to create, as told).
+    let r = send_request(fake(), with_cookie(Method::POST, "/api/learner/session", 0xdef)).await;
+    r.assert_error(StatusCode::NOT_FOUND, "session_not_found");
+    // Without an identity the call says what it needs.
+    send(fake(), Method::POST, "/api/learner/session", Body::empty())
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "no_identity");
+    send(fake(), Method::DELETE, "/api/learner/sessions", Body::empty())
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "no_identity");
+    let r = send_request(fake(), with_cookie(Method::DELETE, "/api/learner/sessions", 0xdef)).await;
+    assert_eq!((r.status, r.json()["ended"].as_u64()), (StatusCode::OK, Some(0)), "never another learner's");
+    let r = send_request(fake(), with_cookie(Method::DELETE, "/api/learner/sessions?except=live", mine)).await;
+    assert_eq!(r.json()["ended"], 0, "the one kept");
+    let r = send_request(fake(), with_cookie(Method::DELETE, "/api/learner/sessions", mine)).await;
+    assert_eq!(r.json()["ended"], 1, "{}", r.text);
 }
 
 #[tokio::test]

@@ -50,6 +50,17 @@ impl Instance {
         }
     }
 
+    /// An instance with room for `slots` sessions, for the few tests that need more than 4: its
+    /// ids lie above those of [`Instance::new`] and of `tests/bench_smoke.rs` (one such test
+    /// runs at a time per test process).
+    pub fn with_slots(slots: u32) -> Instance {
+        assert!(slots <= 64);
+        let mut inst = Instance::new();
+        inst.id_base = 3_700_000_000 + (std::process::id() % 8) * 64 * 65536;
+        inst.id_slots = slots;
+        inst
+    }
+
     pub fn args(&self) -> Vec<String> {
         vec![
             "--state-dir".into(),
@@ -94,10 +105,16 @@ impl Instance {
         }
     }
 
+    /// The group holding every session of this instance (`<parent>/sessions`), in each
+    /// hierarchy the tests look at.
+    pub fn sessions_dirs(&self) -> Vec<PathBuf> {
+        self.parent_dirs().into_iter().map(|d| d.join("sessions")).collect()
+    }
+
     /// Every nsplay group present now under this instance's parent: session groups and their
     /// relay groups.
     pub fn all_groups(&self) -> Vec<PathBuf> {
-        self.parent_dirs()
+        self.sessions_dirs()
             .iter()
             .flat_map(|d| std::fs::read_dir(d).into_iter().flatten().flatten())
             .filter(|e| e.file_type().map(|t| t.is_dir()).unwrap_or(false))
@@ -168,8 +185,10 @@ impl Instance {
 impl Drop for Instance {
     fn drop(&mut self) {
         for d in self.parent_dirs() {
-            if d.join("supervisor").exists() {
-                let _ = std::fs::remove_dir(d.join("supervisor"));
+            for leaf in ["supervisor", "sessions"] {
+                if d.join(leaf).exists() {
+                    let _ = std::fs::remove_dir(d.join(leaf));
+                }
             }
             let _ = std::fs::remove_dir(&d);
         }

@@ -2,13 +2,22 @@
 // server answers with, turned into plain-language messages (err.message) that
 // pages can show as they are.
 
-import { t } from './i18n.js';
+import { pageLang, t } from './i18n.js';
+
+// Refusals of a new session whose server message (rendered in the page's
+// language, which every call here sends as Accept-Language) says the real
+// reason: the whole room is full, the server's memory for sessions is nearly
+// used up, this learner has too many sessions, everyone behind this address
+// together has, or sessions are started too fast.
+const REFUSALS = ['full', 'memory_full', 'too_many_sessions', 'too_many_from_address', 'rate_limited'];
 
 // An Error with the HTTP status (0: no answer at all), the API's error code and
 // detail, and Retry-After in seconds (or null).
 function apiError(status, body, retryAfter) {
   let message;
-  if (status === 503 && retryAfter != null) message = t('full_retry', { seconds: retryAfter });
+  const code = body && body.error;
+  if (REFUSALS.includes(code) && body.message) message = body.message;
+  else if (status === 503 && retryAfter != null) message = t('full_retry', { seconds: retryAfter });
   else if (status === 429 && retryAfter != null) message = t('rate_retry', { seconds: retryAfter });
   else message = t('error_generic');
   const err = new Error(message);
@@ -35,15 +44,49 @@ export async function request(url, init) {
   }
 }
 
-export async function createSession(lesson) {
-  const init = { method: 'POST', headers: { Accept: 'application/json' } };
-  if (lesson != null) {
+function headers() {
+  return { Accept: 'application/json', 'Accept-Language': pageLang() };
+}
+
+async function postJson(url, body) {
+  const init = { method: 'POST', headers: headers() };
+  if (body != null) {
     init.headers['Content-Type'] = 'application/json';
-    init.body = JSON.stringify({ lesson });
+    init.body = JSON.stringify(body);
   }
-  const res = await request('/api/sessions', init);
+  const res = await request(url, init);
   if (!res.ok) throw await errorFromResponse(res);
   return res.json();
+}
+
+// A new session of its own (API clients; pages use learnerSession).
+export function createSession(lesson) {
+  return postJson('/api/sessions', lesson != null ? { lesson } : null);
+}
+
+// The learner's one session (the browser's identity cookie says whose): the
+// one it has, attached to its running terminal (`terminal` in the answer), or a
+// new one; with `fresh`, the learner's sessions end first. A browser that sends
+// no cookie (cookies blocked) gets a session of its own instead.
+export async function learnerSession(lesson, fresh) {
+  const body = {};
+  if (lesson != null) body.lesson = lesson;
+  if (fresh) body.fresh = true;
+  try {
+    return await postJson('/api/learner/session', body);
+  } catch (err) {
+    if (err.code !== 'no_identity') throw err;
+    return createSession(lesson);
+  }
+}
+
+// Ends the learner's sessions but `exceptId` (none: all of them); resolves to
+// how many ended. Only ever the sessions of this browser's identity.
+export async function endMySessions(exceptId) {
+  const q = exceptId ? '?except=' + encodeURIComponent(exceptId) : '';
+  const res = await request('/api/learner/sessions' + q, { method: 'DELETE', headers: headers() });
+  if (!res.ok) throw await errorFromResponse(res);
+  return (await res.json()).ended;
 }
 
 // Resolves to the session JSON, or null when the session does not exist.
@@ -58,8 +101,8 @@ export function sessionUrl(id) {
   return '/api/sessions/' + encodeURIComponent(id);
 }
 
-export function terminalPath(id) {
-  return sessionUrl(id) + '/terminals/0';
+export function terminalPath(id, n) {
+  return sessionUrl(id) + '/terminals/' + (n == null ? 0 : n);
 }
 
 // Runs a lesson step's check in session `id`; resolves to { passed, detail },
@@ -77,22 +120,26 @@ export async function runCheck(id, topic, step, lang) {
 // Creates a session, waiting out 503 ("full") answers with a visible
 // countdown instead of making the visitor click again. 429 is not retried
 // automatically: hammering a rate limiter only extends the penalty.
-export function createSessionPatiently(lesson, showMessage) {
+export function createSessionPatiently(lesson, showMessage, create) {
+  const make = create || (() => learnerSession(lesson));
   let timer = null;
   let cancelled = false;
   let waiting = false;
   const promise = new Promise((resolve, reject) => {
     const attempt = () => {
       waiting = false;
-      createSession(lesson).then((s) => { if (!cancelled) resolve(s); }, (err) => {
+      make().then((s) => { if (!cancelled) resolve(s); }, (err) => {
         if (cancelled) return;
         if (err.status !== 503 || err.retryAfter == null) { reject(err); return; }
         waiting = true;
         let left = Math.max(1, err.retryAfter);
+        // The real reason: every slot taken, or the server's memory for
+        // sessions nearly used up.
+        const memory = err.code === 'memory_full';
         const tick = () => {
           if (cancelled) return;
           if (left <= 0) { showMessage(''); attempt(); return; }
-          showMessage(t('full_retry', { seconds: left }));
+          showMessage(memory ? t('memory_retry', { seconds: left }) : t('full_retry', { seconds: left }));
           left -= 1;
           timer = setTimeout(tick, 1000);
         };

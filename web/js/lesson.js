@@ -1,22 +1,30 @@
-// nsplay lesson page (/learn/{topic}): the lesson's session (kept per topic in
-// localStorage, so a reload or coming back finds the same shell), each step's
-// Run buttons (type the command into the terminal) and Check button (ask the
-// server whether the step is done), and the inspector.
+// nsplay lesson page (/learn/{topic}): the learner's one session (the server
+// finds it by the browser's identity cookie, so a reload, the next lesson or
+// the playground finds the same shell and files), each step's Run buttons
+// (type the command into the terminal) and Check button (ask the server
+// whether the step is done), the inspector, and "start this lesson on a fresh
+// session".
 
 import { pageLang, t } from './i18n.js';
-import { createSessionPatiently, getSession, runCheck } from './api.js';
+import { createSessionPatiently, learnerSession, runCheck } from './api.js';
 import { runInTerminal, setState } from './terminal.js';
 import { startInspector } from './inspector.js';
 import { attachPage, showBannerText, showClipboardHint, showPageError } from './page.js';
 import { $ } from './dom.js';
 
-function storageGet(key) {
-  try { return localStorage.getItem(key); } catch (_) { return null; }
-}
-function storageSet(key, value) {
-  try {
-    if (value == null) localStorage.removeItem(key); else localStorage.setItem(key, value);
-  } catch (_) { /* private mode: the session just won't survive a reload */ }
+// The "fresh session" button: ends the learner's session (after asking) and
+// starts this lesson on a new one.
+function wireFresh(topic) {
+  const button = $('#fresh-session');
+  if (!button) return;
+  button.addEventListener('click', () => {
+    if (!confirm(t('fresh_session_confirm'))) return;
+    button.disabled = true;
+    learnerSession(topic, true).then(() => location.reload(), (err) => {
+      button.disabled = false;
+      showPageError(err);
+    });
+  });
 }
 
 // Wires the Run and Check buttons of every step to session `id`.
@@ -52,26 +60,20 @@ function wireSteps(conn, id, topic) {
 export async function bootLesson() {
   showClipboardHint();
   const topic = document.body.dataset.topic;
-  const storeKey = 'nsplay.lesson.' + topic;
   setState($('#conn-state'), 'connecting');
+  wireFresh(topic);
 
-  let id = storageGet(storeKey);
+  let s;
   try {
-    if (id && (await getSession(id)) === null) id = null;
-  } catch (_) { /* server unreachable: attach() will keep retrying */ }
-  if (!id) {
-    try {
-      const s = await createSessionPatiently(topic, showBannerText);
-      id = s.id;
-      storageSet(storeKey, id);
-    } catch (err) {
-      setState($('#conn-state'), 'disconnected');
-      showPageError(err.message);
-      return undefined;
-    }
+    s = await createSessionPatiently(topic, showBannerText);
+  } catch (err) {
+    setState($('#conn-state'), 'disconnected');
+    showPageError(err);
+    return undefined;
   }
+  const id = s.id;
 
-  const conn = attachPage(id, () => { storageSet(storeKey, null); location.reload(); });
+  const conn = attachPage(id, () => location.reload(), s.terminal);
   wireSteps(conn, id, topic);
   const inspector = $('#inspector');
   if (inspector) startInspector(inspector, id);

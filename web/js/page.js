@@ -3,7 +3,7 @@
 // attaching #terminal with its #conn-state, #notices and #banner.
 
 import { t } from './i18n.js';
-import { terminalPath } from './api.js';
+import { endMySessions, terminalPath } from './api.js';
 import { attach, clipboardHint } from './terminal.js';
 import { $, el } from './dom.js';
 
@@ -13,13 +13,31 @@ export function showClipboardHint() {
   hint.textContent = clipboardHint();
 }
 
-// A fatal page-level error (creation failed) shown in #banner with a retry.
-export function showPageError(message) {
+// What a refusal lets the learner do besides waiting: with too many sessions
+// open, end the others (the learner's own, by its identity cookie) and go on
+// with `retry`. Returns the buttons to show (none for other errors).
+export function refusalActions(err, retry, showError) {
+  if (!err || err.code !== 'too_many_sessions') return [];
+  const button = el('button', { type: 'button', class: 'end-others' }, t('end_other_sessions'));
+  button.addEventListener('click', () => {
+    button.disabled = true;
+    endMySessions(null).then(() => retry(), (e) => { button.disabled = false; showError(e.message); });
+  });
+  return [button];
+}
+
+// A fatal page-level error (creation failed) shown in #banner with a retry,
+// and what else the refusal allows (refusalActions). `err` is an API error or
+// a message.
+export function showPageError(err) {
+  const message = typeof err === 'string' ? err : err.message;
   const banner = $('#banner');
   if (!banner) { alert(message); return; }
   const button = el('button', { type: 'button' }, t('try_again'));
   button.addEventListener('click', () => location.reload());
-  banner.replaceChildren(el('span', null, message), button);
+  const text = el('span', null, message);
+  const extra = refusalActions(err, () => location.reload(), (m) => { text.textContent = m; });
+  banner.replaceChildren(text, ...extra, button);
   banner.hidden = false;
 }
 
@@ -31,9 +49,10 @@ export function showBannerText(message) {
   banner.hidden = !message;
 }
 
-// Attaches the page's terminal to session `id`; returns the connection.
-export function attachPage(id, onNewSession) {
-  const conn = attach($('#terminal'), terminalPath(id), {
+// Attaches the page's terminal to session `id` (its terminal at `path`,
+// terminal 0 when not given); returns the connection.
+export function attachPage(id, onNewSession, path) {
+  const conn = attach($('#terminal'), path || terminalPath(id), {
     sessionId: id,
     statusEl: $('#conn-state'),
     noticesEl: $('#notices'),

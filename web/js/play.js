@@ -1,10 +1,11 @@
 // nsplay playground pages: the landing page's "Start a playground" button,
-// and /play, whose session id lives in the URL fragment.
+// and /play, whose session id lives in the URL fragment. Both use the
+// learner's one session (the one every lesson page attaches to too).
 
 import { t } from './i18n.js';
 import { createSessionPatiently } from './api.js';
 import { setState } from './terminal.js';
-import { attachPage, showBannerText, showClipboardHint, showPageError } from './page.js';
+import { attachPage, refusalActions, showBannerText, showClipboardHint, showPageError } from './page.js';
 import { $ } from './dom.js';
 
 // Resolves to the terminal connection, or undefined if no session could be made.
@@ -14,14 +15,16 @@ export async function bootPlay() {
   // The id lives in the fragment so that a reload reattaches to the same
   // shell, while never being sent to the server in Referer or access logs.
   let id = '';
+  let path = null;
   try { id = decodeURIComponent(location.hash.slice(1)); } catch (_) { /* mangled: start over */ }
   if (!id) {
     try {
       const s = await createSessionPatiently(null, showBannerText);
       id = s.id;
+      path = s.terminal;
     } catch (err) {
       setState($('#conn-state'), 'disconnected');
-      showPageError(err.message);
+      showPageError(err);
       return undefined;
     }
     history.replaceState(null, '', '#' + encodeURIComponent(id));
@@ -29,7 +32,7 @@ export async function bootPlay() {
   return attachPage(id, () => {
     history.replaceState(null, '', location.pathname + location.search);
     location.reload();
-  });
+  }, path);
 }
 
 export function bootLanding() {
@@ -76,6 +79,7 @@ export function bootLanding() {
       button.textContent = label;
       button.removeAttribute('aria-busy');
       show(err.message);
+      if (errorEl) errorEl.append(...refusalActions(err, () => button.click(), show));
     });
   });
 }

@@ -53,6 +53,65 @@ pub const RELAY_PIDS: u64 = 16;
 /// work is short and on the path of every echo; its quota bounds what the weight can take.
 pub const RELAY_WEIGHT_FACTOR: u64 = 10;
 
+/// The group below nsplay's parent that holds every session group and relay group, and nothing
+/// else: all sessions together live under its limits ([`SessionsLimits`]). nsplay owns it (it is
+/// created at start and removed at a clean stop when empty); the server and its spawner are never
+/// in it (on v2 they may sit in the parent's `supervisor` leaf beside it), so whatever the sessions
+/// do at once, the kernel reclaims and OOM-kills inside this group, not in the server or the host.
+/// A group of its own rather than the parent itself, so that limits are only ever written to a
+/// group nsplay made (a delegated `nsplay.service` or an operator's `--cgroup-parent` is not).
+pub const SESSIONS_GROUP: &str = "sessions";
+
+/// CPU weight of [`SESSIONS_GROUP`] (v2 `cpu.weight`; v1 `cpu.shares` is 10.24 times it): the
+/// default weight, so all sessions together weigh as much as one sibling group — on v2 under a
+/// delegated parent that is the server's `supervisor` leaf, which then keeps at least half of the
+/// CPU while it needs it, however many sessions run.
+pub const SESSIONS_CPU_WEIGHT: u64 = 100;
+
+/// Limits of [`SESSIONS_GROUP`]: every session and relay together.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct SessionsLimits {
+    /// `memory.max` (v2) / `memory.limit_in_bytes` (v1); no swap is charged beyond it (v1 memsw
+    /// is set to the same value).
+    pub memory_bytes: u64,
+    /// `pids.max`: processes and threads of all sessions and relays together.
+    pub pids: u64,
+}
+
+/// What all sessions together use of memory, as admission reads it.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SessionsMemory {
+    /// Charged memory minus the page cache the kernel drops first (`inactive_file`): the
+    /// "working set" that container runtimes report. Tmpfs files (the sessions' root
+    /// filesystems) are not page cache that can be dropped without swap, and count.
+    pub used_bytes: u64,
+    /// The group's memory limit (`u64::MAX` when it has none).
+    pub limit_bytes: u64,
+}
+
+/// `current` less the file's `key` (inactive page cache), never below zero.
+pub(crate) fn working_set(current: u64, stat: &Path, key: &str) -> u64 {
+    current.saturating_sub(read_keyed(stat, key))
+}
+
+/// Reads a limit file: a number, or `max` (v2) for none.
+pub(crate) fn read_limit(path: &Path) -> u64 {
+    match fs::read_to_string(path) {
+        Ok(s) if s.trim() == "max" => u64::MAX,
+        Ok(s) => s.trim().parse().unwrap_or(u64::MAX),
+        Err(_) => u64::MAX,
+    }
+}
+
+/// Writes one interface file of a group nsplay made.
+pub(crate) fn write_file(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
+    fs::write(dir.join(file), value).map_err(|e| CgroupError::Limit {
+        path: dir.display().to_string(),
+        file: file.to_string(),
+        message: format!("writing `{value}`: {e}"),
+    })
+}
+
 /// The relay group's name for session group `name`.
 pub fn relay_name(name: &str) -> String {
     format!("{name}{RELAY_SUFFIX}")
@@ -146,6 +205,12 @@ pub trait CgroupDriver: Send + Sync {
     /// Names of nsplay session groups present now (after a crash: what an earlier run left); a
     /// relay group left without its session group counts as its session.
     fn existing(&self) -> Vec<String>;
+    /// Sets the limits of [`SESSIONS_GROUP`], the group holding every session.
+    fn set_sessions_limits(&self, limits: &SessionsLimits) -> Result<(), CgroupError>;
+    /// What every session together uses of memory now, and the limit (see [`SessionsMemory`]).
+    fn sessions_memory(&self) -> SessionsMemory;
+    /// [`SESSIONS_GROUP`]'s directory in the hierarchy that holds the memory controller.
+    fn sessions_dir(&self) -> PathBuf;
     /// Removes the parent groups this driver created at start (only those, and only when empty,
     /// innermost first), so a clean stop leaves the hierarchies as nsplay found them. Returns
     /// the ones that could not be removed.

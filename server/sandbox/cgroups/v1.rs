@@ -28,7 +28,8 @@ const CONTROLLERS: [(&str, Controllers); 5] = [
 const RELAY_CONTROLLERS: usize = 4;
 
 pub struct V1Driver {
-    /// Parent path inside each hierarchy, e.g. `nsplay`.
+    /// Path of the sessions group inside each hierarchy, e.g. `nsplay/sessions` (session groups
+    /// are its children; see [`super::SESSIONS_GROUP`]).
     parent: String,
     /// Mount point of each controller in CONTROLLERS order.
     mounts: Vec<PathBuf>,
@@ -56,14 +57,21 @@ impl V1Driver {
             .then(|| unified.to_path_buf());
         // The parent in every hierarchy now (not later by cgroups-rs with each session), so that
         // nsplay knows which groups it made and removes exactly those at a clean stop.
+        // The sessions group is nsplay's whether this run made it or a crashed one did: it is
+        // always removed at a clean stop (when empty).
         let mut created = Vec::new();
         let mut roots: Vec<&PathBuf> = mounts.iter().chain(&unified).collect();
         roots.sort();
         roots.dedup();
-        for root in roots {
+        let sessions = format!("{parent}/{}", super::SESSIONS_GROUP);
+        for root in &roots {
             created.extend(super::create_parent(root, &parent)?);
         }
-        Ok(V1Driver { parent, mounts, unified, created })
+        for root in &roots {
+            super::create_parent(root, &sessions)?;
+            created.push(root.join(&sessions));
+        }
+        Ok(V1Driver { parent: sessions, mounts, unified, created })
     }
 
     fn rel(&self, name: &str) -> String {
@@ -249,6 +257,36 @@ impl CgroupDriver for V1Driver {
             super::remove_tree(&d)?;
         }
         super::kill_and_remove(&self.relay_dirs(name))
+    }
+
+    fn set_sessions_limits(&self, limits: &super::SessionsLimits) -> Result<(), CgroupError> {
+        let mem = self.mounts[0].join(&self.parent);
+        let bytes = limits.memory_bytes.to_string();
+        if mem.join("memory.memsw.limit_in_bytes").exists() {
+            // memsw may never be below the memory limit: lift it first, then set both.
+            super::write_file(&mem, "memory.memsw.limit_in_bytes", "-1")?;
+            super::write_file(&mem, "memory.limit_in_bytes", &bytes)?;
+            super::write_file(&mem, "memory.memsw.limit_in_bytes", &bytes)?;
+        } else {
+            super::write_file(&mem, "memory.limit_in_bytes", &bytes)?;
+        }
+        super::write_file(&self.mounts[1].join(&self.parent), "pids.max", &limits.pids.to_string())?;
+        // v1's default shares are 1024 for a weight of 100.
+        let shares = super::SESSIONS_CPU_WEIGHT * 1024 / 100;
+        super::write_file(&self.mounts[2].join(&self.parent), "cpu.shares", &shares.to_string())
+    }
+
+    fn sessions_memory(&self) -> super::SessionsMemory {
+        let mem = self.mounts[0].join(&self.parent);
+        let current = super::read_u64(&mem.join("memory.usage_in_bytes"));
+        super::SessionsMemory {
+            used_bytes: super::working_set(current, &mem.join("memory.stat"), "total_inactive_file"),
+            limit_bytes: super::read_limit(&mem.join("memory.limit_in_bytes")),
+        }
+    }
+
+    fn sessions_dir(&self) -> PathBuf {
+        self.mounts[0].join(&self.parent)
     }
 
     fn release(&self) -> Vec<PathBuf> {

@@ -94,12 +94,28 @@ impl V2Driver {
         };
         let mut driver = V2Driver { parent, placement, created: Vec::new() };
         driver.created = driver.prepare_parent(&own)?;
+        // The sessions group is nsplay's whether this run made it or a crashed one did: it is
+        // always removed at a clean stop (when empty).
+        let sessions = driver.sessions();
+        match fs::create_dir(&sessions) {
+            Ok(()) => {}
+            Err(e) if e.kind() == ErrorKind::AlreadyExists => {}
+            Err(e) => return Err(CgroupError::Create { path: sessions.display().to_string(), message: e.to_string() }),
+        }
+        driver.created.push(sessions.clone());
+        enable_controllers(&sessions, driver.placement)?;
         Ok(driver)
     }
 
-    /// The parent group's directory (session groups are its `nsplay-*` children).
+    /// The parent group's directory.
     pub fn parent_dir(&self) -> PathBuf {
         Path::new(ROOT).join(&self.parent)
+    }
+
+    /// The sessions group's directory (session groups are its `nsplay-*` children; see
+    /// [`super::SESSIONS_GROUP`]).
+    fn sessions(&self) -> PathBuf {
+        self.parent_dir().join(super::SESSIONS_GROUP)
     }
 
     /// Creates the parent, moves this process out of the way if it sits in the parent or one of
@@ -252,15 +268,6 @@ fn read_words(path: &Path) -> std::io::Result<Vec<String>> {
     Ok(fs::read_to_string(path)?.split_whitespace().map(str::to_string).collect())
 }
 
-/// Writes one interface file of a session group.
-fn write_limit(dir: &Path, file: &str, value: &str) -> Result<(), CgroupError> {
-    fs::write(dir.join(file), value).map_err(|e| CgroupError::Limit {
-        path: dir.display().to_string(),
-        file: file.to_string(),
-        message: format!("writing `{value}`: {e}"),
-    })
-}
-
 impl CgroupDriver for V2Driver {
     fn version(&self) -> Version {
         Version::V2
@@ -285,14 +292,14 @@ impl CgroupDriver for V2Driver {
         fs::create_dir(&dir)
             .map_err(|e| CgroupError::Create { path: dir.display().to_string(), message: e.to_string() })?;
         let result = (|| {
-            write_limit(&dir, "memory.max", &limits.memory_bytes.to_string())?;
+            super::write_file(&dir, "memory.max", &limits.memory_bytes.to_string())?;
             // Without swap accounting (swapaccount=0, no CONFIG_MEMCG_SWAP) there is no file and
             // the kernel charges no swap to the group to limit.
             if dir.join("memory.swap.max").exists() {
-                write_limit(&dir, "memory.swap.max", "0")?;
+                super::write_file(&dir, "memory.swap.max", "0")?;
             }
-            write_limit(&dir, "pids.max", &limits.pids.to_string())?;
-            write_limit(&dir, "cpu.max", &format!("{} {CPU_PERIOD_US}", limits.cpu_quota_us()))?;
+            super::write_file(&dir, "pids.max", &limits.pids.to_string())?;
+            super::write_file(&dir, "cpu.max", &format!("{} {CPU_PERIOD_US}", limits.cpu_quota_us()))?;
             // Bounds the tree the session can build below it: what its teardown and every walk
             // of it cost the host.
             super::bound_nesting(&dir)?;
@@ -308,14 +315,14 @@ impl CgroupDriver for V2Driver {
             let relay = self.relay_dir(name);
             fs::create_dir(&relay)
                 .map_err(|e| CgroupError::Create { path: relay.display().to_string(), message: e.to_string() })?;
-            write_limit(&relay, "memory.max", &super::RELAY_MEMORY_BYTES.to_string())?;
+            super::write_file(&relay, "memory.max", &super::RELAY_MEMORY_BYTES.to_string())?;
             if relay.join("memory.swap.max").exists() {
-                write_limit(&relay, "memory.swap.max", "0")?;
+                super::write_file(&relay, "memory.swap.max", "0")?;
             }
-            write_limit(&relay, "pids.max", &super::RELAY_PIDS.to_string())?;
+            super::write_file(&relay, "pids.max", &super::RELAY_PIDS.to_string())?;
             // 100 is v2's default cpu.weight (a session group's).
-            write_limit(&relay, "cpu.weight", &(100 * super::RELAY_WEIGHT_FACTOR).to_string())?;
-            write_limit(&relay, "cpu.max", &format!("{} {CPU_PERIOD_US}", super::relay_cpu_quota_us(limits)))?;
+            super::write_file(&relay, "cpu.weight", &(100 * super::RELAY_WEIGHT_FACTOR).to_string())?;
+            super::write_file(&relay, "cpu.max", &format!("{} {CPU_PERIOD_US}", super::relay_cpu_quota_us(limits)))?;
             Ok(())
         })();
         if result.is_err() {
@@ -340,7 +347,7 @@ impl CgroupDriver for V2Driver {
     }
 
     fn dir(&self, name: &str) -> PathBuf {
-        self.parent_dir().join(name)
+        self.sessions().join(name)
     }
 
     fn usage(&self, name: &str) -> Result<Usage, CgroupError> {
@@ -387,13 +394,33 @@ impl CgroupDriver for V2Driver {
     }
 
     fn existing(&self) -> Vec<String> {
-        super::list_sessions(&self.parent_dir())
+        super::list_sessions(&self.sessions())
+    }
+
+    fn set_sessions_limits(&self, limits: &super::SessionsLimits) -> Result<(), CgroupError> {
+        let dir = self.sessions();
+        super::write_file(&dir, "memory.max", &limits.memory_bytes.to_string())?;
+        super::write_file(&dir, "pids.max", &limits.pids.to_string())?;
+        super::write_file(&dir, "cpu.weight", &super::SESSIONS_CPU_WEIGHT.to_string())
+    }
+
+    fn sessions_memory(&self) -> super::SessionsMemory {
+        let dir = self.sessions();
+        let current = super::read_u64(&dir.join("memory.current"));
+        super::SessionsMemory {
+            used_bytes: super::working_set(current, &dir.join("memory.stat"), "inactive_file"),
+            limit_bytes: super::read_limit(&dir.join("memory.max")),
+        }
+    }
+
+    fn sessions_dir(&self) -> PathBuf {
+        self.sessions()
     }
 }
 
 impl V2Driver {
     fn relay_dir(&self, name: &str) -> PathBuf {
-        self.parent_dir().join(super::relay_name(name))
+        self.sessions().join(super::relay_name(name))
     }
 }
 
