@@ -31,6 +31,28 @@ fn limits_json(s: &Session) -> serde_json::Value {
     json!({"memory_bytes": l.memory_bytes, "pids": l.pids, "cpu": l.cpu, "disk_bytes": l.disk_bytes})
 }
 
+/// The mark a passed step leaves on its session (beside the check kind's own mark, which later
+/// checks read): what a lesson page shows as passed when it comes back to the session.
+const STEP_MARK: &str = "step:";
+
+fn step_mark(lesson: &str, step: &str) -> String {
+    format!("{STEP_MARK}{lesson}/{step}")
+}
+
+/// The steps passed in session `s`, by lesson: `{"uts": ["set-hostname", …]}`.
+fn passed_json(s: &Session) -> serde_json::Value {
+    let mut by_lesson = serde_json::Map::new();
+    for m in s.marks() {
+        if let Some((lesson, step)) = m.strip_prefix(STEP_MARK).and_then(|r| r.split_once('/')) {
+            let steps = by_lesson.entry(lesson.to_string()).or_insert_with(|| json!([]));
+            if let Some(a) = steps.as_array_mut() {
+                a.push(json!(step));
+            }
+        }
+    }
+    serde_json::Value::Object(by_lesson)
+}
+
 fn terminal_path(id: &str, n: u64) -> String {
     format!("/api/sessions/{id}/terminals/{n}")
 }
@@ -123,6 +145,7 @@ pub async fn get_session<S: Sessions>(
         },
         "namespaces": st.manager.namespaces(&s),
         "nested": st.manager.nested(&s).into_iter().map(|(kind, inode, pid)| json!({"kind": kind, "inode": inode, "pid": pid})).collect::<Vec<_>>(),
+        "passed": passed_json(&s),
         "events": s.events().into_iter().map(|e| json!({"at": rfc3339(e.at), "message": text::render(lang, &e.notice)})).collect::<Vec<_>>(),
     })))
 }
@@ -208,6 +231,7 @@ pub async fn run_check<S: Sessions>(
         step.check.clone().ok_or_else(|| ApiError::not_found(format!("step `{}` has nothing to check", step.id)))?;
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let args = step.check_args.clone();
+    let mark = step_mark(&lesson.topic, &step.id);
     let manager = st.manager.clone();
     // Checks read /proc and cgroup files of the session, and may run nsenter: blocking work.
     let outcome = tokio::task::spawn_blocking(move || {
@@ -225,6 +249,7 @@ pub async fn run_check<S: Sessions>(
         if outcome.passed {
             // Later steps may build on this one (`Probe::passed`).
             s.mark(&kind);
+            s.mark(&mark);
         }
         outcome
     })

@@ -322,6 +322,21 @@ async fn a_live_session_is_described_and_deleted() {
 }
 
 #[tokio::test]
+async fn a_session_lists_the_lesson_steps_it_passed() {
+    let fake = Fake::with_session(None);
+    let live = fake.live.clone().unwrap();
+    let r = send(fake.clone(), Method::GET, "/api/sessions/live", Body::empty()).await;
+    assert_eq!(r.json()["passed"], serde_json::json!({}));
+    // A check kind's own mark is not a step; step marks are grouped by lesson.
+    live.mark("uts_nested_hostname");
+    live.mark("step:uts/set-hostname");
+    live.mark("step:uts/exit");
+    live.mark("step:pid/nested-init");
+    let r = send(fake, Method::GET, "/api/sessions/live", Body::empty()).await;
+    assert_eq!(r.json()["passed"], serde_json::json!({"pid": ["nested-init"], "uts": ["exit", "set-hostname"]}));
+}
+
+#[tokio::test]
 async fn metrics_without_a_recorder_are_404_not_found() {
     send(Fake::empty(|| SessionError::NotFound), Method::GET, "/metrics", Body::empty())
         .await

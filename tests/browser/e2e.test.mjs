@@ -419,6 +419,23 @@ test('UTS lesson: run, check, inspector, Japanese', async (t) => {
     await page.screenshot({ path: path.join(SHOTS, 'lesson-uts.png') });
   });
 
+  await step('a reload shows every passed step and scrolls to where the learner left off', async () => {
+    await page.reload();
+    await waitTerm(page, atPrompt, 'the same shell after the reload');
+    for (const id of ['set-hostname', 'exit']) {
+      const s = page.locator(`.step[data-step="${id}"]`);
+      await eventually(() => s.getAttribute('data-passed'), (v) => v === 'true', `${id} shown as passed`);
+      assert.equal(await visibleText(s.locator('.check-result')), 'Passed — already done earlier in this session.');
+    }
+    assert.equal(await page.locator('.step[data-step="enter"]').getAttribute('data-passed'), null);
+    // The step after the last passed one is in view: the text column scrolled to it.
+    const next = page.locator('.step[data-step="uname-outside"]');
+    await eventually(() => page.locator('.lesson-text').evaluate((el) => el.scrollTop), (v) => v > 0, 'the text to scroll');
+    const box = await next.boundingBox();
+    const vp = page.viewportSize();
+    assert.ok(box.y >= 0 && box.y + box.height <= vp.height, `uname-outside is in view: ${JSON.stringify(box)}`);
+  });
+
   await step('switching to Japanese translates the page and the check messages', async () => {
     await page.locator('.lang-switch').getByText('日本語').click();
     await page.waitForFunction(() => document.documentElement.lang === 'ja');
