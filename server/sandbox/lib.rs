@@ -313,6 +313,12 @@ impl Sandbox {
         Ok(self.cgroups.usage(&s.name)?)
     }
 
+    /// The memory limit of the learner's child group where an OOM kill happened, if one did
+    /// (see [`CgroupDriver::child_oom_limit`]).
+    pub fn child_oom_limit(&self, s: &SandboxSession) -> Option<u64> {
+        self.cgroups.child_oom_limit(&s.name)
+    }
+
     /// Host pids of every process of the session.
     pub fn pids(&self, s: &SandboxSession) -> Vec<i32> {
         self.cgroups.pids(&s.name)

@@ -149,6 +149,9 @@ pub enum Notice {
     ShuttingDown,
     /// The kernel killed a process at the memory limit (the limit in words, e.g. "256 MiB").
     MemoryKill { limit: String },
+    /// The kernel killed a process at the smaller memory limit of a child cgroup the learner
+    /// made (that limit in words).
+    ChildMemoryKill { limit: String },
     /// A fork was refused at the pids limit.
     PidsLimit { max: u64 },
 }
@@ -160,6 +163,7 @@ impl crate::text::Message for Notice {
             Notice::MaxAgeSoon { .. } => "notice_max_age_soon",
             Notice::ShuttingDown => "notice_shutdown",
             Notice::MemoryKill { .. } => "event_memory_kill",
+            Notice::ChildMemoryKill { .. } => "event_child_memory_kill",
             Notice::PidsLimit { .. } => "event_pids_limit",
         }
     }
@@ -168,7 +172,7 @@ impl crate::text::Message for Notice {
         match self {
             Notice::MaxAgeReached | Notice::ShuttingDown => Vec::new(),
             Notice::MaxAgeSoon { minutes } => vec![("minutes", minutes.to_string())],
-            Notice::MemoryKill { limit } => vec![("limit", limit.clone())],
+            Notice::MemoryKill { limit } | Notice::ChildMemoryKill { limit } => vec![("limit", limit.clone())],
             Notice::PidsLimit { max } => vec![("max", max.to_string())],
         }
     }
@@ -367,6 +371,11 @@ impl Manager {
             self.existing.fetch_sub(1, Ordering::SeqCst);
         }
         self.pool.poke();
+    }
+
+    /// The host's cgroup hierarchy (the lessons adapt to it).
+    pub fn cgroup_version(&self) -> nsplay_sandbox::Version {
+        self.sandbox.cgroup_version()
     }
 
     pub fn live(&self) -> usize {
@@ -613,7 +622,15 @@ impl Manager {
             let prev = std::mem::replace(&mut *s.last_usage.lock().unwrap_or_else(|e| e.into_inner()), u.clone());
             if u.oom_kills > prev.oom_kills {
                 metrics::counter!("nsplay_oom_kills_total").increment(u.oom_kills - prev.oom_kills);
-                s.limit_event(Notice::MemoryKill { limit: format_size(s.sandbox.limits.memory_bytes) });
+                // Which limit bit: the session's own, or a child group's the learner made (whose
+                // kills count in the session's totals too).
+                let child = (u.oom_at_own_limit == prev.oom_at_own_limit)
+                    .then(|| self.sandbox.child_oom_limit(&s.sandbox))
+                    .flatten();
+                s.limit_event(match child {
+                    Some(limit) => Notice::ChildMemoryKill { limit: format_size(limit) },
+                    None => Notice::MemoryKill { limit: format_size(s.sandbox.limits.memory_bytes) },
+                });
             }
             if u.pids_limit_hits > prev.pids_limit_hits {
                 metrics::counter!("nsplay_pids_limit_hits_total").increment(u.pids_limit_hits - prev.pids_limit_hits);

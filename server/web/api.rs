@@ -102,7 +102,7 @@ pub async fn create_session<S: Sessions>(
 ) -> Result<Response, ApiError> {
     let body: CreateBody = parse_body(body)?;
     if let Some(l) = &body.lesson
-        && crate::lessons::find(l).is_none()
+        && crate::lessons::find(l, st.hierarchy).is_none()
     {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown_lesson", format!("unknown lesson `{l}`")));
     }
@@ -222,7 +222,7 @@ pub async fn run_check<S: Sessions>(
     Query(q): Query<super::pages::LangQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let s = st.manager.get(&id)?;
-    let lesson = crate::lessons::find(&lesson)
+    let lesson = crate::lessons::find(&lesson, st.hierarchy)
         .ok_or_else(|| ApiError::not_found(format!("there is no lesson called `{lesson}`")))?;
     let step = lesson
         .step(&step)

@@ -47,6 +47,15 @@ pub struct AppState<S = Arc<Manager>> {
     /// Origins besides nsplay's own whose pages may use the API (see [`origin`]).
     pub allowed_origins: Arc<Vec<String>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// The host's cgroup hierarchy, detected at start: the lessons read as written for it.
+    pub hierarchy: crate::lessons::Hierarchy,
+}
+
+/// Pages take only the hierarchy from the state.
+impl<S> axum::extract::FromRef<AppState<S>> for crate::lessons::Hierarchy {
+    fn from_ref(st: &AppState<S>) -> Self {
+        st.hierarchy
+    }
 }
 
 pub fn app<S: Sessions>(state: AppState<S>) -> Router {
@@ -129,6 +138,7 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         trusted_proxies: Arc::new(trusted_proxies),
         allowed_origins: Arc::new(allowed_origins),
         metrics,
+        hierarchy: manager.cgroup_version(),
     };
     let sockets = state.sockets.clone();
     let stop = CancellationToken::new();

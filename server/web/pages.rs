@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -133,9 +133,9 @@ struct LessonPage {
     steps: Vec<StepView>,
 }
 
-pub async fn learn(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+pub async fn learn(State(h): State<lessons::Hierarchy>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
-    let lessons = lessons::catalog()
+    let lessons = lessons::catalog(h)
         .iter()
         .map(|l| LessonItem { topic: &l.topic, title: l.title.get(lang), summary: l.summary.get(lang) })
         .collect();
@@ -144,9 +144,14 @@ pub async fn learn(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
     render(LearnPage { lang, t, i18n_json, lessons })
 }
 
-pub async fn lesson(Path(topic): Path<String>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+pub async fn lesson(
+    State(h): State<lessons::Hierarchy>,
+    Path(topic): Path<String>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
-    let Some(l) = lessons::find(&topic) else {
+    let Some(l) = lessons::find(&topic, h) else {
         return not_found_page(lang, topic);
     };
     render(lesson_page(l, lang))
@@ -373,7 +378,7 @@ mod tests {
             assert!(html.contains(&format!("lang=\"{lang}\"")));
             let html = PlayPage { lang, t: Ui { lang }, i18n_json: Ui { lang }.json() }.render().unwrap();
             assert!(html.contains("id=\"terminal\"") && html.contains("id=\"conn-state\""));
-            for l in lessons::catalog() {
+            for l in lessons::catalog(lessons::Hierarchy::V1).iter().chain(lessons::catalog(lessons::Hierarchy::V2)) {
                 let html = lesson_page(l, lang).render().unwrap();
                 for needle in [
                     "id=\"terminal\"",

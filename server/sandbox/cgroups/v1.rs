@@ -199,6 +199,7 @@ impl CgroupDriver for V1Driver {
             memory_bytes: super::read_u64(&mem.join("memory.usage_in_bytes")),
             memory_peak_bytes: super::read_u64(&mem.join("memory.max_usage_in_bytes")),
             oom_kills: super::read_keyed(&mem.join("memory.oom_control"), "oom_kill"),
+            oom_at_own_limit: super::read_keyed(&mem.join("memory.oom_control"), "oom_kill"),
             pids: super::read_u64(&pids.join("pids.current")),
             pids_limit_hits: pids_limit_hits(&pids),
             cpu_usec: super::read_u64(&acct.join("cpuacct.usage")) / 1000,
