@@ -110,6 +110,10 @@ mod tests {
         let child = Notice::ChildMemoryKill { limit: "32 MiB".into() };
         assert_eq!(render("en", &child), "A process was killed: the memory limit (32 MiB) of a cgroup you created was reached.");
         assert!(render("ja", &child).contains("作成した cgroup のメモリ上限（32 MiB）"));
+        // The pids notice says how to get out of a fork bomb.
+        let pids = Notice::PidsLimit { max: 128 };
+        assert!(render("en", &pids).contains("press Reset at the top of the page"));
+        assert!(render("ja", &pids).contains("「リセット」を押してください"));
         let full = crate::session::Refusal::Full { max: 80, retry_after: std::time::Duration::from_secs(20) };
         assert_eq!(render("en", &full), "The playground is full (80 sessions are running). Try again in 20 s.");
         assert!(render("ja", &full).contains("20 秒後"));

@@ -135,6 +135,8 @@ pub struct Session {
     marks: Mutex<std::collections::BTreeSet<String>>,
     /// Recent limit events (the inspector lists them).
     events: Mutex<std::collections::VecDeque<LimitEvent>>,
+    /// A reset is running (one at a time per session: each is bounded host work).
+    resetting: AtomicBool,
 }
 
 /// What a session tells the person at its terminals. Typed, so that each reader gets it in
@@ -431,6 +433,7 @@ impl Manager {
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),
+            resetting: AtomicBool::new(false),
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.id.clone(), session.clone());
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).insert(session.sandbox.key, session.clone());
@@ -486,6 +489,22 @@ impl Manager {
         let term = start_terminal(index, handle)?;
         session.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term.clone());
         Ok(term)
+    }
+
+    /// Stops everything the learner started in the session (a fork bomb included) but its init
+    /// and the terminals' shells ([`nsplay_sandbox::Sandbox::reset`]); returns how many processes
+    /// were killed. A second reset while one runs waits for nothing and kills nothing.
+    pub async fn reset(self: &Arc<Self>, session: &Arc<Session>) -> Result<usize, SessionError> {
+        if session.resetting.swap(true, Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let this = self.clone();
+        let s = session.clone();
+        let killed = tokio::task::spawn_blocking(move || this.sandbox.reset(&s.sandbox)).await;
+        session.resetting.store(false, Ordering::SeqCst);
+        let killed = killed.map_err(|_| SessionError::ShuttingDown)?;
+        tracing::info!(session = short(&session.id), killed, "session reset");
+        Ok(killed)
     }
 
     /// Ends a session: every process, its cgroup and mounts gone when this returns.
@@ -699,6 +718,7 @@ impl Session {
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),
+            resetting: AtomicBool::new(false),
         })
     }
 }

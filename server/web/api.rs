@@ -166,6 +166,17 @@ pub async fn metrics<S: Sessions>(State(st): State<AppState<S>>) -> Response {
     }
 }
 
+/// Stops every process the learner started (a runaway fork bomb too), keeping the session and its
+/// shells.
+pub async fn reset_session<S: Sessions>(
+    State(st): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = st.manager.get(&id)?;
+    let killed = st.manager.reset(&s).await?;
+    Ok(Json(json!({"killed": killed})))
+}
+
 pub async fn create_terminal<S: Sessions>(
     State(st): State<AppState<S>>,
     Path(id): Path<String>,

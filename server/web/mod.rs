@@ -70,6 +70,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/api/sessions", post(api::create_session::<S>))
         .route("/api/sessions/{id}", get(api::get_session::<S>).delete(api::delete_session::<S>))
         .route("/api/sessions/{id}/terminals", post(api::create_terminal::<S>))
+        .route("/api/sessions/{id}/reset", post(api::reset_session::<S>))
         .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket::<S>))
         .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check::<S>))
         .fallback(pages::fallback)

@@ -67,6 +67,9 @@ impl Sessions for Fake {
             None => Ok(pty_terminal(1)),
         }
     }
+    async fn reset(&self, _s: &Arc<Session>) -> Result<usize, SessionError> {
+        Ok(3)
+    }
     fn usage(&self, _s: &Session) -> Usage {
         Usage::default()
     }
@@ -335,6 +338,16 @@ async fn a_session_lists_the_lesson_steps_it_passed() {
     live.mark("step:pid/nested-init");
     let r = send(fake, Method::GET, "/api/sessions/live", Body::empty()).await;
     assert_eq!(r.json()["passed"], serde_json::json!({"pid": ["nested-init"], "uts": ["exit", "set-hostname"]}));
+}
+
+#[tokio::test]
+async fn a_reset_answers_what_it_killed_and_404_for_unknown_sessions() {
+    let r = send(Fake::with_session(None), Method::POST, "/api/sessions/live/reset", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json(), serde_json::json!({"killed": 3}));
+    send(Fake::with_session(None), Method::POST, "/api/sessions/gone/reset", Body::empty())
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "session_not_found");
 }
 
 #[tokio::test]

@@ -5,7 +5,7 @@
 // The modules: i18n.js (t() and the language switch), api.js (HTTP API
 // client), terminal.js (the terminal's WebSocket client), inspector.js,
 // page.js (what the terminal pages share), play.js (landing and /play),
-// lesson.js (lesson pages), dom.js (DOM helpers). No build step: the server
+// lesson.js (lesson pages), reset.js (the Reset button), dom.js (DOM helpers). No build step: the server
 // embeds and serves these files as they are.
 
 import { initLanguageSwitch, t } from './i18n.js';
@@ -13,6 +13,7 @@ import { createSession, getSession } from './api.js';
 import { attach, runInTerminal } from './terminal.js';
 import { bootLanding, bootPlay } from './play.js';
 import { bootLesson } from './lesson.js';
+import { wireReset } from './reset.js';
 
 const Nsplay = {
   createSession, getSession, attach, runInTerminal,
@@ -21,7 +22,11 @@ const Nsplay = {
 };
 window.Nsplay = Nsplay;
 
-const expose = (conn) => { if (conn) Nsplay.connection = conn; };
+const expose = (conn) => {
+  if (!conn) return;
+  Nsplay.connection = conn;
+  wireReset(conn);
+};
 
 function boot() {
   initLanguageSwitch();

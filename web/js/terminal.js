@@ -384,6 +384,8 @@ export function attach(container, path, options = {}) {
 
   return {
     term,
+    sessionId,
+    notice,
     send(text) {
       const bytes = encoder.encode(text);
       if (ws && ws.readyState === WebSocket.OPEN) ws.send(bytes);

@@ -142,6 +142,10 @@ pub trait CgroupDriver: Send + Sync {
     }
     /// Host pids of every process in the group (and its child groups) and its relay group.
     fn pids(&self, name: &str) -> Vec<i32>;
+    /// Freezes (or thaws) the session group and everything below it, so that nothing in it can
+    /// fork while it is being emptied (v2 `cgroup.freeze`, v1 the freezer controller). Returns
+    /// whether the group is frozen now (false: no freezer, or thawed).
+    fn freeze(&self, name: &str, frozen: bool) -> bool;
     /// Kills every process in the group and its relay group and removes both (and any child
     /// groups made inside).
     fn destroy(&self, name: &str) -> Result<(), CgroupError>;

@@ -217,6 +217,31 @@ impl CgroupDriver for V1Driver {
         all
     }
 
+    fn freeze(&self, name: &str, frozen: bool) -> bool {
+        if !super::valid_name(name) {
+            return false;
+        }
+        let cg = self.load(name);
+        let Some(f) = cg.controller_of::<FreezerController>() else { return false };
+        if !frozen {
+            let _ = f.thaw();
+            return false;
+        }
+        if f.freeze().is_err() {
+            return false;
+        }
+        // FREEZING until every task has stopped; bounded, the caller kills in rounds anyway.
+        let state = self.ctl(4, name).join("freezer.state");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(500) {
+            if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "FROZEN") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
     fn destroy(&self, name: &str) -> Result<(), CgroupError> {
         if !super::valid_name(name) {
             return Ok(());

@@ -334,6 +334,26 @@ impl CgroupDriver for V2Driver {
         vec![self.relay_dir(name).join("cgroup.procs")]
     }
 
+    fn freeze(&self, name: &str, frozen: bool) -> bool {
+        if !super::valid_name(name) {
+            return false;
+        }
+        let d = self.dir(name);
+        if fs::write(d.join("cgroup.freeze"), if frozen { "1" } else { "0" }).is_err() || !frozen {
+            return false;
+        }
+        // `frozen 1` in cgroup.events once every task has stopped; bounded, the caller kills in
+        // rounds anyway.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(500) {
+            if super::read_keyed(&d.join("cgroup.events"), "frozen") == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
     fn dir(&self, name: &str) -> PathBuf {
         self.parent_dir().join(name)
     }
