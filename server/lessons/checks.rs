@@ -450,12 +450,12 @@ fn time_nested_boottime(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
             return pass(
                 lang,
                 format!("Time namespace {ino} has clock offsets ({summary})."),
-                format!("時間名前空間 {ino} には時計のオフセットがあります（{summary}）。"),
+                format!("time 名前空間 {ino} には時計のオフセットがあります（{summary}）。"),
             );
         }
     }
     fail(lang, "No nested time namespace with a boottime or monotonic offset yet (`unshare -T --boottime 86400 --fork sleep 1000 &`).".into(),
-         "boottime か monotonic のオフセットを持つ入れ子の時間名前空間はまだありません（`unshare -T --boottime 86400 --fork sleep 1000 &`）。".into())
+         "boottime か monotonic のオフセットを持つ入れ子の time 名前空間はまだありません（`unshare -T --boottime 86400 --fork sleep 1000 &`）。".into())
 }
 
 /// Passes once the session's memory limit has killed a process.

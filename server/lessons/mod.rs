@@ -287,6 +287,28 @@ mod tests {
     }
 
     #[test]
+    fn the_japanese_follows_the_native_readers_corrections() {
+        let raw: String = Files::iter()
+            .map(|n| String::from_utf8(Files::get(&n).unwrap().data.into_owned()).unwrap())
+            .chain([include_str!("checks.rs").to_string(), include_str!("../../web/ui.toml").to_string()])
+            .collect();
+        // One term each: 「time 名前空間」, 「対応づけ」; a lesson is a lesson.
+        for gone in ["時間名前空間", "対応付け", "ウォークスルー", "入れ子になります", "まだです"] {
+            assert!(!raw.contains(gone), "{gone} is still used");
+        }
+        let ja = |topic: &str| find(topic, Hierarchy::V2).unwrap().intro.ja.clone();
+        assert!(ja("uts").contains(
+            "UTS は \"UNIX Time-sharing System\" の略で、`uname` が値を返す構造体 `struct utsname` の名前に由来します"
+        ));
+        assert!(ja("ipc").contains("`ipcs` は自分が動いている IPC 名前空間のオブジェクトを一覧表示します"));
+        assert!(ja("time").contains("凍結したコンテナを後で、あるいは別のマシンでリストアすると"));
+        let cgroup = find("cgroup", Hierarchy::V2).unwrap();
+        assert!(cgroup.steps.iter().any(|s| s.text.ja.contains("コンテナの中から見た `/sys/fs/cgroup` の姿です")));
+        assert!(ja("cgroups").contains("入れ子にでき"));
+        assert!(ja("uts").contains("このレッスンでは"));
+    }
+
+    #[test]
     fn prose_is_escaped() {
         assert_eq!(prose_html("a `<b>` c\n\nd"), "<p>a <code>&lt;b&gt;</code> c</p>\n<p>d</p>\n");
     }
