@@ -108,7 +108,10 @@ mod tests {
         assert!(render("ja", &Notice::MaxAgeSoon { minutes: 5 }).contains("あと 5 分"));
         // A kill at a child group's limit names that limit, not the session's.
         let child = Notice::ChildMemoryKill { limit: "32 MiB".into() };
-        assert_eq!(render("en", &child), "A process was killed: the memory limit (32 MiB) of a cgroup you created was reached.");
+        assert_eq!(
+            render("en", &child),
+            "A process was killed: the memory limit (32 MiB) of a cgroup you created was reached."
+        );
         assert!(render("ja", &child).contains("作成した cgroup のメモリ上限（32 MiB）"));
         // The pids notice says how to get out of a fork bomb.
         let pids = Notice::PidsLimit { max: 128 };

@@ -132,7 +132,11 @@ fn counter(lang: &str, n: u64, en: &str, en_many: &str, ja: &str, en_no: &str, j
     match n {
         0 => fail(lang, en_no.to_string(), ja_no.to_string()),
         1 => pass(lang, format!("The kernel recorded one {en}."), format!("{ja}が、カーネルに 1 回記録されています。")),
-        n => pass(lang, format!("The kernel recorded {n} {en_many}."), format!("{ja}が、カーネルに {n} 回記録されています。")),
+        n => pass(
+            lang,
+            format!("The kernel recorded {n} {en_many}."),
+            format!("{ja}が、カーネルに {n} 回記録されています。"),
+        ),
     }
 }
 
@@ -602,10 +606,22 @@ mod tests {
         let none = BTreeMap::new();
         p.usage.oom_kills = 1;
         p.usage.pids_limit_hits = 3;
-        assert_eq!(run("cgroups_oom", &none, &p, "en").detail, "The kernel recorded one process killed at the memory limit.");
-        assert_eq!(run("cgroups_oom", &none, &p, "ja").detail, "メモリ上限によるプロセスの強制終了が、カーネルに 1 回記録されています。");
-        assert_eq!(run("cgroups_pids_limit", &none, &p, "en").detail, "The kernel recorded 3 forks refused at pids.max.");
-        assert_eq!(run("cgroups_pids_limit", &none, &p, "ja").detail, "pids.max による fork の拒否が、カーネルに 3 回記録されています。");
+        assert_eq!(
+            run("cgroups_oom", &none, &p, "en").detail,
+            "The kernel recorded one process killed at the memory limit."
+        );
+        assert_eq!(
+            run("cgroups_oom", &none, &p, "ja").detail,
+            "メモリ上限によるプロセスの強制終了が、カーネルに 1 回記録されています。"
+        );
+        assert_eq!(
+            run("cgroups_pids_limit", &none, &p, "en").detail,
+            "The kernel recorded 3 forks refused at pids.max."
+        );
+        assert_eq!(
+            run("cgroups_pids_limit", &none, &p, "ja").detail,
+            "pids.max による fork の拒否が、カーネルに 3 回記録されています。"
+        );
         for kind in ["cgroups_oom", "cgroups_pids_limit"] {
             for lang in ["en", "ja"] {
                 let d = run(kind, &none, &p, lang).detail;
@@ -627,10 +643,18 @@ mod tests {
         for kind in ["uts_nested_hostname", "uts_session_hostname"] {
             let en = run(kind, &args, &p, "en");
             assert!(!en.passed);
-            assert!(en.detail.starts_with(&format!("The session's own hostname is now {host}, not nsplay")), "{}", en.detail);
+            assert!(
+                en.detail.starts_with(&format!("The session's own hostname is now {host}, not nsplay")),
+                "{}",
+                en.detail
+            );
             assert!(en.detail.contains("Put it back with `hostname nsplay`"), "{}", en.detail);
             let ja = run(kind, &args, &p, "ja");
-            assert!(ja.detail.contains(&format!("セッション自身のホスト名が nsplay ではなく {host} になっています")), "{}", ja.detail);
+            assert!(
+                ja.detail.contains(&format!("セッション自身のホスト名が nsplay ではなく {host} になっています")),
+                "{}",
+                ja.detail
+            );
             assert!(ja.detail.contains("`hostname nsplay` で元に戻してから"), "{}", ja.detail);
         }
     }

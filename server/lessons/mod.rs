@@ -178,8 +178,7 @@ pub fn load() -> Result<Vec<Lesson>, LessonError> {
 /// One resolved lesson: step ids, known checks with their arguments, both languages.
 fn validate(name: &str, lesson: &Lesson) -> Result<(), LessonError> {
     for step in &lesson.steps {
-            if step.id.is_empty() || !step.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
-            {
+        if step.id.is_empty() || !step.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
             return Err(invalid(name, format!("step id `{}` must be [a-z0-9-]+", step.id)));
         }
         if let Some(c) = &step.check {
@@ -293,7 +292,8 @@ mod tests {
             .chain([include_str!("checks.rs").to_string(), include_str!("../../web/ui.toml").to_string()])
             .collect();
         // One term each: 「time 名前空間」, 「対応づけ」; a lesson is a lesson.
-        for gone in ["時間名前空間", "対応付け", "ウォークスルー", "入れ子になります", "まだです"] {
+        for gone in ["時間名前空間", "対応付け", "ウォークスルー", "入れ子になります", "まだです"]
+        {
             assert!(!raw.contains(gone), "{gone} is still used");
         }
         let ja = |topic: &str| find(topic, Hierarchy::V2).unwrap().intro.ja.clone();
