@@ -28,7 +28,7 @@ mod web;
 
 pub use cli::{Cli, Command, ServeArgs};
 pub use config::Settings;
-pub use lessons::{Lesson, find as find_lesson};
+pub use lessons::{Hierarchy, Lesson, find as find_lesson};
 pub use run::run;
 pub use session::Manager;
 pub use web::conn::ConnLimits;

@@ -106,6 +106,17 @@ mod tests {
         assert_eq!(render("en", &kill), "A process was killed: the memory limit (64 MiB) was reached.");
         assert_eq!(render("ja", &kill), "メモリ上限（64 MiB）に達したため、プロセスが強制終了されました。");
         assert!(render("ja", &Notice::MaxAgeSoon { minutes: 5 }).contains("あと 5 分"));
+        // A kill at a child group's limit names that limit, not the session's.
+        let child = Notice::ChildMemoryKill { limit: "32 MiB".into() };
+        assert_eq!(
+            render("en", &child),
+            "A process was killed: the memory limit (32 MiB) of a cgroup you created was reached."
+        );
+        assert!(render("ja", &child).contains("作成した cgroup のメモリ上限（32 MiB）"));
+        // The pids notice says how to get out of a fork bomb.
+        let pids = Notice::PidsLimit { max: 128 };
+        assert!(render("en", &pids).contains("press Reset at the top of the page"));
+        assert!(render("ja", &pids).contains("「リセット」を押してください"));
         let full = crate::session::Refusal::Full { max: 80, retry_after: std::time::Duration::from_secs(20) };
         assert_eq!(render("en", &full), "The playground is full (80 sessions are running). Try again in 20 s.");
         assert!(render("ja", &full).contains("20 秒後"));
@@ -116,6 +127,7 @@ mod tests {
             Box::new(Notice::ShuttingDown),
             Box::new(kill),
             Box::new(Notice::PidsLimit { max: 1 }),
+            Box::new(Notice::ChildMemoryKill { limit: "32 MiB".into() }),
             Box::new(full),
             Box::new(crate::session::Refusal::ClientCap { max: 3, retry_after: Default::default() }),
             Box::new(crate::session::Refusal::RateLimited { retry_after: Default::default() }),

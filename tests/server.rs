@@ -377,3 +377,52 @@ async fn pages_and_assets_are_served_from_the_binary() {
     let r = reqwest::get(format!("{}/assets/package.json", server.base)).await.unwrap();
     assert_eq!(r.status(), 404);
 }
+
+/// The session's JSON (GET), polled while the terminal's output is read on.
+async fn session_json(server: &Server, id: &str) -> Value {
+    let r = reqwest::Client::new().get(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    r.json().await.unwrap()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn reset_stops_a_running_fork_bomb_and_keeps_the_shell() {
+    let server = Server::start(&[]);
+    let (s, mut t) = shell(&server).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let max = s["limits"]["pids"].as_u64().unwrap();
+    // The classic bomb, started as a learner would: the prompt comes back, the bomb stays
+    // (Ctrl-C cannot reach background jobs).
+    t.cmd_wait("f() { f | f & }; f 2>/dev/null", 30).await;
+    let mut pids = 0;
+    for _ in 0..60 {
+        pids = session_json(&server, &id).await["usage"]["pids"].as_u64().unwrap();
+        if pids + 8 >= max {
+            break;
+        }
+        t.pump_until(1, |_| false).await;
+    }
+    assert!(pids + 8 >= max, "the bomb never filled the session: {pids} of {max} processes");
+
+    let r = reqwest::Client::new().post(format!("{}/api/sessions/{id}/reset", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 200);
+    let killed = r.json::<Value>().await.unwrap()["killed"].as_u64().unwrap();
+    assert!(killed + 8 >= max, "reset killed only {killed} of about {pids} processes");
+
+    // The same shell answers, and the session is down to init, the shell and what it runs.
+    let out = t.cmd_wait("echo reset-''ok", 30).await;
+    assert!(out.contains("reset-ok"), "{out}");
+    let mut left = u64::MAX;
+    for _ in 0..20 {
+        left = session_json(&server, &id).await["usage"]["pids"].as_u64().unwrap();
+        if left <= 4 {
+            break;
+        }
+        t.pump_until(1, |_| false).await;
+    }
+    assert!(left <= 4, "{left} processes left after the reset");
+    // A second reset finds nothing to kill: init and the shell are never touched.
+    let r = reqwest::Client::new().post(format!("{}/api/sessions/{id}/reset", server.base)).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["killed"], 0);
+    assert!(t.cmd_wait("echo still-''here", 20).await.contains("still-here"));
+}

@@ -6,7 +6,9 @@
 #      nsplay.service starts `nsplay run` with no cgroup flags; nsplay must move itself to a leaf
 #      and run the session under that group (the root's cgroup.subtree_control starts empty);
 #   2. tests/sandbox.rs, unchanged (the same suite as on v1 hosts);
-#   3. tests/cgroups_v2.rs, with NSPLAY_REQUIRE_CGROUP_V2=1 so that none of it can skip.
+#   3. tests/cgroups_v2.rs, with NSPLAY_REQUIRE_CGROUP_V2=1 so that none of it can skip;
+#   4. the two cgroup lessons of tests/lessons.rs (cgroup_lesson, cgroups_lesson), end to end as
+#      they read on a v2 host (the v1 host runs them as they read there).
 # The guest emulates its CPU, so only prebuilt test binaries run there. Takes about 1-2 minutes
 # after the build (the VM boots in ~5 s). Needs root (it passes the tests' own requirement on).
 #
@@ -29,9 +31,12 @@ in_guest() {
     echo "v2-pass: guest kernel $(uname -r), cgroup2 at /sys/fs/cgroup, root cgroup.subtree_control: [$(cat /sys/fs/cgroup/cgroup.subtree_control)]"
     local status=0
     delegation_smoke "$bin" || status=1
+    # An argument `binary@filter` runs only the tests whose names contain `filter`.
     for t in "$@"; do
-        echo "v2-pass: running $(basename "$t")"
-        "$t" --test-threads="$threads" || status=1
+        local filter=()
+        case $t in *@*) filter=("${t#*@}"); t=${t%%@*} ;; esac
+        echo "v2-pass: running $(basename "$t") ${filter[*]}"
+        "$t" "${filter[@]}" --test-threads="$threads" || status=1
     done
     return $status
 }
@@ -116,20 +121,21 @@ if [ "$(id -u)" != 0 ]; then
 fi
 start=$(date +%s)
 echo "v2-pass: building the test binaries on the host"
-json=$(cargo test --release --no-run --message-format=json --test sandbox --test cgroups_v2)
+json=$(cargo test --release --no-run --message-format=json --test sandbox --test cgroups_v2 --test lessons)
 exe() {
     sed -n "s/.*\"target\":{[^}]*\"kind\":\[\"test\"\][^}]*\"name\":\"$1\"[^}]*}.*\"executable\":\"\([^\"]*\)\".*/\1/p" <<<"$json" | tail -1
 }
 sandbox=$(exe sandbox)
 cgroups_v2=$(exe cgroups_v2)
+lessons=$(exe lessons)
 bin=$PWD/target/release/nsplay
-for f in "$sandbox" "$cgroups_v2" "$bin"; do
+for f in "$sandbox" "$cgroups_v2" "$lessons" "$bin"; do
     [ -n "$f" ] && [ -x "$f" ] || { echo "tests/v2-pass.sh: a test binary is missing after the build (${f:-?})" >&2; exit 1; }
 done
 echo "v2-pass: build done in $(($(date +%s) - start)) s; starting the cgroup v2 guest"
 run=("$vm")
 [ -x "$vm" ] || run=(bash "$vm")
 status=0
-"${run[@]}" --timeout "${V2_TIMEOUT:-480}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$sandbox" "$cgroups_v2" || status=$?
+"${run[@]}" --timeout "${V2_TIMEOUT:-480}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$sandbox" "$cgroups_v2" "$lessons@cgroup" || status=$?
 echo "v2-pass: finished in $(($(date +%s) - start)) s (exit $status)"
 exit $status

@@ -192,13 +192,39 @@ fn status_field(pid: i32, field: &str) -> Option<String> {
         .find_map(|l| l.strip_prefix(field).map(|v| v.trim().to_string()))
 }
 
-/// A cgroup event counter of the session: passes once the kernel has counted one.
-fn counter(lang: &str, n: u64, en: &str, ja: &str, en_no: &str, ja_no: &str) -> Outcome {
-    if n > 0 {
-        pass(lang, format!("The kernel counted it {n} time(s): {en}."), format!("カーネルの記録では {n} 回: {ja}。"))
-    } else {
-        fail(lang, en_no.to_string(), ja_no.to_string())
+/// A cgroup event counter of the session: passes once the kernel has counted one. `en` names
+/// one event and `en_many` several ("kill at the memory limit", "kills at …"); `ja` is the
+/// subject of 「…が、カーネルに N 回記録されています。」.
+fn counter(lang: &str, n: u64, en: &str, en_many: &str, ja: &str, en_no: &str, ja_no: &str) -> Outcome {
+    match n {
+        0 => fail(lang, en_no.to_string(), ja_no.to_string()),
+        1 => pass(lang, format!("The kernel recorded one {en}."), format!("{ja}が、カーネルに 1 回記録されています。")),
+        n => pass(
+            lang,
+            format!("The kernel recorded {n} {en_many}."),
+            format!("{ja}が、カーネルに {n} 回記録されています。"),
+        ),
     }
+}
+
+/// The session's own hostname as its UTS namespace has it now (read from the host).
+fn session_hostname(p: &Probe<'_>) -> String {
+    in_ns(p, p.init_pid, "-u", &["hostname"]).map(|s| s.trim().to_string()).unwrap_or_default()
+}
+
+/// The failure when the learner renamed the session itself (`hostname` ran outside a nested
+/// namespace): what happened and how to put it back.
+fn renamed_session(p: &Probe<'_>, now: &str, lang: &str) -> Outcome {
+    let was = p.hostname;
+    fail(
+        lang,
+        format!(
+            "The session's own hostname is now {now}, not {was}: `hostname` ran in the session's UTS namespace, not a nested one. Put it back with `hostname {was}`, then start the nested shell (`unshare -u /bin/sh`) and rename it there."
+        ),
+        format!(
+            "セッション自身のホスト名が {was} ではなく {now} になっています。`hostname` が入れ子の名前空間ではなく、セッションの UTS 名前空間で実行されました。`hostname {was}` で元に戻してから、入れ子のシェル（`unshare -u /bin/sh`）を起動し、その中で変更してください。"
+        ),
+    )
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -208,6 +234,10 @@ fn counter(lang: &str, n: u64, en: &str, ja: &str, en_no: &str, ja_no: &str) -> 
 fn uts_nested_hostname(p: &Probe<'_>, args: &Args, lang: &str) -> Outcome {
     let want = arg(args, "hostname");
     let nested = nested_in(p, "uts");
+    let own = session_hostname(p);
+    if !own.is_empty() && own != p.hostname {
+        return renamed_session(p, &own, lang);
+    }
     if nested.is_empty() {
         return fail(
             lang,
@@ -223,15 +253,15 @@ fn uts_nested_hostname(p: &Probe<'_>, args: &Args, lang: &str) -> Outcome {
         .map(|s| s.trim().to_string())
         .collect();
     if names.iter().any(|n| n == want) {
+        let en = match nested.len() {
+            1 => format!("Seen from the host: the nested UTS namespace has the hostname {want}"),
+            n => format!("Seen from the host: one of the {n} nested UTS namespaces has the hostname {want}"),
+        };
         pass(
             lang,
+            format!("{en}, while the session keeps {}.", p.hostname),
             format!(
-                "Seen from the host: a nested UTS namespace (one of {}) has the hostname {want}, while the session keeps {}.",
-                nested.len(),
-                p.hostname
-            ),
-            format!(
-                "ホストから確認しました: 入れ子の UTS 名前空間（{} 個のうち 1 つ）のホスト名は {want} で、セッションのホスト名は {} のままです。",
+                "ホストから確認しました: 入れ子の UTS 名前空間（全 {} 個）のうち 1 つのホスト名が {want} になっており、セッションのホスト名は {} のままです。",
                 nested.len(),
                 p.hostname
             ),
@@ -263,20 +293,21 @@ fn uts_session_hostname(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
     }
     let nested = nested_in(p, "uts");
     if !nested.is_empty() {
+        let en = match nested.len() {
+            1 => "A process still runs in a nested UTS namespace".to_string(),
+            n => format!("{n} processes still run in nested UTS namespaces"),
+        };
         return fail(
             lang,
-            format!(
-                "{} process(es) still run in a nested UTS namespace: leave the nested shell with `exit`.",
-                nested.len()
-            ),
+            format!("{en}: leave the nested shell with `exit`."),
             format!(
                 "入れ子の UTS 名前空間でまだ {} 個のプロセスが動いています。`exit` で入れ子のシェルを抜けてください。",
                 nested.len()
             ),
         );
     }
-    let now = in_ns(p, p.init_pid, "-u", &["hostname"]).unwrap_or_default();
-    if now.trim() == p.hostname {
+    let now = session_hostname(p);
+    if now == p.hostname {
         pass(
             lang,
             format!(
@@ -289,19 +320,7 @@ fn uts_session_hostname(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
             ),
         )
     } else {
-        fail(
-            lang,
-            format!(
-                "The session's hostname is now {}, not {}: it was changed outside a nested namespace.",
-                now.trim(),
-                p.hostname
-            ),
-            format!(
-                "セッションのホスト名が {} ではなく {} になっています。入れ子の名前空間の外で変更されたようです。",
-                p.hostname,
-                now.trim()
-            ),
-        )
+        renamed_session(p, &now, lang)
     }
 }
 
@@ -339,10 +358,10 @@ fn mnt_nested_tmpfs(p: &Probe<'_>, args: &Args, lang: &str) -> Outcome {
         return fail(
             lang,
             format!(
-                "{path} is a tmpfs in the session's own mount namespace; the lesson wants it only in a nested one (use `unshare -m`)."
+                "{path} is a tmpfs in the session's own mount namespace; the lesson wants it only in a nested one. Undo it with `umount {path}`, then mount it again inside `unshare -m`."
             ),
             format!(
-                "{path} がセッション自身のマウント名前空間に tmpfs としてマウントされています。入れ子の名前空間（`unshare -m`）の中だけにマウントしてください。"
+                "{path} がセッション自身のマウント名前空間に tmpfs としてマウントされています。`umount {path}` で元に戻してから、`unshare -m` の中でもう一度マウントしてください。"
             ),
         );
     }
@@ -369,8 +388,11 @@ fn ipc_nested_queue(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
             .map(|s| s.lines().skip(1).filter(|l| !l.trim().is_empty()).count())
     };
     if queues(p.init_pid).unwrap_or(0) > 0 {
-        return fail(lang, "The session's own IPC namespace has a message queue; create it in a nested one instead (`unshare -i`).".into(),
-                    "セッション自身の IPC 名前空間にメッセージキューがあります。入れ子の名前空間（`unshare -i`）の中で作ってください。".into());
+        return fail(
+            lang,
+            "The session's own IPC namespace has a message queue; the lesson wants it only in a nested one. Remove it with `ipcrm --all=msg` (or `ipcrm -q ID`, the ID from `ipcs -q`), then create it inside `unshare -i`.".into(),
+            "セッション自身の IPC 名前空間にメッセージキューがあります。`ipcrm --all=msg`（または `ipcs -q` で調べた ID を使って `ipcrm -q ID`）で削除してから、`unshare -i` の中で作ってください。".into(),
+        );
     }
     match nested_in(p, "ipc").into_iter().find(|(_, pid)| queues(*pid).unwrap_or(0) > 0) {
         Some((ino, _)) => pass(
@@ -502,12 +524,12 @@ fn time_nested_boottime(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
             return pass(
                 lang,
                 format!("Time namespace {ino} has clock offsets ({summary})."),
-                format!("時間名前空間 {ino} には時計のオフセットがあります（{summary}）。"),
+                format!("time 名前空間 {ino} には時計のオフセットがあります（{summary}）。"),
             );
         }
     }
     fail(lang, "No nested time namespace with a boottime or monotonic offset yet (`unshare -T --boottime 86400 --fork sleep 1000 &`).".into(),
-         "boottime か monotonic のオフセットを持つ入れ子の時間名前空間はまだありません（`unshare -T --boottime 86400 --fork sleep 1000 &`）。".into())
+         "boottime か monotonic のオフセットを持つ入れ子の time 名前空間はまだありません（`unshare -T --boottime 86400 --fork sleep 1000 &`）。".into())
 }
 
 /// Passes once the session's memory limit has killed a process.
@@ -515,8 +537,9 @@ fn cgroups_oom(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
     counter(
         lang,
         p.usage.oom_kills,
-        "the memory limit killed a process",
-        "メモリ上限によってプロセスが強制終了されました",
+        "process killed at the memory limit",
+        "processes killed at the memory limit",
+        "メモリ上限によるプロセスの強制終了",
         "No OOM kill counted yet: run the memory hog (`tail /dev/zero`).",
         "OOM kill はまだ記録されていません。メモリを食いつぶすコマンド（`tail /dev/zero`）を実行してください。",
     )
@@ -527,8 +550,9 @@ fn cgroups_pids_limit(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
     counter(
         lang,
         p.usage.pids_limit_hits,
-        "a fork was refused at pids.max",
-        "pids.max によって fork が拒否されました",
+        "fork refused at pids.max",
+        "forks refused at pids.max",
+        "pids.max による fork の拒否",
         "No fork has been refused by pids.max yet.",
         "pids.max による fork の拒否はまだ記録されていません。",
     )
@@ -649,11 +673,91 @@ mod tests {
         p.usage.throttled_usec = 1_500_000;
         p.usage.throttled_periods = 12;
         let pids = run("cgroups_pids_limit", &BTreeMap::new(), &p, "en");
-        assert_eq!(pids.detail, "The kernel counted it 1 time(s): a fork was refused at pids.max.");
+        assert_eq!(pids.detail, "The kernel recorded one fork refused at pids.max.");
         let cpu = run("cgroups_cpu_throttled", &BTreeMap::new(), &p, "en");
         assert!(cpu.passed);
         assert_eq!(cpu.detail, "The CPU quota held the session back for 1.5 s in 12 periods.");
         p.usage.throttled_usec = 999_999;
         assert!(!run("cgroups_cpu_throttled", &BTreeMap::new(), &p, "ja").passed);
+    }
+
+    #[test]
+    fn counter_texts_read_well_in_both_languages() {
+        let mut p = probe();
+        let none = BTreeMap::new();
+        p.usage.oom_kills = 1;
+        p.usage.pids_limit_hits = 3;
+        assert_eq!(
+            run("cgroups_oom", &none, &p, "en").detail,
+            "The kernel recorded one process killed at the memory limit."
+        );
+        assert_eq!(
+            run("cgroups_oom", &none, &p, "ja").detail,
+            "メモリ上限によるプロセスの強制終了が、カーネルに 1 回記録されています。"
+        );
+        assert_eq!(
+            run("cgroups_pids_limit", &none, &p, "en").detail,
+            "The kernel recorded 3 forks refused at pids.max."
+        );
+        assert_eq!(
+            run("cgroups_pids_limit", &none, &p, "ja").detail,
+            "pids.max による fork の拒否が、カーネルに 3 回記録されています。"
+        );
+        for kind in ["cgroups_oom", "cgroups_pids_limit"] {
+            for lang in ["en", "ja"] {
+                let d = run(kind, &none, &p, lang).detail;
+                assert!(!d.contains("(s)") && !d.contains("one of 1"), "{d}");
+            }
+        }
+    }
+
+    #[test]
+    fn a_renamed_session_hostname_is_named_with_the_way_back() {
+        // The test process stands in for the session's init: its UTS namespace is the host's,
+        // whose hostname is not "nsplay", as if the learner had renamed the session.
+        let mut p = probe();
+        p.hostname = "nsplay";
+        let host = std::fs::read_to_string("/proc/sys/kernel/hostname").unwrap().trim().to_string();
+        assert_ne!(host, "nsplay", "this test needs a host not called nsplay");
+        let args: BTreeMap<String, String> = [("hostname".to_string(), "my-new-hostname".to_string())].into();
+        p.passed.insert("uts_nested_hostname".into());
+        for kind in ["uts_nested_hostname", "uts_session_hostname"] {
+            let en = run(kind, &args, &p, "en");
+            assert!(!en.passed);
+            assert!(
+                en.detail.starts_with(&format!("The session's own hostname is now {host}, not nsplay")),
+                "{}",
+                en.detail
+            );
+            assert!(en.detail.contains("Put it back with `hostname nsplay`"), "{}", en.detail);
+            let ja = run(kind, &args, &p, "ja");
+            assert!(
+                ja.detail.contains(&format!("セッション自身のホスト名が nsplay ではなく {host} になっています")),
+                "{}",
+                ja.detail
+            );
+            assert!(ja.detail.contains("`hostname nsplay` で元に戻してから"), "{}", ja.detail);
+        }
+    }
+
+    #[test]
+    fn a_tmpfs_in_the_sessions_own_namespace_says_how_to_undo_it() {
+        // The test process's mount namespace stands in for the session's: any tmpfs it has
+        // is "mounted in the session's own namespace".
+        let info = std::fs::read_to_string("/proc/self/mountinfo").unwrap();
+        let path = info
+            .lines()
+            .find_map(|l| {
+                let f: Vec<&str> = l.split_whitespace().collect();
+                let sep = f.iter().position(|x| *x == "-")?;
+                (f.get(sep + 1) == Some(&"tmpfs")).then(|| f[4].to_string())
+            })
+            .expect("the host has a tmpfs mounted");
+        let args: BTreeMap<String, String> = [("path".to_string(), path.clone())].into();
+        let en = run("mnt_nested_tmpfs", &args, &probe(), "en");
+        assert!(!en.passed);
+        assert!(en.detail.contains(&format!("Undo it with `umount {path}`")), "{}", en.detail);
+        let ja = run("mnt_nested_tmpfs", &args, &probe(), "ja");
+        assert!(ja.detail.contains(&format!("`umount {path}` で元に戻してから")), "{}", ja.detail);
     }
 }

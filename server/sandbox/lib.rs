@@ -355,9 +355,50 @@ impl Sandbox {
         Ok(self.cgroups.usage(&s.name)?)
     }
 
+    /// The memory limit of the learner's child group where an OOM kill happened, if one did
+    /// (see [`CgroupDriver::child_oom_limit`]).
+    pub fn child_oom_limit(&self, s: &SandboxSession) -> Option<u64> {
+        self.cgroups.child_oom_limit(&s.name)
+    }
+
     /// Host pids of every process of the session.
     pub fn pids(&self, s: &SandboxSession) -> Vec<i32> {
         self.cgroups.pids(&s.name)
+    }
+
+    /// Stops everything the learner started, keeping the session: every process in the
+    /// session's cgroup tree that runs inside its PID namespace is SIGKILLed, except init and
+    /// the terminals' shells (the processes whose parent is outside the session: a joiner).
+    /// nsplay's own helpers (keeper, joiners, relays) run in the host's PID namespace and are
+    /// never touched. The group is frozen while it is emptied, so a fork bomb cannot outrun it;
+    /// each kill goes through a pidfd opened while the process was still seen in the group, so
+    /// a reused pid is never signalled. Returns how many processes were killed.
+    pub fn reset(&self, s: &SandboxSession) -> usize {
+        let mut killed = 0;
+        // Rounds: a process that forked before the freeze took hold shows up in the next one.
+        for _ in 0..50 {
+            let frozen = self.cgroups.freeze(&s.name, true);
+            let victims = reset_victims(s.init_pid, &self.cgroups.pids(&s.name));
+            for &pid in &victims {
+                let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(pid)) else { continue };
+                // Still ours now that the pidfd pins it? (It may have exited and its pid gone to
+                // a host process between the listing and the open.)
+                if !self.cgroups.pids(&s.name).contains(&pid) {
+                    continue;
+                }
+                if sys::pidfd_kill(fd.as_fd(), nix::sys::signal::Signal::SIGKILL).is_ok() {
+                    killed += 1;
+                }
+            }
+            if frozen {
+                self.cgroups.freeze(&s.name, false);
+            }
+            if victims.is_empty() {
+                break;
+            }
+            std::thread::sleep(std::time::Duration::from_millis(5));
+        }
+        killed
     }
 
     /// Removes the parent cgroups nsplay created at start, once every session is destroyed (a
@@ -385,4 +426,18 @@ impl Sandbox {
         }
         Ok(r?)
     }
+}
+
+/// Of the session's host pids `pids`, those a reset kills: the ones inside the session's PID
+/// namespace whose parent is inside too, but not init (whose parent is its keeper). A
+/// terminal's shell has its joiner, outside, as parent, and stays.
+fn reset_victims(init_pid: i32, pids: &[i32]) -> Vec<i32> {
+    let inside: std::collections::BTreeSet<i32> = namespaces::inside_session(pids.to_vec()).into_iter().collect();
+    inside.iter().copied().filter(|&p| p != init_pid && parent_of(p).is_some_and(|pp| inside.contains(&pp))).collect()
+}
+
+/// The parent pid of `pid` as the host sees it (`/proc/<pid>/stat`, after the command name).
+fn parent_of(pid: i32) -> Option<i32> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
 }

@@ -163,6 +163,8 @@ pub struct Session {
     marks: Mutex<std::collections::BTreeSet<String>>,
     /// Recent limit events (the inspector lists them).
     events: Mutex<std::collections::VecDeque<LimitEvent>>,
+    /// A reset is running (one at a time per session: each is bounded host work).
+    resetting: AtomicBool,
 }
 
 /// What a session tells the person at its terminals. Typed, so that each reader gets it in
@@ -177,6 +179,9 @@ pub enum Notice {
     ShuttingDown,
     /// The kernel killed a process at the memory limit (the limit in words, e.g. "256 MiB").
     MemoryKill { limit: String },
+    /// The kernel killed a process at the smaller memory limit of a child cgroup the learner
+    /// made (that limit in words).
+    ChildMemoryKill { limit: String },
     /// A fork was refused at the pids limit.
     PidsLimit { max: u64 },
 }
@@ -188,6 +193,7 @@ impl crate::text::Message for Notice {
             Notice::MaxAgeSoon { .. } => "notice_max_age_soon",
             Notice::ShuttingDown => "notice_shutdown",
             Notice::MemoryKill { .. } => "event_memory_kill",
+            Notice::ChildMemoryKill { .. } => "event_child_memory_kill",
             Notice::PidsLimit { .. } => "event_pids_limit",
         }
     }
@@ -196,7 +202,7 @@ impl crate::text::Message for Notice {
         match self {
             Notice::MaxAgeReached | Notice::ShuttingDown => Vec::new(),
             Notice::MaxAgeSoon { minutes } => vec![("minutes", minutes.to_string())],
-            Notice::MemoryKill { limit } => vec![("limit", limit.clone())],
+            Notice::MemoryKill { limit } | Notice::ChildMemoryKill { limit } => vec![("limit", limit.clone())],
             Notice::PidsLimit { max } => vec![("max", max.to_string())],
         }
     }
@@ -489,6 +495,11 @@ impl Manager {
         self.pool.poke();
     }
 
+    /// The host's cgroup hierarchy (the lessons adapt to it).
+    pub fn cgroup_version(&self) -> nsplay_sandbox::Version {
+        self.sandbox.cgroup_version()
+    }
+
     pub fn live(&self) -> usize {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -564,6 +575,7 @@ impl Manager {
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),
+            resetting: AtomicBool::new(false),
         });
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).insert(session.id.clone(), session.clone());
         self.by_key.lock().unwrap_or_else(|e| e.into_inner()).insert(session.sandbox.key, session.clone());
@@ -623,6 +635,22 @@ impl Manager {
         let term = start_terminal(index, handle)?;
         session.adopt(term.clone());
         Ok(term)
+    }
+
+    /// Stops everything the learner started in the session (a fork bomb included) but its init
+    /// and the terminals' shells ([`nsplay_sandbox::Sandbox::reset`]); returns how many processes
+    /// were killed. A second reset while one runs waits for nothing and kills nothing.
+    pub async fn reset(self: &Arc<Self>, session: &Arc<Session>) -> Result<usize, SessionError> {
+        if session.resetting.swap(true, Ordering::SeqCst) {
+            return Ok(0);
+        }
+        let this = self.clone();
+        let s = session.clone();
+        let killed = tokio::task::spawn_blocking(move || this.sandbox.reset(&s.sandbox)).await;
+        session.resetting.store(false, Ordering::SeqCst);
+        let killed = killed.map_err(|_| SessionError::ShuttingDown)?;
+        tracing::info!(session = short(&session.id), killed, "session reset");
+        Ok(killed)
     }
 
     /// Ends a session: every process, its cgroup and mounts gone when this returns.
@@ -765,7 +793,15 @@ impl Manager {
             let prev = std::mem::replace(&mut *s.last_usage.lock().unwrap_or_else(|e| e.into_inner()), u.clone());
             if u.oom_kills > prev.oom_kills {
                 metrics::counter!("nsplay_oom_kills_total").increment(u.oom_kills - prev.oom_kills);
-                s.limit_event(Notice::MemoryKill { limit: format_size(s.sandbox.limits.memory_bytes) });
+                // Which limit bit: the session's own, or a child group's the learner made (whose
+                // kills count in the session's totals too).
+                let child = (u.oom_at_own_limit == prev.oom_at_own_limit)
+                    .then(|| self.sandbox.child_oom_limit(&s.sandbox))
+                    .flatten();
+                s.limit_event(match child {
+                    Some(limit) => Notice::ChildMemoryKill { limit: format_size(limit) },
+                    None => Notice::MemoryKill { limit: format_size(s.sandbox.limits.memory_bytes) },
+                });
             }
             if u.pids_limit_hits > prev.pids_limit_hits {
                 metrics::counter!("nsplay_pids_limit_hits_total").increment(u.pids_limit_hits - prev.pids_limit_hits);
@@ -843,6 +879,7 @@ impl Session {
             last_usage: Mutex::default(),
             marks: Mutex::default(),
             events: Mutex::default(),
+            resetting: AtomicBool::new(false),
         })
     }
 }

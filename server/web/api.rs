@@ -31,6 +31,28 @@ fn limits_json(s: &Session) -> serde_json::Value {
     json!({"memory_bytes": l.memory_bytes, "pids": l.pids, "cpu": l.cpu, "disk_bytes": l.disk_bytes})
 }
 
+/// The mark a passed step leaves on its session (beside the check kind's own mark, which later
+/// checks read): what a lesson page shows as passed when it comes back to the session.
+const STEP_MARK: &str = "step:";
+
+fn step_mark(lesson: &str, step: &str) -> String {
+    format!("{STEP_MARK}{lesson}/{step}")
+}
+
+/// The steps passed in session `s`, by lesson: `{"uts": ["set-hostname", …]}`.
+fn passed_json(s: &Session) -> serde_json::Value {
+    let mut by_lesson = serde_json::Map::new();
+    for m in s.marks() {
+        if let Some((lesson, step)) = m.strip_prefix(STEP_MARK).and_then(|r| r.split_once('/')) {
+            let steps = by_lesson.entry(lesson.to_string()).or_insert_with(|| json!([]));
+            if let Some(a) = steps.as_array_mut() {
+                a.push(json!(step));
+            }
+        }
+    }
+    serde_json::Value::Object(by_lesson)
+}
+
 fn terminal_path(id: &str, n: u64) -> String {
     format!("/api/sessions/{id}/terminals/{n}")
 }
@@ -72,9 +94,9 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(body: Result<Bytes, Byte
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON for this call: {e}")))
 }
 
-fn check_lesson(lesson: &Option<String>) -> Result<(), ApiError> {
+fn check_lesson(lesson: &Option<String>, hierarchy: crate::lessons::Hierarchy) -> Result<(), ApiError> {
     if let Some(l) = lesson
-        && crate::lessons::find(l).is_none()
+        && crate::lessons::find(l, hierarchy).is_none()
     {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown_lesson", format!("unknown lesson `{l}`")));
     }
@@ -105,7 +127,7 @@ pub async fn create_session<S: Sessions>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: CreateBody = parse_body(body)?;
-    check_lesson(&body.lesson)?;
+    check_lesson(&body.lesson, st.hierarchy)?;
     let lang = super::pages::pick_lang(None, &headers);
     let who = requester(&st, peer, &headers);
     let s = st.manager.create(body.lesson, who).await.map_err(|e| ApiError::from_session(e, lang))?;
@@ -138,7 +160,7 @@ pub async fn learner_session<S: Sessions>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: LearnerBody = parse_body(body)?;
-    check_lesson(&body.lesson)?;
+    check_lesson(&body.lesson, st.hierarchy)?;
     let lang = super::pages::pick_lang(None, &headers);
     let who = requester(&st, peer, &headers);
     let learner = who.learner.ok_or_else(no_identity)?;
@@ -214,6 +236,7 @@ pub async fn get_session<S: Sessions>(
         },
         "namespaces": st.manager.namespaces(&s),
         "nested": st.manager.nested(&s).into_iter().map(|(kind, inode, pid)| json!({"kind": kind, "inode": inode, "pid": pid})).collect::<Vec<_>>(),
+        "passed": passed_json(&s),
         "events": s.events().into_iter().map(|e| json!({"at": rfc3339(e.at), "message": text::render(lang, &e.notice)})).collect::<Vec<_>>(),
     })))
 }
@@ -232,6 +255,17 @@ pub async fn metrics<S: Sessions>(State(st): State<AppState<S>>) -> Response {
         Some(h) => ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], h.render()).into_response(),
         None => ApiError::not_found("metrics are not enabled in this process").into_response(),
     }
+}
+
+/// Stops every process the learner started (a runaway fork bomb too), keeping the session and its
+/// shells.
+pub async fn reset_session<S: Sessions>(
+    State(st): State<AppState<S>>,
+    Path(id): Path<String>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let s = st.manager.get(&id)?;
+    let killed = st.manager.reset(&s).await?;
+    Ok(Json(json!({"killed": killed})))
 }
 
 pub async fn create_terminal<S: Sessions>(
@@ -295,7 +329,7 @@ pub async fn run_check<S: Sessions>(
     Query(q): Query<super::pages::LangQuery>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let s = st.manager.get(&id)?;
-    let lesson = crate::lessons::find(&lesson)
+    let lesson = crate::lessons::find(&lesson, st.hierarchy)
         .ok_or_else(|| ApiError::not_found(format!("there is no lesson called `{lesson}`")))?;
     let step = lesson
         .step(&step)
@@ -319,6 +353,7 @@ pub async fn run_check<S: Sessions>(
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "checks_busy", msg)
             }
         })?;
+    let mark = step_mark(&lesson.topic, &step.id);
     let manager = st.manager.clone();
     // Checks read /proc and cgroup files of the session, and may run nsenter: blocking work.
     // The slots travel with it: a check that outlives its caller's wait still counts until it ends.
@@ -340,6 +375,7 @@ pub async fn run_check<S: Sessions>(
         if outcome.passed {
             // Later steps may build on this one (`Probe::passed`).
             s.mark(&kind);
+            s.mark(&mark);
         }
         outcome
     });

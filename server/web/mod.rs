@@ -49,6 +49,15 @@ pub struct AppState<S = Arc<Manager>> {
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Checks running at once across every session ([`max_checks`] slots).
     pub checks: Arc<tokio::sync::Semaphore>,
+    /// The host's cgroup hierarchy, detected at start: the lessons read as written for it.
+    pub hierarchy: crate::lessons::Hierarchy,
+}
+
+/// Pages take only the hierarchy from the state.
+impl<S> axum::extract::FromRef<AppState<S>> for crate::lessons::Hierarchy {
+    fn from_ref(st: &AppState<S>) -> Self {
+        st.hierarchy
+    }
 }
 
 /// Checks that may run at once across sessions: half the cores (at least one), so checks alone
@@ -71,6 +80,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/api/learner/sessions", axum::routing::delete(api::end_learner_sessions::<S>))
         .route("/api/sessions/{id}", get(api::get_session::<S>).delete(api::delete_session::<S>))
         .route("/api/sessions/{id}/terminals", post(api::create_terminal::<S>))
+        .route("/api/sessions/{id}/reset", post(api::reset_session::<S>))
         .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket::<S>))
         .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check::<S>))
         .fallback(pages::fallback)
@@ -144,6 +154,7 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         allowed_origins: Arc::new(allowed_origins),
         metrics,
         checks: Arc::new(tokio::sync::Semaphore::new(max_checks())),
+        hierarchy: manager.cgroup_version(),
     };
     let sockets = state.sockets.clone();
     let stop = CancellationToken::new();

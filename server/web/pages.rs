@@ -4,7 +4,7 @@
 use std::collections::BTreeMap;
 
 use askama::Template;
-use axum::extract::{Path, Query};
+use axum::extract::{Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
 use axum::response::{Html, IntoResponse, Response};
 use serde::Deserialize;
@@ -102,6 +102,8 @@ pub struct LessonItem {
     pub topic: &'static str,
     pub title: &'static str,
     pub summary: &'static str,
+    /// The ids of its checked steps, space-separated (the page marks progress against them).
+    pub checks: String,
 }
 
 #[derive(Template)]
@@ -131,28 +133,42 @@ struct LessonPage {
     title: &'static str,
     intro_html: String,
     steps: Vec<StepView>,
+    /// The lesson after this one (topic and title), empty after the last.
+    next_topic: &'static str,
+    next_title: &'static str,
 }
 
-pub async fn learn(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+pub async fn learn(State(h): State<lessons::Hierarchy>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
-    let lessons = lessons::catalog()
+    let lessons = lessons::catalog(h)
         .iter()
-        .map(|l| LessonItem { topic: &l.topic, title: l.title.get(lang), summary: l.summary.get(lang) })
+        .map(|l| LessonItem {
+            topic: &l.topic,
+            title: l.title.get(lang),
+            summary: l.summary.get(lang),
+            checks: l.steps.iter().filter(|s| s.check.is_some()).map(|s| s.id.as_str()).collect::<Vec<_>>().join(" "),
+        })
         .collect();
     let t = Ui { lang };
     let i18n_json = t.json();
     render(LearnPage { lang, t, i18n_json, lessons })
 }
 
-pub async fn lesson(Path(topic): Path<String>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+pub async fn lesson(
+    State(h): State<lessons::Hierarchy>,
+    Path(topic): Path<String>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
-    let Some(l) = lessons::find(&topic) else {
+    let Some(l) = lessons::find(&topic, h) else {
         return not_found_page(lang, topic);
     };
-    render(lesson_page(l, lang))
+    render(lesson_page(l, lessons::catalog(h), lang))
 }
 
-fn lesson_page(l: &'static lessons::Lesson, lang: &'static str) -> LessonPage {
+fn lesson_page(l: &'static lessons::Lesson, all: &'static [lessons::Lesson], lang: &'static str) -> LessonPage {
+    let next = all.iter().position(|x| x.topic == l.topic).and_then(|i| all.get(i + 1));
     let steps = l
         .steps
         .iter()
@@ -174,6 +190,8 @@ fn lesson_page(l: &'static lessons::Lesson, lang: &'static str) -> LessonPage {
         title: l.title.get(lang),
         intro_html: lessons::prose_html(l.intro.get(lang)),
         steps,
+        next_topic: next.map_or("", |n| n.topic.as_str()),
+        next_title: next.map_or("", |n| n.title.get(lang)),
     }
 }
 
@@ -373,17 +391,33 @@ mod tests {
             assert!(html.contains(&format!("lang=\"{lang}\"")));
             let html = PlayPage { lang, t: Ui { lang }, i18n_json: Ui { lang }.json() }.render().unwrap();
             assert!(html.contains("id=\"terminal\"") && html.contains("id=\"conn-state\""));
-            for l in lessons::catalog() {
-                let html = lesson_page(l, lang).render().unwrap();
-                for needle in [
-                    "id=\"terminal\"",
-                    "id=\"inspector\"",
-                    "id=\"conn-state\"",
-                    "class=\"run\"",
-                    "class=\"check\"",
-                    l.title.get(lang),
-                ] {
-                    assert!(html.contains(needle), "{} ({lang}) lacks {needle}", l.topic);
+            for h in [lessons::Hierarchy::V1, lessons::Hierarchy::V2] {
+                let all = lessons::catalog(h);
+                for (i, l) in all.iter().enumerate() {
+                    let html = lesson_page(l, all, lang).render().unwrap();
+                    // Every lesson but the last links to the next; the last to the list.
+                    match all.get(i + 1) {
+                        Some(n) => assert!(
+                            html.contains(&format!("href=\"/learn/{}\"", n.topic)),
+                            "{} lacks its next link",
+                            l.topic
+                        ),
+                        None => assert!(
+                            html.contains("class=\"next-lesson\"><a href=\"/learn\""),
+                            "{} lacks the list link",
+                            l.topic
+                        ),
+                    }
+                    for needle in [
+                        "id=\"terminal\"",
+                        "id=\"inspector\"",
+                        "id=\"conn-state\"",
+                        "class=\"run\"",
+                        "class=\"check\"",
+                        l.title.get(lang),
+                    ] {
+                        assert!(html.contains(needle), "{} ({lang}) lacks {needle}", l.topic);
+                    }
                 }
             }
         }

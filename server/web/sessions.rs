@@ -23,6 +23,8 @@ pub trait Sessions: Clone + Send + Sync + 'static {
     fn end(&self, id: &str, reason: EndReason) -> impl Future<Output = Result<(), SessionError>> + Send;
     /// Another shell in the session.
     fn open_terminal(&self, s: &Arc<Session>) -> impl Future<Output = Result<Arc<Terminal>, SessionError>> + Send;
+    /// Kills everything in the session but its init and shells; how many processes went.
+    fn reset(&self, s: &Arc<Session>) -> impl Future<Output = Result<usize, SessionError>> + Send;
     /// What the kernel counts for the session.
     fn usage(&self, s: &Session) -> Usage;
     /// The session's namespace identities next to the server's.
@@ -52,6 +54,9 @@ impl Sessions for Arc<Manager> {
     }
     fn open_terminal(&self, s: &Arc<Session>) -> impl Future<Output = Result<Arc<Terminal>, SessionError>> + Send {
         Manager::open_terminal(self, s)
+    }
+    fn reset(&self, s: &Arc<Session>) -> impl Future<Output = Result<usize, SessionError>> + Send {
+        Manager::reset(self, s)
     }
     fn usage(&self, s: &Session) -> Usage {
         Manager::usage(self, s)

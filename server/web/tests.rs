@@ -83,6 +83,9 @@ impl Sessions for Fake {
             None => Ok(pty_terminal(1)),
         }
     }
+    async fn reset(&self, _s: &Arc<Session>) -> Result<usize, SessionError> {
+        Ok(3)
+    }
     fn usage(&self, _s: &Session) -> Usage {
         Usage::default()
     }
@@ -156,6 +159,7 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
         allowed_origins: Arc::new(vec![ALLOWED_ORIGIN.into()]),
         metrics: None,
         checks: Arc::new(tokio::sync::Semaphore::new(super::max_checks())),
+        hierarchy: crate::lessons::Hierarchy::V2,
     };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
     let resp = router.oneshot(req).await.unwrap();
@@ -458,6 +462,31 @@ async fn a_live_session_is_described_and_deleted() {
 }
 
 #[tokio::test]
+async fn a_session_lists_the_lesson_steps_it_passed() {
+    let fake = Fake::with_session(None);
+    let live = fake.live.clone().unwrap();
+    let r = send(fake.clone(), Method::GET, "/api/sessions/live", Body::empty()).await;
+    assert_eq!(r.json()["passed"], serde_json::json!({}));
+    // A check kind's own mark is not a step; step marks are grouped by lesson.
+    live.mark("uts_nested_hostname");
+    live.mark("step:uts/set-hostname");
+    live.mark("step:uts/exit");
+    live.mark("step:pid/nested-init");
+    let r = send(fake, Method::GET, "/api/sessions/live", Body::empty()).await;
+    assert_eq!(r.json()["passed"], serde_json::json!({"pid": ["nested-init"], "uts": ["exit", "set-hostname"]}));
+}
+
+#[tokio::test]
+async fn a_reset_answers_what_it_killed_and_404_for_unknown_sessions() {
+    let r = send(Fake::with_session(None), Method::POST, "/api/sessions/live/reset", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json(), serde_json::json!({"killed": 3}));
+    send(Fake::with_session(None), Method::POST, "/api/sessions/gone/reset", Body::empty())
+        .await
+        .assert_error(StatusCode::NOT_FOUND, "session_not_found");
+}
+
+#[tokio::test]
 async fn metrics_without_a_recorder_are_404_not_found() {
     send(Fake::empty(|| SessionError::NotFound), Method::GET, "/metrics", Body::empty())
         .await
@@ -729,6 +758,7 @@ async fn concurrent_checks_of_one_session_run_one_at_a_time_and_the_rest_are_429
         metrics: None,
         // Room for every request at once: only the session's own gate may hold them back.
         checks: Arc::new(tokio::sync::Semaphore::new(64)),
+        hierarchy: crate::lessons::Hierarchy::V2,
     };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
     let calls = (0..24).map(|i| {

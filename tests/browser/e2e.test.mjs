@@ -419,6 +419,23 @@ test('UTS lesson: run, check, inspector, Japanese', async (t) => {
     await page.screenshot({ path: path.join(SHOTS, 'lesson-uts.png') });
   });
 
+  await step('a reload shows every passed step and scrolls to where the learner left off', async () => {
+    await page.reload();
+    await waitTerm(page, atPrompt, 'the same shell after the reload');
+    for (const id of ['set-hostname', 'exit']) {
+      const s = page.locator(`.step[data-step="${id}"]`);
+      await eventually(() => s.getAttribute('data-passed'), (v) => v === 'true', `${id} shown as passed`);
+      assert.equal(await visibleText(s.locator('.check-result')), 'Passed — already done earlier in this session.');
+    }
+    assert.equal(await page.locator('.step[data-step="enter"]').getAttribute('data-passed'), null);
+    // The step after the last passed one is in view: the text column scrolled to it.
+    const next = page.locator('.step[data-step="uname-outside"]');
+    await eventually(() => page.locator('.lesson-text').evaluate((el) => el.scrollTop), (v) => v > 0, 'the text to scroll');
+    const box = await next.boundingBox();
+    const vp = page.viewportSize();
+    assert.ok(box.y >= 0 && box.y + box.height <= vp.height, `uname-outside is in view: ${JSON.stringify(box)}`);
+  });
+
   await step('switching to Japanese translates the page and the check messages', async () => {
     await page.locator('.lang-switch').getByText('日本語').click();
     await page.waitForFunction(() => document.documentElement.lang === 'ja');
@@ -445,6 +462,115 @@ test('UTS lesson: run, check, inspector, Japanese', async (t) => {
   await page.context().close();
   if (id) await main.api('DELETE', '/api/sessions/' + encodeURIComponent(id));
   await main.stop();
+});
+
+test('lesson pages at 1280×800 and on a phone: inspector, text size, next lesson, progress, key bar', async (t) => {
+  const server = await Server.start(INSTANCES[2]);
+  const step = stepper(t);
+  const wide = await openPage(server, { viewport: { width: 1280, height: 800 } });
+  const ids = [];
+  const runStep = async (page, id) => {
+    for (const button of await page.locator(`.step[data-step="${id}"] button.run`).all()) {
+      const before = (await termSnapshot(page)).cursor;
+      await button.click();
+      await waitTerm(page, (sn) => sn.cursor > before && atPrompt(sn), `the prompt after Run in ${id}`);
+    }
+  };
+
+  await step('at 1280×800 the namespaces the learner created are in view', async () => {
+    await wide.goto(server.base + '/learn/uts');
+    await waitTerm(wide, atPrompt, 'a shell prompt');
+    ids.push(await wide.evaluate(() => localStorage.getItem('nsplay.lesson.uts')));
+    await runStep(wide, 'enter');
+    const nested = wide.locator('#inspector .ns-table.nested');
+    await nested.waitFor({ state: 'visible' });
+    const box = await nested.boundingBox();
+    assert.ok(box.y + box.height <= 800, `the nested table ends at ${box.y + box.height} px, below the fold`);
+    await runStep(wide, 'set-hostname');
+    const s = wide.locator('.step[data-step="set-hostname"]');
+    await s.locator('button.check').click();
+    await eventually(() => s.getAttribute('data-passed'), (v) => v === 'true', 'the check of set-hostname');
+    await wide.screenshot({ path: path.join(SHOTS, 'lesson-1280.png') });
+  });
+
+  await step('A+ enlarges the terminal and the text, and a reload remembers it', async () => {
+    const size = () => wide.evaluate(() => window.Nsplay.connection.term.options.fontSize);
+    assert.equal(await size(), 14);
+    await wide.locator('#font-larger').click();
+    assert.equal(await size(), 16);
+    await wide.reload();
+    await waitTerm(wide, atPrompt, 'the shell after the reload');
+    assert.equal(await size(), 16);
+    await wide.locator('#font-smaller').click();
+    assert.equal(await size(), 14);
+  });
+
+  await step('the end of a lesson links to the next one', async () => {
+    const next = wide.locator('.next-lesson a');
+    assert.equal(await next.getAttribute('href'), '/learn/pid');
+    assert.match(await visibleText(next), /^Next lesson: PID namespace/);
+  });
+
+  await step('/learn marks the lessons with the learner\'s progress', async () => {
+    await wide.goto(server.base + '/learn');
+    const uts = wide.locator('.lessons li[data-topic="uts"] .progress');
+    await eventually(() => uts.innerText(), (v) => v === '1 of 2 checks passed', 'the progress of uts');
+    assert.equal(await wide.locator('.lessons li[data-topic="pid"] .progress').innerText(), '');
+    await wide.screenshot({ path: path.join(SHOTS, 'learn.png') });
+    await wide.locator('.lang-switch').getByText('日本語').click();
+    await wide.waitForFunction(() => document.documentElement.lang === 'ja');
+    await eventually(() => uts.innerText(), (v) => v === '確認 2 件中 1 件に合格', 'the Japanese progress');
+    await wide.screenshot({ path: path.join(SHOTS, 'learn-ja.png') });
+    await wide.goto(server.base + '/learn/uts');
+    await waitTerm(wide, atPrompt, 'a shell prompt');
+    await wide.screenshot({ path: path.join(SHOTS, 'lesson-1280-ja.png') });
+  });
+
+  for (const locale of ['en-US', 'ja-JP']) {
+    const phone = await openPage(server, { viewport: { width: 390, height: 844 }, locale });
+    await step(`on a phone (${locale}) the terminal stays in view after Run and commands fit`, async () => {
+      await phone.goto(server.base + '/learn/uts');
+      await waitTerm(phone, atPrompt, 'a shell prompt');
+      ids.push(await phone.evaluate(() => localStorage.getItem('nsplay.lesson.uts')));
+      const last = phone.locator('.step[data-step="uname-outside"]');
+      await last.scrollIntoViewIfNeeded();
+      await runStep(phone, 'uname-outside');
+      const box = await phone.locator('.terminal-box').boundingBox();
+      assert.ok(box.y >= 0 && box.y + box.height <= 844, `the terminal is off-screen: ${JSON.stringify(box)}`);
+      assert.ok((await last.boundingBox()).y < box.y, 'and the step is still above it');
+      for (const pre of await phone.locator('.step .command pre').all()) {
+        const r = await pre.boundingBox();
+        assert.ok(r.x >= 0 && r.x + r.width <= 390, `a command box is cut off: ${JSON.stringify(r)}`);
+      }
+      await phone.screenshot({ path: path.join(SHOTS, locale === 'en-US' ? 'lesson-phone.png' : 'lesson-phone-ja.png') });
+    });
+    await step(`on a phone (${locale}) the key bar sends Tab and Ctrl+C`, async () => {
+      const bar = phone.locator('.keybar');
+      await bar.waitFor({ state: 'visible' });
+      await focusTerminal(phone);
+      await phone.keyboard.type('unam');
+      await bar.getByRole('button', { name: 'Tab' }).click();
+      await waitTerm(phone, (s) => s.lines[s.cursor].text.trimEnd().endsWith('# uname'), 'Tab completion');
+      await phone.keyboard.press('Enter');
+      await waitTerm(phone, (s) => atPrompt(s) && hasLine('Linux')(s), 'what uname printed');
+      const before = (await termSnapshot(phone)).cursor;
+      await phone.keyboard.type('sleep 300');
+      await phone.keyboard.press('Enter');
+      await sleep(300);
+      await bar.getByRole('button', { name: 'Ctrl' }).click();
+      await phone.keyboard.type('c');
+      await waitTerm(phone, (s) => s.cursor > before && atPrompt(s) && s.lines.slice(before).some((l) => l.text.includes('^C')),
+        'Ctrl+C to end the sleep');
+      assert.equal(await bar.getByRole('button', { name: 'Ctrl' }).getAttribute('aria-pressed'), 'false');
+    });
+    assert.deepEqual(phone.errors, [], 'no uncaught errors on the phone');
+    await phone.context().close();
+  }
+
+  assert.deepEqual(wide.errors, [], 'no uncaught errors in the page');
+  await wide.context().close();
+  for (const id of ids) if (id) await server.api('DELETE', '/api/sessions/' + encodeURIComponent(id));
+  await server.stop();
 });
 
 test('server stopped and back: the page says so, then offers a new session', async (t) => {

@@ -62,7 +62,10 @@ function renderInspector(root, s) {
       el('th', { scope: 'col' }, t('ns_isolated')))),
     nsBody);
 
-  const parts = [usageBox, nsTable];
+  // What the learner created comes right after the usage, above the eight rows of the
+  // session's own namespaces: it is what a lesson step is about (and at 1280×800 the
+  // table would push it below the fold).
+  const parts = [usageBox];
 
   if (Array.isArray(s.nested) && s.nested.length) {
     const body = el('tbody');
@@ -78,6 +81,8 @@ function renderInspector(root, s) {
           el('th', { scope: 'col' }, 'PID'))),
         body));
   }
+
+  parts.push(nsTable);
 
   if (Array.isArray(s.events) && s.events.length) {
     const list = el('ul', { class: 'events' });

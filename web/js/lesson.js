@@ -56,6 +56,30 @@ function wireSteps(conn, id, topic) {
   }
 }
 
+// Shows the steps the server recorded as passed in this session (a reload or
+// coming back must not lose them) and scrolls to the first step after the last
+// passed one, where the learner left off.
+export async function showProgress(id, topic) {
+  let s = null;
+  try { s = await getSession(id); } catch (_) { return; }
+  const passed = new Set((s && s.passed && s.passed[topic]) || []);
+  if (!passed.size) return;
+  const steps = [...document.querySelectorAll('.step[data-step]')];
+  let last = -1;
+  steps.forEach((step, i) => {
+    if (!passed.has(step.dataset.step)) return;
+    last = i;
+    // A check the learner already ran again on this page says more than "earlier".
+    if (step.dataset.passed) return;
+    step.dataset.passed = 'true';
+    const result = step.querySelector('.check-result');
+    if (result) result.textContent = t('check_passed') + ' — ' + t('check_passed_earlier');
+  });
+  const next = steps[last + 1];
+  if (next) next.scrollIntoView({ block: 'start' });
+  else if (steps.length) steps[steps.length - 1].scrollIntoView({ block: 'end' });
+}
+
 // Resolves to the terminal connection, or undefined if no session could be made.
 export async function bootLesson() {
   showClipboardHint();
@@ -75,6 +99,7 @@ export async function bootLesson() {
 
   const conn = attachPage(id, () => location.reload(), s.terminal);
   wireSteps(conn, id, topic);
+  showProgress(id, topic);
   const inspector = $('#inspector');
   if (inspector) startInspector(inspector, id);
   return conn;

@@ -5,7 +5,9 @@
 // The modules: i18n.js (t() and the language switch), api.js (HTTP API
 // client), terminal.js (the terminal's WebSocket client), inspector.js,
 // page.js (what the terminal pages share), play.js (landing and /play),
-// lesson.js (lesson pages), dom.js (DOM helpers). No build step: the server
+// lesson.js (lesson pages), learn.js (progress on the lesson list), reset.js
+// (the Reset button), fontsize.js (A− / A+), keys.js (the phone key bar),
+// dom.js (DOM helpers). No build step: the server
 // embeds and serves these files as they are.
 
 import { initLanguageSwitch, t } from './i18n.js';
@@ -13,6 +15,10 @@ import { createSession, getSession } from './api.js';
 import { attach, runInTerminal } from './terminal.js';
 import { bootLanding, bootPlay } from './play.js';
 import { bootLesson } from './lesson.js';
+import { wireReset } from './reset.js';
+import { bootLearn } from './learn.js';
+import { addKeyBar } from './keys.js';
+import { wireFontSize } from './fontsize.js';
 
 const Nsplay = {
   createSession, getSession, attach, runInTerminal,
@@ -21,7 +27,13 @@ const Nsplay = {
 };
 window.Nsplay = Nsplay;
 
-const expose = (conn) => { if (conn) Nsplay.connection = conn; };
+const expose = (conn) => {
+  if (!conn) return;
+  Nsplay.connection = conn;
+  wireReset(conn);
+  wireFontSize(conn);
+  addKeyBar(conn);
+};
 
 function boot() {
   initLanguageSwitch();
@@ -29,6 +41,7 @@ function boot() {
   if (page === 'play') bootPlay().then(expose);
   else if (page === 'landing') bootLanding();
   else if (page === 'lesson') bootLesson().then(expose);
+  else if (page === 'learn') bootLearn();
 }
 
 // Module scripts run once the document is parsed; the check is for safety.

@@ -266,7 +266,13 @@ export function attach(container, path, options = {}) {
   // modes), and xterm.js answers queries through onData as if typed. Those
   // answers would reach the shell, or a program now waiting for keys, as junk.
   let replaying = false;
-  term.onData((s) => { if (!replaying) sendBytes(encoder.encode(s)); });
+  // A key bar's one-shot Ctrl (keys.js) rewrites the next key typed.
+  let inputFilter = null;
+  term.onData((s) => {
+    if (replaying) return;
+    const out = inputFilter ? inputFilter(s) : s;
+    if (out) sendBytes(encoder.encode(out));
+  });
   // onBinary carries non-UTF-8 input (some mouse reports): one byte per char.
   term.onBinary((s) => sendBytes(Uint8Array.from(s, (c) => c.charCodeAt(0) & 0xff)));
   term.onResize(sendResize);
@@ -384,6 +390,9 @@ export function attach(container, path, options = {}) {
 
   return {
     term,
+    sessionId,
+    notice,
+    setInputFilter(fn) { inputFilter = fn; },
     send(text) {
       const bytes = encoder.encode(text);
       if (ws && ws.readyState === WebSocket.OPEN) ws.send(bytes);

@@ -167,6 +167,10 @@ pub struct Usage {
     pub pids: u64,
     pub cpu_usec: u64,
     pub oom_kills: u64,
+    /// Times the session group's own memory limit was reached (v2 `oom` of
+    /// memory.events.local; v1 has no child groups, so every kill counts here): an OOM kill
+    /// without it happened at the smaller limit of a child group the learner made.
+    pub oom_at_own_limit: u64,
     /// Forks refused because pids.max was reached.
     pub pids_limit_hits: u64,
     pub throttled_periods: u64,
@@ -197,8 +201,18 @@ pub trait CgroupDriver: Send + Sync {
     /// The group's directory in the hierarchy that holds the memory controller.
     fn dir(&self, name: &str) -> PathBuf;
     fn usage(&self, name: &str) -> Result<Usage, CgroupError>;
+    /// The smallest memory limit among the child groups (made by the learner, v2) whose own
+    /// limit has been reached: where an OOM kill that the session's own limit did not cause
+    /// came from. Looks at a bounded number of groups.
+    fn child_oom_limit(&self, _name: &str) -> Option<u64> {
+        None
+    }
     /// Host pids of every process in the group (and its child groups) and its relay group.
     fn pids(&self, name: &str) -> Vec<i32>;
+    /// Freezes (or thaws) the session group and everything below it, so that nothing in it can
+    /// fork while it is being emptied (v2 `cgroup.freeze`, v1 the freezer controller). Returns
+    /// whether the group is frozen now (false: no freezer, or thawed).
+    fn freeze(&self, name: &str, frozen: bool) -> bool;
     /// Kills every process in the group and its relay group and removes both (and any child
     /// groups made inside).
     fn destroy(&self, name: &str) -> Result<(), CgroupError>;

@@ -208,6 +208,7 @@ impl CgroupDriver for V1Driver {
             memory_bytes: super::read_u64(&mem.join("memory.usage_in_bytes")),
             memory_peak_bytes: super::read_u64(&mem.join("memory.max_usage_in_bytes")),
             oom_kills: super::read_keyed(&mem.join("memory.oom_control"), "oom_kill"),
+            oom_at_own_limit: super::read_keyed(&mem.join("memory.oom_control"), "oom_kill"),
             pids: super::read_u64(&pids.join("pids.current")),
             pids_limit_hits: pids_limit_hits(&pids),
             cpu_usec: super::read_u64(&acct.join("cpuacct.usage")) / 1000,
@@ -223,6 +224,31 @@ impl CgroupDriver for V1Driver {
         all.sort_unstable();
         all.dedup();
         all
+    }
+
+    fn freeze(&self, name: &str, frozen: bool) -> bool {
+        if !super::valid_name(name) {
+            return false;
+        }
+        let cg = self.load(name);
+        let Some(f) = cg.controller_of::<FreezerController>() else { return false };
+        if !frozen {
+            let _ = f.thaw();
+            return false;
+        }
+        if f.freeze().is_err() {
+            return false;
+        }
+        // FREEZING until every task has stopped; bounded, the caller kills in rounds anyway.
+        let state = self.ctl(4, name).join("freezer.state");
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(500) {
+            if std::fs::read_to_string(&state).is_ok_and(|s| s.trim() == "FROZEN") {
+                return true;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
     }
 
     fn destroy(&self, name: &str) -> Result<(), CgroupError> {

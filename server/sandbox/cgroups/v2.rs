@@ -346,6 +346,26 @@ impl CgroupDriver for V2Driver {
         vec![self.relay_dir(name).join("cgroup.procs")]
     }
 
+    fn freeze(&self, name: &str, frozen: bool) -> bool {
+        if !super::valid_name(name) {
+            return false;
+        }
+        let d = self.dir(name);
+        if fs::write(d.join("cgroup.freeze"), if frozen { "1" } else { "0" }).is_err() || !frozen {
+            return false;
+        }
+        // `frozen 1` in cgroup.events once every task has stopped; bounded, the caller kills in
+        // rounds anyway.
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_millis(500) {
+            if super::read_keyed(&d.join("cgroup.events"), "frozen") == 1 {
+                break;
+            }
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        true
+    }
+
     fn dir(&self, name: &str) -> PathBuf {
         self.sessions().join(name)
     }
@@ -363,6 +383,7 @@ impl CgroupDriver for V2Driver {
             memory_bytes,
             memory_peak_bytes: if peak.exists() { super::read_u64(&peak) } else { memory_bytes },
             oom_kills: super::read_keyed(&d.join("memory.events"), "oom_kill"),
+            oom_at_own_limit: super::read_keyed(&d.join("memory.events.local"), "oom"),
             pids: super::read_u64(&d.join("pids.current")),
             pids_limit_hits: super::read_keyed(&d.join("pids.events"), "max"),
             cpu_usec: super::read_keyed(&cpu_stat, "usage_usec"),
@@ -370,6 +391,37 @@ impl CgroupDriver for V2Driver {
             throttled_usec: super::read_keyed(&cpu_stat, "throttled_usec"),
             relay_cpu_usec: super::read_keyed(&self.relay_dir(name).join("cpu.stat"), "usage_usec"),
         })
+    }
+
+    fn child_oom_limit(&self, name: &str) -> Option<u64> {
+        if !super::valid_name(name) {
+            return None;
+        }
+        // Breadth-first below the session group, at most MAX_GROUPS groups: the learner may
+        // make many, and this runs on the server's time.
+        const MAX_GROUPS: usize = 256;
+        let mut queue = std::collections::VecDeque::from([self.dir(name)]);
+        let (mut seen, mut best) = (0, None::<u64>);
+        while let Some(d) = queue.pop_front() {
+            for e in fs::read_dir(&d).into_iter().flatten().flatten() {
+                if !e.file_type().is_ok_and(|t| t.is_dir()) {
+                    continue;
+                }
+                seen += 1;
+                if seen > MAX_GROUPS {
+                    return best;
+                }
+                let c = e.path();
+                let limit = fs::read_to_string(c.join("memory.max")).ok().and_then(|s| s.trim().parse::<u64>().ok());
+                if let Some(limit) = limit
+                    && super::read_keyed(&c.join("memory.events.local"), "oom") > 0
+                {
+                    best = Some(best.map_or(limit, |b| b.min(limit)));
+                }
+                queue.push_back(c);
+            }
+        }
+        best
     }
 
     fn pids(&self, name: &str) -> Vec<i32> {
