@@ -359,6 +359,12 @@ async fn admission_refuses_by_the_sessions_real_memory_use_and_admits_once_it_is
     assert_eq!(std::fs::read_to_string(dir.join(limit)).unwrap().trim(), (192u64 << 20).to_string());
     let pids = if common::cgroup_v2() { dir.join("pids.max") } else { server.inst.sessions_dirs()[1].join("pids.max") };
     assert_eq!(std::fs::read_to_string(pids).unwrap().trim(), "16384");
+    let (cpu, weight) = if common::cgroup_v2() {
+        (dir.join("cpu.weight"), "100")
+    } else {
+        (server.inst.sessions_dirs()[2].join("cpu.shares"), "1024")
+    };
+    assert_eq!(std::fs::read_to_string(cpu).unwrap().trim(), weight);
     // More than max_sessions × the 256 MiB limit of each would allow under the old rule.
     let (_, mut t) = shell(&server).await;
     let out = t.cmd_wait("head -c 120M /dev/zero > /tmp/fill && echo fi''lled", 60).await;

@@ -582,6 +582,8 @@ impl Server {
         let mut cmd = Command::new(&plan.nsplay);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--max-sessions", &max])
             .args(["--max-sessions-per-client", &max, "--create-per-minute", "1000000", "--create-burst", "1000000"])
+            .args(["--max-sessions-per-address", &max])
+            .args(["--create-per-minute-per-address", "1000000", "--create-burst-per-address", "1000000"])
             .arg("--state-dir")
             .arg(&plan.state_dir)
             .args(["--cgroup-parent", &plan.cgroup_parent])

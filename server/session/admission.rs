@@ -182,8 +182,10 @@ impl Admission {
         if counts.address >= r.per_address {
             return Err(Refusal::AddressCap { max: r.per_address, retry_after: Duration::from_secs(60) });
         }
-        self.limiter.check_key(&who.key()).map_err(rate_refusal)?;
+        // The address first: identities a client mints then reach the per-learner limiter (and
+        // its map) no faster than the address's rate.
         self.address_limiter.check_key(&who.address).map_err(rate_refusal)?;
+        self.limiter.check_key(&who.key()).map_err(rate_refusal)?;
         // Keep the limiters' memory bounded to requesters seen recently.
         if self.limiter.len() > LIMITER_KEYS {
             self.limiter.retain_recent();

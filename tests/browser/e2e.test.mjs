@@ -42,8 +42,8 @@ const CLIENT_LIMITS = [
 ].filter(([flag]) => SERVE_HELP.includes(flag)).flat();
 
 class Server {
-  static start(instanceArgs, { listen = '127.0.0.1:0', extra = [] } = {}) {
-    const args = ['serve', '--listen', listen, ...instanceArgs, ...CLIENT_LIMITS, ...extra];
+  static start(instanceArgs, { listen = '127.0.0.1:0', extra = [], clientLimits = true } = {}) {
+    const args = ['serve', '--listen', listen, ...instanceArgs, ...(clientLimits ? CLIENT_LIMITS : []), ...extra];
     const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
     const server = new Server(child);
     return new Promise((resolve, reject) => {
@@ -458,9 +458,9 @@ test('UTS lesson: run, check, inspector, Japanese', async (t) => {
   });
 
   assert.deepEqual(page.errors, [], 'no uncaught errors in the page');
-  const id = await page.evaluate(() => localStorage.getItem('nsplay.lesson.uts')).catch(() => null);
+  // The learner's sessions, by the page's own identity cookie.
+  await page.evaluate(() => fetch('/api/learner/sessions', { method: 'DELETE' })).catch(() => null);
   await page.context().close();
-  if (id) await main.api('DELETE', '/api/sessions/' + encodeURIComponent(id));
   await main.stop();
 });
 
@@ -654,5 +654,51 @@ test('a full playground says "try again in N s" on the landing page', async (t) 
   assert.deepEqual(page.errors, [], 'no uncaught errors in the page');
   await page.context().close();
   if (held) await server.api('DELETE', '/api/sessions/' + encodeURIComponent(held));
+  await server.stop();
+});
+
+test('one learner, four lessons in a row: the same session and shell throughout', async (t) => {
+  // The default per-client cap (3): four lesson pages must not need four sessions.
+  const server = await Server.start(INSTANCES[3], { clientLimits: false });
+  const page = await openPage(server);
+  const step = stepper(t);
+  const topics = ['uts', 'pid', 'mnt', 'ipc'];
+
+  await step('the first lesson writes a file in its shell', async () => {
+    await page.goto(server.base + '/learn/' + topics[0]);
+    await waitTerm(page, atPrompt, 'a shell prompt');
+    await focusTerminal(page);
+    assert.deepEqual(await run(page, 'echo kept-$((6*7)) > /tmp/learner-mark; echo written'), ['written']);
+    const cookies = await page.context().cookies();
+    const learner = cookies.find((c) => c.name === 'nsplay_learner');
+    assert.ok(learner, 'the page set the identity cookie');
+    assert.equal(learner.httpOnly, true);
+    assert.equal(learner.sameSite, 'Lax');
+  });
+
+  for (const topic of topics.slice(1)) {
+    await step(`/learn/${topic} attaches to the same shell`, async () => {
+      await page.goto(server.base + '/learn/' + topic);
+      await waitTerm(page, atPrompt, `a shell prompt on /learn/${topic}`);
+      assert.equal(await page.locator('#banner').isVisible(), false, 'no refusal');
+    });
+  }
+
+  await step('the fourth lesson finds the file of the first', async () => {
+    await focusTerminal(page);
+    assert.deepEqual(await run(page, 'cat /tmp/learner-mark'), ['kept-42']);
+  });
+
+  await step('"start this lesson on a fresh session" gives a new shell without the file', async () => {
+    page.once('dialog', (d) => d.accept());
+    await Promise.all([page.waitForEvent('load'), page.locator('#fresh-session').click()]);
+    await waitTerm(page, atPrompt, 'a shell prompt in the fresh session');
+    await focusTerminal(page);
+    assert.deepEqual(await run(page, 'cat /tmp/learner-mark 2>/dev/null || echo gone'), ['gone']);
+  });
+
+  assert.deepEqual(page.errors, [], 'no uncaught errors in the page');
+  await page.evaluate(() => fetch('/api/learner/sessions', { method: 'DELETE' })).catch(() => null);
+  await page.context().close();
   await server.stop();
 });
