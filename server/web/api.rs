@@ -209,6 +209,22 @@ pub async fn end_learner_sessions<S: Sessions>(
     Ok(Json(json!({"ended": ended})))
 }
 
+/// The learner's sessions with the steps passed in each (the `/learn` page's progress): reads
+/// nothing but the session table, so it is cheap however often a page asks.
+pub async fn list_learner_sessions<S: Sessions>(
+    State(st): State<AppState<S>>,
+    headers: axum::http::HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let learner = super::learner::from_headers(&headers).ok_or_else(no_identity)?;
+    let sessions: Vec<serde_json::Value> = st
+        .manager
+        .learner_sessions(learner)
+        .iter()
+        .map(|s| json!({"id": s.id, "lesson": s.label, "passed": passed_json(s)}))
+        .collect();
+    Ok(Json(json!({"sessions": sessions})))
+}
+
 pub async fn get_session<S: Sessions>(
     State(st): State<AppState<S>>,
     Path(id): Path<String>,

@@ -77,7 +77,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/metrics", get(api::metrics::<S>))
         .route("/api/sessions", post(api::create_session::<S>))
         .route("/api/learner/session", post(api::learner_session::<S>))
-        .route("/api/learner/sessions", axum::routing::delete(api::end_learner_sessions::<S>))
+        .route("/api/learner/sessions", get(api::list_learner_sessions::<S>).delete(api::end_learner_sessions::<S>))
         .route("/api/sessions/{id}", get(api::get_session::<S>).delete(api::delete_session::<S>))
         .route("/api/sessions/{id}/terminals", post(api::create_terminal::<S>))
         .route("/api/sessions/{id}/reset", post(api::reset_session::<S>))

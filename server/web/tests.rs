@@ -307,6 +307,25 @@ async fn a_learner_attaches_to_its_session_and_ends_only_its_own() {
 }
 
 #[tokio::test]
+async fn the_lesson_list_reads_only_the_learners_own_sessions_and_their_progress() {
+    let mine = 0xabc;
+    let fake = || {
+        let s = Session::detached_for("live", vec![pty_terminal(0)], Some(Learner(mine)));
+        s.mark("step:uts/set-hostname");
+        Fake { live: Some(s), create: || SessionError::NotFound, open_terminal: None, gauge: None }
+    };
+    let r = send_request(fake(), with_cookie(Method::GET, "/api/learner/sessions", mine)).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    assert_eq!(r.json()["sessions"][0]["id"], "live");
+    assert_eq!(r.json()["sessions"][0]["passed"]["uts"][0], "set-hostname", "{}", r.text);
+    let r = send_request(fake(), with_cookie(Method::GET, "/api/learner/sessions", 0xdef)).await;
+    assert_eq!(r.json()["sessions"], serde_json::json!([]), "never another learner's");
+    send(fake(), Method::GET, "/api/learner/sessions", Body::empty())
+        .await
+        .assert_error(StatusCode::BAD_REQUEST, "no_identity");
+}
+
+#[tokio::test]
 async fn a_stopping_busy_or_exhausted_server_answers_503_with_retry_after() {
     let r = create_failing(|| SessionError::ShuttingDown).await;
     r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "shutting_down");

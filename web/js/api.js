@@ -89,6 +89,13 @@ export async function endMySessions(exceptId) {
   return (await res.json()).ended;
 }
 
+// The learner's sessions (by the learner cookie), each with its passed steps.
+export async function learnerSessions() {
+  const res = await request('/api/learner/sessions', { headers: headers() });
+  if (!res.ok) throw await errorFromResponse(res);
+  return (await res.json()).sessions || [];
+}
+
 // Resolves to the session JSON, or null when the session does not exist.
 export async function getSession(id) {
   const res = await request(sessionUrl(id), { headers: { Accept: 'application/json' } });

@@ -1,26 +1,13 @@
-// nsplay lesson list (/learn): marks each lesson with the learner's progress,
-// read from the sessions this browser keeps for its lessons (each session's
-// "passed" steps, GET /api/sessions/{id}). Sessions that ended are skipped.
+// nsplay lesson list (/learn): marks each lesson with the learner's progress:
+// the steps passed in the learner's sessions (GET /api/learner/sessions, by the
+// learner cookie the pages set). Without sessions there is nothing to mark.
 
 import { t } from './i18n.js';
-import { getSession } from './api.js';
-
-// The session ids this browser remembers for lessons (lesson.js stores them).
-function knownSessions() {
-  const ids = new Set();
-  try {
-    for (let i = 0; i < localStorage.length; i++) {
-      const key = localStorage.key(i);
-      if (key && key.startsWith('nsplay.lesson.')) ids.add(localStorage.getItem(key));
-    }
-  } catch (_) { /* private mode: no progress to show */ }
-  ids.delete(null);
-  return [...ids].slice(0, 16);
-}
+import { learnerSessions } from './api.js';
 
 export async function bootLearn() {
   const passed = {};
-  const sessions = await Promise.all(knownSessions().map((id) => getSession(id).catch(() => null)));
+  const sessions = await learnerSessions().catch(() => []);
   for (const s of sessions) {
     for (const [topic, steps] of Object.entries((s && s.passed) || {})) {
       passed[topic] = new Set([...(passed[topic] || []), ...steps]);
