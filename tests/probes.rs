@@ -492,6 +492,29 @@ fn a_deep_cgroup_tree_of_long_names_is_bounded_and_removed_with_the_session() {
     assert_nothing_left(&inst);
 }
 
+/// Issue 15, item 5: a session opens ptys until it cannot. It stops at its own devpts's `max=`
+/// (with 200 tries at most: the old unbounded devpts would have let it take the host's pool).
+#[test]
+fn a_session_opening_ptys_in_a_loop_stops_at_its_max() {
+    let inst = Instance::new();
+    let (out, code) = probe(
+        &inst,
+        "open /dev/ptmx until it fails (at most 200)",
+        &[],
+        &python(
+            "fds = []\nerr = 'none'\nwhile len(fds) < 200:\n    try:\n        fds.append(os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY))\n    except OSError as e:\n        err = errno.errorcode[e.errno]\n        break\nprint('RESULT opened', len(fds))\nprint('RESULT error', err)",
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    let r = results(&out);
+    let opened: u32 = r["opened"].parse().unwrap();
+    assert_eq!(r["error"], "ENOSPC", "{out}");
+    // The terminal the probe runs on holds one pty of the session's devpts already.
+    assert!(opened < 32, "opened {opened} ptys: {out}");
+    assert!(opened >= 16, "too few ptys for a learner's own programs: {out}");
+    assert_nothing_left(&inst);
+}
+
 #[test]
 fn sysrq_trigger_cannot_be_written() {
     let inst = Instance::new();
