@@ -73,6 +73,9 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
                 Some(e) => tracing::error!(cgroup = %left.name, error = %e, "could not reclaim a session left by an earlier run; it stays (remove it by hand once empty) and nsplay starts anyway"),
             }
         }
+        if let Some(w) = nsplay_sandbox::pty_budget_warning(settings.max_sessions) {
+            tracing::warn!("{w}");
+        }
         tracing::info!(
             cgroup = ?sandbox.cgroup_version(),
             max_sessions = settings.max_sessions,

@@ -590,3 +590,73 @@ async fn the_output_relay_runs_in_the_sessions_relay_group() {
     assert!(left.is_empty(), "{left:?}");
     assert!(wait_until(5, || std::fs::metadata(format!("/proc/{relay}")).is_err()), "the relay outlived its session");
 }
+
+/// Issue 15, item 4 on v2: the deep tree is built in the session group itself (see
+/// `common::DEEP_CGROUP_TREE`); the session's teardown removes it and the tree is bounded.
+#[test]
+fn a_deep_cgroup_tree_of_long_names_is_bounded_and_removed_with_the_session() {
+    if !v2() {
+        return;
+    }
+    let inst = Instance::new();
+    let (out, code) = inst.run(common::DEEP_CGROUP_TREE);
+    println!("{out}");
+    let r = common::results(&out);
+    assert_eq!(code, 0, "the session's teardown failed: {out}");
+    assert_eq!(r["max.depth"], "32", "{out}");
+    assert_eq!(r["max.descendants"], "256", "{out}");
+    assert_eq!(r["depth"], "18", "the tree was not built: {out}");
+    let wide: u32 = r["wide"].parse().unwrap();
+    assert!(wide < 256, "{wide} groups side by side: {out}");
+    assert!(wait_until(5, || inst.all_groups().is_empty()), "{:?}", inst.all_groups());
+}
+
+/// Issue 15, item 1 on v2: a session hands its controllers to child groups and freezes the
+/// `terminals` leaf its next terminal's helper joins. That helper then stalls until the spawner
+/// gives up on it (its deadline): meanwhile another visitor's session and terminal must come up,
+/// not wait behind it.
+#[test]
+fn a_frozen_terminals_leaf_stalls_only_its_own_sessions_request() {
+    if !v2() {
+        return;
+    }
+    let inst = Instance::new();
+    let (sandbox, _events, limits) = common::library_sandbox(&inst, true);
+    let sandbox = Arc::new(sandbox);
+    let attacker = Arc::new(sandbox.create("freezer", &limits).unwrap());
+    let script = "mkdir -p /tmp/cg && mount -t cgroup2 none /tmp/cg && mkdir -p /tmp/cg/leaf /tmp/cg/terminals && \
+         for p in $(cat /tmp/cg/cgroup.procs); do echo $p > /tmp/cg/leaf/cgroup.procs; done 2>/dev/null; \
+         echo +pids > /tmp/cg/cgroup.subtree_control && echo 1 > /tmp/cg/terminals/cgroup.freeze && \
+         echo RESULT frozen yes; exec sleep 600";
+    let argv = |s: &str| vec!["sh".to_string(), "-c".to_string(), s.to_string()];
+    let term = sandbox.open_terminal(&attacker, 0, argv(script), (80, 24), false).unwrap();
+    let out = common::read_until(&term.master, "RESULT frozen yes", 30);
+    println!("{out}");
+    assert!(out.contains("RESULT frozen yes"), "{out}");
+    let stalled_done = Arc::new(std::sync::atomic::AtomicBool::new(false));
+    let stalled = {
+        let (sandbox, attacker, done) = (sandbox.clone(), attacker.clone(), stalled_done.clone());
+        std::thread::spawn(move || {
+            let r = sandbox.open_terminal(&attacker, 1, argv("echo second"), (80, 24), false).map(drop);
+            done.store(true, std::sync::atomic::Ordering::SeqCst);
+            r
+        })
+    };
+    // Let that request reach the spawner first (the old spawner then waited on it alone).
+    std::thread::sleep(std::time::Duration::from_millis(500));
+    let other = sandbox.create("other", &limits).expect("another visitor's session starts");
+    let term = sandbox.open_terminal(&other, 0, argv("echo hello from the other session"), (80, 24), false).unwrap();
+    let out = common::read_until(&term.master, "hello from the other session", 30);
+    assert!(out.contains("hello from the other session"), "{out}");
+    assert!(
+        !stalled_done.load(std::sync::atomic::Ordering::SeqCst),
+        "the other session came up only after the stalled request was answered"
+    );
+    let e = stalled.join().unwrap().expect_err("the frozen helper's request fails at its deadline");
+    println!("the stalled request: {e}");
+    assert!(e.to_string().contains("timed out"), "{e}");
+    sandbox.destroy(&other).unwrap();
+    sandbox.destroy(&attacker).unwrap();
+    assert!(wait_until(10, || inst.processes().is_empty()), "{:?}", inst.processes());
+    assert!(wait_until(5, || inst.all_groups().is_empty()), "{:?}", inst.all_groups());
+}

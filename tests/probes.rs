@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Instance, Interactive, host_processes, results, wait_until};
+use common::{Instance, Interactive, host_processes, library_sandbox, read_until, results, wait_until};
 use nsplay_sandbox::seccomp::{self, Verdict};
 
 /// Runs `script` with sh in a fresh session of `inst` and prints the exchange.
@@ -492,6 +492,29 @@ fn a_deep_cgroup_tree_of_long_names_is_bounded_and_removed_with_the_session() {
     assert_nothing_left(&inst);
 }
 
+/// Issue 15, item 5: a session opens ptys until it cannot. It stops at its own devpts's `max=`
+/// (with 200 tries at most: the old unbounded devpts would have let it take the host's pool).
+#[test]
+fn a_session_opening_ptys_in_a_loop_stops_at_its_max() {
+    let inst = Instance::new();
+    let (out, code) = probe(
+        &inst,
+        "open /dev/ptmx until it fails (at most 200)",
+        &[],
+        &python(
+            "fds = []\nerr = 'none'\nwhile len(fds) < 200:\n    try:\n        fds.append(os.open('/dev/ptmx', os.O_RDWR | os.O_NOCTTY))\n    except OSError as e:\n        err = errno.errorcode[e.errno]\n        break\nprint('RESULT opened', len(fds))\nprint('RESULT error', err)",
+        ),
+    );
+    assert_eq!(code, 0, "{out}");
+    let r = results(&out);
+    let opened: u32 = r["opened"].parse().unwrap();
+    assert_eq!(r["error"], "ENOSPC", "{out}");
+    // The terminal the probe runs on holds one pty of the session's devpts already.
+    assert!(opened < 32, "opened {opened} ptys: {out}");
+    assert!(opened >= 16, "too few ptys for a learner's own programs: {out}");
+    assert_nothing_left(&inst);
+}
+
 #[test]
 fn sysrq_trigger_cannot_be_written() {
     let inst = Instance::new();
@@ -842,49 +865,6 @@ fn nested_user_namespaces_are_allowed_by_default() {
     let (out, code) = probe(&inst, "unshare -U -r id -u", &[], "unshare -U -r id -u");
     assert_eq!(code, 0, "{out}");
     assert_eq!(out.trim(), "0");
-}
-
-/// A library-level sandbox on `inst` (for switches `nsplay run` has no flag for, and for
-/// terminals that join a running session), its events, and the server's default limits.
-fn library_sandbox(
-    inst: &Instance,
-    nested_userns: bool,
-) -> (nsplay_sandbox::Sandbox, std::sync::mpsc::Receiver<nsplay_sandbox::Event>, nsplay_sandbox::Limits) {
-    use nsplay_sandbox::{Limits, Sandbox, SandboxConfig};
-    let cfg = SandboxConfig {
-        id_base: inst.id_base,
-        id_slots: inst.id_slots,
-        cgroup_parent: Some(inst.parent.clone()),
-        state_dir: inst.state.path().to_path_buf(),
-        sessions: nsplay_sandbox::SessionsLimits { memory_bytes: 2 << 30, pids: 4096 },
-    };
-    let (tx, rx) = std::sync::mpsc::channel();
-    let (mut sandbox, _) = Sandbox::start(&cfg, std::path::Path::new(common::BIN), move |e| {
-        let _ = tx.send(e);
-    })
-    .unwrap();
-    sandbox.set_nested_userns(nested_userns);
-    let limits = Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 };
-    (sandbox, rx, limits)
-}
-
-/// Reads a terminal's master until `needle` has appeared (at most `secs`); returns what it read.
-fn read_until(master: &std::os::fd::OwnedFd, needle: &str, secs: u64) -> String {
-    use std::os::fd::AsFd;
-    nsplay_sandbox::term::set_nonblocking(master).unwrap();
-    let deadline = Instant::now() + Duration::from_secs(secs);
-    let mut out = Vec::new();
-    let mut buf = [0u8; 4096];
-    while !String::from_utf8_lossy(&out).contains(needle) && Instant::now() < deadline {
-        let mut fds = [nix::poll::PollFd::new(master.as_fd(), nix::poll::PollFlags::POLLIN)];
-        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16));
-        match nix::unistd::read(master, &mut buf) {
-            Ok(0) | Err(nix::errno::Errno::EIO) => break,
-            Ok(n) => out.extend_from_slice(&buf[..n]),
-            Err(_) => {}
-        }
-    }
-    String::from_utf8_lossy(&out).replace('\r', "")
 }
 
 /// Runs each script on a new terminal of one session of a library-level sandbox, one after the

@@ -181,6 +181,24 @@ pub fn preflight() -> Result<(), SandboxError> {
     Ok(())
 }
 
+/// Whether `max_sessions` full sessions could, together, take every pty the kernel leaves to
+/// devpts instances other than the host's (`kernel.pty.max` − `kernel.pty.reserve`; each
+/// session's own instance holds at most [`consts::SESSION_PTYS`]). `Some`: what to tell the
+/// operator (the host's own terminals keep the reserve either way).
+pub fn pty_budget_warning(max_sessions: usize) -> Option<String> {
+    let read = |f: &str| std::fs::read_to_string(format!("/proc/sys/kernel/pty/{f}")).ok()?.trim().parse::<u64>().ok();
+    let (max, reserve) = (read("max")?, read("reserve")?);
+    let pool = max.saturating_sub(reserve);
+    let needed = max_sessions as u64 * consts::SESSION_PTYS as u64;
+    (needed > pool).then(|| {
+        format!(
+            "{max_sessions} sessions may hold {needed} ptys together ({} each), more than the {pool} the kernel leaves to devpts instances other than the host's (kernel.pty.max {max} - kernel.pty.reserve {reserve}): one visitor's terminals could then fail for want of a pty; raise the limit (sysctl -w kernel.pty.max={}) or lower max_sessions",
+            consts::SESSION_PTYS,
+            needed + reserve
+        )
+    })
+}
+
 impl Sandbox {
     /// Checks the host, reclaims what an earlier run left, and starts the spawner. Call from the
     /// main thread before starting an async runtime. Returns the sandbox and the leftovers it
@@ -440,4 +458,16 @@ fn reset_victims(init_pid: i32, pids: &[i32]) -> Vec<i32> {
 fn parent_of(pid: i32) -> Option<i32> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
     stat.rsplit_once(')')?.1.split_whitespace().nth(1)?.parse().ok()
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn the_pty_budget_is_checked_against_the_hosts_limit() {
+        // /proc/sys/kernel/pty is readable without root; the default limit (4096 - 1024) holds
+        // a few sessions, and no host holds a billion.
+        assert_eq!(super::pty_budget_warning(1), None);
+        let w = super::pty_budget_warning(1 << 30).expect("a warning");
+        assert!(w.contains("sysctl -w kernel.pty.max="), "{w}");
+    }
 }

@@ -355,6 +355,15 @@ pub struct HostView {
     pub cgroup_dir: std::path::PathBuf,
 }
 
+/// The kernel's view of a session that `GET /api/sessions/<id>` shows.
+#[derive(Debug, Clone, Default)]
+pub struct Details {
+    pub usage: Usage,
+    pub namespaces: std::collections::BTreeMap<&'static str, NsPair>,
+    /// Namespaces created inside the session: (kind, inode, host pid).
+    pub nested: Vec<(&'static str, u64, i32)>,
+}
+
 /// Namespace identities of a session next to the host's (what the API and inspector show).
 #[derive(Debug, Clone, Serialize)]
 pub struct NsPair {
@@ -742,6 +751,21 @@ impl Manager {
             usage: self.usage(s),
             cgroup_dir: self.sandbox.cgroups().dir(&s.sandbox.name),
         }
+    }
+
+    /// Usage, namespaces and nested namespaces of the session, read on a blocking thread: that
+    /// walks the session's cgroup tree (bounded: `cgroup.max.descendants`, and a capped walk)
+    /// and the `/proc` of each of its processes, work that must never hold up the runtime's
+    /// workers (and with them `/healthz` and every other session's terminal).
+    pub async fn details(self: &Arc<Self>, s: &Arc<Session>) -> Details {
+        let (m, s) = (self.clone(), s.clone());
+        tokio::task::spawn_blocking(move || Details {
+            usage: m.usage(&s),
+            namespaces: m.namespaces(&s),
+            nested: m.nested(&s),
+        })
+        .await
+        .unwrap_or_default()
     }
 
     /// Namespaces the learner created inside the session: (kind, inode, host pid).

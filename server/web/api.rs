@@ -233,7 +233,8 @@ pub async fn get_session<S: Sessions>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let s = st.manager.get(&id)?;
-    let u = st.manager.usage(&s);
+    let d = st.manager.details(&s).await;
+    let u = &d.usage;
     Ok(Json(json!({
         "id": s.id,
         "state": "running",
@@ -250,8 +251,8 @@ pub async fn get_session<S: Sessions>(
             "throttled_usec": u.throttled_usec,
             "relay_cpu_usec": u.relay_cpu_usec,
         },
-        "namespaces": st.manager.namespaces(&s),
-        "nested": st.manager.nested(&s).into_iter().map(|(kind, inode, pid)| json!({"kind": kind, "inode": inode, "pid": pid})).collect::<Vec<_>>(),
+        "namespaces": d.namespaces,
+        "nested": d.nested.iter().map(|(kind, inode, pid)| json!({"kind": kind, "inode": inode, "pid": pid})).collect::<Vec<_>>(),
         "passed": passed_json(&s),
         "events": s.events().into_iter().map(|e| json!({"at": rfc3339(e.at), "message": text::render(lang, &e.notice)})).collect::<Vec<_>>(),
     })))

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 use std::sync::Arc;
 
-use crate::session::{EndReason, HostView, Learner, Manager, NsPair, Requester, Session, SessionError, Terminal};
+use crate::session::{
+    Details, EndReason, HostView, Learner, Manager, NsPair, Requester, Session, SessionError, Terminal,
+};
 use nsplay_sandbox::Usage;
 
 /// The session calls of the handlers in [`super::api`] (each as on [`Manager`]).
@@ -33,6 +35,12 @@ pub trait Sessions: Clone + Send + Sync + 'static {
     fn nested(&self, s: &Session) -> Vec<(&'static str, u64, i32)>;
     /// The session as the host sees it (blocking: the checks call it off the runtime).
     fn host_view(&self, s: &Session) -> HostView;
+    /// Usage, namespaces and nested namespaces together, off the runtime's workers where reading
+    /// them walks host files ([`Manager::details`]).
+    fn details(&self, s: &Arc<Session>) -> impl Future<Output = Details> + Send {
+        let d = Details { usage: self.usage(s), namespaces: self.namespaces(s), nested: self.nested(s) };
+        async move { d }
+    }
 }
 
 impl Sessions for Arc<Manager> {
@@ -69,5 +77,8 @@ impl Sessions for Arc<Manager> {
     }
     fn host_view(&self, s: &Session) -> HostView {
         Manager::host_view(self, s)
+    }
+    fn details(&self, s: &Arc<Session>) -> impl Future<Output = Details> + Send {
+        Manager::details(self, s)
     }
 }

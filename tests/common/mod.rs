@@ -438,3 +438,46 @@ pub fn results(out: &str) -> std::collections::BTreeMap<String, String> {
         .map(|(k, v)| (k.to_string(), v.trim().to_string()))
         .collect()
 }
+
+/// A library-level sandbox on `inst` (for switches `nsplay run` has no flag for, and for
+/// terminals that join a running session), its events, and the server's default limits.
+pub fn library_sandbox(
+    inst: &Instance,
+    nested_userns: bool,
+) -> (nsplay_sandbox::Sandbox, std::sync::mpsc::Receiver<nsplay_sandbox::Event>, nsplay_sandbox::Limits) {
+    use nsplay_sandbox::{Limits, Sandbox, SandboxConfig};
+    let cfg = SandboxConfig {
+        id_base: inst.id_base,
+        id_slots: inst.id_slots,
+        cgroup_parent: Some(inst.parent.clone()),
+        state_dir: inst.state.path().to_path_buf(),
+        sessions: nsplay_sandbox::SessionsLimits { memory_bytes: 2 << 30, pids: 4096 },
+    };
+    let (tx, rx) = std::sync::mpsc::channel();
+    let (mut sandbox, _) = Sandbox::start(&cfg, std::path::Path::new(BIN), move |e| {
+        let _ = tx.send(e);
+    })
+    .unwrap();
+    sandbox.set_nested_userns(nested_userns);
+    let limits = Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 };
+    (sandbox, rx, limits)
+}
+
+/// Reads a terminal's master until `needle` has appeared (at most `secs`); returns what it read.
+pub fn read_until(master: &std::os::fd::OwnedFd, needle: &str, secs: u64) -> String {
+    use std::os::fd::AsFd;
+    nsplay_sandbox::term::set_nonblocking(master).unwrap();
+    let deadline = Instant::now() + Duration::from_secs(secs);
+    let mut out = Vec::new();
+    let mut buf = [0u8; 4096];
+    while !String::from_utf8_lossy(&out).contains(needle) && Instant::now() < deadline {
+        let mut fds = [nix::poll::PollFd::new(master.as_fd(), nix::poll::PollFlags::POLLIN)];
+        let _ = nix::poll::poll(&mut fds, nix::poll::PollTimeout::from(200u16));
+        match nix::unistd::read(master, &mut buf) {
+            Ok(0) | Err(nix::errno::Errno::EIO) => break,
+            Ok(n) => out.extend_from_slice(&buf[..n]),
+            Err(_) => {}
+        }
+    }
+    String::from_utf8_lossy(&out).replace('\r', "")
+}

@@ -1,9 +1,11 @@
 //! The spawner: a single-threaded helper process (a fresh exec of the nsplay binary, started
 //! before the server runs any thread) that does every fork, unshare, setns, mount and exec.
-//! It serves the server's [`Request`]s one at a time: for a session it forks a keeper (see
-//! [`super::keeper`]) and writes its id maps, for a terminal a joiner (see [`super::joiner`]),
-//! moving each out of the session's cgroup once what it started runs there. It reaps every
-//! child through a signalfd and reports the exits as [`Event`]s.
+//! For a session it forks a keeper (see [`super::keeper`]) and writes its id maps, for a terminal
+//! a joiner (see [`super::joiner`]), moving each out of the session's cgroup once what it started
+//! runs there. It never waits on one helper: every set-up in flight is a [`Pending`] request that
+//! the one `poll` loop advances when its helper's socket has a message and fails at its own
+//! deadline, so a helper that stalls (whatever its session does to it) holds up only its own
+//! request. It reaps every child through a signalfd and reports the exits as [`Event`]s.
 
 use std::collections::HashMap;
 use std::os::fd::{AsFd, AsRawFd, BorrowedFd, OwnedFd, RawFd};
