@@ -173,35 +173,30 @@ pub struct Settings {
     /// RLIMIT_NOFILE of every process in a session: [`nsplay_sandbox::MAX_OPEN_FILES`], or less
     /// where the host's `fs.file-max` needs it (see [`open_files`]).
     pub open_files: u64,
+    /// Whether even [`MIN_OPEN_FILES`] lets the sessions together, in the worst case, go past
+    /// [`FILE_MAX_SHARE_PERCENT`] of `fs.file-max` (logged at start).
+    pub open_files_overcommitted: bool,
 }
 
 /// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
 /// the host's (nsplay itself, as root, may go past the limit; other services may not).
 pub const FILE_MAX_SHARE_PERCENT: u64 = 90;
-/// The least RLIMIT_NOFILE a session's processes get; a configuration that cannot give them
-/// this much is refused.
-pub const MIN_OPEN_FILES: u64 = 64;
+/// The least RLIMIT_NOFILE a session's processes get, whatever the host: less breaks ordinary
+/// programs (python, a build). Where even this much could, in the worst case, fill the host's
+/// file table, new sessions are refused by the table's real use instead (`files_full`, see
+/// `session::admission`).
+pub const MIN_OPEN_FILES: u64 = 256;
 
 /// The open-files limit per process of a session such that `max_sessions` sessions of `pids`
 /// processes each cannot together hold more than [`FILE_MAX_SHARE_PERCENT`] of `file_max`: a
 /// session holds at most (pids + 1) × the limit (every process its own table, plus descriptors
-/// in flight over unix sockets, which the kernel bounds per user by the same limit).
-pub fn open_files(file_max: u64, max_sessions: usize, pids: u64) -> Result<u64, ConfigError> {
+/// in flight over unix sockets, which the kernel bounds per user by the same limit). Never
+/// below [`MIN_OPEN_FILES`]; the second value says whether that floor leaves the worst case
+/// over the share (then admission by the table's real use is what holds, and the start says so).
+pub fn open_files(file_max: u64, max_sessions: usize, pids: u64) -> (u64, bool) {
     let share = file_max / 100 * FILE_MAX_SHARE_PERCENT;
     let per_process = share / (max_sessions as u64 * (pids + 1)).max(1);
-    if per_process < MIN_OPEN_FILES {
-        let most = (share / ((pids + 1) * MIN_OPEN_FILES)).max(1);
-        return Err(bad(
-            "max_sessions",
-            max_sessions,
-            format!(
-                "at most {most} with pids = {pids}: each session may hold (pids + 1) x {MIN_OPEN_FILES} open files, and \
-                 together they must stay under {FILE_MAX_SHARE_PERCENT} % of fs.file-max ({file_max}); lower max_sessions \
-                 or pids, or raise fs.file-max (sysctl)"
-            ),
-        ));
-    }
-    Ok(per_process.min(nsplay_sandbox::MAX_OPEN_FILES))
+    (per_process.clamp(MIN_OPEN_FILES, nsplay_sandbox::MAX_OPEN_FILES), per_process < MIN_OPEN_FILES)
 }
 
 /// The host's `fs.file-max` (a large value when it cannot be read: then nothing is lowered).
@@ -513,7 +508,7 @@ impl Settings {
         let sandbox = placement(&raw)?;
         let admission = admission(&raw, sandbox.sessions.memory_bytes, sandbox.id_slots)?;
         let lifecycle = lifecycle(&raw)?;
-        let open_files = open_files(file_max(), admission.max_sessions, limits.pids)?;
+        let (open_files, open_files_overcommitted) = open_files(file_max(), admission.max_sessions, limits.pids);
         Ok(Settings {
             listen,
             limits,
@@ -538,6 +533,7 @@ impl Settings {
             log_format: log_format(&raw)?,
             connections: connections(&raw)?,
             open_files,
+            open_files_overcommitted,
         })
     }
 
@@ -631,15 +627,17 @@ mod tests {
     #[test]
     fn sessions_together_stay_under_the_hosts_file_max() {
         // A roomy host: the full limit.
-        assert_eq!(open_files(100_000_000, 10, 128).unwrap(), 1024);
-        // A host of 2.4 M files and 73 sessions of 128 processes: lowered so that they fit.
-        let n = open_files(2_466_126, 73, 128).unwrap();
+        assert_eq!(open_files(100_000_000, 10, 128).0, 1024);
+        // A host of 2.4 M files and 60 sessions of 128 processes: lowered so that they fit.
+        let (n, over) = open_files(2_466_126, 60, 128);
+        assert!(!over);
         assert!((MIN_OPEN_FILES..1024).contains(&n), "{n}");
-        assert!(73 * 129 * n <= 2_466_126 / 100 * FILE_MAX_SHARE_PERCENT);
-        // No room even for the least: refused, naming what would fit.
-        let e = open_files(200_000, 100, 128).unwrap_err();
-        assert_eq!(e.key, "max_sessions");
-        assert!(e.allowed.contains("at most 21") && e.allowed.contains("fs.file-max"), "{e}");
+        assert!(60 * 129 * n <= 2_466_126 / 100 * FILE_MAX_SHARE_PERCENT);
+        // No room even for the least: the floor, flagged (admission by real use holds then).
+        assert_eq!(open_files(200_000, 100, 128), (MIN_OPEN_FILES, true));
+        assert!(!open_files(100_000_000, 10, 128).1);
+        // The defaults start on this host, however many sessions its RAM allows.
+        assert!(resolve(&[]).is_ok());
     }
 
     #[test]

@@ -31,5 +31,6 @@ pub use config::Settings;
 pub use lessons::{Hierarchy, Lesson, find as find_lesson};
 pub use run::run;
 pub use session::Manager;
+pub use session::admission::FILES_ADMIT_PERCENT;
 pub use web::conn::ConnLimits;
 pub use web::{Service, Stopped, serve};

@@ -73,6 +73,14 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
                 Some(e) => tracing::error!(cgroup = %left.name, error = %e, "could not reclaim a session left by an earlier run; it stays (remove it by hand once empty) and nsplay starts anyway"),
             }
         }
+        if settings.open_files_overcommitted {
+            tracing::warn!(
+                open_files_per_process = settings.open_files,
+                max_sessions = settings.max_sessions,
+                "in the worst case the sessions together could fill the host's file table (fs.file-max): new sessions are refused while it is {}% full; raise fs.file-max (sysctl) or lower max_sessions or pids to bound it by limits alone",
+                nsplay::FILES_ADMIT_PERCENT
+            );
+        }
         if let Some(w) = nsplay_sandbox::pty_budget_warning(settings.max_sessions) {
             tracing::warn!("{w}");
         }

@@ -61,6 +61,40 @@ pub enum Refusal {
     AddressCap { max: usize, retry_after: Duration },
     /// This learner, or this address, creates sessions too fast.
     RateLimited { retry_after: Duration },
+    /// The host's file table (`fs.file-max`) is nearly full.
+    Files { retry_after: Duration },
+}
+
+/// New sessions are refused once the host's file table is this full (percent of `fs.file-max`):
+/// what bounds the sessions together where their per-process limits alone cannot (see
+/// `config::open_files`). nsplay itself, as root, may go past `fs.file-max`.
+pub const FILES_ADMIT_PERCENT: u64 = 80;
+
+/// The host's open files against `fs.file-max` (`/proc/sys/fs/file-nr`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct HostFiles {
+    pub open: u64,
+    pub max: u64,
+}
+
+impl HostFiles {
+    /// Reads the host's counts; `None` where `/proc/sys/fs/file-nr` cannot be read.
+    pub fn read() -> Option<HostFiles> {
+        HostFiles::parse(&std::fs::read_to_string("/proc/sys/fs/file-nr").ok()?)
+    }
+
+    /// `file-nr` is "allocated, free (always 0 since 2.6), max".
+    fn parse(text: &str) -> Option<HostFiles> {
+        let v: Vec<u64> = text.split_whitespace().filter_map(|x| x.parse().ok()).collect();
+        match v[..] {
+            [open, _, max] if max > 0 => Some(HostFiles { open, max }),
+            _ => None,
+        }
+    }
+
+    pub fn nearly_full(&self) -> bool {
+        self.open as u128 * 100 >= self.max as u128 * FILES_ADMIT_PERCENT as u128
+    }
 }
 
 impl Refusal {
@@ -71,6 +105,7 @@ impl Refusal {
             Refusal::ClientCap { .. } => "client_cap",
             Refusal::AddressCap { .. } => "address_cap",
             Refusal::RateLimited { .. } => "rate_limited",
+            Refusal::Files { .. } => "files",
         }
     }
     pub fn retry_after(&self) -> Duration {
@@ -79,7 +114,8 @@ impl Refusal {
             | Refusal::Memory { retry_after, .. }
             | Refusal::ClientCap { retry_after, .. }
             | Refusal::AddressCap { retry_after, .. }
-            | Refusal::RateLimited { retry_after } => *retry_after,
+            | Refusal::RateLimited { retry_after }
+            | Refusal::Files { retry_after } => *retry_after,
         }
     }
 }
@@ -93,6 +129,7 @@ impl crate::text::Message for Refusal {
             Refusal::ClientCap { .. } => "refused_client_cap",
             Refusal::AddressCap { .. } => "refused_address_cap",
             Refusal::RateLimited { .. } => "refused_rate",
+            Refusal::Files { .. } => "refused_files",
         }
     }
 
@@ -102,7 +139,7 @@ impl crate::text::Message for Refusal {
             Refusal::Full { max, .. } | Refusal::ClientCap { max, .. } | Refusal::AddressCap { max, .. } => {
                 vec![("max", max.to_string()), seconds]
             }
-            Refusal::Memory { .. } | Refusal::RateLimited { .. } => vec![seconds],
+            Refusal::Memory { .. } | Refusal::RateLimited { .. } | Refusal::Files { .. } => vec![seconds],
         }
     }
 }
@@ -167,7 +204,13 @@ impl Admission {
     }
 
     /// Decides on one creation by `who`, given the current counts and the sessions' memory use.
-    pub fn admit(&self, who: &Requester, counts: Counts, memory: SessionsMemory) -> Result<(), Refusal> {
+    pub fn admit(
+        &self,
+        who: &Requester,
+        counts: Counts,
+        memory: SessionsMemory,
+        files: Option<HostFiles>,
+    ) -> Result<(), Refusal> {
         let r = &self.rules;
         if counts.live >= r.max_sessions {
             // Sessions end by idling out or being closed; a short wait is a fair guess.
@@ -175,6 +218,9 @@ impl Admission {
         }
         if self.memory_full(memory) {
             return Err(Refusal::Memory { percent: r.memory_percent, retry_after: Duration::from_secs(30) });
+        }
+        if files.is_some_and(|f| f.nearly_full()) {
+            return Err(Refusal::Files { retry_after: Duration::from_secs(30) });
         }
         if counts.mine >= r.per_client {
             return Err(Refusal::ClientCap { max: r.per_client, retry_after: Duration::from_secs(60) });
@@ -201,6 +247,20 @@ impl Admission {
 mod tests {
     use super::*;
 
+    #[test]
+    fn a_nearly_full_file_table_refuses_and_file_nr_is_read_as_the_kernel_writes_it() {
+        let f = HostFiles::parse("1952\t0\t2466126\n").unwrap();
+        assert_eq!(f, HostFiles { open: 1952, max: 2466126 });
+        assert!(!f.nearly_full());
+        assert!(HostFiles::parse("garbage").is_none());
+        assert!(HostFiles::read().is_some(), "this host has /proc/sys/fs/file-nr");
+        let a = Admission::new(rules());
+        let ip = Requester::anonymous("192.0.2.1".parse().unwrap());
+        let full = HostFiles { open: 81, max: 100 };
+        assert!(matches!(a.admit(&ip, c(0, 0), ROOM, Some(full)), Err(Refusal::Files { .. })));
+        assert!(a.admit(&ip, c(0, 0), ROOM, Some(HostFiles { open: 79, max: 100 })).is_ok());
+    }
+
     fn rules() -> Rules {
         Rules {
             max_sessions: 2,
@@ -225,14 +285,14 @@ mod tests {
         let a = Admission::new(rules());
         let ip = Requester::anonymous("192.0.2.1".parse().unwrap());
         let other = Requester::anonymous("192.0.2.2".parse().unwrap());
-        assert!(a.admit(&ip, c(0, 0), ROOM).is_ok());
-        assert!(matches!(a.admit(&ip, c(1, 1), ROOM), Err(Refusal::ClientCap { max: 1, .. })));
-        assert!(matches!(a.admit(&other, c(2, 0), ROOM), Err(Refusal::Full { max: 2, .. })));
-        assert!(a.admit(&ip, c(0, 0), ROOM).is_ok());
-        let r = a.admit(&ip, c(0, 0), ROOM).unwrap_err();
+        assert!(a.admit(&ip, c(0, 0), ROOM, None).is_ok());
+        assert!(matches!(a.admit(&ip, c(1, 1), ROOM, None), Err(Refusal::ClientCap { max: 1, .. })));
+        assert!(matches!(a.admit(&other, c(2, 0), ROOM, None), Err(Refusal::Full { max: 2, .. })));
+        assert!(a.admit(&ip, c(0, 0), ROOM, None).is_ok());
+        let r = a.admit(&ip, c(0, 0), ROOM, None).unwrap_err();
         assert_eq!(r.reason(), "rate_limited");
         assert!(r.retry_after() >= Duration::from_secs(1));
-        assert!(a.admit(&other, c(0, 0), ROOM).is_ok(), "another client has its own bucket");
+        assert!(a.admit(&other, c(0, 0), ROOM, None).is_ok(), "another client has its own bucket");
     }
 
     #[test]
@@ -242,20 +302,20 @@ mod tests {
         let learner = |n| Requester { address: nat, learner: Some(Learner(n)) };
         for n in 0..3 {
             let counts = Counts { live: 0, mine: 0, address: n as usize };
-            assert!(a.admit(&learner(n), counts, ROOM).is_ok(), "learner {n}");
+            assert!(a.admit(&learner(n), counts, ROOM, None).is_ok(), "learner {n}");
             // The same learner's burst is its own: a second and third each.
-            assert!(a.admit(&learner(n), counts, ROOM).is_ok());
-            assert!(a.admit(&learner(n), counts, ROOM).is_err(), "burst 2 per learner");
+            assert!(a.admit(&learner(n), counts, ROOM, None).is_ok());
+            assert!(a.admit(&learner(n), counts, ROOM, None).is_err(), "burst 2 per learner");
         }
-        let r = a.admit(&learner(9), Counts { live: 0, mine: 0, address: 3 }, ROOM).unwrap_err();
+        let r = a.admit(&learner(9), Counts { live: 0, mine: 0, address: 3 }, ROOM, None).unwrap_err();
         assert!(matches!(r, Refusal::AddressCap { max: 3, .. }), "{r:?}");
         assert!(!learner(1).same(&learner(2)));
         assert!(!learner(1).same(&Requester::anonymous(nat)));
         // The address's own rate bounds identities minted by one client.
         let a = Admission::new(Rules { address_burst: 2, ..rules() });
-        assert!(a.admit(&learner(1), c(0, 0), ROOM).is_ok());
-        assert!(a.admit(&learner(2), c(0, 0), ROOM).is_ok());
-        assert_eq!(a.admit(&learner(3), c(0, 0), ROOM).unwrap_err().reason(), "rate_limited");
+        assert!(a.admit(&learner(1), c(0, 0), ROOM, None).is_ok());
+        assert!(a.admit(&learner(2), c(0, 0), ROOM, None).is_ok());
+        assert_eq!(a.admit(&learner(3), c(0, 0), ROOM, None).unwrap_err().reason(), "rate_limited");
     }
 
     #[test]
@@ -263,9 +323,9 @@ mod tests {
         let a = Admission::new(Rules { max_sessions: 100, per_client: 100, burst: 100, ..rules() });
         let who = Requester::anonymous("192.0.2.1".parse().unwrap());
         let used = |mib: u64| SessionsMemory { used_bytes: mib << 20, limit_bytes: 1000 << 20 };
-        assert!(a.admit(&who, c(0, 0), used(899)).is_ok());
-        let r = a.admit(&who, c(0, 0), used(900)).unwrap_err();
+        assert!(a.admit(&who, c(0, 0), used(899), None).is_ok());
+        let r = a.admit(&who, c(0, 0), used(900), None).unwrap_err();
         assert!(matches!(r, Refusal::Memory { percent: 90, .. }), "{r:?}");
-        assert!(a.admit(&who, c(0, 0), SessionsMemory { used_bytes: 1 << 40, limit_bytes: u64::MAX }).is_ok());
+        assert!(a.admit(&who, c(0, 0), SessionsMemory { used_bytes: 1 << 40, limit_bytes: u64::MAX }, None).is_ok());
     }
 }

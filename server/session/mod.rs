@@ -529,8 +529,9 @@ impl Manager {
             return Err(SessionError::ShuttingDown);
         }
         let started = Instant::now();
-        // Two small file reads, outside the lock.
+        // A few small file reads, outside the lock.
         let memory = self.sandbox.sessions_memory();
+        let files = admission::HostFiles::read();
         let _pending = {
             let sessions = self.sessions.lock().unwrap_or_else(|e| e.into_inner());
             let mut pending = self.pending.lock().unwrap_or_else(|e| e.into_inner());
@@ -540,7 +541,7 @@ impl Manager {
                 mine: all().filter(|r| r.same(&who)).count(),
                 address: all().filter(|r| r.address == who.address).count(),
             };
-            if let Err(r) = self.admission.admit(&who, counts, memory) {
+            if let Err(r) = self.admission.admit(&who, counts, memory, files) {
                 metrics::counter!("nsplay_refusals_total", "reason" => r.reason()).increment(1);
                 if let Refusal::Memory { .. } = r {
                     tracing::warn!(

@@ -56,6 +56,7 @@ impl ApiError {
                 let (status, code) = match r {
                     Refusal::Full { .. } => (StatusCode::SERVICE_UNAVAILABLE, "full"),
                     Refusal::Memory { .. } => (StatusCode::SERVICE_UNAVAILABLE, "memory_full"),
+                    Refusal::Files { .. } => (StatusCode::SERVICE_UNAVAILABLE, "files_full"),
                     Refusal::ClientCap { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_sessions"),
                     Refusal::AddressCap { .. } => (StatusCode::TOO_MANY_REQUESTS, "too_many_from_address"),
                     Refusal::RateLimited { .. } => (StatusCode::TOO_MANY_REQUESTS, "rate_limited"),
