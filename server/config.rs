@@ -54,6 +54,10 @@ pub struct FileConfig {
     pub allowed_origins: Option<Vec<String>>,
     pub nested_userns: Option<bool>,
     pub log_format: Option<String>,
+    // ---- classroom
+    pub data_dir: Option<String>,
+    pub admin_token: Option<String>,
+    pub open: Option<bool>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -83,6 +87,9 @@ pub mod defaults {
     pub const GRACE: &str = "10s";
     pub const NESTED_USERNS: bool = true;
     pub const LOG_FORMAT: &str = "text";
+    // ---- classroom
+    pub const DATA_DIR: &str = "/var/lib/nsplay";
+    pub const OPEN: bool = true;
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these).
@@ -127,7 +134,27 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     pub nested_userns: bool,
     pub log_format: String,
+    // ---- classroom
+    /// Where the classroom's SQLite database lives (`<data_dir>/nsplay.db`).
+    pub data_dir: PathBuf,
+    /// The configured admin token (`None`: the stored one, or a new one at the first start).
+    pub admin_token: Option<AdminToken>,
+    /// Whether anyone may start a session (false: only through a room's join code).
+    pub open: bool,
 }
+
+/// The instructor's admin token as configured: a secret, so `Debug` never shows it.
+#[derive(Clone, PartialEq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// Shortest admin token accepted from the configuration.
+pub const MIN_ADMIN_TOKEN: usize = 16;
 
 /// Largest warm pool: each ready session holds an id range, a cgroup and about 1 MiB.
 pub const MAX_WARM_POOL: usize = 64;
@@ -199,6 +226,9 @@ impl FileConfig {
             allowed_origins: f.allowed_origins.or(self.allowed_origins),
             nested_userns: f.nested_userns.or(self.nested_userns),
             log_format: f.log_format.or(self.log_format),
+            data_dir: f.data_dir.or(self.data_dir),
+            admin_token: f.admin_token.or(self.admin_token),
+            open: f.open.or(self.open),
         }
     }
 }
@@ -340,6 +370,26 @@ fn log_format(raw: &FileConfig) -> Result<String, ConfigError> {
     Ok(log_format)
 }
 
+/// The classroom's settings: data directory, admin token, open or rooms only.
+fn classroom(raw: &FileConfig) -> Result<(PathBuf, Option<AdminToken>), ConfigError> {
+    let data_dir = PathBuf::from(or_default(&raw.data_dir, defaults::DATA_DIR));
+    if !data_dir.is_absolute() {
+        return Err(bad("data_dir", data_dir.display(), "an absolute path"));
+    }
+    let token = raw.admin_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if let Some(t) = token
+        && (t.chars().count() < MIN_ADMIN_TOKEN || t.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        // The value itself is a secret: never in an error message.
+        return Err(bad(
+            "admin_token",
+            "(hidden)",
+            format!("at least {MIN_ADMIN_TOKEN} characters without spaces, or unset to have one generated"),
+        ));
+    }
+    Ok((data_dir, token.map(|t| AdminToken(t.to_string()))))
+}
+
 impl Settings {
     /// Defaults ← file ← environment/flags, each group checked in turn (the first wrong value
     /// is the error).
@@ -351,6 +401,7 @@ impl Settings {
         let sandbox = placement(&raw)?;
         let admission = admission(&raw, limits.memory_bytes, sandbox.id_slots)?;
         let lifecycle = lifecycle(&raw)?;
+        let (data_dir, admin_token) = classroom(&raw)?;
         Ok(Settings {
             listen,
             limits,
@@ -369,7 +420,20 @@ impl Settings {
             allowed_origins: allowed_origins(&raw)?,
             nested_userns: raw.nested_userns.unwrap_or(defaults::NESTED_USERNS),
             log_format: log_format(&raw)?,
+            data_dir,
+            admin_token,
+            open: raw.open.unwrap_or(defaults::OPEN),
         })
+    }
+
+    /// What the classroom needs of these settings.
+    pub fn classroom_config(&self) -> crate::classroom::ClassroomConfig {
+        crate::classroom::ClassroomConfig {
+            admin_token: self.admin_token.as_ref().map(|t| t.0.clone()),
+            open: self.open,
+            limits: self.limits,
+            max_sessions: self.max_sessions,
+        }
     }
 
     /// What the session manager needs of these settings.
@@ -508,5 +572,24 @@ mod tests {
         assert_eq!(from_file.allowed_origins, defaults.allowed_origins);
         assert_eq!(from_file.nested_userns, defaults.nested_userns);
         assert_eq!(from_file.log_format, defaults.log_format);
+        assert_eq!(from_file.data_dir, defaults.data_dir);
+        assert_eq!(from_file.open, defaults.open);
+    }
+
+    #[test]
+    fn classroom_settings_are_checked_and_the_token_never_echoed() {
+        let s = resolve(&[]).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/nsplay"));
+        assert!(s.open);
+        assert_eq!(s.admin_token, None);
+        let s = resolve(&["--data-dir", "/tmp/x", "--open", "false", "--admin-token", "0123456789abcdef"]).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert!(!s.open);
+        assert_eq!(s.admin_token.as_ref().map(|t| t.0.as_str()), Some("0123456789abcdef"));
+        assert!(!format!("{s:?}").contains("0123456789abcdef"), "Debug hides the token");
+        assert_eq!(resolve(&["--data-dir", "relative"]).unwrap_err().key, "data_dir");
+        let e = resolve(&["--admin-token", "short-secret"]).unwrap_err();
+        assert_eq!(e.key, "admin_token");
+        assert!(!e.to_string().contains("short-secret"), "{e}");
     }
 }

@@ -76,6 +76,9 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             memory = settings.limits.memory_bytes,
             "sandbox ready"
         );
+        let classroom = nsplay::open_classroom(&settings.data_dir, settings.classroom_config())
+            .await
+            .map_err(|e| anyhow::anyhow!("classroom: {e}"))?;
         let manager = Manager::new(sandbox, settings.manager_config());
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
@@ -89,6 +92,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             allowed_origins: settings.allowed_origins.clone(),
             metrics: Some(metrics),
             shutdown_timeout: settings.shutdown_timeout,
+            classroom: Some(classroom),
         };
         Ok(nsplay::serve(listener, service, shutdown_signal()).await)
     })

@@ -79,6 +79,7 @@ pub async fn create_session<S: Sessions>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: CreateBody = parse_body(body)?;
+    super::rooms::require_open(&st, super::pages::pick_lang(None, &headers))?;
     if let Some(l) = &body.lesson
         && crate::lessons::find(l).is_none()
     {
@@ -209,6 +210,8 @@ pub async fn run_check<S: Sessions>(
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let args = step.check_args.clone();
     let manager = st.manager.clone();
+    // A room learner's session: its checks go to the classroom's store too.
+    let learner = st.classroom.as_ref().and_then(|_| crate::classroom::learner_of(&s.marks()).map(str::to_string));
     // Checks read /proc and cgroup files of the session, and may run nsenter: blocking work.
     let outcome = tokio::task::spawn_blocking(move || {
         let view = manager.host_view(&s);
@@ -230,5 +233,8 @@ pub async fn run_check<S: Sessions>(
     })
     .await
     .map_err(|_| ApiError::from(SessionError::ShuttingDown))?;
+    if let (Some(c), Some(learner)) = (&st.classroom, learner) {
+        super::rooms::record_check(c, &learner, &lesson.topic, &step.id, outcome.passed).await;
+    }
     Ok(Json(json!({"passed": outcome.passed, "detail": outcome.detail})))
 }

@@ -129,6 +129,7 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
         trusted_proxies: Arc::new(Vec::new()),
         allowed_origins: Arc::new(vec![ALLOWED_ORIGIN.into()]),
         metrics: None,
+        classroom: None,
     };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
     let resp = router.oneshot(req).await.unwrap();

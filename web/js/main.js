@@ -5,7 +5,9 @@
 // The modules: i18n.js (t() and the language switch), api.js (HTTP API
 // client), terminal.js (the terminal's WebSocket client), inspector.js,
 // page.js (what the terminal pages share), play.js (landing and /play),
-// lesson.js (lesson pages), dom.js (DOM helpers). No build step: the server
+// lesson.js (lesson pages), dom.js (DOM helpers); the classroom's join.js
+// (/join pages), room.js (the room bar on lesson pages) and instructor.js
+// (sign-in, dashboard, projector). No build step: the server
 // embeds and serves these files as they are.
 
 import { initLanguageSwitch, t } from './i18n.js';
@@ -13,6 +15,9 @@ import { createSession, getSession } from './api.js';
 import { attach, runInTerminal } from './terminal.js';
 import { bootLanding, bootPlay } from './play.js';
 import { bootLesson } from './lesson.js';
+import { bootJoin } from './join.js';
+import { showRoomBar } from './room.js';
+import { bootDashboard, bootInstructorLogin, bootProjector } from './instructor.js';
 
 const Nsplay = {
   createSession, getSession, attach, runInTerminal,
@@ -29,6 +34,12 @@ function boot() {
   if (page === 'play') bootPlay().then(expose);
   else if (page === 'landing') bootLanding();
   else if (page === 'lesson') bootLesson().then(expose);
+  // The classroom's pages.
+  if (page === 'lesson') showRoomBar();
+  else if (page === 'join') bootJoin();
+  else if (page === 'instructor-login') bootInstructorLogin();
+  else if (page === 'instructor') bootDashboard();
+  else if (page === 'projector') bootProjector();
 }
 
 // Module scripts run once the document is parsed; the check is for safety.
