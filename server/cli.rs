@@ -239,6 +239,22 @@ pub struct ServeArgs {
         defaults::HEADER_TIMEOUT,
     ))]
     pub header_timeout: Option<String>,
+    // ---- classroom (docs/classroom.md)
+    #[arg(long, env = "NSPLAY_DATA_DIR", help = help(
+        "Directory of the classroom's database (rooms, learners, check results), kept across restarts",
+        defaults::DATA_DIR,
+    ))]
+    pub data_dir: Option<String>,
+    /// The instructor's admin token (at least 16 characters; better from the environment or the
+    /// file than on the command line, where other users can read it) [default: the stored one,
+    /// or one generated at the first start and printed once to the log].
+    #[arg(long, env = "NSPLAY_ADMIN_TOKEN", hide_env_values = true)]
+    pub admin_token: Option<String>,
+    #[arg(long, env = "NSPLAY_OPEN", help = help(
+        "Anyone may start a session; false: sessions only through a room's join code",
+        defaults::OPEN,
+    ))]
+    pub open: Option<bool>,
 }
 
 #[cfg(test)]

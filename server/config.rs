@@ -63,6 +63,10 @@ pub struct FileConfig {
     pub max_connections: Option<usize>,
     pub max_connections_per_address: Option<usize>,
     pub header_timeout: Option<String>,
+    // ---- classroom
+    pub data_dir: Option<String>,
+    pub admin_token: Option<String>,
+    pub open: Option<bool>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -118,6 +122,9 @@ pub mod defaults {
     /// terminal socket or two and a few HTTP connections, fits.
     pub const MAX_CONNECTIONS_PER_ADDRESS: usize = 1024;
     pub const HEADER_TIMEOUT: &str = "10s";
+    // ---- classroom
+    pub const DATA_DIR: &str = "/var/lib/nsplay";
+    pub const OPEN: bool = true;
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these).
@@ -167,6 +174,13 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     pub nested_userns: bool,
     pub log_format: String,
+    // ---- classroom
+    /// Where the classroom's SQLite database lives (`<data_dir>/nsplay.db`).
+    pub data_dir: PathBuf,
+    /// The configured admin token (`None`: the stored one, or a new one at the first start).
+    pub admin_token: Option<AdminToken>,
+    /// Whether anyone may start a session (false: only through a room's join code).
+    pub open: bool,
     /// Connection caps and the header timeout, as configured (`serve` fits the global cap to the
     /// open-files limit).
     pub connections: crate::web::conn::ConnLimits,
@@ -203,6 +217,19 @@ pub fn open_files(file_max: u64, max_sessions: usize, pids: u64) -> (u64, bool) 
 fn file_max() -> u64 {
     std::fs::read_to_string("/proc/sys/fs/file-max").ok().and_then(|s| s.trim().parse().ok()).unwrap_or(u64::MAX / 2)
 }
+
+/// The instructor's admin token as configured: a secret, so `Debug` never shows it.
+#[derive(Clone, PartialEq)]
+pub struct AdminToken(pub String);
+
+impl std::fmt::Debug for AdminToken {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("AdminToken(***)")
+    }
+}
+
+/// Shortest admin token accepted from the configuration.
+pub const MIN_ADMIN_TOKEN: usize = 16;
 
 /// Largest warm pool: each ready session holds an id range, a cgroup and about 1 MiB.
 pub const MAX_WARM_POOL: usize = 64;
@@ -300,6 +327,9 @@ impl FileConfig {
             max_connections: f.max_connections.or(self.max_connections),
             max_connections_per_address: f.max_connections_per_address.or(self.max_connections_per_address),
             header_timeout: f.header_timeout.or(self.header_timeout),
+            data_dir: f.data_dir.or(self.data_dir),
+            admin_token: f.admin_token.or(self.admin_token),
+            open: f.open.or(self.open),
         }
     }
 }
@@ -497,6 +527,26 @@ fn log_format(raw: &FileConfig) -> Result<String, ConfigError> {
     Ok(log_format)
 }
 
+/// The classroom's settings: data directory, admin token, open or rooms only.
+fn classroom(raw: &FileConfig) -> Result<(PathBuf, Option<AdminToken>), ConfigError> {
+    let data_dir = PathBuf::from(or_default(&raw.data_dir, defaults::DATA_DIR));
+    if !data_dir.is_absolute() {
+        return Err(bad("data_dir", data_dir.display(), "an absolute path"));
+    }
+    let token = raw.admin_token.as_deref().map(str::trim).filter(|t| !t.is_empty());
+    if let Some(t) = token
+        && (t.chars().count() < MIN_ADMIN_TOKEN || t.chars().any(|c| c.is_control() || c.is_whitespace()))
+    {
+        // The value itself is a secret: never in an error message.
+        return Err(bad(
+            "admin_token",
+            "(hidden)",
+            format!("at least {MIN_ADMIN_TOKEN} characters without spaces, or unset to have one generated"),
+        ));
+    }
+    Ok((data_dir, token.map(|t| AdminToken(t.to_string()))))
+}
+
 impl Settings {
     /// Defaults ← file ← environment/flags, each group checked in turn (the first wrong value
     /// is the error).
@@ -509,6 +559,7 @@ impl Settings {
         let admission = admission(&raw, sandbox.sessions.memory_bytes, sandbox.id_slots)?;
         let lifecycle = lifecycle(&raw)?;
         let (open_files, open_files_overcommitted) = open_files(file_max(), admission.max_sessions, limits.pids);
+        let (data_dir, admin_token) = classroom(&raw)?;
         Ok(Settings {
             listen,
             limits,
@@ -534,7 +585,21 @@ impl Settings {
             connections: connections(&raw)?,
             open_files,
             open_files_overcommitted,
+            data_dir,
+            admin_token,
+            open: raw.open.unwrap_or(defaults::OPEN),
         })
+    }
+
+    /// What the classroom needs of these settings.
+    pub fn classroom_config(&self, hierarchy: crate::lessons::Hierarchy) -> crate::classroom::ClassroomConfig {
+        crate::classroom::ClassroomConfig {
+            hierarchy,
+            admin_token: self.admin_token.as_ref().map(|t| t.0.clone()),
+            open: self.open,
+            limits: self.limits,
+            max_sessions: self.max_sessions,
+        }
     }
 
     /// What the session manager needs of these settings.
@@ -733,5 +798,24 @@ mod tests {
         assert_eq!(from_file.nested_userns, defaults.nested_userns);
         assert_eq!(from_file.log_format, defaults.log_format);
         assert_eq!(from_file.connections, defaults.connections);
+        assert_eq!(from_file.data_dir, defaults.data_dir);
+        assert_eq!(from_file.open, defaults.open);
+    }
+
+    #[test]
+    fn classroom_settings_are_checked_and_the_token_never_echoed() {
+        let s = resolve(&[]).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/var/lib/nsplay"));
+        assert!(s.open);
+        assert_eq!(s.admin_token, None);
+        let s = resolve(&["--data-dir", "/tmp/x", "--open", "false", "--admin-token", "0123456789abcdef"]).unwrap();
+        assert_eq!(s.data_dir, PathBuf::from("/tmp/x"));
+        assert!(!s.open);
+        assert_eq!(s.admin_token.as_ref().map(|t| t.0.as_str()), Some("0123456789abcdef"));
+        assert!(!format!("{s:?}").contains("0123456789abcdef"), "Debug hides the token");
+        assert_eq!(resolve(&["--data-dir", "relative"]).unwrap_err().key, "data_dir");
+        let e = resolve(&["--admin-token", "short-secret"]).unwrap_err();
+        assert_eq!(e.key, "admin_token");
+        assert!(!e.to_string().contains("short-secret"), "{e}");
     }
 }

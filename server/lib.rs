@@ -14,18 +14,23 @@
 //! - `text`: every user-facing string the server sends, in English and Japanese.
 //! - `web`: axum routes, the WebSocket bridge, pages and embedded assets. Extracts, calls
 //!   `session` and `lessons`, maps errors.
+//! - `classroom`: rooms with join codes, learners, their progress from the host-side checks, and
+//!   the instructor's access; `store`: where those live (SQLite by default, through sqlx).
 //! - `cli`, `config` and `run`: the command line, settings, and `nsplay run`.
 //!
 //! Modules are private; the binary and the tests use the few items re-exported here.
 
+mod classroom;
 mod cli;
 mod config;
 mod lessons;
 mod run;
 mod session;
+mod store;
 mod text;
 mod web;
 
+pub use classroom::{Classroom, open as open_classroom};
 pub use cli::{Cli, Command, ServeArgs};
 pub use config::Settings;
 pub use lessons::{Hierarchy, Lesson, find as find_lesson};

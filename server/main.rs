@@ -93,6 +93,9 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             "sandbox ready"
         );
         let connections = fit_connections(settings);
+        let classroom = nsplay::open_classroom(&settings.data_dir, settings.classroom_config(sandbox.cgroup_version()))
+            .await
+            .map_err(|e| anyhow::anyhow!("classroom: {e}"))?;
         let manager = Manager::new(sandbox, settings.manager_config());
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
@@ -107,6 +110,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             metrics: Some(metrics),
             shutdown_timeout: settings.shutdown_timeout,
             connections,
+            classroom: Some(classroom),
         };
         Ok(nsplay::serve(listener, service, shutdown_signal()).await)
     })

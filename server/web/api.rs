@@ -104,7 +104,7 @@ fn check_lesson(lesson: &Option<String>, hierarchy: crate::lessons::Hierarchy) -
 }
 
 /// The requester: the client address, and the learner when the request carries the cookie.
-fn requester<S>(st: &AppState<S>, peer: SocketAddr, headers: &axum::http::HeaderMap) -> Requester {
+pub(super) fn requester<S>(st: &AppState<S>, peer: SocketAddr, headers: &axum::http::HeaderMap) -> Requester {
     Requester {
         address: super::client::address(peer, headers, &st.trusted_proxies),
         learner: super::learner::from_headers(headers),
@@ -127,6 +127,7 @@ pub async fn create_session<S: Sessions>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: CreateBody = parse_body(body)?;
+    super::rooms::require_open(&st, super::pages::pick_lang(None, &headers))?;
     check_lesson(&body.lesson, st.hierarchy)?;
     let lang = super::pages::pick_lang(None, &headers);
     let who = requester(&st, peer, &headers);
@@ -372,6 +373,8 @@ pub async fn run_check<S: Sessions>(
         })?;
     let mark = step_mark(&lesson.topic, &step.id);
     let manager = st.manager.clone();
+    // A room learner's session: its checks go to the classroom's store too.
+    let learner = st.classroom.as_ref().and_then(|_| crate::classroom::learner_of(&s.marks()).map(str::to_string));
     // Checks read /proc and cgroup files of the session, and may run nsenter: blocking work.
     // The slots travel with it: a check that outlives its caller's wait still counts until it ends.
     let work = tokio::task::spawn_blocking(move || {
@@ -400,5 +403,8 @@ pub async fn run_check<S: Sessions>(
         Ok(done) => done.map_err(|_| ApiError::from(SessionError::ShuttingDown))?,
         Err(_) => checks::timed_out(lang),
     };
+    if let (Some(c), Some(learner)) = (&st.classroom, learner) {
+        super::rooms::record_check(c, &learner, &lesson.topic, &step.id, outcome.passed).await;
+    }
     Ok(Json(json!({"passed": outcome.passed, "detail": outcome.detail})))
 }

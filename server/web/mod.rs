@@ -8,12 +8,16 @@ pub mod api;
 pub mod client;
 pub mod conn;
 pub mod error;
+pub mod instructor;
 pub mod learner;
 pub mod origin;
 pub mod pages;
+pub mod rooms;
 pub mod sessions;
 pub mod ws;
 
+#[cfg(test)]
+mod classroom_tests;
 #[cfg(test)]
 mod tests;
 
@@ -28,6 +32,7 @@ use tokio::sync::mpsc;
 use tokio_util::sync::CancellationToken;
 use tokio_util::task::{AbortOnDropHandle, TaskTracker};
 
+use crate::classroom::Classroom;
 use crate::session::Manager;
 use nsplay_sandbox::Event;
 use sessions::Sessions;
@@ -47,6 +52,8 @@ pub struct AppState<S = Arc<Manager>> {
     /// Origins besides nsplay's own whose pages may use the API (see [`origin`]).
     pub allowed_origins: Arc<Vec<String>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
+    /// Rooms, learners and the instructor (`None`: classroom routes answer 404).
+    pub classroom: Option<Arc<Classroom>>,
     /// Checks running at once across every session ([`max_checks`] slots).
     pub checks: Arc<tokio::sync::Semaphore>,
     /// The host's cgroup hierarchy, detected at start: the lessons read as written for it.
@@ -66,6 +73,26 @@ pub fn max_checks() -> usize {
     std::thread::available_parallelism().map(|n| n.get() / 2).unwrap_or(1).max(1)
 }
 
+/// The classroom's routes (docs/classroom.md): join pages and API, instructor pages and API.
+fn classroom_routes<S: Sessions>() -> Router<AppState<S>> {
+    Router::new()
+        .route("/join", get(rooms::enter_code))
+        .route("/join/{code}", get(rooms::join_code_page::<S>))
+        .route("/api/join/{code}", post(rooms::join::<S>))
+        .route("/instructor", get(instructor::dashboard_page::<S>))
+        .route("/instructor/login", get(instructor::login_page))
+        .route("/instructor/rooms/{id}/projector", get(instructor::projector_page::<S>))
+        .route("/api/instructor/login", post(instructor::sign_in::<S>))
+        .route("/api/instructor/logout", post(instructor::sign_out::<S>))
+        .route("/api/rooms", get(instructor::list_rooms::<S>).post(instructor::create_room::<S>))
+        .route("/api/rooms/{id}", get(instructor::get_room::<S>))
+        .route("/api/rooms/{id}/end", post(instructor::end_room::<S>))
+        .route("/api/rooms/{id}/progress", get(instructor::progress::<S>))
+        .route("/api/rooms/{id}/progress.csv", get(instructor::progress_csv::<S>))
+        .route("/api/rooms/{id}/events", get(instructor::events::<S>))
+        .route("/api/rooms/{id}/qr.svg", get(instructor::qr::<S>))
+}
+
 pub fn app<S: Sessions>(state: AppState<S>) -> Router {
     Router::new()
         .route("/", get(pages::index))
@@ -83,6 +110,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/api/sessions/{id}/reset", post(api::reset_session::<S>))
         .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket::<S>))
         .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check::<S>))
+        .merge(classroom_routes::<S>())
         .fallback(pages::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
         .layer(axum::middleware::from_fn_with_state(state.allowed_origins.clone(), origin::guard))
@@ -108,6 +136,8 @@ pub struct Service {
     pub shutdown_timeout: Duration,
     /// Connection caps and the header timeout (see [`conn`]).
     pub connections: conn::ConnLimits,
+    /// Rooms, learners and the instructor (its store opened by the caller).
+    pub classroom: Option<Arc<Classroom>>,
 }
 
 /// How [`serve`] ended.
@@ -131,8 +161,16 @@ const TICK: Duration = Duration::from_secs(1);
 /// Everything it starts stops when it returns — or when it is dropped half-way: drop guards
 /// cancel the HTTP server and abort the ticker and the event loop.
 pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Future) -> Stopped {
-    let Service { manager, mut events, trusted_proxies, allowed_origins, metrics, shutdown_timeout, connections } =
-        service;
+    let Service {
+        manager,
+        mut events,
+        trusted_proxies,
+        allowed_origins,
+        metrics,
+        shutdown_timeout,
+        connections,
+        classroom,
+    } = service;
     let m = manager.clone();
     let _event_loop = AbortOnDropHandle::new(tokio::spawn(async move {
         while let Some(ev) = events.recv().await {
@@ -155,6 +193,7 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         metrics,
         checks: Arc::new(tokio::sync::Semaphore::new(max_checks())),
         hierarchy: manager.cgroup_version(),
+        classroom,
     };
     let sockets = state.sockets.clone();
     let stop = CancellationToken::new();

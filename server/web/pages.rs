@@ -23,11 +23,15 @@ pub struct Ui {
 }
 
 impl Ui {
+    pub fn new(lang: &'static str) -> Ui {
+        Ui { lang }
+    }
+
     pub fn s(&self, key: &str) -> &'static str {
         crate::text::lookup(self.lang, key).unwrap_or("")
     }
 
-    fn json(&self) -> String {
+    pub fn json(&self) -> String {
         let map: BTreeMap<&str, &str> = strings().keys().map(|k| (k.as_str(), self.s(k))).collect();
         // Inside <script>: never let a string close the element.
         serde_json::to_string(&map).unwrap_or_default().replace('<', "\\u003c")
@@ -77,7 +81,7 @@ struct PlayPage {
     i18n_json: String,
 }
 
-fn render(t: impl Template) -> Response {
+pub fn render(t: impl Template) -> Response {
     match t.render() {
         Ok(html) => Html(html).into_response(),
         Err(e) => (StatusCode::INTERNAL_SERVER_ERROR, format!("template error: {e}")).into_response(),
@@ -340,7 +344,7 @@ mod tests {
         // the server's Rust code; server/text.rs tests that each renders.
         let server = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("server");
         let mut rust = String::new();
-        for dir in ["", "session", "web", "lessons"] {
+        for dir in ["", "session", "web", "lessons", "classroom"] {
             for entry in std::fs::read_dir(server.join(dir)).unwrap() {
                 let path = entry.unwrap().path();
                 if path.extension().is_some_and(|e| e == "rs") {

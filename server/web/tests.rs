@@ -160,6 +160,7 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
         metrics: None,
         checks: Arc::new(tokio::sync::Semaphore::new(super::max_checks())),
         hierarchy: crate::lessons::Hierarchy::V2,
+        classroom: None,
     };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
     let resp = router.oneshot(req).await.unwrap();
@@ -778,6 +779,7 @@ async fn concurrent_checks_of_one_session_run_one_at_a_time_and_the_rest_are_429
         // Room for every request at once: only the session's own gate may hold them back.
         checks: Arc::new(tokio::sync::Semaphore::new(64)),
         hierarchy: crate::lessons::Hierarchy::V2,
+        classroom: None,
     };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
     let calls = (0..24).map(|i| {

@@ -339,6 +339,8 @@ impl Server {
             None => Command::new(BIN),
         };
         c.args(["serve", "--listen", "127.0.0.1:0"]).args(inst.args()).args(extra);
+        // The classroom's database beside the state: a crash-and-restart finds it again.
+        c.arg("--data-dir").arg(inst.state.path().join("data"));
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());

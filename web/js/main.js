@@ -7,7 +7,9 @@
 // page.js (what the terminal pages share), play.js (landing and /play),
 // lesson.js (lesson pages), learn.js (progress on the lesson list), reset.js
 // (the Reset button), fontsize.js (A− / A+), keys.js (the phone key bar),
-// dom.js (DOM helpers). No build step: the server
+// dom.js (DOM helpers); the classroom's join.js (/join pages), room.js (the
+// room bar on lesson pages) and instructor.js (sign-in, dashboard, projector).
+// No build step: the server
 // embeds and serves these files as they are.
 
 import { initLanguageSwitch, t } from './i18n.js';
@@ -19,6 +21,9 @@ import { wireReset } from './reset.js';
 import { bootLearn } from './learn.js';
 import { addKeyBar } from './keys.js';
 import { wireFontSize } from './fontsize.js';
+import { bootJoin } from './join.js';
+import { showRoomBar } from './room.js';
+import { bootDashboard, bootInstructorLogin, bootProjector } from './instructor.js';
 
 const Nsplay = {
   createSession, getSession, attach, runInTerminal,
@@ -42,6 +47,12 @@ function boot() {
   else if (page === 'landing') bootLanding();
   else if (page === 'lesson') bootLesson().then(expose);
   else if (page === 'learn') bootLearn();
+  // The classroom's pages.
+  if (page === 'lesson') showRoomBar();
+  else if (page === 'join') bootJoin();
+  else if (page === 'instructor-login') bootInstructorLogin();
+  else if (page === 'instructor') bootDashboard();
+  else if (page === 'projector') bootProjector();
 }
 
 // Module scripts run once the document is parsed; the check is for safety.

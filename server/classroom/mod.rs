@@ -1,0 +1,481 @@
+//! Classroom mode: rooms with join codes, their learners and what the host-side checks found,
+//! and the instructor's access. The rules live here (what a room may be, who may join when, what
+//! a learner's progress is); the rows live in [`crate::store`]; sessions and HTTP stay in the
+//! web layer, which tags a learner's session with [`learner_mark`] and hands every check it
+//! runs to [`Classroom::record_check`].
+
+pub mod auth;
+pub mod code;
+pub mod progress;
+
+#[cfg(test)]
+mod tests;
+
+use std::time::Duration;
+
+use serde::Deserialize;
+
+use crate::store::{EventRow, LearnerRow, RoomRow, Store, StoreError, now_ms};
+use nsplay_sandbox::Limits;
+
+pub use auth::{AuthError, Instructor, SignIn};
+pub use code::{display_name, normalize_code};
+pub use progress::{Progress, csv};
+
+/// Longest room title, in characters.
+pub const MAX_TITLE: usize = 80;
+/// Most lessons in a room.
+pub const MAX_LESSONS: usize = 20;
+/// How many times a new room draws a join code before giving up (a taken code is redrawn).
+const CODE_DRAWS: usize = 8;
+
+/// What the classroom needs of the server's settings.
+#[derive(Debug, Clone)]
+pub struct ClassroomConfig {
+    /// The configured admin token (`None`: the stored one, or a new one).
+    pub admin_token: Option<String>,
+    /// Whether anyone may start a session without a room.
+    pub open: bool,
+    /// The server's session limits: a room may tighten them, never exceed them.
+    pub limits: Limits,
+    /// The server's session cap: no room holds more.
+    pub max_sessions: usize,
+    /// The host's cgroup hierarchy: a room's lessons and their steps as they read on it.
+    pub hierarchy: crate::lessons::Hierarchy,
+}
+
+/// The classroom: the store and the rules.
+#[derive(Debug)]
+pub struct Classroom {
+    store: Store,
+    cfg: ClassroomConfig,
+    /// The current admin token's hash (the token itself is never kept).
+    token_hash: String,
+    /// Counts every change a dashboard shows (rooms, joins, checks): its event streams wait on it.
+    changes: tokio::sync::watch::Sender<u64>,
+}
+
+/// Why a room cannot be created as asked (400 `invalid_room`; the text says which field).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum RoomError {
+    #[error("the title must be 1 to {MAX_TITLE} characters without control characters")]
+    Title,
+    #[error("a room needs 1 to {MAX_LESSONS} lessons, each once")]
+    Lessons,
+    #[error("there is no lesson called `{0}`")]
+    UnknownLesson(String),
+    #[error("the capacity must be 1 to {max} (the server's max_sessions)")]
+    Capacity { max: usize },
+    #[error("the room's {what} limit must be above zero and at most the server's ({max})")]
+    Limit { what: &'static str, max: String },
+    #[error("`{0}` must be a time such as 2026-12-01T09:00:00Z, and the closing time after the opening time")]
+    Time(&'static str),
+}
+
+/// Why a join is refused (the join page explains it in the reader's language).
+#[derive(Debug, thiserror::Error, PartialEq)]
+pub enum JoinError {
+    #[error("there is no room with this code")]
+    NotFound,
+    #[error("this room has not opened yet")]
+    NotOpen { opens_at: i64 },
+    #[error("this room is closed")]
+    Closed,
+    #[error("this room is full ({capacity} learners)")]
+    Full { capacity: i64 },
+    #[error("the name is not valid")]
+    Name(#[from] code::NameError),
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ClassroomError {
+    #[error(transparent)]
+    Room(#[from] RoomError),
+    #[error(transparent)]
+    Join(#[from] JoinError),
+    #[error(transparent)]
+    Auth(#[from] AuthError),
+    #[error(transparent)]
+    Store(#[from] StoreError),
+}
+
+impl crate::text::Message for RoomError {
+    fn key(&self) -> &'static str {
+        match self {
+            RoomError::Title => "room_bad_title",
+            RoomError::Lessons => "room_bad_lessons",
+            RoomError::UnknownLesson(_) => "room_unknown_lesson",
+            RoomError::Capacity { .. } => "room_bad_capacity",
+            RoomError::Limit { .. } => "room_bad_limit",
+            RoomError::Time(_) => "room_bad_time",
+        }
+    }
+    fn args(&self) -> Vec<(&'static str, String)> {
+        match self {
+            RoomError::Title => vec![("max", MAX_TITLE.to_string())],
+            RoomError::Lessons => vec![("max", MAX_LESSONS.to_string())],
+            RoomError::UnknownLesson(l) => vec![("lesson", l.clone())],
+            RoomError::Capacity { max } => vec![("max", max.to_string())],
+            RoomError::Limit { what, max } => vec![("what", what.to_string()), ("max", max.clone())],
+            RoomError::Time(field) => vec![("field", field.to_string())],
+        }
+    }
+}
+
+impl crate::text::Message for JoinError {
+    fn key(&self) -> &'static str {
+        match self {
+            JoinError::NotFound => "join_not_found",
+            JoinError::NotOpen { .. } => "join_not_open",
+            JoinError::Closed => "join_closed",
+            JoinError::Full { .. } => "join_full",
+            JoinError::Name(_) => "join_bad_name",
+        }
+    }
+    fn args(&self) -> Vec<(&'static str, String)> {
+        match self {
+            JoinError::NotOpen { opens_at } => vec![("time", rfc3339(*opens_at))],
+            JoinError::Full { capacity } => vec![("capacity", capacity.to_string())],
+            JoinError::Name(_) => vec![("max", code::MAX_NAME.to_string())],
+            _ => Vec::new(),
+        }
+    }
+}
+
+/// Room limits as an instructor asks for them (sizes as in the settings: `128M`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct RoomLimits {
+    pub memory: Option<String>,
+    pub pids: Option<u64>,
+    pub cpu: Option<f64>,
+}
+
+/// A room as an instructor asks for it (the body of `POST /api/rooms`).
+#[derive(Debug, Default, Clone, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NewRoom {
+    pub title: String,
+    pub lessons: Vec<String>,
+    pub capacity: Option<usize>,
+    #[serde(default)]
+    pub limits: RoomLimits,
+    /// RFC 3339; unset: open now.
+    pub opens_at: Option<String>,
+    /// RFC 3339; unset: open until ended.
+    pub closes_at: Option<String>,
+}
+
+/// A learner admitted into a room.
+#[derive(Debug, Clone)]
+pub struct Admitted {
+    pub room: RoomRow,
+    pub learner: LearnerRow,
+    /// Whether this is a learner who had joined before (same browser).
+    pub returning: bool,
+}
+
+/// The session mark that ties a session to its learner.
+pub fn learner_mark(learner_id: &str) -> String {
+    format!("learner:{learner_id}")
+}
+
+/// The session mark that ties a session to its room.
+pub fn room_mark(room_id: &str) -> String {
+    format!("room:{room_id}")
+}
+
+/// The learner a session's marks name, if it is a room's.
+pub fn learner_of(marks: &std::collections::BTreeSet<String>) -> Option<&str> {
+    marks.iter().find_map(|m| m.strip_prefix("learner:"))
+}
+
+pub fn rfc3339(ms: i64) -> String {
+    time::OffsetDateTime::from_unix_timestamp_nanos(i128::from(ms) * 1_000_000)
+        .ok()
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
+        .unwrap_or_default()
+}
+
+fn parse_time(field: &'static str, v: Option<&str>) -> Result<Option<i64>, RoomError> {
+    let Some(v) = v.map(str::trim).filter(|v| !v.is_empty()) else { return Ok(None) };
+    let t = time::OffsetDateTime::parse(v, &time::format_description::well_known::Rfc3339)
+        .map_err(|_| RoomError::Time(field))?;
+    Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as i64))
+}
+
+/// Opens the store in `data_dir` (SQLite, `nsplay.db`) and starts the classroom. A new admin
+/// token is written to the log this once; later starts find its hash.
+pub async fn open(data_dir: &std::path::Path, cfg: ClassroomConfig) -> Result<std::sync::Arc<Classroom>, StoreError> {
+    let store = Store::open_dir(data_dir).await?;
+    let (c, new_token) = Classroom::start(store, cfg).await?;
+    if let Some(token) = new_token {
+        tracing::warn!(
+            "a new instructor admin token was made; it is shown this once and stored only as a hash. Sign in at \
+             /instructor/login with: {token}"
+        );
+    }
+    tracing::info!(data_dir = %data_dir.display(), open = c.open(), "classroom store ready");
+    Ok(std::sync::Arc::new(c))
+}
+
+impl Classroom {
+    /// The classroom over `store`, and the new admin token when one had to be made (the caller
+    /// prints it once; only its hash is kept).
+    pub async fn start(store: Store, cfg: ClassroomConfig) -> Result<(Classroom, Option<String>), StoreError> {
+        let (token_hash, new_token) = auth::resolve_token(&store, cfg.admin_token.as_deref()).await?;
+        let changes = tokio::sync::watch::channel(0).0;
+        Ok((Classroom { store, cfg, token_hash, changes }, new_token))
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Changes as they happen (the value only counts them): what the dashboard's stream waits on.
+    pub fn subscribe(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
+    }
+
+    fn changed(&self) {
+        self.changes.send_modify(|n| *n = n.wrapping_add(1));
+    }
+
+    /// Whether anyone may start a session without a room.
+    pub fn open(&self) -> bool {
+        self.cfg.open
+    }
+
+    /// The largest capacity a room may have (the server's session cap).
+    pub fn max_capacity(&self) -> usize {
+        self.cfg.max_sessions
+    }
+
+    /// Checks `new` against the server's settings and stores it with a fresh join code.
+    pub async fn create_room(&self, new: NewRoom) -> Result<RoomRow, ClassroomError> {
+        let mut row = self.validate(new)?;
+        for _ in 0..CODE_DRAWS {
+            row.id = code::random_id(12);
+            row.code = code::join_code();
+            if self.store.insert_room(&row).await? {
+                self.event(&row.id, "room_created", None, &row.title).await?;
+                self.changed();
+                return Ok(row);
+            }
+        }
+        Err(StoreError::Malformed("no free join code after several draws".into()).into())
+    }
+
+    fn validate(&self, new: NewRoom) -> Result<RoomRow, RoomError> {
+        let title = new.title.trim().to_string();
+        if title.is_empty() || title.chars().count() > MAX_TITLE || title.chars().any(char::is_control) {
+            return Err(RoomError::Title);
+        }
+        let mut lessons: Vec<String> = Vec::new();
+        for l in &new.lessons {
+            let l = l.trim();
+            if crate::lessons::find(l, self.cfg.hierarchy).is_none() {
+                return Err(RoomError::UnknownLesson(l.chars().take(40).collect()));
+            }
+            if lessons.iter().any(|x| x == l) {
+                return Err(RoomError::Lessons);
+            }
+            lessons.push(l.to_string());
+        }
+        if lessons.is_empty() || lessons.len() > MAX_LESSONS {
+            return Err(RoomError::Lessons);
+        }
+        let max = self.cfg.max_sessions;
+        let capacity = new.capacity.unwrap_or(max.min(30));
+        if capacity == 0 || capacity > max {
+            return Err(RoomError::Capacity { max });
+        }
+        let server = &self.cfg.limits;
+        let memory_bytes = match &new.limits.memory {
+            None => None,
+            Some(m) => {
+                let too_high =
+                    || RoomError::Limit { what: "memory", max: format!("{} MiB", server.memory_bytes >> 20) };
+                let v = nsplay_sandbox::parse_size("memory", m).map_err(|_| too_high())?;
+                if v == 0 || v > server.memory_bytes {
+                    return Err(too_high());
+                }
+                Some(v as i64)
+            }
+        };
+        let pids = match new.limits.pids {
+            Some(p) if p == 0 || p > server.pids => {
+                return Err(RoomError::Limit { what: "pids", max: server.pids.to_string() });
+            }
+            p => p.map(|p| p as i64),
+        };
+        let cpu_millis = match new.limits.cpu {
+            Some(c) if !(c > 0.0 && c <= server.cpu) => {
+                return Err(RoomError::Limit { what: "cpu", max: server.cpu.to_string() });
+            }
+            c => c.map(|c| (c * 1000.0).round() as i64),
+        };
+        let opens_at = parse_time("opens_at", new.opens_at.as_deref())?;
+        let closes_at = parse_time("closes_at", new.closes_at.as_deref())?;
+        if let (Some(o), Some(c)) = (opens_at, closes_at)
+            && c <= o
+        {
+            return Err(RoomError::Time("closes_at"));
+        }
+        Ok(RoomRow {
+            id: String::new(),
+            code: String::new(),
+            title,
+            lessons,
+            capacity: capacity as i64,
+            memory_bytes,
+            pids,
+            cpu_millis,
+            opens_at,
+            closes_at,
+            created_at: now_ms(),
+            ended_at: None,
+        })
+    }
+
+    pub async fn rooms(&self) -> Result<Vec<RoomRow>, StoreError> {
+        self.store.rooms().await
+    }
+
+    pub async fn room(&self, id: &str) -> Result<Option<RoomRow>, StoreError> {
+        self.store.room(id).await
+    }
+
+    /// Ends a room: no more joins (the learners' sessions are the web layer's to end).
+    pub async fn end_room(&self, id: &str) -> Result<bool, StoreError> {
+        let ended = self.store.end_room(id, now_ms()).await?;
+        if ended {
+            self.event(id, "room_ended", None, "").await?;
+            self.changed();
+        }
+        Ok(ended)
+    }
+
+    /// The room a join code names, if it takes learners now.
+    pub async fn joinable(&self, code: &str) -> Result<RoomRow, ClassroomError> {
+        let code = normalize_code(code).ok_or(JoinError::NotFound)?;
+        let room = self.store.room_by_code(&code).await?.ok_or(JoinError::NotFound)?;
+        let now = now_ms();
+        if room.ended_at.is_some() || room.closes_at.is_some_and(|c| now >= c) {
+            return Err(JoinError::Closed.into());
+        }
+        if let Some(o) = room.opens_at
+            && now < o
+        {
+            return Err(JoinError::NotOpen { opens_at: o }.into());
+        }
+        Ok(room)
+    }
+
+    /// Admits a learner into the room of `code`: the learner `returning` names if it is one of
+    /// this room's (a rejoin from the same browser keeps its progress), else a new one named
+    /// `name` (validated), while the room has room.
+    pub async fn admit(&self, code: &str, name: &str, returning: Option<&str>) -> Result<Admitted, ClassroomError> {
+        let room = self.joinable(code).await?;
+        if let Some(id) = returning
+            && let Some(learner) = self.store.learner(id).await?
+            && learner.room_id == room.id
+        {
+            return Ok(Admitted { room, learner, returning: true });
+        }
+        let name = display_name(name).map_err(JoinError::from)?;
+        let now = now_ms();
+        let learner = LearnerRow {
+            id: code::random_id(16),
+            room_id: room.id.clone(),
+            name,
+            session_id: None,
+            joined_at: now,
+            last_seen_at: now,
+        };
+        if !self.store.insert_learner(&learner, room.capacity).await? {
+            return Err(JoinError::Full { capacity: room.capacity }.into());
+        }
+        Ok(Admitted { room, learner, returning: false })
+    }
+
+    /// The learner's session is `session_id` (just created, or found alive on a rejoin).
+    pub async fn seat(&self, a: &Admitted, session_id: &str) -> Result<(), StoreError> {
+        self.store.set_learner_session(&a.learner.id, session_id, now_ms()).await?;
+        let kind = if a.returning { "rejoined" } else { "joined" };
+        self.event(&a.room.id, kind, Some(&a.learner.id), session_id).await?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Records a check a room learner's session ran (only the host's verdict reaches here).
+    pub async fn record_check(
+        &self,
+        learner_id: &str,
+        lesson: &str,
+        step: &str,
+        passed: bool,
+    ) -> Result<(), StoreError> {
+        let Some(learner) = self.store.learner(learner_id).await? else { return Ok(()) };
+        let row = crate::store::CheckRow {
+            learner_id: learner.id,
+            room_id: learner.room_id,
+            lesson: lesson.into(),
+            step: step.into(),
+            passed,
+            at: now_ms(),
+        };
+        self.store.insert_check(&row).await?;
+        self.changed();
+        Ok(())
+    }
+
+    /// A room's progress: its steps, and per learner which of them the host saw done.
+    pub async fn progress(&self, room_id: &str) -> Result<Option<Progress>, StoreError> {
+        let Some(room) = self.store.room(room_id).await? else { return Ok(None) };
+        let learners = self.store.learners(room_id).await?;
+        let checks = self.store.checks(room_id).await?;
+        Ok(Some(Progress::build(room, learners, &checks, self.cfg.hierarchy)))
+    }
+
+    async fn event(&self, room_id: &str, kind: &str, learner: Option<&str>, detail: &str) -> Result<(), StoreError> {
+        let e = EventRow {
+            room_id: room_id.into(),
+            at: now_ms(),
+            kind: kind.into(),
+            learner_id: learner.map(str::to_string),
+            detail: detail.into(),
+        };
+        self.store.insert_event(&e).await
+    }
+
+    // ---- instructor access (see [`auth`])
+
+    /// Signs an instructor in with the admin token: a new cookie value and its CSRF token.
+    pub async fn sign_in(&self, token: &str) -> Result<SignIn, ClassroomError> {
+        if !auth::token_matches(token, &self.token_hash) {
+            return Err(AuthError::BadToken.into());
+        }
+        Ok(auth::sign_in(&self.store, &self.token_hash).await?)
+    }
+
+    /// The instructor a cookie value belongs to, if its sign-in is live and was made with the
+    /// current admin token.
+    pub async fn instructor(&self, cookie: &str) -> Result<Option<Instructor>, StoreError> {
+        auth::instructor(&self.store, cookie, &self.token_hash).await
+    }
+
+    /// Whether `token` is the admin token (an `Authorization: Bearer` request).
+    pub fn bearer_ok(&self, token: &str) -> bool {
+        auth::token_matches(token, &self.token_hash)
+    }
+
+    pub async fn sign_out(&self, cookie: &str) -> Result<(), StoreError> {
+        self.store.delete_instructor(&auth::hash("cookie", cookie)).await
+    }
+
+    /// How long an instructor's sign-in lasts.
+    pub fn sign_in_lifetime(&self) -> Duration {
+        auth::SIGN_IN_LIFETIME
+    }
+}

@@ -1,0 +1,136 @@
+//! A room's progress as the dashboard shows it: the room's checked steps in order (its lessons'
+//! steps that have a host-side check), and per learner which of them a check passed, the
+//! lesson they are on and their last activity. Only check results count: nothing a learner
+//! prints reaches the store.
+
+use std::collections::{BTreeMap, BTreeSet};
+
+use serde::Serialize;
+
+use super::rfc3339;
+use crate::store::{CheckRow, LearnerRow, RoomRow};
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct StepColumn {
+    pub lesson: String,
+    pub step: String,
+    pub title_en: String,
+    pub title_ja: String,
+}
+
+#[derive(Debug, Clone, Serialize, PartialEq)]
+pub struct LearnerProgress {
+    pub id: String,
+    pub name: Option<String>,
+    pub session: Option<String>,
+    pub joined_at: String,
+    pub last_activity: String,
+    /// The lesson of their latest check, else the room's first.
+    pub current_lesson: String,
+    /// One per [`Progress::steps`]: whether a check of that step passed.
+    pub passed: Vec<bool>,
+    pub passed_count: usize,
+    /// Checks run (passed or not).
+    pub checks: usize,
+}
+
+#[derive(Debug, Clone, Serialize)]
+pub struct Progress {
+    #[serde(skip)]
+    pub room: RoomRow,
+    pub steps: Vec<StepColumn>,
+    pub learners: Vec<LearnerProgress>,
+}
+
+impl Progress {
+    pub fn build(
+        room: RoomRow,
+        learners: Vec<LearnerRow>,
+        checks: &[CheckRow],
+        hierarchy: crate::lessons::Hierarchy,
+    ) -> Progress {
+        let steps: Vec<StepColumn> = room
+            .lessons
+            .iter()
+            .filter_map(|t| crate::lessons::find(t, hierarchy))
+            .flat_map(|l| {
+                l.steps.iter().filter(|s| s.check.is_some()).map(|s| StepColumn {
+                    lesson: l.topic.clone(),
+                    step: s.id.clone(),
+                    title_en: s.title.en.clone(),
+                    title_ja: s.title.ja.clone(),
+                })
+            })
+            .collect();
+        let mut passed: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
+        let mut latest: BTreeMap<&str, &CheckRow> = BTreeMap::new();
+        let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        for c in checks {
+            if c.passed {
+                passed.entry(c.learner_id.as_str()).or_default().insert((c.lesson.as_str(), c.step.as_str()));
+            }
+            *count.entry(c.learner_id.as_str()).or_default() += 1;
+            // Checks come oldest first: the last one seen is the latest.
+            if room.lessons.contains(&c.lesson) {
+                latest.insert(c.learner_id.as_str(), c);
+            }
+        }
+        let first = room.lessons.first().cloned().unwrap_or_default();
+        let learners = learners
+            .into_iter()
+            .map(|l| {
+                let done = passed.get(l.id.as_str());
+                let row: Vec<bool> = steps
+                    .iter()
+                    .map(|s| done.is_some_and(|d| d.contains(&(s.lesson.as_str(), s.step.as_str()))))
+                    .collect();
+                LearnerProgress {
+                    current_lesson: latest
+                        .get(l.id.as_str())
+                        .map(|c| c.lesson.clone())
+                        .unwrap_or_else(|| first.clone()),
+                    passed_count: row.iter().filter(|p| **p).count(),
+                    passed: row,
+                    checks: count.get(l.id.as_str()).copied().unwrap_or(0),
+                    joined_at: rfc3339(l.joined_at),
+                    last_activity: rfc3339(l.last_seen_at),
+                    id: l.id,
+                    name: l.name,
+                    session: l.session_id,
+                }
+            })
+            .collect();
+        Progress { room, steps, learners }
+    }
+}
+
+/// One CSV field: always quoted, quotes doubled, and a leading `= + - @` (or tab, CR) defused
+/// with an apostrophe so a spreadsheet shows a name as text instead of running it as a formula.
+fn field(v: &str) -> String {
+    let v = if v.starts_with(['=', '+', '-', '@', '\t', '\r']) { format!("'{v}") } else { v.to_string() };
+    format!("\"{}\"", v.replace('"', "\"\""))
+}
+
+/// The progress as CSV (RFC 4180, CRLF): one row per learner, one column per checked step
+/// (`1` passed, `0` not yet).
+pub fn csv(p: &Progress) -> String {
+    let mut head = vec!["learner".to_string(), "name".into(), "joined_at".into(), "last_activity".into()];
+    head.push("current_lesson".into());
+    head.push("passed".into());
+    head.extend(p.steps.iter().map(|s| format!("{}/{}", s.lesson, s.step)));
+    let mut out = head.iter().map(|h| field(h)).collect::<Vec<_>>().join(",") + "\r\n";
+    for l in &p.learners {
+        let mut row = vec![
+            field(&l.id),
+            field(l.name.as_deref().unwrap_or("")),
+            field(&l.joined_at),
+            field(&l.last_activity),
+            field(&l.current_lesson),
+            field(&l.passed_count.to_string()),
+        ];
+        row.extend(l.passed.iter().map(|p| field(if *p { "1" } else { "0" })));
+        out.push_str(&row.join(","));
+        out.push_str("\r\n");
+    }
+    out
+}

@@ -1,0 +1,166 @@
+//! The learner's side of a room: `/join` and `/join/{code}` (the page, or a clear refusal in
+//! the reader's language), `POST /api/join/{code}` (a learner and their session, tagged with
+//! the room through the session's marks), and the hook that stores a room learner's check
+//! results. Sessions are made through [`Sessions::create`] like any other.
+
+use std::net::SocketAddr;
+
+use askama::Template;
+use axum::Json;
+use axum::body::Bytes;
+use axum::extract::rejection::BytesRejection;
+use axum::extract::{ConnectInfo, Path, Query, State};
+use axum::http::{HeaderMap, StatusCode};
+use axum::response::{IntoResponse, Response};
+use serde::Deserialize;
+use serde_json::json;
+
+use super::AppState;
+use super::error::ApiError;
+use super::instructor::{classroom_error, classroom_of};
+use super::pages::{LangQuery, Ui, pick_lang, render};
+use super::sessions::Sessions;
+use crate::classroom::{self, Classroom, ClassroomError, JoinError};
+use crate::text;
+
+#[derive(Template)]
+#[template(path = "join.html")]
+struct JoinPage {
+    lang: &'static str,
+    t: Ui,
+    i18n_json: String,
+    /// Empty on `/join` (the learner types the code).
+    code: String,
+    title: String,
+    lessons: Vec<&'static str>,
+    /// Why this code cannot be joined, in the page's language (empty: it can).
+    refusal: String,
+    max_name: usize,
+}
+
+fn join_page(lang: &'static str, code: String, title: String, lessons: Vec<&'static str>, refusal: String) -> JoinPage {
+    let t = Ui::new(lang);
+    let i18n_json = t.json();
+    JoinPage { lang, t, i18n_json, code, title, lessons, refusal, max_name: classroom::code::MAX_NAME }
+}
+
+/// `GET /join`: a form for the code.
+pub async fn enter_code(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+    let lang = pick_lang(q.lang.as_deref(), &headers);
+    render(join_page(lang, String::new(), String::new(), Vec::new(), String::new()))
+}
+
+/// `GET /join/{code}`: the room's page with the name field, or why it cannot be joined (404
+/// unknown, 403 not open yet, 410 closed) in the page's language.
+pub async fn join_code_page<S: Sessions>(
+    State(st): State<AppState<S>>,
+    Path(code): Path<String>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = pick_lang(q.lang.as_deref(), &headers);
+    let shown: String = code.chars().take(12).collect();
+    let refused = |status: StatusCode, why: String| {
+        let mut resp = render(join_page(lang, shown.clone(), String::new(), Vec::new(), why));
+        *resp.status_mut() = status;
+        resp
+    };
+    let Some(c) = st.classroom.as_ref() else {
+        return refused(StatusCode::NOT_FOUND, text::render(lang, &JoinError::NotFound));
+    };
+    match c.joinable(&code).await {
+        Ok(room) => {
+            let lessons = room
+                .lessons
+                .iter()
+                .filter_map(|l| crate::lessons::find(l, st.hierarchy))
+                .map(|l| l.title.get(lang))
+                .collect();
+            render(join_page(lang, room.code, room.title, lessons, String::new()))
+        }
+        Err(e) => {
+            let api = classroom_error(e, lang);
+            refused(api.status, api.message)
+        }
+    }
+}
+
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct JoinBody {
+    #[serde(default)]
+    name: String,
+    /// The learner id this browser got at its first join (a rejoin keeps the progress).
+    learner: Option<String>,
+}
+
+/// `POST /api/join/{code}`: 201 with the learner, their session (the live one on a rejoin, else
+/// a new one) and the room's lessons.
+pub async fn join<S: Sessions>(
+    State(st): State<AppState<S>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Response, ApiError> {
+    let lang = pick_lang(None, &headers);
+    let c = classroom_of(&st)?;
+    let body = body.map_err(|e| ApiError::bad_request(e.body_text()))?;
+    let body: JoinBody = if body.iter().all(u8::is_ascii_whitespace) {
+        JoinBody::default()
+    } else {
+        serde_json::from_slice(&body)
+            .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON for this call: {e}")))?
+    };
+    let a = c.admit(&code, &body.name, body.learner.as_deref()).await.map_err(|e| classroom_error(e, lang))?;
+    let first = a.room.lessons.first().cloned().unwrap_or_default();
+    let live = a.learner.session_id.as_deref().and_then(|id| st.manager.get(id).ok());
+    let session = match live {
+        Some(s) => s,
+        None => {
+            let who = super::api::requester(&st, peer, &headers);
+            let s = st.manager.create(Some(first.clone()), who).await.map_err(|e| ApiError::from_session(e, lang))?;
+            s.mark(&classroom::room_mark(&a.room.id));
+            s.mark(&classroom::learner_mark(&a.learner.id));
+            s
+        }
+    };
+    c.seat(&a, &session.id).await.map_err(super::instructor::store_error)?;
+    let out = json!({
+        "learner": a.learner.id,
+        "name": a.learner.name,
+        "returning": a.returning,
+        "session": session.id,
+        "terminal": format!("/api/sessions/{}/terminals/0", session.id),
+        "room": {"code": a.room.code, "title": a.room.title},
+        "lessons": a.room.lessons,
+        "lesson": first,
+        "next": format!("/learn/{first}"),
+    });
+    Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// Stores a check run in a room learner's session (`learner` from its marks). The learner's
+/// check answer does not wait on a failing store: the failure is logged.
+pub async fn record_check(c: &Classroom, learner: &str, lesson: &str, step: &str, passed: bool) {
+    if let Err(e) = c.record_check(learner, lesson, step, passed).await {
+        tracing::error!(error = %e, learner, lesson, step, "cannot store a room learner's check result");
+    }
+}
+
+/// Refuses a session made outside a room when the server is not `open` (403
+/// `room_code_required`).
+pub fn require_open<S>(st: &AppState<S>, lang: &str) -> Result<(), ApiError> {
+    match &st.classroom {
+        Some(c) if !c.open() => {
+            Err(ApiError::new(StatusCode::FORBIDDEN, "room_code_required", text::get(lang, "room_code_required")))
+        }
+        _ => Ok(()),
+    }
+}
+
+impl From<ClassroomError> for ApiError {
+    fn from(e: ClassroomError) -> Self {
+        classroom_error(e, "en")
+    }
+}

@@ -1,0 +1,71 @@
+// nsplay join pages (/join and /join/{code}): the code form, and the join form
+// that makes this browser a learner of the room (POST /api/join/{code}). The
+// learner id is kept in localStorage, so joining again from this browser is the
+// same learner (progress kept) and, while it lives, the same session; the
+// session is stored under every lesson of the room, which is where the lesson
+// pages look for their session.
+
+import { pageLang, t } from './i18n.js';
+import { errorFromResponse, request } from './api.js';
+import { $ } from './dom.js';
+
+const ROOM_KEY = 'nsplay.room';
+
+// The room this browser joined last: { code, title, lessons, learner, session }.
+export function joinedRoom() {
+  try { return JSON.parse(localStorage.getItem(ROOM_KEY) || 'null'); } catch (_) { return null; }
+}
+
+function remember(j) {
+  try {
+    localStorage.setItem(ROOM_KEY, JSON.stringify({
+      code: j.room.code, title: j.room.title, lessons: j.lessons, learner: j.learner, session: j.session,
+    }));
+    for (const topic of j.lessons) localStorage.setItem('nsplay.lesson.' + topic, j.session);
+  } catch (_) { /* private mode: the lesson page will ask for a session itself */ }
+}
+
+// Posts the join; resolves to the server's answer, or throws an API error.
+export async function joinRoom(code, name, learner) {
+  const body = { name };
+  if (learner) body.learner = learner;
+  const res = await request('/api/join/' + encodeURIComponent(code), {
+    method: 'POST',
+    headers: { 'Content-Type': 'application/json', Accept: 'application/json', 'Accept-Language': pageLang() },
+    body: JSON.stringify(body),
+  });
+  if (!res.ok) throw await errorFromResponse(res);
+  return res.json();
+}
+
+export function bootJoin() {
+  const codeForm = $('#code-form');
+  if (codeForm) {
+    codeForm.addEventListener('submit', (e) => {
+      e.preventDefault();
+      const code = $('#code').value.replace(/[\s-]/g, '').toUpperCase();
+      if (code) location.href = '/join/' + encodeURIComponent(code);
+    });
+  }
+  const form = $('#join-form');
+  if (!form) return;
+  const code = document.body.dataset.code;
+  const before = joinedRoom();
+  form.addEventListener('submit', async (e) => {
+    e.preventDefault();
+    const button = $('#join');
+    const out = $('#join-error');
+    button.disabled = true;
+    out.textContent = t('join_joining');
+    try {
+      const learner = before && before.code === code ? before.learner : null;
+      const j = await joinRoom(code, $('#name').value, learner);
+      remember(j);
+      location.href = j.next;
+    } catch (err) {
+      // The server's own words (in this page's language) say why: full, closed, name…
+      out.textContent = err.detail || err.message;
+      button.disabled = false;
+    }
+  });
+}
