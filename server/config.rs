@@ -505,7 +505,7 @@ mod tests {
         assert_eq!(open_files(100_000_000, 10, 128).unwrap(), 1024);
         // A host of 2.4 M files and 73 sessions of 128 processes: lowered so that they fit.
         let n = open_files(2_466_126, 73, 128).unwrap();
-        assert!(n < 1024 && n >= MIN_OPEN_FILES, "{n}");
+        assert!((MIN_OPEN_FILES..1024).contains(&n), "{n}");
         assert!(73 * 129 * n <= 2_466_126 / 100 * FILE_MAX_SHARE_PERCENT);
         // No room even for the least: refused, naming what would fit.
         let e = open_files(200_000, 100, 128).unwrap_err();
