@@ -8,15 +8,25 @@ use common::Server;
 use common::term::attach;
 use serde_json::{Value, json};
 
+/// Asks for a check; when the session's check rate is spent (429), waits as `Retry-After` says,
+/// as the page would (this walk checks every step before and after, and polls).
 async fn check(server: &Server, id: &str, topic: &str, step: &str, lang: &str) -> Value {
-    let r = reqwest::Client::new()
-        .post(format!("{}/api/sessions/{id}/checks/{topic}/{step}", server.base))
-        .header("accept-language", lang)
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 200);
-    r.json().await.unwrap()
+    for _ in 0..30 {
+        let r = reqwest::Client::new()
+            .post(format!("{}/api/sessions/{id}/checks/{topic}/{step}", server.base))
+            .header("accept-language", lang)
+            .send()
+            .await
+            .unwrap();
+        if r.status() == 429 {
+            let wait: u64 = r.headers()["retry-after"].to_str().unwrap().parse().unwrap();
+            tokio::time::sleep(std::time::Duration::from_secs(wait)).await;
+            continue;
+        }
+        assert_eq!(r.status(), 200);
+        return r.json().await.unwrap();
+    }
+    panic!("{topic}/{step}: the check stayed refused");
 }
 
 async fn walk(topic: &str) {

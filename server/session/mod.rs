@@ -34,8 +34,8 @@ pub const TERMINALS_PER_MINUTE: u32 = 30;
 /// Host work for one session (the lessons' checks, which the host does outside the session's
 /// cgroup): one at a time, at most this many at once and per minute after that, and a request
 /// waits at most [`HOST_WORK_WAIT`] for the one running before it.
-pub const HOST_WORK_BURST: u32 = 5;
-pub const HOST_WORK_PER_MINUTE: u32 = 12;
+pub const HOST_WORK_BURST: u32 = 16;
+pub const HOST_WORK_PER_MINUTE: u32 = 30;
 pub const HOST_WORK_WAIT: Duration = Duration::from_secs(2);
 
 #[derive(Debug, thiserror::Error)]
