@@ -192,6 +192,18 @@ pub struct ServeArgs {
     pub nested_userns: Option<bool>,
     #[arg(long, env = "NSPLAY_LOG_FORMAT", help = help("Log format: text or json", defaults::LOG_FORMAT))]
     pub log_format: Option<String>,
+    #[arg(long, env = "NSPLAY_NODE", help = help(
+        "This node's name, the first part of every session id, which a proxy in front of many nodes routes by \
+         (a DNS label: lower-case letters, digits, dashes)",
+        defaults::NODE,
+    ))]
+    pub node: Option<String>,
+    #[arg(long, env = "NSPLAY_DRAIN_TIMEOUT", help = help(
+        "On SIGTERM: refuse new sessions at once (/readyz 503), tell the learners, and end their sessions \
+         after this long (a second SIGTERM or a SIGINT ends them at once)",
+        defaults::DRAIN_TIMEOUT,
+    ))]
+    pub drain_timeout: Option<String>,
 }
 
 #[cfg(test)]

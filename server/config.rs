@@ -54,6 +54,8 @@ pub struct FileConfig {
     pub allowed_origins: Option<Vec<String>>,
     pub nested_userns: Option<bool>,
     pub log_format: Option<String>,
+    pub node: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -83,6 +85,9 @@ pub mod defaults {
     pub const GRACE: &str = "10s";
     pub const NESTED_USERNS: bool = true;
     pub const LOG_FORMAT: &str = "text";
+    /// The node name defaults to the machine's host name (its first label; see `config::node`).
+    pub const NODE: &str = "the host name";
+    pub const DRAIN_TIMEOUT: &str = "60s";
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these).
@@ -127,6 +132,11 @@ pub struct Settings {
     pub allowed_origins: Vec<String>,
     pub nested_userns: bool,
     pub log_format: String,
+    /// This node's name: the first part of every session id, so that a proxy routes each
+    /// session's requests to the node that owns it (docs/scale-out.md).
+    pub node: String,
+    /// How long a SIGTERM waits for learners to finish before their sessions end.
+    pub drain_timeout: Duration,
 }
 
 /// Largest warm pool: each ready session holds an id range, a cgroup and about 1 MiB.
@@ -199,6 +209,8 @@ impl FileConfig {
             allowed_origins: f.allowed_origins.or(self.allowed_origins),
             nested_userns: f.nested_userns.or(self.nested_userns),
             log_format: f.log_format.or(self.log_format),
+            node: f.node.or(self.node),
+            drain_timeout: f.drain_timeout.or(self.drain_timeout),
         }
     }
 }
@@ -340,6 +352,35 @@ fn log_format(raw: &FileConfig) -> Result<String, ConfigError> {
     Ok(log_format)
 }
 
+/// Whether `name` is a DNS label nsplay can put in ids and proxies can match: 1 to 63 lower-case
+/// letters, digits and dashes, neither first nor last a dash. No dot: the dot ends the node name
+/// in a session id (`<node>.<random>`), and base64url randomness never contains one.
+pub fn valid_node(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The node name: the setting, or the machine's host name up to its first dot, lower-cased (a
+/// StatefulSet pod's name, `nsplay-0`, in Kubernetes).
+fn node(raw: &FileConfig) -> Result<String, ConfigError> {
+    let allowed = "a DNS label: 1 to 63 lower-case letters, digits and dashes, not starting or ending with a dash";
+    match &raw.node {
+        Some(n) if valid_node(n) => Ok(n.clone()),
+        Some(n) => Err(bad("node", n, allowed)),
+        None => {
+            let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+            let first = host.split('.').next().unwrap_or_default().to_ascii_lowercase();
+            if valid_node(&first) {
+                Ok(first)
+            } else {
+                Err(bad("node", format!("{host:?} (the host name)"), format!("{allowed}; set node or --node")))
+            }
+        }
+    }
+}
+
 impl Settings {
     /// Defaults ← file ← environment/flags, each group checked in turn (the first wrong value
     /// is the error).
@@ -369,6 +410,8 @@ impl Settings {
             allowed_origins: allowed_origins(&raw)?,
             nested_userns: raw.nested_userns.unwrap_or(defaults::NESTED_USERNS),
             log_format: log_format(&raw)?,
+            node: node(&raw)?,
+            drain_timeout: duration("drain_timeout", &or_default(&raw.drain_timeout, defaults::DRAIN_TIMEOUT))?,
         })
     }
 
@@ -385,6 +428,7 @@ impl Settings {
             idle_timeout: self.idle_timeout,
             grace: self.grace,
             hostname: self.hostname.clone(),
+            node: self.node.clone(),
         }
     }
 }
@@ -481,7 +525,7 @@ mod tests {
             .filter(|l| {
                 l.split_once(" = ").is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
             })
-            .filter(|l| !l.starts_with("max_sessions ="))
+            .filter(|l| !l.starts_with("max_sessions =") && !l.starts_with("node ="))
             .map(|l| format!("{l}\n"))
             .collect();
         let dir = tempfile::tempdir().unwrap();
@@ -508,5 +552,26 @@ mod tests {
         assert_eq!(from_file.allowed_origins, defaults.allowed_origins);
         assert_eq!(from_file.nested_userns, defaults.nested_userns);
         assert_eq!(from_file.log_format, defaults.log_format);
+        assert_eq!(from_file.drain_timeout, defaults.drain_timeout);
+    }
+
+    #[test]
+    fn node_names_are_dns_labels_and_default_to_the_host_name() {
+        assert_eq!(resolve(&["--node", "eu-1"]).unwrap().node, "eu-1");
+        for bad in ["EU", "a.b", "-a", "a-", "", "a_b", &"x".repeat(64)] {
+            let arg = format!("--node={bad}");
+            assert_eq!(resolve(&[&arg]).unwrap_err().key, "node", "{bad:?}");
+        }
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        let first = host.split('.').next().unwrap().to_ascii_lowercase();
+        assert_eq!(resolve(&[]).unwrap().node, first);
+        assert!(valid_node(&first), "this machine's host name {host:?} makes a node name");
+    }
+
+    #[test]
+    fn drain_timeout_is_a_duration_defaulting_to_a_minute() {
+        assert_eq!(resolve(&[]).unwrap().drain_timeout, Duration::from_secs(60));
+        assert_eq!(resolve(&["--drain-timeout", "5s"]).unwrap().drain_timeout, Duration::from_secs(5));
+        assert_eq!(resolve(&["--drain-timeout", "0s"]).unwrap_err().key, "drain_timeout");
     }
 }

@@ -276,7 +276,8 @@ async fn delete_leaves_no_process_cgroup_or_mount() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_ends_every_session_and_exits_cleanly() {
-    let mut server = Server::start(&[]);
+    // SIGTERM drains first (tests/scaleout.rs); a short drain here.
+    let mut server = Server::start(&["--drain-timeout", "1s"]);
     let (_, mut t) = shell(&server).await;
     let _ = create(&server).await;
     t.line("sleep 1000 &").await;

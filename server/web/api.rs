@@ -40,8 +40,29 @@ fn terminal_path(id: &str, n: u64) -> String {
 /// sessions).
 const WS_READ_BUFFER: usize = 4096;
 
+/// Liveness: 200 while the process serves HTTP, draining or not (a restart would not help).
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Readiness: 200 while this node takes new sessions, 503 from the moment it starts draining
+/// (a proxy's health check or Kubernetes then sends new sessions elsewhere; the sessions it
+/// owns still reach it).
+pub async fn readyz<S: Sessions>(State(st): State<AppState<S>>) -> Response {
+    if st.manager.ready() {
+        "ready".into_response()
+    } else {
+        ApiError {
+            retry_after: Some(10),
+            retry_elsewhere: true,
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "this node is draining or shutting down and takes no new sessions; its sessions still work until they end",
+            )
+        }
+        .into_response()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -86,7 +107,11 @@ pub async fn create_session<S: Sessions>(
     }
     let lang = super::pages::pick_lang(None, &headers);
     let client = super::client::address(peer, &headers, &st.trusted_proxies);
-    let s = st.manager.create(body.lesson, client).await.map_err(|e| ApiError::from_session(e, lang))?;
+    let s = st.manager.create(body.lesson, client).await.map_err(|e| {
+        let e = ApiError::from_session(e, lang);
+        // Every 503 of a create means "not this node, not now": another node may take it.
+        ApiError { retry_elsewhere: e.status == StatusCode::SERVICE_UNAVAILABLE, ..e }
+    })?;
     let out = json!({
         "id": s.id,
         "terminal": terminal_path(&s.id, 0),

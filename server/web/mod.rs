@@ -57,6 +57,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/learn/{topic}", get(pages::lesson))
         .route("/assets/{*path}", get(pages::asset))
         .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz::<S>))
         .route("/metrics", get(api::metrics::<S>))
         .route("/api/sessions", post(api::create_session::<S>))
         .route("/api/sessions/{id}", get(api::get_session::<S>).delete(api::delete_session::<S>))

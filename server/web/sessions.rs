@@ -30,6 +30,10 @@ pub trait Sessions: Clone + Send + Sync + 'static {
     fn nested(&self, s: &Session) -> Vec<(&'static str, u64, i32)>;
     /// The session as the host sees it (blocking: the checks call it off the runtime).
     fn host_view(&self, s: &Session) -> HostView;
+    /// Whether this node takes new sessions (`/readyz`; false while draining).
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 impl Sessions for Arc<Manager> {
@@ -60,5 +64,8 @@ impl Sessions for Arc<Manager> {
     }
     fn host_view(&self, s: &Session) -> HostView {
         Manager::host_view(self, s)
+    }
+    fn ready(&self) -> bool {
+        Manager::ready(self)
     }
 }

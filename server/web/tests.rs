@@ -86,6 +86,9 @@ impl Sessions for Fake {
             cgroup_dir: std::path::PathBuf::from("/nonexistent"),
         }
     }
+    fn ready(&self) -> bool {
+        !matches!((self.create)(), SessionError::Draining)
+    }
 }
 
 /// What came back: status, `Retry-After`, and the body (JSON when it is JSON).
@@ -94,6 +97,8 @@ struct Reply {
     retry_after: Option<u64>,
     allow: Option<String>,
     location: Option<String>,
+    /// Whether `X-Nsplay-Retry-Elsewhere: 1` came with it.
+    elsewhere: bool,
     text: String,
 }
 
@@ -136,9 +141,10 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
     let retry_after = header(header::RETRY_AFTER).map(|v| v.parse().unwrap());
     let allow = header(header::ALLOW);
     let location = header(header::LOCATION);
+    let elsewhere = header(super::error::RETRY_ELSEWHERE.parse().unwrap()).is_some_and(|v| v == "1");
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    Reply { status, retry_after, allow, location, text: String::from_utf8(bytes.to_vec()).unwrap() }
+    Reply { status, retry_after, allow, location, elsewhere, text: String::from_utf8(bytes.to_vec()).unwrap() }
 }
 
 async fn create_failing(e: fn() -> SessionError) -> Reply {
@@ -416,4 +422,48 @@ async fn unknown_pages_get_the_styled_404_in_the_readers_language_and_trailing_s
         let r = send_request(Fake::empty(|| SessionError::NotFound), page(uri, "en")).await;
         assert_eq!(r.status, StatusCode::NOT_FOUND, "{uri}");
     }
+}
+
+#[tokio::test]
+async fn every_503_of_a_create_says_retry_elsewhere_and_other_refusals_do_not() {
+    let full = || SessionError::Refused(Refusal::Full { max: 2, retry_after: Duration::from_secs(20) });
+    for e in [full as fn() -> SessionError, || SessionError::Draining, || SessionError::ShuttingDown, || {
+        SessionError::StartTimeout
+    }] {
+        let r = create_failing(e).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+        assert!(r.elsewhere && r.retry_after.is_some(), "{}", r.text);
+    }
+    let r = create_failing(|| SessionError::Refused(Refusal::RateLimited { retry_after: Duration::from_secs(3) })).await;
+    assert!(!r.elsewhere, "a client too fast is too fast on every node");
+    let r = create_failing(|| SessionError::Sandbox(SandboxError::NoUserNamespaces)).await;
+    assert!(!r.elsewhere);
+    // The session's own node is the only one for a second terminal: no header there.
+    let r = send(
+        Fake::with_session(Some(|| SessionError::Sandbox(SandboxError::Ids(IdError::Exhausted(4))))),
+        Method::POST,
+        "/api/sessions/live/terminals",
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(!r.elsewhere, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_draining_node_refuses_creates_in_the_readers_language_and_readyz_turns_503_but_healthz_stays_200() {
+    let r = create_failing(|| SessionError::Draining).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    assert!(r.json()["message"].as_str().unwrap().contains("another server"), "{}", r.text);
+    let ja = Request::post("/api/sessions").header(header::ACCEPT_LANGUAGE, "ja").body(Body::empty()).unwrap();
+    let r = send_request(Fake::empty(|| SessionError::Draining), ja).await;
+    assert!(r.json()["message"].as_str().unwrap().contains("別のサーバー"), "{}", r.text);
+
+    let r = send(Fake::empty(|| SessionError::NotFound), Method::GET, "/readyz", Body::empty()).await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "ready"));
+    let r = send(Fake::empty(|| SessionError::Draining), Method::GET, "/readyz", Body::empty()).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+    assert!(r.elsewhere && r.retry_after.is_some());
+    let r = send(Fake::empty(|| SessionError::Draining), Method::GET, "/healthz", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK, "alive while draining: a restart would not help");
 }
