@@ -427,14 +427,18 @@ async fn unknown_pages_get_the_styled_404_in_the_readers_language_and_trailing_s
 #[tokio::test]
 async fn every_503_of_a_create_says_retry_elsewhere_and_other_refusals_do_not() {
     let full = || SessionError::Refused(Refusal::Full { max: 2, retry_after: Duration::from_secs(20) });
-    for e in [full as fn() -> SessionError, || SessionError::Draining, || SessionError::ShuttingDown, || {
-        SessionError::StartTimeout
-    }] {
+    for e in [
+        full as fn() -> SessionError,
+        || SessionError::Draining,
+        || SessionError::ShuttingDown,
+        || SessionError::StartTimeout,
+    ] {
         let r = create_failing(e).await;
         assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
         assert!(r.elsewhere && r.retry_after.is_some(), "{}", r.text);
     }
-    let r = create_failing(|| SessionError::Refused(Refusal::RateLimited { retry_after: Duration::from_secs(3) })).await;
+    let r =
+        create_failing(|| SessionError::Refused(Refusal::RateLimited { retry_after: Duration::from_secs(3) })).await;
     assert!(!r.elsewhere, "a client too fast is too fast on every node");
     let r = create_failing(|| SessionError::Sandbox(SandboxError::NoUserNamespaces)).await;
     assert!(!r.elsewhere);
