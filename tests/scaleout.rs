@@ -3,7 +3,8 @@
 //! `deploy/haproxy.cfg` and `deploy/nginx.conf`, only their addresses replaced). New sessions
 //! spread over the nodes; every session's API calls and terminal WebSocket reach its owner; a
 //! full node's 503 makes the proxy retry the other node; SIGTERM drains a node (`/readyz` 503 at
-//! once, `/healthz` 200, its learners told, its sessions still served, new ones elsewhere).
+//! once, `/healthz` 200, its learners told, its sessions still served, new ones elsewhere), and
+//! ends when its last session has ended or at `drain_timeout`.
 
 mod common;
 
@@ -270,6 +271,12 @@ async fn the_proxy_routes_retries_and_follows_a_drain(start: fn(&Server, &Server
     assert!(term_a.pump_until(10, |t| t.closed.is_some()).await);
     let out = term_b.cmd("echo on b").await;
     assert!(out.contains("on b"), "{out:?}");
+    // A reconnect through the proxy lands on the same shell (its screen replayed first).
+    drop(term_b);
+    let mut again = Term::connect_addr(&proxy.addr, on_b["terminal"].as_str().unwrap()).await;
+    again.expect("on b", 10).await;
+    let out = again.cmd("echo same shell").await;
+    assert!(out.contains("same shell"), "{out:?}");
     assert_eq!(status(format!("{via}/api/sessions/{}", on_b["id"].as_str().unwrap())).await, 200);
 }
 
@@ -281,4 +288,43 @@ async fn haproxy_routes_each_session_to_its_node_retries_a_full_node_and_follows
 #[tokio::test(flavor = "multi_thread")]
 async fn nginx_routes_each_session_to_its_node_retries_a_full_node_and_follows_a_drain() {
     the_proxy_routes_retries_and_follows_a_drain(nginx).await;
+}
+
+fn exited(server: &mut Server, secs: u64) -> Option<i32> {
+    assert!(wait_until(secs, || server.child.try_wait().ok().flatten().is_some()), "still running after {secs} s");
+    server.child.wait().unwrap().code()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_ends_as_soon_as_the_last_session_has_ended() {
+    let mut server = Server::start(&["--drain-timeout", "10m"]);
+    let s = common::term::create(&server).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    kill(Pid::from_raw(server.pid()), Signal::SIGTERM).unwrap();
+    assert!(wait_until(10, || server.log.lock().unwrap().contains("draining")), "{}", server.log.lock().unwrap());
+    let r = reqwest::Client::new().delete(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 204, "a draining node still serves its sessions");
+    assert_eq!(exited(&mut server, 30), Some(0), "{}", server.log.lock().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_drain_deadline_the_sessions_end_and_the_node_exits() {
+    let mut server = Server::start(&["--drain-timeout", "2s"]);
+    let s = common::term::create(&server).await;
+    let mut t = common::term::attach(&server, &s).await;
+    kill(Pid::from_raw(server.pid()), Signal::SIGTERM).unwrap();
+    let notices = |t: &Term| -> Vec<String> {
+        t.controls
+            .iter()
+            .filter(|c| c["type"] == "notice")
+            .filter_map(|c| c["message"].as_str())
+            .map(String::from)
+            .collect()
+    };
+    assert!(t.pump_until(30, |t| t.closed.is_some()).await, "{:?}", t.controls);
+    let seen = notices(&t);
+    assert!(seen.iter().any(|n| n.contains("this session ends in 2 s") && n.contains("UTC")), "{seen:?}");
+    assert!(seen.iter().any(|n| n.contains("shutting down")), "{seen:?}");
+    assert_eq!(exited(&mut server, 30), Some(0), "{}", server.log.lock().unwrap());
+    assert!(wait_until(5, || server.inst.processes().is_empty()), "left: {:?}", server.inst.processes());
 }
