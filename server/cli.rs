@@ -168,7 +168,7 @@ pub struct ServeArgs {
     #[arg(long, env = "NSPLAY_MAX_AGE", help = help("End every session at this age", defaults::MAX_AGE))]
     pub max_age: Option<String>,
     #[arg(long, env = "NSPLAY_SHUTDOWN_TIMEOUT", help = help(
-        "Longest a SIGTERM/SIGINT shutdown may take",
+        "Longest a SIGTERM/SIGINT shutdown may take (after a SIGTERM's drain)",
         defaults::SHUTDOWN_TIMEOUT,
     ))]
     pub shutdown_timeout: Option<String>,

@@ -312,6 +312,9 @@ async fn at_the_drain_deadline_the_sessions_end_and_the_node_exits() {
     let mut server = Server::start(&["--drain-timeout", "2s"]);
     let s = common::term::create(&server).await;
     let mut t = common::term::attach(&server, &s).await;
+    // A second reader of the same terminal, in Japanese.
+    let mut ja = Term::connect(&server, &format!("{}?lang=ja", s["terminal"].as_str().unwrap())).await;
+    ja.pump_until(5, |t| !t.out.is_empty()).await;
     kill(Pid::from_raw(server.pid()), Signal::SIGTERM).unwrap();
     let notices = |t: &Term| -> Vec<String> {
         t.controls
@@ -325,6 +328,9 @@ async fn at_the_drain_deadline_the_sessions_end_and_the_node_exits() {
     let seen = notices(&t);
     assert!(seen.iter().any(|n| n.contains("this session ends in 2 s") && n.contains("UTC")), "{seen:?}");
     assert!(seen.iter().any(|n| n.contains("shutting down")), "{seen:?}");
+    assert!(ja.pump_until(30, |t| t.closed.is_some()).await);
+    let seen = notices(&ja);
+    assert!(seen.iter().any(|n| n.contains("あと 2 秒") && n.contains("UTC")), "{seen:?}");
     assert_eq!(exited(&mut server, 30), Some(0), "{}", server.log.lock().unwrap());
     assert!(wait_until(5, || server.inst.processes().is_empty()), "left: {:?}", server.inst.processes());
 }
