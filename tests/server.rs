@@ -17,8 +17,11 @@ async fn create_session_and_run_uname() {
     let server = Server::start(&[]);
     let (s, mut t) = shell(&server).await;
     let id = s["id"].as_str().unwrap();
-    assert!(id.len() >= 22, "id {id} is shorter than 128 bits of base64");
-    assert!(id.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
+    // `<node>.<random>`: the node (the host name by default), then 128 random bits of base64url.
+    let (node, random) = id.split_once('.').unwrap_or_else(|| panic!("id {id} does not name its node"));
+    assert!(!node.is_empty() && node.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-'));
+    assert!(random.len() >= 22, "id {id} is shorter than 128 bits of base64");
+    assert!(random.bytes().all(|b| b.is_ascii_alphanumeric() || b == b'-' || b == b'_'));
     assert_eq!(s["terminal"], format!("/api/sessions/{id}/terminals/0"));
     assert_eq!(s["limits"]["memory_bytes"], 256 * 1024 * 1024);
     assert!(s["expires_at"].as_str().unwrap().ends_with('Z'));
@@ -328,7 +331,8 @@ async fn delete_leaves_no_process_cgroup_or_mount() {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn sigterm_ends_every_session_and_exits_cleanly() {
-    let mut server = Server::start(&[]);
+    // SIGTERM drains first (tests/scaleout.rs); a short drain here.
+    let mut server = Server::start(&["--drain-timeout", "1s"]);
     let (_, mut t) = shell(&server).await;
     let _ = create(&server).await;
     t.line("sleep 1000 &").await;

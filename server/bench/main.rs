@@ -596,7 +596,7 @@ impl Server {
         // async-signal-safe. The server (and so every session) ends if this benchmark dies.
         unsafe {
             cmd.pre_exec(|| {
-                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGTERM as libc::c_ulong, 0, 0, 0) < 0 {
+                if libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGINT as libc::c_ulong, 0, 0, 0) < 0 {
                     return Err(std::io::Error::last_os_error());
                 }
                 Ok(())
@@ -697,7 +697,8 @@ impl Server {
     }
 
     fn stop(mut self) {
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGTERM);
+        // SIGINT: the orderly stop without SIGTERM's drain, which would wait for sessions left.
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid), nix::sys::signal::Signal::SIGINT);
         let deadline = Instant::now() + Duration::from_secs(30);
         while Instant::now() < deadline {
             if let Ok(Some(_)) = self.child.try_wait() {
@@ -705,7 +706,7 @@ impl Server {
             }
             std::thread::sleep(Duration::from_millis(20));
         }
-        progress("the server did not stop within 30 s of SIGTERM; killing it");
+        progress("the server did not stop within 30 s of SIGINT; killing it");
         let _ = self.child.kill();
         let _ = self.child.wait();
     }

@@ -61,6 +61,9 @@ pub enum SessionError {
     HostWorkRateLimited { retry_after: Duration },
     #[error("the server is shutting down")]
     ShuttingDown,
+    /// The node is draining (SIGTERM): it takes no new sessions, another node may.
+    #[error("this server is draining and takes no new sessions; another server can take you")]
+    Draining,
     #[error("no session could be started within {} s; try again", START_TIMEOUT.as_secs())]
     StartTimeout,
     #[error(transparent)]
@@ -122,10 +125,16 @@ pub struct ManagerConfig {
     /// see the exit code and open a new terminal).
     pub grace: Duration,
     pub hostname: String,
+    /// This node's name, the first part of every session id (`<node>.<random>`), which a proxy
+    /// in front of many nodes routes by.
+    pub node: String,
 }
 
 /// Longest a request waits for its session to be built.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
+
+/// How long before the end of a drain the terminals are reminded.
+pub const DRAIN_REMINDER: Duration = Duration::from_secs(10);
 
 /// How long before the maximum age the terminals get a warning.
 pub const MAX_AGE_WARNING: Duration = Duration::from_secs(5 * 60);
@@ -177,6 +186,8 @@ pub enum Notice {
     MaxAgeSoon { minutes: u64 },
     /// The server is shutting down and ends every session.
     ShuttingDown,
+    /// The server is draining: the session ends in `seconds`, at `at` (a UTC clock time).
+    Draining { seconds: u64, at: String },
     /// The kernel killed a process at the memory limit (the limit in words, e.g. "256 MiB").
     MemoryKill { limit: String },
     /// The kernel killed a process at the smaller memory limit of a child cgroup the learner
@@ -192,6 +203,7 @@ impl crate::text::Message for Notice {
             Notice::MaxAgeReached => "notice_max_age_reached",
             Notice::MaxAgeSoon { .. } => "notice_max_age_soon",
             Notice::ShuttingDown => "notice_shutdown",
+            Notice::Draining { .. } => "notice_draining",
             Notice::MemoryKill { .. } => "event_memory_kill",
             Notice::ChildMemoryKill { .. } => "event_child_memory_kill",
             Notice::PidsLimit { .. } => "event_pids_limit",
@@ -202,6 +214,7 @@ impl crate::text::Message for Notice {
         match self {
             Notice::MaxAgeReached | Notice::ShuttingDown => Vec::new(),
             Notice::MaxAgeSoon { minutes } => vec![("minutes", minutes.to_string())],
+            Notice::Draining { seconds, at } => vec![("seconds", seconds.to_string()), ("at", at.clone())],
             Notice::MemoryKill { limit } | Notice::ChildMemoryKill { limit } => vec![("limit", limit.clone())],
             Notice::PidsLimit { max } => vec![("max", max.to_string())],
         }
@@ -378,6 +391,8 @@ pub struct Manager {
     sessions: Mutex<HashMap<String, Arc<Session>>>,
     by_key: Mutex<HashMap<u64, Arc<Session>>>,
     shutting_down: std::sync::atomic::AtomicBool,
+    /// Set at the start of a drain: no new sessions, `/readyz` answers 503.
+    draining: AtomicBool,
     pool: Arc<pool::Pool<Manager>>,
     /// Sandboxes that exist: live sessions, ready ones in the pool, the one being built, and
     /// those being handed over. At most `max_sessions`.
@@ -438,15 +453,26 @@ impl pool::Builder for Manager {
     }
 }
 
-/// The first characters of an id: enough to follow a session in the logs, useless to take it over.
+/// The first characters of an id's random part: enough to follow a session in the logs (which
+/// name the node anyway), useless to take it over.
 pub fn short(id: &str) -> &str {
-    &id[..id.len().min(6)]
+    let random = id.split_once('.').map_or(id, |(_, r)| r);
+    &random[..random.len().min(6)]
 }
 
-fn new_id() -> String {
+/// `<node>.<22 base64url characters>`: the node name first, so that a proxy's plain prefix rule
+/// sends every request of the session to its node. The dot cannot occur in either part (a node
+/// name is a DNS label, base64url has no dot), so `node-a.` never matches a session of `node-a-b`.
+fn new_id(node: &str) -> String {
     let mut bytes = [0u8; 16];
     getrandom::fill(&mut bytes).expect("the OS random source works");
-    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes)
+    format!("{node}.{}", base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(bytes))
+}
+
+/// A UTC clock time for a notice ("14:05:30 UTC").
+fn utc_clock(t: SystemTime) -> String {
+    let f = time::macros::format_description!("[hour]:[minute]:[second] UTC");
+    time::OffsetDateTime::from(t).format(f).unwrap_or_default()
 }
 
 fn terminal_rate() -> governor::DefaultDirectRateLimiter {
@@ -487,6 +513,7 @@ impl Manager {
             sessions: Mutex::default(),
             by_key: Mutex::default(),
             shutting_down: false.into(),
+            draining: false.into(),
             existing: AtomicUsize::new(0),
             pending: Mutex::default(),
             by_learner: Mutex::default(),
@@ -528,6 +555,10 @@ impl Manager {
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(SessionError::ShuttingDown);
         }
+        if self.draining.load(Ordering::Relaxed) {
+            metrics::counter!("nsplay_refusals_total", "reason" => "draining").increment(1);
+            return Err(SessionError::Draining);
+        }
         let started = Instant::now();
         // A few small file reads, outside the lock.
         let memory = self.sandbox.sessions_memory();
@@ -566,7 +597,7 @@ impl Manager {
         let (sb, handle, gate) = prepared.split();
         let now = SystemTime::now();
         let session = Arc::new(Session {
-            id: new_id(),
+            id: new_id(&self.cfg.node),
             label,
             created_at: now,
             expires_at: now + self.cfg.max_age,
@@ -835,6 +866,44 @@ impl Manager {
         }
     }
 
+    /// Whether this node takes new sessions (`/readyz`): not while draining or shutting down.
+    pub fn ready(&self) -> bool {
+        !self.draining.load(Ordering::Relaxed) && !self.shutting_down.load(Ordering::Relaxed)
+    }
+
+    /// Drains this node (SIGTERM): refuses new sessions from now on (a proxy sends them to
+    /// another node), tells every terminal when its session will end, and waits until every
+    /// session has ended on its own or `timeout` passed. The sessions left are ended by
+    /// [`Manager::shutdown`], which follows.
+    pub async fn drain(self: &Arc<Self>, timeout: Duration) {
+        self.draining.store(true, Ordering::Relaxed);
+        let deadline = tokio::time::Instant::now() + timeout;
+        let at = utc_clock(SystemTime::now() + timeout);
+        tracing::info!(sessions = self.live(), timeout_s = timeout.as_secs(), "draining: no new sessions");
+        self.notice_every_session(&Notice::Draining { seconds: timeout.as_secs(), at: at.clone() });
+        // A reminder shortly before the end, for a learner who missed the first notice.
+        let mut reminded = timeout <= DRAIN_REMINDER * 2;
+        while self.live() > 0 {
+            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            if left.is_zero() {
+                break;
+            }
+            if !reminded && left <= DRAIN_REMINDER {
+                reminded = true;
+                self.notice_every_session(&Notice::Draining { seconds: left.as_secs().max(1), at: at.clone() });
+            }
+            tokio::time::sleep(left.min(Duration::from_millis(250))).await;
+        }
+    }
+
+    fn notice_every_session(&self, notice: &Notice) {
+        let sessions: Vec<Arc<Session>> =
+            self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        for s in sessions {
+            s.notice_all(notice);
+        }
+    }
+
     /// Ends every session and empties the warm pool (on shutdown).
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::Relaxed);
@@ -906,5 +975,23 @@ impl Session {
             events: Mutex::default(),
             resetting: AtomicBool::new(false),
         })
+    }
+}
+
+#[cfg(test)]
+mod id_tests {
+    use super::*;
+
+    #[test]
+    fn ids_name_their_node_before_a_dot_and_the_log_form_is_the_random_part() {
+        let id = new_id("node-a");
+        let (node, random) = id.split_once('.').unwrap();
+        assert_eq!(node, "node-a");
+        assert_eq!(random.len(), 22, "128 bits of base64url: {id}");
+        assert!(!random.contains('.'), "{id}");
+        assert_eq!(short(&id), &random[..6]);
+        // A prefix rule for one node never matches another node's sessions.
+        assert!(!new_id("node-a-b").starts_with("node-a."));
+        assert_ne!(new_id("n"), new_id("n"));
     }
 }

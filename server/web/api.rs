@@ -62,8 +62,29 @@ fn terminal_path(id: &str, n: u64) -> String {
 /// sessions).
 const WS_READ_BUFFER: usize = 4096;
 
+/// Liveness: 200 while the process serves HTTP, draining or not (a restart would not help).
 pub async fn healthz() -> &'static str {
     "ok"
+}
+
+/// Readiness: 200 while this node takes new sessions, 503 from the moment it starts draining
+/// (a proxy's health check or Kubernetes then sends new sessions elsewhere; the sessions it
+/// owns still reach it).
+pub async fn readyz<S: Sessions>(State(st): State<AppState<S>>) -> Response {
+    if st.manager.ready() {
+        "ready".into_response()
+    } else {
+        ApiError {
+            retry_after: Some(10),
+            retry_elsewhere: true,
+            ..ApiError::new(
+                StatusCode::SERVICE_UNAVAILABLE,
+                "not_ready",
+                "this node is draining or shutting down and takes no new sessions; its sessions still work until they end",
+            )
+        }
+        .into_response()
+    }
 }
 
 #[derive(Debug, Default, Deserialize)]
@@ -131,7 +152,7 @@ pub async fn create_session<S: Sessions>(
     check_lesson(&body.lesson, st.hierarchy)?;
     let lang = super::pages::pick_lang(None, &headers);
     let who = requester(&st, peer, &headers);
-    let s = st.manager.create(body.lesson, who).await.map_err(|e| ApiError::from_session(e, lang))?;
+    let s = st.manager.create(body.lesson, who).await.map_err(|e| elsewhere(ApiError::from_session(e, lang)))?;
     Ok((StatusCode::CREATED, Json(session_json(&s, 0))).into_response())
 }
 
@@ -142,6 +163,11 @@ struct LearnerBody {
     /// End the learner's sessions and start a new one.
     #[serde(default)]
     fresh: bool,
+}
+
+/// Every 503 of a create means "not this node, not now": another node may take it.
+fn elsewhere(e: ApiError) -> ApiError {
+    ApiError { retry_elsewhere: e.status == StatusCode::SERVICE_UNAVAILABLE, ..e }
 }
 
 fn no_identity() -> ApiError {
@@ -181,7 +207,7 @@ pub async fn learner_session<S: Sessions>(
         out["attached"] = json!(true);
         return Ok((StatusCode::OK, Json(out)).into_response());
     }
-    let s = st.manager.create(body.lesson, who).await.map_err(|e| ApiError::from_session(e, lang))?;
+    let s = st.manager.create(body.lesson, who).await.map_err(|e| elsewhere(ApiError::from_session(e, lang)))?;
     let mut out = session_json(&s, 0);
     out["attached"] = json!(false);
     Ok((StatusCode::CREATED, Json(out)).into_response())

@@ -13,11 +13,18 @@ pub struct ApiError {
     pub code: &'static str,
     pub message: String,
     pub retry_after: Option<u64>,
+    /// Sends [`RETRY_ELSEWHERE`]: another node may well do what this one cannot now.
+    pub retry_elsewhere: bool,
 }
+
+/// The header of a 503 that another node may answer differently (this one is full, draining,
+/// shutting down or too busy to start a session in time): a client, or a proxy in front of many
+/// nodes, should try another node (docs/scale-out.md). Always with `Retry-After`.
+pub const RETRY_ELSEWHERE: &str = "x-nsplay-retry-elsewhere";
 
 impl ApiError {
     pub fn new(status: StatusCode, code: &'static str, message: impl Into<String>) -> Self {
-        ApiError { status, code, message: message.into(), retry_after: None }
+        ApiError { status, code, message: message.into(), retry_after: None, retry_elsewhere: false }
     }
     pub fn bad_request(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, "bad_request", message)
@@ -63,6 +70,10 @@ impl ApiError {
                 };
                 ApiError { retry_after, ..Self::new(status, code, msg) }
             }
+            SessionError::Draining => ApiError {
+                retry_after: Some(10),
+                ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "draining", crate::text::get(lang, "refused_draining"))
+            },
             SessionError::ShuttingDown => {
                 ApiError { retry_after: Some(10), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg) }
             }
@@ -105,6 +116,9 @@ impl IntoResponse for ApiError {
         let mut resp = (self.status, axum::Json(body)).into_response();
         if let Some(s) = self.retry_after {
             resp.headers_mut().insert(header::RETRY_AFTER, HeaderValue::from(s));
+        }
+        if self.retry_elsewhere {
+            resp.headers_mut().insert(RETRY_ELSEWHERE, HeaderValue::from_static("1"));
         }
         resp
     }

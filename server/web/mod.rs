@@ -101,6 +101,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/learn/{topic}", get(pages::lesson))
         .route("/assets/{*path}", get(pages::asset))
         .route("/healthz", get(api::healthz))
+        .route("/readyz", get(api::readyz::<S>))
         .route("/metrics", get(api::metrics::<S>))
         .route("/api/sessions", post(api::create_session::<S>))
         .route("/api/learner/session", post(api::learner_session::<S>))

@@ -41,6 +41,10 @@ pub trait Sessions: Clone + Send + Sync + 'static {
         let d = Details { usage: self.usage(s), namespaces: self.namespaces(s), nested: self.nested(s) };
         async move { d }
     }
+    /// Whether this node takes new sessions (`/readyz`; false while draining).
+    fn ready(&self) -> bool {
+        true
+    }
 }
 
 impl Sessions for Arc<Manager> {
@@ -80,5 +84,8 @@ impl Sessions for Arc<Manager> {
     }
     fn details(&self, s: &Arc<Session>) -> impl Future<Output = Details> + Send {
         Manager::details(self, s)
+    }
+    fn ready(&self) -> bool {
+        Manager::ready(self)
     }
 }

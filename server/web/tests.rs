@@ -113,6 +113,9 @@ impl Sessions for Fake {
             cgroup_dir: std::path::PathBuf::from("/nonexistent"),
         }
     }
+    fn ready(&self) -> bool {
+        !matches!((self.create)(), SessionError::Draining)
+    }
 }
 
 /// What came back: status, `Retry-After`, and the body (JSON when it is JSON).
@@ -122,6 +125,8 @@ struct Reply {
     allow: Option<String>,
     location: Option<String>,
     set_cookie: Option<String>,
+    /// Whether `X-Nsplay-Retry-Elsewhere: 1` came with it.
+    elsewhere: bool,
     text: String,
 }
 
@@ -169,9 +174,18 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
     let allow = header(header::ALLOW);
     let location = header(header::LOCATION);
     let set_cookie = header(header::SET_COOKIE);
+    let elsewhere = header(super::error::RETRY_ELSEWHERE.parse().unwrap()).is_some_and(|v| v == "1");
     let status = resp.status();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
-    Reply { status, retry_after, allow, location, set_cookie, text: String::from_utf8(bytes.to_vec()).unwrap() }
+    Reply {
+        status,
+        retry_after,
+        allow,
+        location,
+        set_cookie,
+        elsewhere,
+        text: String::from_utf8(bytes.to_vec()).unwrap(),
+    }
 }
 
 async fn create_failing(e: fn() -> SessionError) -> Reply {
@@ -815,4 +829,52 @@ async fn concurrent_checks_of_one_session_run_one_at_a_time_and_the_rest_are_429
         }
     }
     println!("24 concurrent checks: {ran} ran (one at a time), {} refused", 24 - ran);
+}
+
+#[tokio::test]
+async fn every_503_of_a_create_says_retry_elsewhere_and_other_refusals_do_not() {
+    let full = || SessionError::Refused(Refusal::Full { max: 2, retry_after: Duration::from_secs(20) });
+    for e in [
+        full as fn() -> SessionError,
+        || SessionError::Draining,
+        || SessionError::ShuttingDown,
+        || SessionError::StartTimeout,
+    ] {
+        let r = create_failing(e).await;
+        assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+        assert!(r.elsewhere && r.retry_after.is_some(), "{}", r.text);
+    }
+    let r =
+        create_failing(|| SessionError::Refused(Refusal::RateLimited { retry_after: Duration::from_secs(3) })).await;
+    assert!(!r.elsewhere, "a client too fast is too fast on every node");
+    let r = create_failing(|| SessionError::Sandbox(SandboxError::NoUserNamespaces)).await;
+    assert!(!r.elsewhere);
+    // The session's own node is the only one for a second terminal: no header there.
+    let r = send(
+        Fake::with_session(Some(|| SessionError::Sandbox(SandboxError::Ids(IdError::Exhausted(4))))),
+        Method::POST,
+        "/api/sessions/live/terminals",
+        Body::empty(),
+    )
+    .await;
+    assert_eq!(r.status, StatusCode::SERVICE_UNAVAILABLE, "{}", r.text);
+    assert!(!r.elsewhere, "{}", r.text);
+}
+
+#[tokio::test]
+async fn a_draining_node_refuses_creates_in_the_readers_language_and_readyz_turns_503_but_healthz_stays_200() {
+    let r = create_failing(|| SessionError::Draining).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "draining");
+    assert!(r.json()["message"].as_str().unwrap().contains("another server"), "{}", r.text);
+    let ja = Request::post("/api/sessions").header(header::ACCEPT_LANGUAGE, "ja").body(Body::empty()).unwrap();
+    let r = send_request(Fake::empty(|| SessionError::Draining), ja).await;
+    assert!(r.json()["message"].as_str().unwrap().contains("別のサーバー"), "{}", r.text);
+
+    let r = send(Fake::empty(|| SessionError::NotFound), Method::GET, "/readyz", Body::empty()).await;
+    assert_eq!((r.status, r.text.as_str()), (StatusCode::OK, "ready"));
+    let r = send(Fake::empty(|| SessionError::Draining), Method::GET, "/readyz", Body::empty()).await;
+    r.assert_error(StatusCode::SERVICE_UNAVAILABLE, "not_ready");
+    assert!(r.elsewhere && r.retry_after.is_some());
+    let r = send(Fake::empty(|| SessionError::Draining), Method::GET, "/healthz", Body::empty()).await;
+    assert_eq!(r.status, StatusCode::OK, "alive while draining: a restart would not help");
 }

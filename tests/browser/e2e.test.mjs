@@ -39,6 +39,8 @@ const CLIENT_LIMITS = [
   ['--max-sessions-per-client', '16'],
   ['--create-burst', '50'],
   ['--create-per-minute', '120'],
+  // SIGTERM drains this long before it ends the sessions (docs/scale-out.md).
+  ['--drain-timeout', '1s'],
 ].filter(([flag]) => SERVE_HELP.includes(flag)).flat();
 
 class Server {

@@ -367,8 +367,13 @@ impl Server {
 
     /// Sends SIGTERM and waits; returns the exit code and how long the shutdown took.
     pub fn stop(&mut self) -> (Option<i32>, Duration) {
+        self.stop_with(nix::sys::signal::Signal::SIGTERM)
+    }
+
+    /// Sends `signal` and waits; returns the exit code and how long the shutdown took.
+    pub fn stop_with(&mut self, signal: nix::sys::signal::Signal) -> (Option<i32>, Duration) {
         let start = Instant::now();
-        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), nix::sys::signal::Signal::SIGTERM);
+        let _ = nix::sys::signal::kill(nix::unistd::Pid::from_raw(self.pid()), signal);
         let status = loop {
             if let Some(s) = self.child.try_wait().unwrap() {
                 break s.code();
@@ -395,7 +400,8 @@ impl Server {
 impl Drop for Server {
     fn drop(&mut self) {
         if self.child.try_wait().ok().flatten().is_none() {
-            self.stop();
+            // SIGINT: an orderly stop without SIGTERM's drain (which waits for the learners).
+            self.stop_with(nix::sys::signal::Signal::SIGINT);
         }
     }
 }

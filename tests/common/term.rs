@@ -22,7 +22,12 @@ pub struct Term {
 
 impl Term {
     pub async fn connect(server: &Server, path: &str) -> Term {
-        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{}{path}", server.addr)).await.unwrap();
+        Term::connect_addr(&server.addr, path).await
+    }
+
+    /// A terminal socket through `addr` (a proxy in front of the servers, `host:port`).
+    pub async fn connect_addr(addr: &str, path: &str) -> Term {
+        let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await.unwrap();
         Term { ws, out: Vec::new(), seen: 0, controls: Vec::new(), closed: None }
     }
 

@@ -1,0 +1,336 @@
+//! Many nodes behind a real proxy (docs/scale-out.md): two nsplay nodes behind HAProxy, and
+//! again behind nginx (Debian's packages, run as plain processes on 127.0.0.1 with the shipped
+//! `deploy/haproxy.cfg` and `deploy/nginx.conf`, only their addresses replaced). New sessions
+//! spread over the nodes; every session's API calls and terminal WebSocket reach its owner; a
+//! full node's 503 makes the proxy retry the other node; SIGTERM drains a node (`/readyz` 503 at
+//! once, `/healthz` 200, its learners told, its sessions still served, new ones elsewhere), and
+//! ends when its last session has ended or at `drain_timeout`.
+
+mod common;
+
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::Duration;
+
+use common::term::Term;
+use common::{Server, require_root, wait_until};
+use nix::sys::signal::{Signal, kill};
+use nix::unistd::Pid;
+use serde_json::Value;
+
+/// The example node addresses and listen address of the shipped configs, which the tests
+/// replace by their own.
+const NODE_0: &str = "10.0.0.10:8080";
+const NODE_1: &str = "10.0.0.11:8080";
+const LISTEN: &str = "0.0.0.0:80";
+
+fn node(name: &str, max_sessions: usize) -> Server {
+    let max = max_sessions.to_string();
+    Server::start(&[
+        "--node",
+        name,
+        "--max-sessions",
+        &max,
+        "--warm-pool",
+        "1",
+        // Every request comes from the proxy's address: per-client caps would count them all.
+        "--max-sessions-per-client",
+        "20",
+        "--create-per-minute",
+        "600",
+        "--create-burst",
+        "100",
+        "--drain-timeout",
+        "2m",
+    ])
+}
+
+/// A proxy process, stopped (SIGTERM, then SIGKILL) when dropped.
+struct Proxy {
+    child: Child,
+    addr: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Drop for Proxy {
+    fn drop(&mut self) {
+        let _ = kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM);
+        if !wait_until(5, || self.child.try_wait().ok().flatten().is_some()) {
+            let _ = self.child.kill();
+        }
+        let _ = self.child.wait();
+    }
+}
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port()
+}
+
+/// The shipped config with its addresses replaced (each must occur: the file is the one
+/// documented, not a copy of it).
+fn config(shipped: &str, swaps: &[(&str, String)]) -> String {
+    let mut text = std::fs::read_to_string(Path::new(env!("CARGO_MANIFEST_DIR")).join(shipped)).unwrap();
+    for (from, to) in swaps {
+        assert!(text.contains(from), "{shipped} no longer contains {from:?}; update tests/scaleout.rs with it");
+        text = text.replace(from, to);
+    }
+    text
+}
+
+fn require(program: &str) {
+    let found = Command::new("sh").args(["-c", &format!("command -v {program}")]).output().unwrap();
+    assert!(
+        found.status.success(),
+        "{program} is not installed: the scale-out tests run the real {program} (Debian's package; tests/run.sh \
+         installs it)"
+    );
+}
+
+fn spawn(mut cmd: Command, dir: tempfile::TempDir, port: u16, name: &str) -> Proxy {
+    cmd.stdin(Stdio::null()).stdout(Stdio::null()).stderr(Stdio::piped());
+    let child = cmd.spawn().unwrap_or_else(|e| panic!("cannot start {name}: {e}"));
+    let mut proxy = Proxy { child, addr: format!("127.0.0.1:{port}"), _dir: dir };
+    let up = wait_until(15, || {
+        std::net::TcpStream::connect(&proxy.addr).is_ok() || proxy.child.try_wait().ok().flatten().is_some()
+    });
+    if let Some(status) = proxy.child.try_wait().unwrap() {
+        let mut err = String::new();
+        use std::io::Read;
+        let _ = proxy.child.stderr.take().unwrap().read_to_string(&mut err);
+        panic!("{name} exited at start ({status}): {err}");
+    }
+    assert!(up, "{name} does not listen on {}", proxy.addr);
+    proxy
+}
+
+fn haproxy(a: &Server, b: &Server) -> Proxy {
+    require("haproxy");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let cfg = config(
+        "deploy/haproxy.cfg",
+        &[(LISTEN, format!("127.0.0.1:{port}")), (NODE_0, a.addr.clone()), (NODE_1, b.addr.clone())],
+    );
+    let file = dir.path().join("haproxy.cfg");
+    std::fs::write(&file, cfg).unwrap();
+    let mut cmd = Command::new("haproxy");
+    // -db: in the foreground, not as a daemon.
+    cmd.arg("-db").arg("-f").arg(&file);
+    spawn(cmd, dir, port, "haproxy")
+}
+
+fn nginx(a: &Server, b: &Server) -> Proxy {
+    require("nginx");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let logs = format!("{}/", dir.path().display());
+    let cfg = config(
+        "deploy/nginx.conf",
+        &[
+            (LISTEN, format!("127.0.0.1:{port}")),
+            (NODE_0, a.addr.clone()),
+            (NODE_1, b.addr.clone()),
+            ("/var/log/nginx/", logs),
+        ],
+    );
+    let file = dir.path().join("nginx.conf");
+    std::fs::write(&file, cfg).unwrap();
+    // The temporary files go beside the config, not into /var/lib/nginx.
+    let d = dir.path().display();
+    let cfg = std::fs::read_to_string(&file).unwrap().replacen(
+        "http {",
+        &format!("http {{\n    client_body_temp_path {d}/body;\n    proxy_temp_path {d}/proxy;"),
+        1,
+    );
+    std::fs::write(&file, cfg).unwrap();
+    let mut cmd = Command::new("nginx");
+    cmd.arg("-p").arg(dir.path()).arg("-e").arg(dir.path().join("error.log")).arg("-c").arg(&file);
+    cmd.arg("-g").arg(format!("daemon off; pid {d}/nginx.pid;"));
+    spawn(cmd, dir, port, "nginx")
+}
+
+fn node_of(session: &Value) -> String {
+    session["id"].as_str().unwrap().split_once('.').expect("an id is <node>.<random>").0.to_string()
+}
+
+async fn create(base: &str) -> reqwest::Response {
+    reqwest::Client::new().post(format!("{base}/api/sessions")).send().await.unwrap()
+}
+
+async fn create_ok(base: &str) -> Value {
+    let r = create(base).await;
+    assert_eq!(r.status(), 201, "{:?}", r.text().await);
+    r.json().await.unwrap()
+}
+
+async fn status(url: String) -> u16 {
+    reqwest::get(url).await.unwrap().status().as_u16()
+}
+
+fn metric(text: &str, name: &str) -> f64 {
+    text.lines().find_map(|l| l.strip_prefix(name)?.trim().parse().ok()).unwrap_or(0.0)
+}
+
+/// The session's terminal through the proxy, at its prompt, answering `echo hi`.
+async fn terminal_through(proxy: &Proxy, session: &Value) -> Term {
+    let mut t = Term::connect_addr(&proxy.addr, session["terminal"].as_str().unwrap()).await;
+    t.expect("# ", 20).await;
+    let out = t.cmd("echo hi").await;
+    assert!(out.lines().any(|l| l.trim() == "hi"), "{out:?}");
+    t
+}
+
+async fn the_proxy_routes_retries_and_follows_a_drain(start: fn(&Server, &Server) -> Proxy) {
+    require_root();
+    // nsplay-0 holds two sessions, nsplay-1 four (its id ranges).
+    let mut a = node("nsplay-0", 2);
+    let b = node("nsplay-1", 4);
+    let proxy = start(&a, &b);
+    let via = format!("http://{}", proxy.addr);
+    assert!(wait_until(15, || std::net::TcpStream::connect(&proxy.addr).is_ok()));
+
+    // New sessions spread over the nodes (round robin over two ready nodes).
+    let first = [create_ok(&via).await, create_ok(&via).await];
+    let mut nodes: Vec<String> = first.iter().map(node_of).collect();
+    nodes.sort();
+    assert_eq!(nodes, ["nsplay-0", "nsplay-1"], "{first:?}");
+    let on_a = first.iter().find(|s| node_of(s) == "nsplay-0").unwrap().clone();
+    let on_b = first.iter().find(|s| node_of(s) == "nsplay-1").unwrap().clone();
+
+    // Each session's API and terminal reach its owner through the proxy (the other node does
+    // not know it).
+    for (s, owner, other) in [(&on_a, &a, &b), (&on_b, &b, &a)] {
+        let id = s["id"].as_str().unwrap();
+        assert_eq!(status(format!("{via}/api/sessions/{id}")).await, 200);
+        assert_eq!(status(format!("{}/api/sessions/{id}", owner.base)).await, 200);
+        assert_eq!(status(format!("{}/api/sessions/{id}", other.base)).await, 404);
+    }
+    let mut term_a = terminal_through(&proxy, &on_a).await;
+    let mut term_b = terminal_through(&proxy, &on_b).await;
+
+    // nsplay-0 full: the proxy retries its 503 on nsplay-1, and every create succeeds.
+    let direct = create_ok(&a.base).await;
+    assert_eq!(node_of(&direct), "nsplay-0");
+    let mut more = Vec::new();
+    for _ in 0..3 {
+        let s = create_ok(&via).await;
+        assert_eq!(node_of(&s), "nsplay-1", "nsplay-0 is full");
+        more.push(s);
+    }
+    let refused = metric(&reqwest::get(format!("{}/metrics", a.base)).await.unwrap().text().await.unwrap(), {
+        "nsplay_refusals_total{reason=\"full\"}"
+    });
+    assert!(refused >= 1.0, "round robin sent none of three creates to the full node: the retry is untested");
+    // Both full: the last 503 reaches the client, saying to retry elsewhere and when.
+    let r = create(&via).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers().get("x-nsplay-retry-elsewhere").map(|v| v.to_str().unwrap()), Some("1"));
+    assert!(r.headers().get("retry-after").is_some());
+    for s in &more {
+        let id = s["id"].as_str().unwrap();
+        let r = reqwest::Client::new().delete(format!("{via}/api/sessions/{id}")).send().await.unwrap();
+        assert_eq!(r.status(), 204);
+    }
+
+    // SIGTERM drains nsplay-0: not ready at once, alive, its learner told, its session still
+    // served through the proxy; new sessions go to nsplay-1.
+    kill(Pid::from_raw(a.pid()), Signal::SIGTERM).unwrap();
+    let a_ready = format!("{}/readyz", a.base);
+    let mut flipped = false;
+    for _ in 0..100 {
+        if status(a_ready.clone()).await == 503 {
+            flipped = true;
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    assert!(flipped, "/readyz still 200 after SIGTERM");
+    assert_eq!(status(format!("{}/healthz", a.base)).await, 200);
+    assert_eq!(status(format!("{}/readyz", b.base)).await, 200);
+    let told = term_a
+        .pump_until(10, |t| {
+            t.controls.iter().any(|c| {
+                c["type"] == "notice" && c["message"].as_str().is_some_and(|m| m.contains("this session ends in"))
+            })
+        })
+        .await;
+    assert!(told, "no drain notice: {:?}", term_a.controls);
+    let out = term_a.cmd("echo still here").await;
+    assert!(out.contains("still here"), "{out:?}");
+    assert_eq!(status(format!("{via}/api/sessions/{}", on_a["id"].as_str().unwrap())).await, 200);
+    for _ in 0..2 {
+        let s = create_ok(&via).await;
+        assert_eq!(node_of(&s), "nsplay-1", "a draining node takes no new session");
+    }
+
+    // A second SIGTERM ends the drain: nsplay-0's sessions end, it exits cleanly, and nothing
+    // on nsplay-1 is lost.
+    kill(Pid::from_raw(a.pid()), Signal::SIGTERM).unwrap();
+    assert!(wait_until(20, || a.child.try_wait().ok().flatten().is_some()), "nsplay-0 did not exit");
+    assert_eq!(a.child.wait().unwrap().code(), Some(0), "{}", a.log.lock().unwrap());
+    assert!(term_a.pump_until(10, |t| t.closed.is_some()).await);
+    let out = term_b.cmd("echo on b").await;
+    assert!(out.contains("on b"), "{out:?}");
+    // A reconnect through the proxy lands on the same shell (its screen replayed first).
+    drop(term_b);
+    let mut again = Term::connect_addr(&proxy.addr, on_b["terminal"].as_str().unwrap()).await;
+    again.expect("on b", 10).await;
+    let out = again.cmd("echo same shell").await;
+    assert!(out.contains("same shell"), "{out:?}");
+    assert_eq!(status(format!("{via}/api/sessions/{}", on_b["id"].as_str().unwrap())).await, 200);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn haproxy_routes_each_session_to_its_node_retries_a_full_node_and_follows_a_drain() {
+    the_proxy_routes_retries_and_follows_a_drain(haproxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_routes_each_session_to_its_node_retries_a_full_node_and_follows_a_drain() {
+    the_proxy_routes_retries_and_follows_a_drain(nginx).await;
+}
+
+fn exited(server: &mut Server, secs: u64) -> Option<i32> {
+    assert!(wait_until(secs, || server.child.try_wait().ok().flatten().is_some()), "still running after {secs} s");
+    server.child.wait().unwrap().code()
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_drain_ends_as_soon_as_the_last_session_has_ended() {
+    let mut server = Server::start(&["--drain-timeout", "10m"]);
+    let s = common::term::create(&server).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    kill(Pid::from_raw(server.pid()), Signal::SIGTERM).unwrap();
+    assert!(wait_until(10, || server.log.lock().unwrap().contains("draining")), "{}", server.log.lock().unwrap());
+    let r = reqwest::Client::new().delete(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 204, "a draining node still serves its sessions");
+    assert_eq!(exited(&mut server, 30), Some(0), "{}", server.log.lock().unwrap());
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn at_the_drain_deadline_the_sessions_end_and_the_node_exits() {
+    let mut server = Server::start(&["--drain-timeout", "2s"]);
+    let s = common::term::create(&server).await;
+    let mut t = common::term::attach(&server, &s).await;
+    // A second reader of the same terminal, in Japanese.
+    let mut ja = Term::connect(&server, &format!("{}?lang=ja", s["terminal"].as_str().unwrap())).await;
+    ja.pump_until(5, |t| !t.out.is_empty()).await;
+    kill(Pid::from_raw(server.pid()), Signal::SIGTERM).unwrap();
+    let notices = |t: &Term| -> Vec<String> {
+        t.controls
+            .iter()
+            .filter(|c| c["type"] == "notice")
+            .filter_map(|c| c["message"].as_str())
+            .map(String::from)
+            .collect()
+    };
+    assert!(t.pump_until(30, |t| t.closed.is_some()).await, "{:?}", t.controls);
+    let seen = notices(&t);
+    assert!(seen.iter().any(|n| n.contains("this session ends in 2 s") && n.contains("UTC")), "{seen:?}");
+    assert!(seen.iter().any(|n| n.contains("shutting down")), "{seen:?}");
+    assert!(ja.pump_until(30, |t| t.closed.is_some()).await);
+    let seen = notices(&ja);
+    assert!(seen.iter().any(|n| n.contains("あと 2 秒") && n.contains("UTC")), "{seen:?}");
+    assert_eq!(exited(&mut server, 30), Some(0), "{}", server.log.lock().unwrap());
+    assert!(wait_until(5, || server.inst.processes().is_empty()), "left: {:?}", server.inst.processes());
+}
