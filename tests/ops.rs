@@ -254,7 +254,8 @@ fn log_count(server: &Server, needle: &str) -> usize {
 
 #[tokio::test(flavor = "multi_thread")]
 async fn the_server_survives_descriptor_exhaustion_recovers_and_still_stops_on_sigterm() {
-    let mut server = Server::start(&["--warm-pool", "1"]);
+    // A short drain: the SIGTERM below must stop it while a session still lives.
+    let mut server = Server::start(&["--warm-pool", "1", "--drain-timeout", "1s"]);
     let pid = server.pid();
     // Nothing is being built while descriptors run out: the pool is full first.
     assert!(pool_ready(&server).await, "the warm pool did not fill");

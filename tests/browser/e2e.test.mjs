@@ -262,8 +262,9 @@ test('playground: start, type, Unicode, wrapping, resize, clipboard, reload', as
     const out = await run(page, 'echo 日本語テスト');
     assert.deepEqual(out, ['日本語テスト']);
     // What is painted (DOM renderer rows), not only what the buffer holds.
-    const painted = await page.locator('#terminal .xterm-rows').innerText();
-    assert.ok(painted.replace(/\s/g, '').includes('日本語テスト'), painted);
+    // (The renderer paints on its next animation frame: wait for it.)
+    const rows = page.locator('#terminal .xterm-rows');
+    await eventually(() => rows.innerText(), (v) => v.replace(/\s/g, '').includes('日本語テスト'), 'the Japanese text painted');
   });
 
   await step('a line wider than the terminal wraps', async () => {
@@ -482,7 +483,7 @@ test('lesson pages at 1280×800 and on a phone: inspector, text size, next lesso
   await step('at 1280×800 the namespaces the learner created are in view', async () => {
     await wide.goto(server.base + '/learn/uts');
     await waitTerm(wide, atPrompt, 'a shell prompt');
-    ids.push(await wide.evaluate(() => localStorage.getItem('nsplay.lesson.uts')));
+    ids.push(await wide.evaluate(() => window.Nsplay.connection.sessionId));
     await runStep(wide, 'enter');
     const nested = wide.locator('#inspector .ns-table.nested');
     await nested.waitFor({ state: 'visible' });
@@ -533,7 +534,7 @@ test('lesson pages at 1280×800 and on a phone: inspector, text size, next lesso
     await step(`on a phone (${locale}) the terminal stays in view after Run and commands fit`, async () => {
       await phone.goto(server.base + '/learn/uts');
       await waitTerm(phone, atPrompt, 'a shell prompt');
-      ids.push(await phone.evaluate(() => localStorage.getItem('nsplay.lesson.uts')));
+      ids.push(await phone.evaluate(() => window.Nsplay.connection.sessionId));
       const last = phone.locator('.step[data-step="uname-outside"]');
       await last.scrollIntoViewIfNeeded();
       await runStep(phone, 'uname-outside');

@@ -438,6 +438,18 @@ while j < 400:
 print('RESULT wide', j)
 \"";
 
+/// What [`DEEP_CGROUP_TREE`]'s run must show: the teardown succeeded, the delegated group had
+/// its nesting bounds, the deep chain was built, and the width stopped at the bound.
+pub fn assert_deep_tree_bounded(out: &str, code: i32) {
+    let r = results(out);
+    assert_eq!(code, 0, "the session's teardown failed: {out}");
+    assert_eq!(r["max.depth"], "32", "{out}");
+    assert_eq!(r["max.descendants"], "256", "{out}");
+    assert_eq!(r["depth"], "18", "the tree was not built: {out}");
+    let wide: u32 = r["wide"].parse().unwrap();
+    assert!(wide < 256, "{wide} groups side by side: {out}");
+}
+
 /// `RESULT <label> <value>` lines of a script's output, as a map.
 pub fn results(out: &str) -> std::collections::BTreeMap<String, String> {
     out.lines()

@@ -1,9 +1,9 @@
 // nsplay join pages (/join and /join/{code}): the code form, and the join form
 // that makes this browser a learner of the room (POST /api/join/{code}). The
 // learner id is kept in localStorage, so joining again from this browser is the
-// same learner (progress kept) and, while it lives, the same session; the
-// session is stored under every lesson of the room, which is where the lesson
-// pages look for their session.
+// same learner (progress kept) and, while it lives, the same session. The join
+// makes the session as this browser's learner identity (the nsplay_learner
+// cookie), so every lesson page attaches to it as to any learner's one session.
 
 import { pageLang, t } from './i18n.js';
 import { errorFromResponse, request } from './api.js';
@@ -21,8 +21,7 @@ function remember(j) {
     localStorage.setItem(ROOM_KEY, JSON.stringify({
       code: j.room.code, title: j.room.title, lessons: j.lessons, learner: j.learner, session: j.session,
     }));
-    for (const topic of j.lessons) localStorage.setItem('nsplay.lesson.' + topic, j.session);
-  } catch (_) { /* private mode: the lesson page will ask for a session itself */ }
+  } catch (_) { /* private mode: rejoining makes a new learner */ }
 }
 
 // Posts the join; resolves to the server's answer, or throws an API error.

@@ -6,7 +6,7 @@
 // session".
 
 import { pageLang, t } from './i18n.js';
-import { createSessionPatiently, learnerSession, runCheck } from './api.js';
+import { createSessionPatiently, getSession, learnerSession, runCheck } from './api.js';
 import { runInTerminal, setState } from './terminal.js';
 import { startInspector } from './inspector.js';
 import { attachPage, showBannerText, showClipboardHint, showPageError } from './page.js';
