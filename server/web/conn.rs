@@ -57,10 +57,16 @@ pub const FDS_PER_SESSION: u64 = 2 * crate::session::MAX_TERMINALS as u64 + 4;
 
 impl ConnLimits {
     /// The global cap that fits the open-files limit `nofile` next to `max_sessions` sessions:
-    /// connections must never take the descriptors sessions and the server itself need. At
-    /// least 16, so a server on a tiny limit still answers (and says why in its log).
+    /// connections should not take the descriptors sessions and the server itself need. At least
+    /// a quarter of the limit (and 16), so a server on a low limit still serves a room (and says
+    /// why in its log).
     pub fn fit_to_fds(self, nofile: u64, max_sessions: usize) -> ConnLimits {
-        let room = nofile.saturating_sub(FD_RESERVE + FDS_PER_SESSION * max_sessions as u64).max(16);
+        let room = nofile.saturating_sub(FD_RESERVE + FDS_PER_SESSION * max_sessions as u64);
+        // The sessions' share is their worst case (every one with all its terminals). Where that
+        // alone fills the limit, connections still keep a quarter of it: a server of only a few
+        // connections serves nobody, while sessions that really hold that many descriptors
+        // meet EMFILE on a new terminal (a clear error, and the server recovers).
+        let room = room.max(nofile / 4).max(16);
         let max = self.max.min(room as usize);
         ConnLimits { max, per_address: self.per_address.min(max), ..self }
     }
@@ -249,8 +255,14 @@ mod tests {
         assert_eq!(l.fit_to_fds(1 << 20, 100), l, "a large limit changes nothing");
         let fitted = l.fit_to_fds(1024, 10);
         assert_eq!(fitted.max as u64, 1024 - FD_RESERVE - 10 * FDS_PER_SESSION);
+        // Sessions' worst case alone past the limit (1084 sessions, 20 000 files): connections
+        // still get a quarter of it, not a handful.
+        assert_eq!(l.fit_to_fds(20_000, 1084).max, 4096);
+        assert_eq!(l.fit_to_fds(8_000, 1084).max, 2_000);
+        assert_eq!(l.fit_to_fds(256, 4).max, 64);
         assert_eq!(fitted.per_address, 1024.min(fitted.max));
-        assert_eq!(l.fit_to_fds(100, 50).max, 16, "never below 16");
+        assert_eq!(l.fit_to_fds(100, 50).max, 25, "a quarter of the limit");
+        assert_eq!(l.fit_to_fds(40, 50).max, 16, "never below 16");
     }
 
     #[tokio::test]
