@@ -40,7 +40,7 @@ fn browser_end_to_end() {
     // One isolated instance (state dir, cgroup parent, id range) per server the suite starts;
     // dropped (cgroup parents removed) after the suite has stopped its servers.
     let instances: Vec<Instance> = (0..4).map(|_| Instance::new()).collect();
-    let args: Vec<Vec<String>> = instances.iter().map(Instance::args).collect();
+    let args: Vec<Vec<String>> = instances.iter().map(Instance::serve_args).collect();
     let mut cmd = Command::new("node");
     cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec", "e2e.test.mjs"])
         .current_dir(&dir)

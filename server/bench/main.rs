@@ -586,6 +586,9 @@ impl Server {
             .args(["--create-per-minute-per-address", "1000000", "--create-burst-per-address", "1000000"])
             .arg("--state-dir")
             .arg(&plan.state_dir)
+            // The classroom's database of this server only, never the host's /var/lib/nsplay.
+            .arg("--data-dir")
+            .arg(plan.state_dir.join(format!("data-{name}")))
             .args(["--cgroup-parent", &plan.cgroup_parent])
             .args(["--id-base", &plan.id_base.to_string(), "--id-slots", &plan.id_slots.to_string()])
             .args(extra)

@@ -74,6 +74,14 @@ impl Instance {
         ]
     }
 
+    /// [`Instance::args`] for `nsplay serve`, with the classroom's database in the state dir
+    /// (never the host's `/var/lib/nsplay`).
+    pub fn serve_args(&self) -> Vec<String> {
+        let mut a = self.args();
+        a.extend(["--data-dir".into(), self.state.path().join("data").display().to_string()]);
+        a
+    }
+
     pub fn run_cmd(&self, extra: &[&str], script: &str) -> Command {
         let mut c = Command::new(BIN);
         c.arg("run").args(self.args()).args(extra).args(["--", "sh", "-c", script]);
@@ -338,9 +346,8 @@ impl Server {
             }
             None => Command::new(BIN),
         };
-        c.args(["serve", "--listen", "127.0.0.1:0"]).args(inst.args()).args(extra);
         // The classroom's database beside the state: a crash-and-restart finds it again.
-        c.arg("--data-dir").arg(inst.state.path().join("data"));
+        c.args(["serve", "--listen", "127.0.0.1:0"]).args(inst.serve_args()).args(extra);
         c.stdin(Stdio::null()).stdout(Stdio::piped()).stderr(Stdio::piped());
         let mut child = c.spawn().unwrap();
         let mut stdout = std::io::BufReader::new(child.stdout.take().unwrap());
