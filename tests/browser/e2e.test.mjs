@@ -409,7 +409,7 @@ test('UTS lesson: run, check, inspector, Japanese', async (t) => {
   });
 
   await step('the inspector shows a UTS namespace other than the host\'s', async () => {
-    const uts = await eventually(() => page.locator('#inspector tbody tr').evaluateAll((rows) => rows
+    const uts = await eventually(() => page.locator('#inspector .ns-table:not(.nested) tbody tr').evaluateAll((rows) => rows
       .map((r) => ({ kind: r.querySelector('th')?.textContent, cells: [...r.querySelectorAll('td')].map((c) => c.textContent), isolated: r.dataset.isolated }))
       .find((r) => r.kind === 'uts')), (v) => v && typeof v === 'object', 'the uts row of the inspector');
     const [session, host, isolated] = uts.cells;
