@@ -378,6 +378,30 @@ pub(crate) fn pids_recursive(dir: &Path) -> Vec<i32> {
 /// descriptors: each group is opened and removed relative to its parent (`openat`, `unlinkat`),
 /// so however deep and long-named the groups a session nested, no path passes PATH_MAX.
 pub(crate) fn remove_tree(dir: &Path) -> Result<(), CgroupError> {
+    // The common case first, by path: a group without child groups needs no descriptor, so a
+    // server out of descriptors still ends its sessions. Child groups, or a path past
+    // PATH_MAX, take the walk below.
+    match fs::remove_dir(dir) {
+        Ok(()) => return Ok(()),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(()),
+        Err(_) => {}
+    }
+    // Out of descriptors: they come free as connections close; wait a little for them.
+    let start = Instant::now();
+    loop {
+        match remove_tree_at(dir) {
+            Err(CgroupError::Io { source, .. })
+                if matches!(source.raw_os_error(), Some(libc::EMFILE | libc::ENFILE))
+                    && start.elapsed() < Duration::from_secs(3) =>
+            {
+                std::thread::sleep(Duration::from_millis(10));
+            }
+            r => return r,
+        }
+    }
+}
+
+fn remove_tree_at(dir: &Path) -> Result<(), CgroupError> {
     let (Some(parent), Some(name)) = (dir.parent(), dir.file_name()) else {
         return Ok(());
     };
