@@ -41,6 +41,9 @@ if ! command -v kubectl >/dev/null || ! command -v kubernetes-validate >/dev/nul
 fi
 rustup component add rustfmt clippy >/dev/null 2>&1 || true
 cargo fmt --check
+# The browser's ES modules are served as they are: eslint's no-undef finds a lost import before a
+# page does.
+tests/browser/node_modules/.bin/eslint --config tests/browser/eslint.config.mjs web/js tests/browser
 cargo clippy --workspace --all-targets -- -D warnings
 cargo build --release --workspace
 cargo test --release --workspace -- --test-threads=4
