@@ -69,6 +69,7 @@ pub struct FileConfig {
     pub open: Option<bool>,
     pub node: Option<String>,
     pub drain_timeout: Option<String>,
+    pub output_rate: Option<String>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -117,6 +118,10 @@ pub mod defaults {
     pub const GRACE: &str = "10s";
     pub const NESTED_USERNS: bool = true;
     pub const LOG_FORMAT: &str = "text";
+    /// Output all terminals together may print per second, per CPU core of the host: the work
+    /// between a program and the browser costs about a core per 60 MB/s here (docs/benchmarks.md),
+    /// so floods together keep to a small share of the CPU while a lone `cat` stays fast.
+    pub const OUTPUT_RATE_PER_CORE: u64 = 4 << 20;
     /// Open HTTP connections and WebSockets, all together (lowered at start to what the
     /// open-files limit leaves next to the sessions).
     pub const MAX_CONNECTIONS: usize = 4096;
@@ -200,6 +205,29 @@ pub struct Settings {
     pub node: String,
     /// How long a SIGTERM waits for learners to finish before their sessions end.
     pub drain_timeout: Duration,
+    /// Bytes per second all terminals together may print (0: no limit; `session::output`).
+    pub output_rate: u64,
+}
+
+/// The default output budget: [`defaults::OUTPUT_RATE_PER_CORE`] times the CPUs this process may
+/// use.
+pub fn default_output_rate() -> u64 {
+    let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
+    defaults::OUTPUT_RATE_PER_CORE * cores
+}
+
+fn output_rate(raw: &FileConfig) -> Result<u64, ConfigError> {
+    match raw.output_rate.as_deref() {
+        None => Ok(default_output_rate()),
+        Some("0") => Ok(0),
+        Some(v) => {
+            let rate = size("output_rate", v)?;
+            if rate < 64 << 10 {
+                return Err(bad("output_rate", v, "0 (no limit) or at least 64K (bytes per second)"));
+            }
+            Ok(rate)
+        }
+    }
 }
 
 /// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
@@ -342,6 +370,7 @@ impl FileConfig {
             open: f.open.or(self.open),
             node: f.node.or(self.node),
             drain_timeout: f.drain_timeout.or(self.drain_timeout),
+            output_rate: f.output_rate.or(self.output_rate),
         }
     }
 }
@@ -631,6 +660,7 @@ impl Settings {
             open: raw.open.unwrap_or(defaults::OPEN),
             node: node(&raw)?,
             drain_timeout: duration("drain_timeout", &or_default(&raw.drain_timeout, defaults::DRAIN_TIMEOUT))?,
+            output_rate: output_rate(&raw)?,
         })
     }
 
@@ -663,6 +693,7 @@ impl Settings {
             grace: self.grace,
             hostname: self.hostname.clone(),
             node: self.node.clone(),
+            output_rate: self.output_rate,
         }
     }
 }
@@ -810,7 +841,10 @@ mod tests {
                 l.split_once(" = ").is_some_and(|(k, _)| k.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'))
             })
             .filter(|l| {
-                !l.starts_with("max_sessions =") && !l.starts_with("sessions_memory =") && !l.starts_with("node =")
+                !l.starts_with("max_sessions =")
+                    && !l.starts_with("sessions_memory =")
+                    && !l.starts_with("node =")
+                    && !l.starts_with("output_rate =")
             })
             .map(|l| format!("{l}\n"))
             .collect();
@@ -847,6 +881,16 @@ mod tests {
         assert_eq!(from_file.data_dir, defaults.data_dir);
         assert_eq!(from_file.open, defaults.open);
         assert_eq!(from_file.drain_timeout, defaults.drain_timeout);
+    }
+
+    #[test]
+    fn the_output_budget_follows_the_cores_and_may_be_switched_off() {
+        assert_eq!(resolve(&[]).unwrap().output_rate, default_output_rate());
+        assert!(default_output_rate() >= defaults::OUTPUT_RATE_PER_CORE);
+        assert_eq!(resolve(&["--output-rate", "0"]).unwrap().output_rate, 0);
+        assert_eq!(resolve(&["--output-rate", "2M"]).unwrap().output_rate, 2 << 20);
+        assert_eq!(resolve(&["--output-rate", "1K"]).unwrap_err().key, "output_rate");
+        assert_eq!(resolve(&["--output-rate", "fast"]).unwrap_err().key, "output_rate");
     }
 
     #[test]

@@ -65,6 +65,9 @@ fn smoke_run_prints_the_whole_table() {
         "Classroom: /healthz p50 / p99",
         "Classroom: host memory per learner (MemAvailable)",
         "Classroom: server RSS",
+        "Classroom without the output budget (--output-rate 0): echo p50 / p99 / max",
+        "Classroom without the output budget: flood output delivered",
+        "Classroom: typists' p99 echo, with the budget / without",
     ] {
         let row = rows.iter().find(|r| r.starts_with(&format!("| {label}"))).unwrap_or_else(|| {
             panic!("no row {label:?} in:\n{stdout}");

@@ -258,6 +258,31 @@ async fn a_client_that_does_not_read_stops_yes_and_memory_stays_bounded() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn a_flood_is_paced_to_the_output_budget_while_another_terminal_answers() {
+    // 256 KiB/s for all terminals together; a terminal may print 256 KiB at once before its
+    // share applies (session::output::BURST), and the chunk that crossed it (up to 32 KiB).
+    let server = Server::start(&["--output-rate", "256K"]);
+    let (_, mut flood) = shell(&server).await;
+    let (_, mut typist) = shell(&server).await;
+    flood.line("yes").await;
+    let start = Instant::now();
+    let from = flood.out.len();
+    flood.pump_until(3, |_| false).await;
+    let got = (flood.out.len() - from) as f64;
+    let bound = 256.0 * 1024.0 * (start.elapsed().as_secs_f64() + 1.0) + 32.0 * 1024.0 + 4096.0;
+    assert!(got > 0.0, "the flood printed nothing");
+    assert!(got <= bound, "{got} bytes in {:?} at 256 KiB/s (at most {bound})", start.elapsed());
+    // The flood is counted as paced; the other terminal, never past its bucket, answers.
+    let m = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+    assert!(m.lines().any(|l| l == "nsplay_output_paced_terminals 1"), "{m}");
+    let answer = typist.cmd("echo an''swer").await;
+    assert!(answer.starts_with("answer"), "{answer}");
+    flood.send("\x03").await;
+    flood.line("echo sto''pped").await;
+    flood.expect("stopped\r\n", 30).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn oversized_messages_are_refused_with_a_close_code() {
     let server = Server::start(&[]);
     let (_, mut t) = shell(&server).await;

@@ -91,9 +91,15 @@ enum Outcome {
     Typist { echo: Vec<Duration>, typed: usize, lost: usize, loss: Option<String> },
 }
 
-pub(super) fn part_classroom(plan: &Plan, room: &ClassroomPlan) -> Result<ClassroomResult> {
+/// One room on a server of its own named `name`, started with `extra` options.
+pub(super) fn part_classroom(
+    plan: &Plan,
+    room: &ClassroomPlan,
+    name: &str,
+    extra: &[String],
+) -> Result<ClassroomResult> {
     let mem0 = mem_available();
-    let srv = std::sync::Arc::new(Server::start(plan, "classroom", &[])?);
+    let srv = std::sync::Arc::new(Server::start(plan, name, extra)?);
     let typists_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let noisy_rt = tokio::runtime::Builder::new_multi_thread().worker_threads(1).enable_all().build()?;
     let start = Instant::now();
@@ -110,7 +116,7 @@ pub(super) fn part_classroom(plan: &Plan, room: &ClassroomPlan) -> Result<Classr
         }
     }
     progress(format!(
-        "classroom: {} learners over {:.0} s ({} flooding, {} fork bombs), then {:.0} s",
+        "{name}: {} learners over {:.0} s ({} flooding, {} fork bombs), then {:.0} s",
         room.learners,
         room.ramp.as_secs_f64(),
         room.floods,
@@ -262,7 +268,14 @@ async fn poll_healthz(srv: std::sync::Arc<Server>, end: Instant) -> (Vec<Duratio
 }
 
 /// The part's rows.
-pub(super) fn classroom_rows(t: &mut Table, room: &ClassroomPlan, r: &ClassroomResult) {
+/// The room's rows; with `unpaced` (the same room without the output budget) also its echo and
+/// flood rows and the ratio of the typists' p99 echo with the budget to without.
+pub(super) fn classroom_rows(
+    t: &mut Table,
+    room: &ClassroomPlan,
+    r: &ClassroomResult,
+    unpaced: Option<&ClassroomResult>,
+) {
     let who = format!(
         "{} learners over {:.0} s, {} flooding, {} fork bombs, then {:.0} s",
         room.learners,
@@ -291,21 +304,7 @@ pub(super) fn classroom_rows(t: &mut Table, room: &ClassroomPlan, r: &ClassroomR
         None => format!("{} of {}", r.lost, r.keystrokes),
     };
     t.row(["Classroom: keystrokes lost", &lost, "—", "—", "—", "0", &met(r.lost == 0 && r.keystrokes > 0)]);
-    let max = r.echo.iter().max().copied();
-    match pct(&r.echo) {
-        Some(p) => t.row([
-            "Classroom: typists' keystroke → echo, p50 / p99 / max",
-            &format!("{} / {} / {}", ms(p.p50), ms(p.p99), max.map(ms).unwrap_or_else(na)),
-            "—",
-            "—",
-            "—",
-            "p99 ≤ 50 ms",
-            &met(p.p99 <= Duration::from_millis(50)),
-        ]),
-        None => {
-            t.row(["Classroom: typists' keystroke → echo, p50 / p99 / max", "n/a", "—", "—", "—", "p99 ≤ 50 ms", "n/a"])
-        }
-    }
+    echo_row(t, "Classroom: typists' keystroke → echo, p50 / p99 / max", r, "p99 ≤ 50 ms", true);
     match pct(&r.healthz) {
         Some(p) => t.row([
             "Classroom: /healthz p50 / p99",
@@ -323,16 +322,33 @@ pub(super) fn classroom_rows(t: &mut Table, room: &ClassroomPlan, r: &ClassroomR
         ]),
         None => t.row(["Classroom: /healthz p50 / p99", "n/a", "—", "—", "—", "p99 ≤ 100 ms", "n/a"]),
     }
-    let flood = if r.flood_secs > 0.0 && room.floods > 0 {
-        format!(
-            "{:.1} MB/s in all, {:.1} MB/s per flood",
-            r.flood_bytes as f64 / 1e6 / r.flood_secs,
-            r.flood_bytes as f64 / 1e6 / r.flood_secs / room.floods as f64
-        )
-    } else {
-        na()
-    };
-    t.row(["Classroom: flood output delivered to its clients", &flood, "—", "—", "—", "reported", "—"]);
+    t.row(["Classroom: flood output delivered to its clients", &flood(room, r), "—", "—", "—", "reported", "—"]);
+    if let Some(u) = unpaced {
+        echo_row(
+            t,
+            "Classroom without the output budget (--output-rate 0): echo p50 / p99 / max",
+            u,
+            "reported",
+            false,
+        );
+        t.row([
+            "Classroom without the output budget: flood output delivered",
+            &flood(room, u),
+            "—",
+            "—",
+            "—",
+            "reported",
+            "—",
+        ]);
+        let ratio = match (pct(&r.echo), pct(&u.echo)) {
+            (Some(with), Some(without)) if !without.p99.is_zero() => {
+                let x = with.p99.as_secs_f64() / without.p99.as_secs_f64();
+                (format!("{x:.2}×"), met(x <= 0.5))
+            }
+            _ => (na(), na()),
+        };
+        t.row(["Classroom: typists' p99 echo, with the budget / without", &ratio.0, "—", "—", "—", "≤ 0.5×", &ratio.1]);
+    }
     t.row([
         "Classroom: host memory per learner (MemAvailable)",
         &r.mem_per_learner.map(|b| format!("{:.1} MiB", b / MIB as f64)).unwrap_or_else(na),
@@ -351,6 +367,31 @@ pub(super) fn classroom_rows(t: &mut Table, room: &ClassroomPlan, r: &ClassroomR
         "reported",
         "—",
     ]);
+}
+
+/// One row of the typists' echo percentiles; `judged` compares the p99 with 50 ms.
+fn echo_row(t: &mut Table, label: &str, r: &ClassroomResult, target: &str, judged: bool) {
+    let max = r.echo.iter().max().copied();
+    let (value, result) = match pct(&r.echo) {
+        Some(p) => (
+            format!("{} / {} / {}", ms(p.p50), ms(p.p99), max.map(ms).unwrap_or_else(na)),
+            if judged { met(p.p99 <= Duration::from_millis(50)) } else { "—".to_string() },
+        ),
+        None => (na(), if judged { na() } else { "—".to_string() }),
+    };
+    t.row([label, &value, "—", "—", "—", target, &result]);
+}
+
+fn flood(room: &ClassroomPlan, r: &ClassroomResult) -> String {
+    if r.flood_secs > 0.0 && room.floods > 0 {
+        format!(
+            "{:.1} MB/s in all, {:.1} MB/s per flood",
+            r.flood_bytes as f64 / 1e6 / r.flood_secs,
+            r.flood_bytes as f64 / 1e6 / r.flood_secs / room.floods as f64
+        )
+    } else {
+        na()
+    }
 }
 
 #[cfg(test)]

@@ -823,6 +823,8 @@ struct Results {
     rss_per_session_kib: Option<f64>,
     sandbox_mem_per_session: Option<f64>,
     classroom: Option<classroom::ClassroomResult>,
+    /// The same room with the output budget switched off (`--output-rate 0`), when it floods.
+    classroom_unpaced: Option<classroom::ClassroomResult>,
     notes: Vec<String>,
 }
 
@@ -1031,8 +1033,12 @@ async fn ws_cat(srv: &Server, ws: &mut Ws) -> Result<CatRun> {
 fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun>, Vec<CatRun>, Vec<SessionCost>)> {
     let disk = format!("{}M", plan.throughput_bytes / MIB + 64);
     let memory = format!("{}M", plan.throughput_bytes / MIB + 768);
-    let extra: Vec<String> =
-        ["--cpu", cpu, "--disk", &disk, "--memory", &memory].iter().map(|s| s.to_string()).collect();
+    // What the path from the program to a client can carry, so without the output budget that
+    // paces floods (the classroom part measures what the budget does).
+    let extra: Vec<String> = ["--cpu", cpu, "--disk", &disk, "--memory", &memory, "--output-rate", "0"]
+        .iter()
+        .map(|s| s.to_string())
+        .collect();
     let srv = Server::start(plan, &format!("throughput-cpu{cpu}"), &extra)?;
     let rt = rt()?;
     let r = (|| {
@@ -1159,7 +1165,7 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
         capacity_rows(&mut t, plan, res);
     }
     if let Some(c) = &res.classroom {
-        classroom::classroom_rows(&mut t, &plan.classroom, c);
+        classroom::classroom_rows(&mut t, &plan.classroom, c, res.classroom_unpaced.as_ref());
     }
     t
 }
@@ -1426,7 +1432,14 @@ fn run(plan: &Plan) -> Result<String> {
     }
     if wants("classroom") {
         settle(plan);
-        res.classroom = Some(classroom::part_classroom(plan, &plan.classroom)?);
+        // With floods, the same room first without the output budget: the baseline of what the
+        // budget does for the typists, in the same run.
+        if plan.classroom.floods > 0 {
+            let off = ["--output-rate".to_string(), "0".to_string()];
+            res.classroom_unpaced = Some(classroom::part_classroom(plan, &plan.classroom, "classroom-unpaced", &off)?);
+            settle(plan);
+        }
+        res.classroom = Some(classroom::part_classroom(plan, &plan.classroom, "classroom", &[])?);
     }
 
     let mut out = String::new();

@@ -2,6 +2,7 @@
 //! things. Knows nothing about HTTP; the web layer calls [`Manager`].
 
 pub mod admission;
+pub mod output;
 pub mod pool;
 mod reactor;
 pub mod terminal;
@@ -128,6 +129,9 @@ pub struct ManagerConfig {
     /// This node's name, the first part of every session id (`<node>.<random>`), which a proxy
     /// in front of many nodes routes by.
     pub node: String,
+    /// Bytes per second all terminals together may print (shared fairly; 0: no limit). See
+    /// [`output`].
+    pub output_rate: u64,
 }
 
 /// Longest a request waits for its session to be built.
@@ -404,6 +408,8 @@ pub struct Manager {
     /// learner has a live session (at most `max_sessions` entries), and admission holds each to
     /// `max_sessions_per_client` sessions.
     by_learner: Mutex<HashMap<Learner, Vec<Arc<Session>>>>,
+    /// What every terminal's output draws from.
+    output: Arc<output::Budget>,
 }
 
 /// Counts an admitted request as pending until it is dropped.
@@ -488,8 +494,12 @@ fn host_work_rate() -> governor::DefaultDirectRateLimiter {
     governor::RateLimiter::direct(governor::Quota::per_minute(per_minute).allow_burst(burst))
 }
 
-fn start_terminal(index: u64, handle: nsplay_sandbox::TerminalHandle) -> Result<Arc<Terminal>, SandboxError> {
-    Terminal::start(index, handle.master, handle.output, 80, 24)
+fn start_terminal(
+    index: u64,
+    handle: nsplay_sandbox::TerminalHandle,
+    pace: output::Pace,
+) -> Result<Arc<Terminal>, SandboxError> {
+    Terminal::start(index, handle.master, handle.output, 80, 24, Some(pace))
         .map_err(|e| SandboxError::Spawn(nsplay_sandbox::SpawnError::Terminal(e)))
 }
 
@@ -509,6 +519,7 @@ impl Manager {
                 memory_percent: cfg.admit_memory_percent,
             }),
             pool: pool::Pool::new(cfg.warm_pool),
+            output: output::Budget::new(cfg.output_rate),
             cfg,
             sessions: Mutex::default(),
             by_key: Mutex::default(),
@@ -625,7 +636,7 @@ impl Manager {
         }
         // The terminal exists before its shell runs, so not even the shell's first byte or its
         // exit can be missed.
-        let started_shell = start_terminal(0, handle).and_then(|term| {
+        let started_shell = start_terminal(0, handle, self.output.pace()).and_then(|term| {
             session.adopt(term);
             gate.open()
         });
@@ -673,7 +684,7 @@ impl Manager {
         })
         .await
         .map_err(|_| SessionError::ShuttingDown)??;
-        let term = start_terminal(index, handle)?;
+        let term = start_terminal(index, handle, self.output.pace())?;
         session.adopt(term.clone());
         Ok(term)
     }

@@ -21,6 +21,7 @@ use tokio::sync::{Notify, mpsc};
 
 use nsplay_sandbox::term;
 
+use super::output::Pace;
 use super::reactor;
 
 /// Recent output kept for replay on reconnect.
@@ -87,13 +88,15 @@ pub struct Attachment {
 
 impl Terminal {
     /// Wraps a pty master (and the read end of its output relay, if any) and starts its reader
-    /// task (needs a tokio runtime).
+    /// task (needs a tokio runtime), paced by `pace` (the server's output budget, see
+    /// [`super::output`]) if given.
     pub fn start(
         index: u64,
         master: OwnedFd,
         relayed: Option<OwnedFd>,
         cols: u16,
         rows: u16,
+        pace: Option<Pace>,
     ) -> std::io::Result<std::sync::Arc<Terminal>> {
         term::set_nonblocking(&master)?;
         if let Some(r) = &relayed {
@@ -119,9 +122,9 @@ impl Terminal {
             last_active: Mutex::new(std::time::Instant::now()),
         });
         if term.relayed.is_some() {
-            tokio::spawn(relay_reader(term.clone()));
+            tokio::spawn(relay_reader(term.clone(), pace));
         } else {
-            tokio::spawn(reader(term.clone()));
+            tokio::spawn(reader(term.clone(), pace));
         }
         Ok(term)
     }
@@ -269,9 +272,17 @@ impl Terminal {
     }
 }
 
+/// After a chunk was handed on: waits while the terminal is over its share of the output
+/// budget. Not reading is what slows the program down (see [`super::output`]).
+async fn paced(pace: &mut Option<Pace>, n: usize) {
+    if let Some(p) = pace {
+        p.wait(n).await
+    }
+}
+
 /// Reads a relayed terminal: the relay already gathers a flood into large chunks and passes
 /// on the program's last output before it closes the pipe, so this reads until end of file.
-async fn relay_reader(term: std::sync::Arc<Terminal>) {
+async fn relay_reader(term: std::sync::Arc<Terminal>, mut pace: Option<Pace>) {
     let output = term.relayed.as_ref().expect("a relayed terminal");
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
@@ -280,7 +291,8 @@ async fn relay_reader(term: std::sync::Arc<Terminal>) {
             Ok(Ok(0)) | Ok(Err(_)) => break,
             Ok(Ok(n)) => {
                 drop(guard);
-                term.deliver(Bytes::copy_from_slice(&buf[..n])).await
+                term.deliver(Bytes::copy_from_slice(&buf[..n])).await;
+                paced(&mut pace, n).await
             }
             Err(_would_block) => continue,
         }
@@ -290,7 +302,7 @@ async fn relay_reader(term: std::sync::Arc<Terminal>) {
 
 /// Reads the pty master itself (a terminal without a relay). Floods come in the pty's 4 KiB
 /// reads: gathering them into larger frames is the relay's work (the sandbox's `process/relay.rs`).
-async fn reader(term: std::sync::Arc<Terminal>) {
+async fn reader(term: std::sync::Arc<Terminal>, mut pace: Option<Pace>) {
     let mut buf = vec![0u8; CHUNK_BYTES];
     loop {
         tokio::select! {
@@ -299,7 +311,10 @@ async fn reader(term: std::sync::Arc<Terminal>) {
                 let Ok(mut guard) = r else { break };
                 match guard.try_io(|_| term.try_read(&mut buf)) {
                     Ok(Ok(0)) | Ok(Err(_)) => break, // EIO: every slave closed
-                    Ok(Ok(n)) => term.deliver(Bytes::copy_from_slice(&buf[..n])).await,
+                    Ok(Ok(n)) => {
+                        term.deliver(Bytes::copy_from_slice(&buf[..n])).await;
+                        paced(&mut pace, n).await
+                    }
                     Err(_would_block) => continue,
                 }
             }

@@ -61,7 +61,7 @@ fn pty_terminal(index: u64) -> Arc<Terminal> {
     let pty = nix::pty::openpty(None, None).unwrap();
     // The slave end stays open as long as the test runs, so the terminal does not see a hangup.
     std::mem::forget(pty.slave);
-    Terminal::start(index, pty.master, None, 80, 24).unwrap()
+    Terminal::start(index, pty.master, None, 80, 24, None).unwrap()
 }
 
 impl Sessions for Fake {

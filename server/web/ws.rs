@@ -138,7 +138,7 @@ mod tests {
         let pty = nix::pty::openpty(None, None).unwrap();
         let mut slave = std::fs::File::from(pty.slave);
         slave.write_all(b"before-attach\n").unwrap();
-        let term = Terminal::start(0, pty.master, None, 80, 24).unwrap();
+        let term = Terminal::start(0, pty.master, None, 80, 24, None).unwrap();
         tokio::time::sleep(std::time::Duration::from_millis(100)).await;
 
         let (to_client, mut client_rx) = mpsc::channel::<Frame>(64);
