@@ -119,8 +119,8 @@ pub mod defaults {
     pub const NESTED_USERNS: bool = true;
     pub const LOG_FORMAT: &str = "text";
     /// Output all terminals together may print per second, per CPU core of the host: the work
-    /// between a program and the browser costs about a core per 60 MB/s here (docs/benchmarks.md),
-    /// so floods together keep to a small share of the CPU while a lone `cat` stays fast.
+    /// between a program and the browser costs CPU per byte (docs/benchmarks.md, "Fair output"),
+    /// so floods together keep to a small share of it while a lone `cat` stays fast.
     pub const OUTPUT_RATE_PER_CORE: u64 = 4 << 20;
     /// Open HTTP connections and WebSockets, all together (lowered at start to what the
     /// open-files limit leaves next to the sessions).
