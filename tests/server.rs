@@ -430,3 +430,37 @@ async fn reset_stops_a_running_fork_bomb_and_keeps_the_shell() {
     assert_eq!(r.json::<Value>().await.unwrap()["killed"], 0);
     assert!(t.cmd_wait("echo still-''here", 20).await.contains("still-here"));
 }
+
+/// A terminal socket whose handshake names `origin` (what a browser sends for a page there).
+async fn socket_from(server: &Server, path: &str, origin: &str) -> Result<(), (u16, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}{path}", server.addr).into_client_request().unwrap();
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => Ok(()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("the handshake failed otherwise: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_socket_from_another_sites_page_is_refused() {
+    // By default only nsplay's own pages (the Origin's host is the request's Host) may open it.
+    let server = Server::start(&[]);
+    let s = create(&server).await;
+    let path = s["terminal"].as_str().unwrap();
+    let (status, body) = socket_from(&server, path, "https://evil.example").await.unwrap_err();
+    assert_eq!(status, 403);
+    assert!(body.contains("forbidden_origin") && body.contains("embed_origins"), "{body}");
+    socket_from(&server, path, &format!("http://{}", server.addr)).await.expect("nsplay's own page");
+    drop(server);
+    // An origin in embed_origins may open it too; others still may not.
+    let server = Server::start(&["--embed-origin", "https://docs.example"]);
+    let s = create(&server).await;
+    let path = s["terminal"].as_str().unwrap();
+    socket_from(&server, path, "https://docs.example").await.expect("an allowed site");
+    assert_eq!(socket_from(&server, path, "https://evil.example").await.unwrap_err().0, 403);
+}
