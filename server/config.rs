@@ -774,11 +774,13 @@ mod tests {
 
     #[test]
     fn embed_origins_repeat_and_join_allowed_origins() {
-        let s = resolve(&["--embed-origin", "https://Docs.Example/", "--embed-origin", "http://127.0.0.1:8000"]).unwrap();
+        let s =
+            resolve(&["--embed-origin", "https://Docs.Example/", "--embed-origin", "http://127.0.0.1:8000"]).unwrap();
         assert_eq!(s.allowed_origins, ["https://docs.example", "http://127.0.0.1:8000"]);
         let dir = tempfile::tempdir().unwrap();
         let f = dir.path().join("n.toml");
-        std::fs::write(&f, "embed_origins = [\"https://a.example\"]\nallowed_origins = [\"https://b.example\"]\n").unwrap();
+        std::fs::write(&f, "embed_origins = [\"https://a.example\"]\nallowed_origins = [\"https://b.example\"]\n")
+            .unwrap();
         let s = resolve(&["--config", f.to_str().unwrap()]).unwrap();
         assert_eq!(s.allowed_origins, ["https://b.example", "https://a.example"]);
         assert_eq!(resolve(&["--embed-origin", "docs.example"]).unwrap_err().key, "embed_origins");

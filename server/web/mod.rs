@@ -101,6 +101,7 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/api/sessions", post(api::create_session::<S>))
         .route("/api/sessions/{id}", get(api::get_session::<S>).delete(api::delete_session::<S>))
         .route("/api/sessions/{id}/terminals", post(api::create_terminal::<S>))
+        .route("/api/sessions/{id}/terminals/{n}/cast", get(api::terminal_cast::<S>))
         .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check::<S>))
         .layer(origin::cors(&state.allowed_origins));
     Router::new()
@@ -108,6 +109,9 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/play", get(pages::play))
         .route("/learn", get(pages::learn))
         .route("/learn/{topic}", get(pages::lesson))
+        .route("/embed/play", get(pages::embed_play::<S>))
+        .route("/embed/{topic}", get(pages::embed_lesson::<S>))
+        .route("/embed.js", get(pages::embed_script))
         .route("/assets/{*path}", get(pages::asset))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz::<S>))
