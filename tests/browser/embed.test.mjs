@@ -132,7 +132,7 @@ function directUse(page, base) {
       const r = await fetch(base + '/api/sessions', { method: 'POST' });
       out.create = r.status;
       terminal = (await r.json()).terminal;
-    } catch (e) {
+    } catch (_) {
       out.create = 'blocked';
     }
     // A socket to a terminal path (a real one if the create worked): open, or refused.
