@@ -216,6 +216,11 @@ pub struct ServeArgs {
     /// https://docs.example.org) [default: none: only nsplay's own pages].
     #[arg(long, env = "NSPLAY_ALLOWED_ORIGINS", value_delimiter = ',')]
     pub allowed_origins: Option<Vec<String>>,
+    /// Another site whose pages may embed nsplay (iframes of /embed/*, embed.js) and use its API
+    /// and terminal sockets from a browser, such as https://docs.example.org; repeat it for
+    /// more (docs/embedding.md) [default: none: only nsplay's own pages].
+    #[arg(long = "embed-origin", env = "NSPLAY_EMBED_ORIGINS", value_delimiter = ',')]
+    pub embed_origins: Option<Vec<String>>,
     #[arg(long, env = "NSPLAY_NESTED_USERNS", help = help(
         "Allow user namespaces inside sessions (the user-namespace lesson needs them)",
         defaults::NESTED_USERNS,

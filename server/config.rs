@@ -58,6 +58,7 @@ pub struct FileConfig {
     pub grace: Option<String>,
     pub trusted_proxies: Option<Vec<String>>,
     pub allowed_origins: Option<Vec<String>>,
+    pub embed_origins: Option<Vec<String>>,
     pub nested_userns: Option<bool>,
     pub log_format: Option<String>,
     pub max_connections: Option<usize>,
@@ -179,8 +180,10 @@ pub struct Settings {
     /// How long a session whose every terminal has ended is kept.
     pub grace: Duration,
     pub trusted_proxies: Vec<ipnet::IpNet>,
-    /// Origins of other sites' pages that may drive the API from a browser (besides nsplay's
-    /// own pages): `scheme://host[:port]`, lower case.
+    /// Origins of other sites' pages that may embed nsplay (`frame-ancestors` of `/embed/*`),
+    /// drive the API and open terminal sockets from a browser (besides nsplay's own pages), and
+    /// read the embed calls' answers (CORS): `scheme://host[:port]`, lower case. The settings
+    /// `embed_origins` and its older name `allowed_origins` together (docs/embedding.md).
     pub allowed_origins: Vec<String>,
     pub nested_userns: bool,
     pub log_format: String,
@@ -360,6 +363,7 @@ impl FileConfig {
             grace: f.grace.or(self.grace),
             trusted_proxies: f.trusted_proxies.or(self.trusted_proxies),
             allowed_origins: f.allowed_origins.or(self.allowed_origins),
+            embed_origins: f.embed_origins.or(self.embed_origins),
             nested_userns: f.nested_userns.or(self.nested_userns),
             log_format: f.log_format.or(self.log_format),
             max_connections: f.max_connections.or(self.max_connections),
@@ -530,7 +534,16 @@ fn trusted_proxies(raw: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
 }
 
 fn allowed_origins(raw: &FileConfig) -> Result<Vec<String>, ConfigError> {
-    let origins = raw.allowed_origins.as_deref().unwrap_or_default();
+    let mut out = origins("allowed_origins", raw.allowed_origins.as_deref().unwrap_or_default())?;
+    for o in origins("embed_origins", raw.embed_origins.as_deref().unwrap_or_default())? {
+        if !out.contains(&o) {
+            out.push(o);
+        }
+    }
+    Ok(out)
+}
+
+fn origins(key: &'static str, origins: &[String]) -> Result<Vec<String>, ConfigError> {
     origins
         .iter()
         .map(|o| {
@@ -541,7 +554,7 @@ fn allowed_origins(raw: &FileConfig) -> Result<Vec<String>, ConfigError> {
             if valid {
                 Ok(lower)
             } else {
-                Err(bad("allowed_origins", o, "origins such as https://docs.example.org or http://localhost:3000"))
+                Err(bad(key, o, "origins such as https://docs.example.org or http://localhost:3000"))
             }
         })
         .collect()
@@ -788,6 +801,21 @@ mod tests {
         let f = dir.path().join("n.toml");
         std::fs::write(&f, "grace = \"1m\"\n").unwrap();
         assert_eq!(resolve(&["--config", f.to_str().unwrap()]).unwrap().grace, Duration::from_secs(60));
+    }
+
+    #[test]
+    fn embed_origins_repeat_and_join_allowed_origins() {
+        let s =
+            resolve(&["--embed-origin", "https://Docs.Example/", "--embed-origin", "http://127.0.0.1:8000"]).unwrap();
+        assert_eq!(s.allowed_origins, ["https://docs.example", "http://127.0.0.1:8000"]);
+        let dir = tempfile::tempdir().unwrap();
+        let f = dir.path().join("n.toml");
+        std::fs::write(&f, "embed_origins = [\"https://a.example\"]\nallowed_origins = [\"https://b.example\"]\n")
+            .unwrap();
+        let s = resolve(&["--config", f.to_str().unwrap()]).unwrap();
+        assert_eq!(s.allowed_origins, ["https://b.example", "https://a.example"]);
+        assert_eq!(resolve(&["--embed-origin", "docs.example"]).unwrap_err().key, "embed_origins");
+        assert_eq!(resolve(&["--embed-origin", "https://*.example"]).unwrap_err().key, "embed_origins");
     }
 
     #[test]

@@ -1,4 +1,5 @@
-//! Runs the browser end-to-end suite (tests/browser/e2e.test.mjs: playwright-core driving
+//! Runs the browser end-to-end suite (tests/browser/e2e.test.mjs, and embed.test.mjs for
+//! embedding from a second origin: playwright-core driving
 //! Debian's Chromium against real `nsplay serve` instances) as part of `cargo test`. Missing
 //! prerequisites fail the test with what to install: it never skips.
 
@@ -42,7 +43,7 @@ fn browser_end_to_end() {
     let instances: Vec<Instance> = (0..4).map(|_| Instance::new()).collect();
     let args: Vec<Vec<String>> = instances.iter().map(Instance::serve_args).collect();
     let mut cmd = Command::new("node");
-    cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec", "e2e.test.mjs"])
+    cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec", "e2e.test.mjs", "embed.test.mjs"])
         .current_dir(&dir)
         .env("NSPLAY_BIN", common::BIN)
         .env("NSPLAY_INSTANCES", serde_json::to_string(&args).unwrap())

@@ -455,3 +455,96 @@ async fn reset_stops_a_running_fork_bomb_and_keeps_the_shell() {
     assert_eq!(r.json::<Value>().await.unwrap()["killed"], 0);
     assert!(t.cmd_wait("echo still-''here", 20).await.contains("still-here"));
 }
+
+/// A terminal socket whose handshake names `origin` (what a browser sends for a page there).
+async fn socket_from(server: &Server, path: &str, origin: &str) -> Result<(), (u16, String)> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}{path}", server.addr).into_client_request().unwrap();
+    req.headers_mut().insert("origin", origin.parse().unwrap());
+    match tokio_tungstenite::connect_async(req).await {
+        Ok(_) => Ok(()),
+        Err(tokio_tungstenite::tungstenite::Error::Http(resp)) => {
+            let body = resp.body().as_ref().map(|b| String::from_utf8_lossy(b).into_owned()).unwrap_or_default();
+            Err((resp.status().as_u16(), body))
+        }
+        Err(e) => panic!("the handshake failed otherwise: {e}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminal_socket_from_another_sites_page_is_refused() {
+    // By default only nsplay's own pages (the Origin's host is the request's Host) may open it.
+    let server = Server::start(&[]);
+    let s = create(&server).await;
+    let path = s["terminal"].as_str().unwrap();
+    let (status, body) = socket_from(&server, path, "https://evil.example").await.unwrap_err();
+    assert_eq!(status, 403);
+    assert!(body.contains("forbidden_origin") && body.contains("embed_origins"), "{body}");
+    socket_from(&server, path, &format!("http://{}", server.addr)).await.expect("nsplay's own page");
+    drop(server);
+    // An origin in embed_origins may open it too; others still may not.
+    let server = Server::start(&["--embed-origin", "https://docs.example"]);
+    let s = create(&server).await;
+    let path = s["terminal"].as_str().unwrap();
+    socket_from(&server, path, "https://docs.example").await.expect("an allowed site");
+    assert_eq!(socket_from(&server, path, "https://evil.example").await.unwrap_err().0, 403);
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_terminals_recording_is_an_asciicast_that_asciinema_replays() {
+    let asciinema = std::path::Path::new("/usr/bin/asciinema");
+    assert!(asciinema.exists(), "/usr/bin/asciinema is missing: `apt-get install asciinema` (tests/run.sh does it)");
+    let server = Server::start(&[]);
+    let (s, mut t) = shell(&server).await;
+    t.line("printf '\\033[31mred\\033[0m \\033[1;32m緑\\033[0m 色\\n'").await;
+    t.expect("\x1b[31mred\x1b[0m \x1b[1;32m緑\x1b[0m 色", 10).await;
+    t.expect("# ", 10).await;
+    // Enough three-byte characters that chunk boundaries fall inside some of them.
+    t.line("yes 日本語テキスト | head -n 5000; echo do''ne").await;
+    t.expect("done", 20).await;
+    let url = format!("{}{}/cast", server.base, s["terminal"].as_str().unwrap());
+    let r = reqwest::get(&url).await.unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-asciicast");
+    assert!(r.headers()["content-disposition"].to_str().unwrap().contains(".cast"));
+    let cast = r.text().await.unwrap();
+    let mut lines = cast.lines();
+    let header: Value = serde_json::from_str(lines.next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert!(header["width"].as_u64().unwrap() > 0 && header["height"].as_u64().unwrap() > 0, "{header}");
+    assert!(header["timestamp"].as_u64().unwrap() > 1_600_000_000, "{header}");
+    assert!(header["env"].is_object(), "{header}");
+    assert!(header.get("nsplay_truncated_bytes").is_none(), "{header}");
+    let mut text = String::new();
+    let mut last = 0.0;
+    for l in lines {
+        let e: Value = serde_json::from_str(l).unwrap_or_else(|err| panic!("{err}: {l}"));
+        let time = e[0].as_f64().unwrap();
+        assert!(time >= last, "times go forward: {l}");
+        last = time;
+        assert_eq!(e[1], "o");
+        text.push_str(e[2].as_str().unwrap());
+    }
+    assert!(text.contains("\x1b[31mred\x1b[0m \x1b[1;32m緑\x1b[0m 色"), "{text:.300}");
+    assert!(!text.contains('\u{FFFD}'), "a character split across chunks was broken");
+    assert!(text.matches("日本語テキスト\r\n").count() >= 5000);
+    // Debian's asciinema replays it (`cat` reads keys from /dev/tty: util-linux's `script`
+    // gives it a terminal).
+    let dir = tempfile::tempdir().unwrap();
+    let file = dir.path().join("t.cast");
+    std::fs::write(&file, &cast).unwrap();
+    let out = std::process::Command::new("script")
+        .args(["-qec", &format!("{} cat {}", asciinema.display(), file.display()), "/dev/null"])
+        .stdin(std::process::Stdio::null())
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "asciinema cat: {}", String::from_utf8_lossy(&out.stderr));
+    let replayed = String::from_utf8_lossy(&out.stdout);
+    assert!(replayed.contains("\x1b[31mred\x1b[0m \x1b[1;32m緑\x1b[0m 色"), "{replayed:.300}");
+    assert!(replayed.matches("日本語テキスト").count() >= 5000);
+    // Unknown terminals are 404.
+    let r = reqwest::get(format!("{}/api/sessions/{}/terminals/7/cast", server.base, s["id"].as_str().unwrap()))
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 404);
+}

@@ -2,6 +2,7 @@
 //! things. Knows nothing about HTTP; the web layer calls [`Manager`].
 
 pub mod admission;
+pub mod cast;
 pub mod output;
 pub mod pool;
 mod reactor;

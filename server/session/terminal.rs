@@ -6,7 +6,8 @@
 //! hands each chunk to every attached client through a *bounded* queue, waiting when a queue is full. A client
 //! that reads slowly therefore stops the reader, the relay's pipe (512 KiB, charged to the
 //! session's relay group) and the pty's buffer fill, and the program writing to it blocks in the
-//! kernel — nothing grows in the server. Per terminal the server holds at most the ring ([`RING_BYTES`])
+//! kernel — nothing grows in the server. Per terminal the server holds at most the ring ([`RING_BYTES`]),
+//! the recording ([`super::cast::CAST_BYTES`], sharing its chunks with the clients' queues)
 //! plus [`CLIENT_QUEUE`] chunks of [`CHUNK_BYTES`] per client.
 
 use std::collections::{BTreeMap, VecDeque};
@@ -60,6 +61,8 @@ struct State {
     next_client: u64,
     exit: Option<i32>,
     size: (u16, u16),
+    /// Every chunk with its time, the newest [`super::cast::CAST_BYTES`] (the asciicast download).
+    recording: super::cast::Recording,
 }
 
 pub struct Terminal {
@@ -116,6 +119,7 @@ impl Terminal {
                 next_client: 1,
                 exit: None,
                 size: (cols, rows),
+                recording: super::cast::Recording::new(),
             }),
             exited: Notify::new(),
             finished: tokio_util::sync::CancellationToken::new(),
@@ -198,6 +202,16 @@ impl Terminal {
         }
     }
 
+    /// What the terminal printed, as an asciicast v2 file (its current size in the header).
+    pub fn asciicast(&self, title: &str) -> String {
+        // Rendered outside the lock (the chunks are shared, not copied): output keeps flowing.
+        let (recording, (cols, rows)) = {
+            let st = self.lock();
+            (st.recording.clone(), st.size)
+        };
+        recording.asciicast(cols, rows, title)
+    }
+
     #[cfg(test)]
     pub fn size(&self) -> (u16, u16) {
         self.lock().size
@@ -249,8 +263,9 @@ impl Terminal {
 
     /// Appends to the ring and returns the senders to deliver `chunk` to, atomically with
     /// respect to `attach`, so a new client sees each byte exactly once.
-    fn record(&self, chunk: &[u8]) -> Vec<(u64, mpsc::Sender<Output>)> {
+    fn record(&self, chunk: &Bytes) -> Vec<(u64, mpsc::Sender<Output>)> {
         let mut st = self.lock();
+        st.recording.record(chunk);
         let overflow = (st.ring.len() + chunk.len()).saturating_sub(RING_BYTES);
         let drop_n = overflow.min(st.ring.len());
         st.ring.drain(..drop_n);

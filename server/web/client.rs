@@ -23,6 +23,18 @@ pub fn address(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> IpAd
     forwarded.into_iter().rev().find(|ip| !is_trusted(ip)).unwrap_or(peer_ip)
 }
 
+/// The scheme the browser used to reach nsplay, when a trusted proxy says so
+/// (`X-Forwarded-Proto`, lower case); `None` when nothing trustworthy says it (nsplay itself
+/// serves plain HTTP, but an unlisted proxy in front may have ended TLS).
+pub fn forwarded_proto(peer: SocketAddr, headers: &HeaderMap, trusted: &[IpNet]) -> Option<String> {
+    let peer = peer.ip().to_canonical();
+    if !trusted.iter().any(|n| n.contains(&peer)) {
+        return None;
+    }
+    let proto = headers.get("x-forwarded-proto")?.to_str().ok()?.split(',').next()?.trim().to_ascii_lowercase();
+    (!proto.is_empty()).then_some(proto)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

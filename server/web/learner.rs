@@ -52,13 +52,7 @@ pub fn new_learner() -> Learner {
 /// Whether the browser reached nsplay over TLS: nsplay itself serves plain HTTP, so only a
 /// trusted proxy's `X-Forwarded-Proto` can say so.
 fn over_tls(peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> bool {
-    let peer = peer.ip().to_canonical();
-    trusted.iter().any(|n| n.contains(&peer))
-        && headers
-            .get("x-forwarded-proto")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split(',').next())
-            .is_some_and(|p| p.trim().eq_ignore_ascii_case("https"))
+    super::client::forwarded_proto(peer, headers, trusted).is_some_and(|p| p == "https")
 }
 
 /// The `Set-Cookie` value for `learner`.

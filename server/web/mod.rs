@@ -49,7 +49,8 @@ pub struct AppState<S = Arc<Manager>> {
     pub sockets: TaskTracker,
     /// Peers whose X-Forwarded-For is believed.
     pub trusted_proxies: Arc<Vec<ipnet::IpNet>>,
-    /// Origins besides nsplay's own whose pages may use the API (see [`origin`]).
+    /// Origins besides nsplay's own whose pages may embed nsplay and use the API (`embed_origins`
+    /// and `allowed_origins` together; see [`origin`]).
     pub allowed_origins: Arc<Vec<String>>,
     pub metrics: Option<metrics_exporter_prometheus::PrometheusHandle>,
     /// Rooms, learners and the instructor (`None`: classroom routes answer 404).
@@ -94,27 +95,37 @@ fn classroom_routes<S: Sessions>() -> Router<AppState<S>> {
 }
 
 pub fn app<S: Sessions>(state: AppState<S>) -> Router {
+    let policy = origin::Policy { allowed: state.allowed_origins.clone(), trusted: state.trusted_proxies.clone() };
+    // The calls an embed makes, readable by the allowed origins' scripts (CORS).
+    let embed_api = Router::new()
+        .route("/api/sessions", post(api::create_session::<S>))
+        .route("/api/sessions/{id}", get(api::get_session::<S>).delete(api::delete_session::<S>))
+        .route("/api/sessions/{id}/terminals", post(api::create_terminal::<S>))
+        .route("/api/sessions/{id}/terminals/{n}/cast", get(api::terminal_cast::<S>))
+        .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check::<S>))
+        .layer(origin::cors(&state.allowed_origins));
     Router::new()
         .route("/", get(pages::index))
         .route("/play", get(pages::play))
         .route("/learn", get(pages::learn))
         .route("/learn/{topic}", get(pages::lesson))
+        .route("/embed/play", get(pages::embed_play::<S>))
+        .route("/embed/{topic}", get(pages::embed_lesson::<S>))
+        .route("/embed.js", get(pages::embed_script))
         .route("/assets/{*path}", get(pages::asset))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz::<S>))
         .route("/metrics", get(api::metrics::<S>))
-        .route("/api/sessions", post(api::create_session::<S>))
         .route("/api/learner/session", post(api::learner_session::<S>))
         .route("/api/learner/sessions", get(api::list_learner_sessions::<S>).delete(api::end_learner_sessions::<S>))
-        .route("/api/sessions/{id}", get(api::get_session::<S>).delete(api::delete_session::<S>))
-        .route("/api/sessions/{id}/terminals", post(api::create_terminal::<S>))
         .route("/api/sessions/{id}/reset", post(api::reset_session::<S>))
         .route("/api/sessions/{id}/terminals/{n}", get(api::terminal_socket::<S>))
-        .route("/api/sessions/{id}/checks/{lesson}/{step}", post(api::run_check::<S>))
+        .merge(embed_api)
         .merge(classroom_routes::<S>())
         .fallback(pages::fallback)
         .layer(DefaultBodyLimit::max(MAX_BODY))
-        .layer(axum::middleware::from_fn_with_state(state.allowed_origins.clone(), origin::guard))
+        .layer(axum::middleware::from_fn_with_state(policy, origin::guard))
+        .layer(axum::middleware::from_fn_with_state(state.allowed_origins.clone(), origin::frame_ancestors))
         .layer(axum::middleware::from_fn_with_state(state.trusted_proxies.clone(), learner::ensure))
         .with_state(state)
 }

@@ -173,17 +173,7 @@ pub async fn lesson(
 
 fn lesson_page(l: &'static lessons::Lesson, all: &'static [lessons::Lesson], lang: &'static str) -> LessonPage {
     let next = all.iter().position(|x| x.topic == l.topic).and_then(|i| all.get(i + 1));
-    let steps = l
-        .steps
-        .iter()
-        .map(|s| StepView {
-            id: &s.id,
-            title: s.title.get(lang),
-            text_html: lessons::prose_html(s.text.get(lang)),
-            commands: &s.commands,
-            has_check: s.check.is_some(),
-        })
-        .collect();
+    let steps = step_views(l, lang);
     let t = Ui { lang };
     let i18n_json = t.json();
     LessonPage {
@@ -197,6 +187,94 @@ fn lesson_page(l: &'static lessons::Lesson, all: &'static [lessons::Lesson], lan
         next_topic: next.map_or("", |n| n.topic.as_str()),
         next_title: next.map_or("", |n| n.title.get(lang)),
     }
+}
+
+#[derive(Template)]
+#[template(path = "embed.html")]
+struct EmbedPage {
+    lang: &'static str,
+    t: Ui,
+    i18n_json: String,
+    /// `embed-lesson` or `embed-play` (the module main.js boots).
+    page: &'static str,
+    /// The lesson's topic; empty for the playground.
+    topic: &'static str,
+    title: &'static str,
+    /// The origins whose pages may frame this one and drive it by postMessage (besides
+    /// nsplay's own), space-separated.
+    parents: String,
+    steps: Vec<StepView>,
+}
+
+fn step_views(l: &'static lessons::Lesson, lang: &'static str) -> Vec<StepView> {
+    l.steps
+        .iter()
+        .map(|s| StepView {
+            id: &s.id,
+            title: s.title.get(lang),
+            text_html: lessons::prose_html(s.text.get(lang)),
+            commands: &s.commands,
+            has_check: s.check.is_some(),
+        })
+        .collect()
+}
+
+/// `/embed/<topic>`: a lesson's steps and a terminal for another site's iframe (docs/embedding.md).
+pub async fn embed_lesson<S>(
+    State(st): State<super::AppState<S>>,
+    Path(topic): Path<String>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = pick_lang(q.lang.as_deref(), &headers);
+    let Some(l) = lessons::find(&topic, st.hierarchy) else {
+        return not_found_page(lang, topic);
+    };
+    let t = Ui { lang };
+    let i18n_json = t.json();
+    let parents = st.allowed_origins.join(" ");
+    let steps = step_views(l, lang);
+    render(EmbedPage {
+        lang,
+        t,
+        i18n_json,
+        page: "embed-lesson",
+        topic: &l.topic,
+        title: l.title.get(lang),
+        parents,
+        steps,
+    })
+}
+
+/// `/embed/play`: one terminal for another site's iframe, typed into by its Run buttons
+/// (`/embed.js`, postMessage).
+pub async fn embed_play<S>(
+    State(st): State<super::AppState<S>>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
+    let lang = pick_lang(q.lang.as_deref(), &headers);
+    let t = Ui { lang };
+    let i18n_json = t.json();
+    let parents = st.allowed_origins.join(" ");
+    render(EmbedPage { lang, t, i18n_json, page: "embed-play", topic: "", title: "", parents, steps: Vec::new() })
+}
+
+/// The strings `/embed.js` shows on the author's page, in every language (it picks the page's).
+const EMBED_SCRIPT_KEYS: [&str; 3] = ["run", "embed_lesson_title", "embed_terminal_title"];
+
+/// `/embed.js`, the script an author includes on their own page: `web/js/embed.js` with its
+/// strings filled in.
+pub async fn embed_script() -> Response {
+    let Some(file) = Assets::get("js/embed.js") else {
+        return (StatusCode::NOT_FOUND, "no such asset").into_response();
+    };
+    let text: BTreeMap<&str, BTreeMap<&str, &str>> =
+        LANGS.iter().map(|lang| (*lang, EMBED_SCRIPT_KEYS.iter().map(|k| (*k, Ui { lang }.s(k))).collect())).collect();
+    let json = serde_json::to_string(&text).unwrap_or_default().replace('<', "\\u003c");
+    let source = String::from_utf8_lossy(&file.data).replacen("/*NSPLAY_TEXT*/ {}", &json, 1);
+    ([(header::CONTENT_TYPE, "text/javascript; charset=utf-8"), (header::CACHE_CONTROL, "no-cache")], source)
+        .into_response()
 }
 
 #[derive(Template)]
@@ -372,6 +450,41 @@ mod tests {
         assert!(dynamic.is_err());
         let variable = std::panic::catch_unwind(|| keys_used("c.js", "x = t(key);", "t(", &mut BTreeMap::new()));
         assert!(variable.is_err());
+    }
+
+    #[test]
+    fn embed_pages_render_without_the_sites_chrome_and_the_script_gets_its_strings() {
+        let l = lessons::find("uts", lessons::Hierarchy::V2).unwrap();
+        for lang in LANGS {
+            let page = |p: &'static str, steps| EmbedPage {
+                lang,
+                t: Ui { lang },
+                i18n_json: Ui { lang }.json(),
+                page: p,
+                topic: if p == "embed-lesson" { &l.topic } else { "" },
+                title: if p == "embed-lesson" { l.title.get(lang) } else { "" },
+                parents: "https://docs.example".into(),
+                steps,
+            };
+            let html = page("embed-lesson", step_views(l, lang)).render().unwrap();
+            for needle in [
+                "data-page=\"embed-lesson\"",
+                "id=\"embed-start\"",
+                "class=\"run\"",
+                "class=\"check\"",
+                "data-parent-origins=\"https://docs.example\"",
+                "id=\"download-cast\"",
+                l.title.get(lang),
+            ] {
+                assert!(html.contains(needle), "{lang} lacks {needle}");
+            }
+            assert!(!html.contains("class=\"topbar\""), "no site chrome");
+            let html = page("embed-play", Vec::new()).render().unwrap();
+            assert!(html.contains("data-page=\"embed-play\"") && !html.contains("class=\"step\""));
+        }
+        // embed_script fills this marker with the strings.
+        let script = Assets::get("js/embed.js").unwrap();
+        assert_eq!(std::str::from_utf8(&script.data).unwrap().matches("/*NSPLAY_TEXT*/ {}").count(), 1);
     }
 
     #[test]

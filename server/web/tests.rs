@@ -127,6 +127,8 @@ struct Reply {
     set_cookie: Option<String>,
     /// Whether `X-Nsplay-Retry-Elsewhere: 1` came with it.
     elsewhere: bool,
+    /// Every header (for those the fields above do not name).
+    headers: axum::http::HeaderMap,
     text: String,
 }
 
@@ -176,9 +178,11 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
     let set_cookie = header(header::SET_COOKIE);
     let elsewhere = header(super::error::RETRY_ELSEWHERE.parse().unwrap()).is_some_and(|v| v == "1");
     let status = resp.status();
+    let headers = resp.headers().clone();
     let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX).await.unwrap();
     Reply {
         status,
+        headers,
         retry_after,
         allow,
         location,
@@ -588,6 +592,73 @@ async fn cross_site_browser_requests_are_403_and_own_pages_tools_and_allowed_ori
         .body(Body::empty())
         .unwrap();
     assert_eq!(send_request(Fake::with_session(None), get).await.status, StatusCode::OK);
+}
+
+#[tokio::test]
+async fn a_trusted_proxys_scheme_counts_for_own_pages() {
+    // The test peer is a trusted proxy: when it says the browser came over https, a plain-http
+    // page of the same host is another site (and the other way round).
+    let ws = |origin: &str, proto: &str| {
+        Request::builder()
+            .uri("/api/sessions/live/terminals/0")
+            .header(header::HOST, "play.test:8080")
+            .header(header::ORIGIN, origin)
+            .header("x-forwarded-proto", proto)
+            .header(header::UPGRADE, "websocket")
+            .header(header::CONNECTION, "upgrade")
+            .body(Body::empty())
+            .unwrap()
+    };
+    for (origin, proto) in [("http://play.test:8080", "https"), ("https://play.test:8080", "http")] {
+        let r = send_request(Fake::with_session(None), ws(origin, proto)).await;
+        r.assert_error(StatusCode::FORBIDDEN, "forbidden_origin");
+        assert!(r.json()["message"].as_str().unwrap().contains("terminal sockets"), "{}", r.text);
+    }
+    // The same origin and scheme reaches the upgrade (refused here only for lacking the
+    // WebSocket handshake's key: not an origin refusal).
+    let r = send_request(Fake::with_session(None), ws("https://play.test:8080", "https")).await;
+    assert_ne!(r.status, StatusCode::FORBIDDEN, "{}", r.text);
+}
+
+#[tokio::test]
+async fn embed_pages_may_be_framed_by_allowed_origins_only_and_cors_answers_them() {
+    let get = |uri: &str| Request::builder().uri(uri).body(Body::empty()).unwrap();
+    let csp = |r: &Reply| r.headers.get(header::CONTENT_SECURITY_POLICY).map(|v| v.to_str().unwrap().to_string());
+    let r = send_request(Fake::with_session(None), get("/")).await;
+    assert_eq!(csp(&r).as_deref(), Some("frame-ancestors 'self'"), "other pages: nsplay only");
+    let r = send_request(Fake::with_session(None), get("/api/sessions/live")).await;
+    assert_eq!(csp(&r).as_deref(), Some("frame-ancestors 'self'"));
+    // Preflight of a create from the allowed origin: answered, without credentials.
+    let preflight = |origin: &str, uri: &str| {
+        Request::builder()
+            .method(Method::OPTIONS)
+            .uri(uri)
+            .header(header::ORIGIN, origin)
+            .header(header::ACCESS_CONTROL_REQUEST_METHOD, "POST")
+            .header(header::ACCESS_CONTROL_REQUEST_HEADERS, "content-type")
+            .body(Body::empty())
+            .unwrap()
+    };
+    for uri in ["/api/sessions", "/api/sessions/live/terminals", "/api/sessions/live/checks/uts/enter"] {
+        let r = send_request(Fake::with_session(None), preflight(ALLOWED_ORIGIN, uri)).await;
+        assert_eq!(r.status, StatusCode::OK, "{uri}");
+        assert_eq!(r.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).unwrap(), ALLOWED_ORIGIN, "{uri}");
+        assert!(r.headers.get(header::ACCESS_CONTROL_ALLOW_CREDENTIALS).is_none(), "{uri}");
+        let r = send_request(Fake::with_session(None), preflight("https://evil.example", uri)).await;
+        assert!(r.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none(), "{uri}");
+    }
+    // The learner's own calls are not for other sites.
+    let r = send_request(Fake::with_session(None), preflight(ALLOWED_ORIGIN, "/api/learner/session")).await;
+    assert!(r.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).is_none());
+    // A read from the allowed origin carries the header the browser needs.
+    let read = Request::builder()
+        .uri("/api/sessions/live")
+        .header(header::ORIGIN, ALLOWED_ORIGIN)
+        .body(Body::empty())
+        .unwrap();
+    let r = send_request(Fake::with_session(None), read).await;
+    assert_eq!(r.status, StatusCode::OK);
+    assert_eq!(r.headers.get(header::ACCESS_CONTROL_ALLOW_ORIGIN).unwrap(), ALLOWED_ORIGIN);
 }
 
 #[tokio::test]

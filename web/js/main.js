@@ -7,7 +7,9 @@
 // page.js (what the terminal pages share), play.js (landing and /play),
 // lesson.js (lesson pages), learn.js (progress on the lesson list), reset.js
 // (the Reset button), fontsize.js (A− / A+), keys.js (the phone key bar),
-// dom.js (DOM helpers); the classroom's join.js (/join pages), room.js (the
+// dom.js (DOM helpers), cast.js (the Recording download), embedded.js (the
+// /embed/* pages; embed.js is the script authors include on their own pages);
+// the classroom's join.js (/join pages), room.js (the
 // room bar on lesson pages) and instructor.js (sign-in, dashboard, projector).
 // No build step: the server
 // embeds and serves these files as they are.
@@ -24,6 +26,8 @@ import { wireFontSize } from './fontsize.js';
 import { bootJoin } from './join.js';
 import { showRoomBar } from './room.js';
 import { bootDashboard, bootInstructorLogin, bootProjector } from './instructor.js';
+import { wireCast } from './cast.js';
+import { bootEmbedLesson, bootEmbedPlay } from './embedded.js';
 
 const Nsplay = {
   createSession, getSession, attach, runInTerminal,
@@ -38,6 +42,7 @@ const expose = (conn) => {
   wireReset(conn);
   wireFontSize(conn);
   addKeyBar(conn);
+  wireCast(conn);
 };
 
 function boot() {
@@ -47,6 +52,9 @@ function boot() {
   else if (page === 'landing') bootLanding();
   else if (page === 'lesson') bootLesson().then(expose);
   else if (page === 'learn') bootLearn();
+  // Pages in another site's iframe (docs/embedding.md); the session starts on the first click.
+  else if (page === 'embed-lesson') bootEmbedLesson();
+  else if (page === 'embed-play') bootEmbedPlay();
   // The classroom's pages.
   if (page === 'lesson') showRoomBar();
   else if (page === 'join') bootJoin();

@@ -391,6 +391,7 @@ export function attach(container, path, options = {}) {
   return {
     term,
     sessionId,
+    path, // the terminal's API path (cast.js downloads its recording)
     notice,
     setInputFilter(fn) { inputFilter = fn; },
     send(text) {
