@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub open: Option<bool>,
     pub node: Option<String>,
     pub drain_timeout: Option<String>,
+    pub database_url: Option<String>,
+    pub stuck_after: Option<String>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -130,6 +132,9 @@ pub mod defaults {
     /// The node name defaults to the machine's host name (its first label; see `config::node`).
     pub const NODE: &str = "the host name";
     pub const DRAIN_TIMEOUT: &str = "60s";
+    /// The classroom's database when `database_url` is unset (a description for `--help`).
+    pub const DATABASE_URL: &str = "SQLite, <data_dir>/nsplay.db";
+    pub const STUCK_AFTER: &str = "10m";
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these).
@@ -200,6 +205,25 @@ pub struct Settings {
     pub node: String,
     /// How long a SIGTERM waits for learners to finish before their sessions end.
     pub drain_timeout: Duration,
+    /// The classroom's shared database (`postgres://…`, or `sqlite://…`); `None`: SQLite in
+    /// `data_dir`.
+    pub database_url: Option<DatabaseUrl>,
+    /// A learner with no passed step and no keystroke for this long shows as stuck.
+    pub stuck_after: Duration,
+}
+
+/// A database URL; its `Debug` hides the password (it may sit in the URL).
+#[derive(Clone, PartialEq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &self.0[..s + 3], &self.0[at..]),
+            _ => self.0.clone(),
+        };
+        f.debug_tuple("DatabaseUrl").field(&shown).finish()
+    }
 }
 
 /// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
@@ -342,6 +366,8 @@ impl FileConfig {
             open: f.open.or(self.open),
             node: f.node.or(self.node),
             drain_timeout: f.drain_timeout.or(self.drain_timeout),
+            database_url: f.database_url.or(self.database_url),
+            stuck_after: f.stuck_after.or(self.stuck_after),
         }
     }
 }
@@ -559,6 +585,18 @@ fn classroom(raw: &FileConfig) -> Result<(PathBuf, Option<AdminToken>), ConfigEr
     Ok((data_dir, token.map(|t| AdminToken(t.to_string()))))
 }
 
+/// The classroom's database URL: PostgreSQL (shared by many nodes) or SQLite.
+fn database_url(raw: &FileConfig) -> Result<Option<DatabaseUrl>, ConfigError> {
+    let Some(url) = raw.database_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
+    if ["postgres://", "postgresql://", "sqlite://"].iter().any(|p| url.starts_with(p)) {
+        Ok(Some(DatabaseUrl(url.to_string())))
+    } else {
+        // The URL may hold a password: only its scheme in the message.
+        let scheme = url.split("://").next().unwrap_or("").chars().take(20).collect::<String>();
+        Err(bad("database_url", format!("{scheme}://…"), "a postgres://user:password@host/db or sqlite:///path URL"))
+    }
+}
+
 /// Whether `name` is a DNS label nsplay can put in ids and proxies can match: 1 to 63 lower-case
 /// letters, digits and dashes, neither first nor last a dash. No dot: the dot ends the node name
 /// in a session id (`<node>.<random>`), and base64url randomness never contains one.
@@ -631,6 +669,8 @@ impl Settings {
             open: raw.open.unwrap_or(defaults::OPEN),
             node: node(&raw)?,
             drain_timeout: duration("drain_timeout", &or_default(&raw.drain_timeout, defaults::DRAIN_TIMEOUT))?,
+            database_url: database_url(&raw)?,
+            stuck_after: duration("stuck_after", &or_default(&raw.stuck_after, defaults::STUCK_AFTER))?,
         })
     }
 
@@ -642,6 +682,7 @@ impl Settings {
             open: self.open,
             limits: self.limits,
             max_sessions: self.max_sessions,
+            stuck_after: self.stuck_after,
         }
     }
 
@@ -847,6 +888,7 @@ mod tests {
         assert_eq!(from_file.data_dir, defaults.data_dir);
         assert_eq!(from_file.open, defaults.open);
         assert_eq!(from_file.drain_timeout, defaults.drain_timeout);
+        assert_eq!(from_file.stuck_after, defaults.stuck_after);
     }
 
     #[test]
@@ -897,6 +939,19 @@ mod tests {
             s.shutdown_timeout
         );
         assert!(sts.contains("containerPort: 8080") && sts.contains("/etc/nsplay/nsplay.toml"));
+    }
+
+    #[test]
+    fn the_database_url_is_postgres_or_sqlite_and_stuck_after_a_duration() {
+        assert_eq!(resolve(&[]).unwrap().database_url, None);
+        let pg = "postgres://nsplay:pw@db:5432/nsplay";
+        assert_eq!(resolve(&["--database-url", pg]).unwrap().database_url, Some(DatabaseUrl(pg.into())));
+        let e = resolve(&["--database-url", "mysql://u:secret@h/db"]).unwrap_err();
+        assert_eq!(e.key, "database_url");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        assert!(!format!("{:?}", DatabaseUrl(pg.into())).contains("pw"));
+        assert_eq!(resolve(&[]).unwrap().stuck_after, Duration::from_secs(600));
+        assert_eq!(resolve(&["--stuck-after", "3m"]).unwrap().stuck_after, Duration::from_secs(180));
     }
 
     #[test]
