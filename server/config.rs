@@ -683,6 +683,7 @@ impl Settings {
             limits: self.limits,
             max_sessions: self.max_sessions,
             stuck_after: self.stuck_after,
+            node: self.node.clone(),
         }
     }
 

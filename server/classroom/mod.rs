@@ -50,6 +50,9 @@ pub struct ClassroomConfig {
     pub hierarchy: crate::lessons::Hierarchy,
     /// A learner with no passed step and no keystroke for this long is shown as stuck.
     pub stuck_after: Duration,
+    /// This node's name (the first part of its session ids): this node alone knows whether
+    /// its own sessions live, whatever an older report in a shared store says.
+    pub node: String,
 }
 
 /// The classroom: the store and the rules.
@@ -576,6 +579,11 @@ impl Classroom {
     /// dashboard follows changes made on other nodes through it).
     pub async fn fingerprint(&self, room_id: &str) -> Result<i64, StoreError> {
         self.store.room_fingerprint(room_id).await
+    }
+
+    /// Whether `session` (an id) is one of this node's.
+    pub fn is_local(&self, session: &str) -> bool {
+        session.strip_prefix(self.cfg.node.as_str()).is_some_and(|rest| rest.starts_with('.'))
     }
 
     /// How long without a passed step or a keystroke makes a learner stuck.

@@ -10,6 +10,7 @@ pub(crate) fn config(token: Option<&str>) -> ClassroomConfig {
         max_sessions: 50,
         hierarchy: crate::lessons::Hierarchy::V2,
         stuck_after: Duration::from_secs(600),
+        node: "test".into(),
     }
 }
 

@@ -106,6 +106,7 @@ async fn classroom(dir: &std::path::Path, token: &str, open: bool) -> Arc<Classr
         max_sessions: 40,
         hierarchy: crate::lessons::Hierarchy::V2,
         stuck_after: std::time::Duration::from_secs(600),
+        node: "test".into(),
     };
     let (c, _) = Classroom::start(Store::open_dir(dir).await.unwrap(), cfg).await.unwrap();
     Arc::new(c)

@@ -311,7 +311,9 @@ async fn progress_json<S: Sessions>(st: &AppState<S>, id: &str) -> Result<serde_
         .map(|l| {
             // A session on this node counts at once; one elsewhere by its node's latest report.
             let local = l.session.as_deref().and_then(|s| st.manager.get(s).ok());
-            let online = l.online || local.is_some();
+            let ours = l.session.as_deref().is_some_and(|s| classroom_of(st).is_ok_and(|c| c.is_local(s)));
+            // This node knows its own sessions (a report from before a restart is stale).
+            let online = local.is_some() || (!ours && l.online);
             let stuck = online && l.stuck;
             let mut v = serde_json::to_value(l).unwrap_or_default();
             v["online"] = json!(online);
