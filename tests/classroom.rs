@@ -323,3 +323,90 @@ async fn a_room_in_postgresql_spans_nodes_and_the_dashboard_on_a_third_sees_ever
     drop((a, b, c));
     drop(pg);
 }
+
+/// Issue #18: 30 simulated learners join by code and work over the terminal WebSocket — every
+/// third does the UTS step, every third only prints its expected output, the rest do nothing —
+/// and the dashboard's matrix (API) is exactly that: printing never marks a step.
+#[tokio::test]
+async fn thirty_learners_and_the_matrix_is_exactly_what_they_did() {
+    const N: usize = 30;
+    let server = Server::start_in(
+        common::Instance::with_slots(32),
+        &[
+            "--admin-token",
+            TOKEN,
+            "--warm-pool",
+            "4",
+            "--max-sessions",
+            "32",
+            "--max-sessions-per-client",
+            "32",
+            "--create-per-minute",
+            "120",
+            "--create-burst",
+            "40",
+        ],
+    );
+    let r = http()
+        .post(format!("{}/api/rooms", server.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"title": "Thirty", "lessons": ["uts"], "capacity": N}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let room: Value = r.json().await.unwrap();
+    let (id, code) = (room["id"].as_str().unwrap().to_string(), room["code"].as_str().unwrap().to_string());
+    let joins = (0..N).map(|i| {
+        let (server, code) = (&server, &code);
+        async move { join(server, code, json!({"name": format!("learner-{i:02}")})).await }
+    });
+    let learners = futures_util::future::join_all(joins).await;
+    let work = learners.iter().enumerate().map(|(i, l)| {
+        let server = &server;
+        async move {
+            let mut t = attach(server, l).await;
+            let session = l["session"].as_str().unwrap();
+            match i % 3 {
+                0 => {
+                    t.cmd_wait("unshare -u /bin/sh", 60).await;
+                    t.cmd_wait("hostname my-new-hostname", 60).await;
+                    // Checks are rate-limited per session (429): ask again a second later.
+                    let url = format!("{}/api/sessions/{session}/checks/uts/set-hostname", server.base);
+                    let mut passed = false;
+                    for _ in 0..30 {
+                        let r = http().post(&url).send().await.unwrap();
+                        if r.status() == 200 && r.json::<Value>().await.unwrap()["passed"] == true {
+                            passed = true;
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    assert!(passed, "the host never saw learner {i}'s step");
+                }
+                1 => {
+                    t.cmd_wait("echo my-new-hostname; echo Passed; echo ✓", 60).await;
+                    assert!(!check(server, session).await, "printing passed a step");
+                }
+                _ => {}
+            }
+        }
+    });
+    futures_util::future::join_all(work).await;
+    let p = instructor_get(&server, &format!("/api/rooms/{id}/progress")).await;
+    let want: Vec<(String, Vec<String>)> = (0..N)
+        .map(|i| (format!("learner-{i:02}"), if i % 3 == 0 { vec!["uts/set-hostname".to_string()] } else { vec![] }))
+        .collect();
+    let mut got = matrix(&p);
+    got.sort();
+    assert_eq!(got.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect::<Vec<_>>(), want, "{p}");
+    // Checks run: at least one by each doer (it may have asked before the kernel showed the
+    // change), exactly one by each printer, none by the idle.
+    for (i, (_, _, checks)) in got.iter().enumerate() {
+        match i % 3 {
+            0 => assert!(*checks >= 1, "{p}"),
+            1 => assert_eq!(*checks, 1, "{p}"),
+            _ => assert_eq!(*checks, 0, "{p}"),
+        }
+    }
+}

@@ -111,8 +111,8 @@ function renderMatrix(p, actions) {
   head.replaceChildren(headRow);
   body.replaceChildren(...p.learners.map((l) => {
     const name = el('th', { scope: 'row', class: 'learner-name' }, l.name || t('learner_anonymous'));
-    const lesson = el('td', null, lessonTitle(l.current_lesson),
-      el('span', { class: 'hint-text step-now' }, ' · ' + stepTitle(p, l.current_lesson, l.current_step)));
+    const lesson = el('td', { class: 'lesson-cell' }, lessonTitle(l.current_lesson),
+      el('span', { class: 'hint-text step-now' }, stepTitle(p, l.current_lesson, l.current_step)));
     const row = el('tr', { 'data-learner': l.id, 'data-state': l.state }, name,
       el('td', null, learnerState(l, p)),
       lesson,
@@ -121,7 +121,7 @@ function renderMatrix(p, actions) {
       const cell = el('td', { class: 'cell', 'data-passed': ok ? 'true' : 'false', title: p.steps[i].step }, ok ? '✓' : '·');
       row.append(cell);
     });
-    row.append(el('td', { class: 'num usage' }, usageText(l)));
+    row.append(el('td', { class: 'num usage-cell' }, usageText(l)));
     row.append(el('td', null, timeText(l.last_activity)));
     const act = el('td', { class: 'row-actions' });
     if (l.online && l.session) {

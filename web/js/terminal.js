@@ -141,7 +141,7 @@ export function attach(container, path, options = {}) {
       viewingEl.className = 'viewing';
       viewingEl.setAttribute('role', 'status');
       viewingEl.textContent = t('instructor_viewing');
-      container.before(viewingEl);
+      document.body.append(viewingEl);
     }
     if (viewingEl) viewingEl.hidden = !(count > 0);
   }
