@@ -277,6 +277,17 @@ pub struct ServeArgs {
     /// 4M per CPU core].
     #[arg(long, env = "NSPLAY_OUTPUT_RATE")]
     pub output_rate: Option<String>,
+    #[arg(long, env = "NSPLAY_DATABASE_URL", hide_env_values = true, help = help(
+        "The classroom's database: postgres://user:password@host/db to share rooms between nodes (the same \
+         schema and migrations), or sqlite:///path",
+        defaults::DATABASE_URL,
+    ))]
+    pub database_url: Option<String>,
+    #[arg(long, env = "NSPLAY_STUCK_AFTER", help = help(
+        "The dashboard shows a learner as stuck after this long without a passed step or a keystroke",
+        defaults::STUCK_AFTER,
+    ))]
+    pub stuck_after: Option<String>,
 }
 
 #[cfg(test)]

@@ -71,6 +71,8 @@ pub struct FileConfig {
     pub node: Option<String>,
     pub drain_timeout: Option<String>,
     pub output_rate: Option<String>,
+    pub database_url: Option<String>,
+    pub stuck_after: Option<String>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -136,6 +138,9 @@ pub mod defaults {
     /// The node name defaults to the machine's host name (its first label; see `config::node`).
     pub const NODE: &str = "the host name";
     pub const DRAIN_TIMEOUT: &str = "60s";
+    /// The classroom's database when `database_url` is unset (a description for `--help`).
+    pub const DATABASE_URL: &str = "SQLite, <data_dir>/nsplay.db";
+    pub const STUCK_AFTER: &str = "10m";
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these).
@@ -210,6 +215,11 @@ pub struct Settings {
     pub drain_timeout: Duration,
     /// Bytes per second all terminals together may print (0: no limit; `session::output`).
     pub output_rate: u64,
+    /// The classroom's shared database (`postgres://…`, or `sqlite://…`); `None`: SQLite in
+    /// `data_dir`.
+    pub database_url: Option<DatabaseUrl>,
+    /// A learner with no passed step and no keystroke for this long shows as stuck.
+    pub stuck_after: Duration,
 }
 
 /// The default output budget: [`defaults::OUTPUT_RATE_PER_CORE`] times the CPUs this process may
@@ -230,6 +240,20 @@ fn output_rate(raw: &FileConfig) -> Result<u64, ConfigError> {
             }
             Ok(rate)
         }
+    }
+}
+
+/// A database URL; its `Debug` hides the password (it may sit in the URL).
+#[derive(Clone, PartialEq)]
+pub struct DatabaseUrl(pub String);
+
+impl std::fmt::Debug for DatabaseUrl {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        let shown = match (self.0.find("://"), self.0.rfind('@')) {
+            (Some(s), Some(at)) if at > s => format!("{}***{}", &self.0[..s + 3], &self.0[at..]),
+            _ => self.0.clone(),
+        };
+        f.debug_tuple("DatabaseUrl").field(&shown).finish()
     }
 }
 
@@ -375,6 +399,8 @@ impl FileConfig {
             node: f.node.or(self.node),
             drain_timeout: f.drain_timeout.or(self.drain_timeout),
             output_rate: f.output_rate.or(self.output_rate),
+            database_url: f.database_url.or(self.database_url),
+            stuck_after: f.stuck_after.or(self.stuck_after),
         }
     }
 }
@@ -601,6 +627,18 @@ fn classroom(raw: &FileConfig) -> Result<(PathBuf, Option<AdminToken>), ConfigEr
     Ok((data_dir, token.map(|t| AdminToken(t.to_string()))))
 }
 
+/// The classroom's database URL: PostgreSQL (shared by many nodes) or SQLite.
+fn database_url(raw: &FileConfig) -> Result<Option<DatabaseUrl>, ConfigError> {
+    let Some(url) = raw.database_url.as_deref().map(str::trim).filter(|u| !u.is_empty()) else { return Ok(None) };
+    if ["postgres://", "postgresql://", "sqlite://"].iter().any(|p| url.starts_with(p)) {
+        Ok(Some(DatabaseUrl(url.to_string())))
+    } else {
+        // The URL may hold a password: only its scheme in the message.
+        let scheme = url.split("://").next().unwrap_or("").chars().take(20).collect::<String>();
+        Err(bad("database_url", format!("{scheme}://…"), "a postgres://user:password@host/db or sqlite:///path URL"))
+    }
+}
+
 /// Whether `name` is a DNS label nsplay can put in ids and proxies can match: 1 to 63 lower-case
 /// letters, digits and dashes, neither first nor last a dash. No dot: the dot ends the node name
 /// in a session id (`<node>.<random>`), and base64url randomness never contains one.
@@ -674,6 +712,8 @@ impl Settings {
             node: node(&raw)?,
             drain_timeout: duration("drain_timeout", &or_default(&raw.drain_timeout, defaults::DRAIN_TIMEOUT))?,
             output_rate: output_rate(&raw)?,
+            database_url: database_url(&raw)?,
+            stuck_after: duration("stuck_after", &or_default(&raw.stuck_after, defaults::STUCK_AFTER))?,
         })
     }
 
@@ -685,6 +725,8 @@ impl Settings {
             open: self.open,
             limits: self.limits,
             max_sessions: self.max_sessions,
+            stuck_after: self.stuck_after,
+            node: self.node.clone(),
         }
     }
 
@@ -909,6 +951,7 @@ mod tests {
         assert_eq!(from_file.data_dir, defaults.data_dir);
         assert_eq!(from_file.open, defaults.open);
         assert_eq!(from_file.drain_timeout, defaults.drain_timeout);
+        assert_eq!(from_file.stuck_after, defaults.stuck_after);
     }
 
     #[test]
@@ -969,6 +1012,19 @@ mod tests {
             s.shutdown_timeout
         );
         assert!(sts.contains("containerPort: 8080") && sts.contains("/etc/nsplay/nsplay.toml"));
+    }
+
+    #[test]
+    fn the_database_url_is_postgres_or_sqlite_and_stuck_after_a_duration() {
+        assert_eq!(resolve(&[]).unwrap().database_url, None);
+        let pg = "postgres://nsplay:pw@db:5432/nsplay";
+        assert_eq!(resolve(&["--database-url", pg]).unwrap().database_url, Some(DatabaseUrl(pg.into())));
+        let e = resolve(&["--database-url", "mysql://u:secret@h/db"]).unwrap_err();
+        assert_eq!(e.key, "database_url");
+        assert!(!e.to_string().contains("secret"), "{e}");
+        assert!(!format!("{:?}", DatabaseUrl(pg.into())).contains("pw"));
+        assert_eq!(resolve(&[]).unwrap().stuck_after, Duration::from_secs(600));
+        assert_eq!(resolve(&["--stuck-after", "3m"]).unwrap().stuck_after, Duration::from_secs(180));
     }
 
     #[test]

@@ -93,7 +93,11 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             "sandbox ready"
         );
         let connections = fit_connections(settings);
-        let classroom = nsplay::open_classroom(&settings.data_dir, settings.classroom_config(sandbox.cgroup_version()))
+        let classroom = nsplay::open_classroom(
+            &settings.data_dir,
+            settings.database_url.as_ref().map(|u| u.0.as_str()),
+            settings.classroom_config(sandbox.cgroup_version()),
+        )
             .await
             .map_err(|e| anyhow::anyhow!("classroom: {e}"))?;
         let manager = Manager::new(sandbox, settings.manager_config());

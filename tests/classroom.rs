@@ -151,3 +151,262 @@ async fn learners_join_by_code_and_the_dashboard_shows_exactly_what_the_host_saw
     assert_eq!(again["learners"][0]["online"], true);
     assert_eq!(again["learners"][0]["session"], back["session"]);
 }
+
+/// A throw-away PostgreSQL cluster (Debian's `postgresql`): `initdb` in a temporary directory
+/// and `postgres` on a unix socket there and a free 127.0.0.1 port, as `nobody` (postgres
+/// refuses root). Stopped (fast shutdown) and removed on drop.
+struct Postgres {
+    child: std::process::Child,
+    url: String,
+    _dir: tempfile::TempDir,
+}
+
+impl Postgres {
+    fn start() -> Postgres {
+        use std::os::unix::process::CommandExt;
+        let bin = std::fs::read_dir("/usr/lib/postgresql")
+            .ok()
+            .and_then(|d| {
+                d.filter_map(Result::ok).map(|e| e.path().join("bin")).filter(|b| b.join("initdb").exists()).max()
+            })
+            .expect("no PostgreSQL under /usr/lib/postgresql: install Debian's `postgresql` (tests/run.sh does)");
+        let dir = tempfile::tempdir().unwrap();
+        let nobody = nix::unistd::User::from_name("nobody").unwrap().expect("a `nobody` user to run postgres as");
+        nix::unistd::chown(dir.path(), Some(nobody.uid), Some(nobody.gid)).unwrap();
+        let data = dir.path().join("data");
+        let as_nobody = |program: &str| {
+            let mut c = std::process::Command::new(bin.join(program));
+            c.uid(nobody.uid.as_raw()).gid(nobody.gid.as_raw()).env("LC_ALL", "C").current_dir(dir.path());
+            c
+        };
+        let out = as_nobody("initdb")
+            .args(["-D", data.to_str().unwrap(), "-U", "nsplay", "--auth=trust", "-E", "UTF8", "--no-sync"])
+            .output()
+            .unwrap();
+        assert!(out.status.success(), "initdb failed: {}", String::from_utf8_lossy(&out.stderr));
+        let port = std::net::TcpListener::bind("127.0.0.1:0").unwrap().local_addr().unwrap().port();
+        let child = as_nobody("postgres")
+            .args(["-D", data.to_str().unwrap(), "-k", dir.path().to_str().unwrap(), "-p", &port.to_string()])
+            .args(["-c", "listen_addresses=127.0.0.1", "-c", "fsync=off", "-c", "max_connections=40"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
+            .spawn()
+            .unwrap();
+        let ready = common::wait_until(30, || {
+            as_nobody("pg_isready")
+                .args(["-h", "127.0.0.1", "-p", &port.to_string()])
+                .output()
+                .is_ok_and(|o| o.status.success())
+        });
+        assert!(ready, "PostgreSQL did not accept connections on 127.0.0.1:{port}");
+        Postgres { child, url: format!("postgres://nsplay@127.0.0.1:{port}/postgres"), _dir: dir }
+    }
+}
+
+impl Drop for Postgres {
+    fn drop(&mut self) {
+        // SIGINT: PostgreSQL's fast shutdown.
+        let _ = nix::sys::signal::kill(
+            nix::unistd::Pid::from_raw(self.child.id() as i32),
+            nix::sys::signal::Signal::SIGINT,
+        );
+        let _ = self.child.wait();
+    }
+}
+
+async fn until(what: &str, mut probe: impl AsyncFnMut() -> bool) {
+    for _ in 0..120 {
+        if probe().await {
+            return;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(250)).await;
+    }
+    panic!("{what}: not within 30 s");
+}
+
+/// Issue #21 item 3: one room in PostgreSQL, its learners on two nodes, the dashboard on a
+/// third shows all of them — the steps the host saw, their sessions' memory — and the
+/// instructor's notice and the end of a learner's session reach the nodes that hold them.
+#[tokio::test]
+async fn a_room_in_postgresql_spans_nodes_and_the_dashboard_on_a_third_sees_everyone() {
+    let pg = Postgres::start();
+    let node = |name: &'static str| {
+        let mut a = args();
+        a.extend(["--database-url", Box::leak(pg.url.clone().into_boxed_str()), "--node", name]);
+        Server::start(&a)
+    };
+    let (a, b, c) = (node("node-a"), node("node-b"), node("node-c"));
+    let r = http()
+        .post(format!("{}/api/rooms", c.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"title": "Shared", "lessons": ["uts"], "capacity": 4, "closes_at": "2099-01-01T00:00:00Z"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let room: Value = r.json().await.unwrap();
+    let (id, code) = (room["id"].as_str().unwrap().to_string(), room["code"].as_str().unwrap().to_string());
+
+    let on_a = join(&a, &code, json!({"name": "On A"})).await;
+    let on_b = join(&b, &code, json!({"name": "On B"})).await;
+    assert!(on_a["session"].as_str().unwrap().starts_with("node-a."), "{on_a}");
+    assert!(on_b["session"].as_str().unwrap().starts_with("node-b."), "{on_b}");
+    let mut t = attach(&a, &on_a).await;
+    t.cmd_wait("unshare -u /bin/sh", 30).await;
+    t.cmd_wait("hostname my-new-hostname", 30).await;
+    until("the host sees the step on node a", async || check(&a, on_a["session"].as_str().unwrap()).await).await;
+
+    // The dashboard on node c: both learners, live (their nodes' reports), the step as done.
+    let mut p = Value::Null;
+    until("node c's dashboard shows both learners live", async || {
+        p = instructor_get(&c, &format!("/api/rooms/{id}/progress")).await;
+        p["learners"].as_array().is_some_and(|l| l.len() == 2 && l.iter().all(|l| l["online"] == true))
+    })
+    .await;
+    assert_eq!(
+        matrix(&p),
+        vec![("On A".to_string(), vec!["uts/set-hostname".to_string()], 1), ("On B".to_string(), vec![], 0)],
+        "{p}"
+    );
+    assert!(p["learners"].as_array().unwrap().iter().all(|l| l["memory_bytes"].as_i64() > Some(0)), "{p}");
+
+    // A notice sent on c is in the status that nodes a and b answer.
+    let r = http()
+        .post(format!("{}/api/rooms/{id}/notices", c.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"text": "Five minutes left"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    for (server, l) in [(&a, &on_a), (&b, &on_b)] {
+        let s: Value = http()
+            .get(format!("{}/api/join/{code}/status?learner={}", server.base, l["learner"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert_eq!(s["notices"][0]["text"], "Five minutes left", "{s}");
+    }
+
+    // A sign-in made on c is good on a, where the learner's session and its read-only view are.
+    let r =
+        http().post(format!("{}/api/instructor/login", c.base)).json(&json!({"token": TOKEN})).send().await.unwrap();
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let view = format!("{}/api/sessions/{}/terminals/0/view", a.base, on_a["session"].as_str().unwrap());
+    let r = http().get(&view).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 400, "signed in, found, but not a WebSocket request: {}", r.text().await.unwrap());
+    assert_eq!(http().get(&view).send().await.unwrap().status(), 401);
+
+    // Ending the learner on b from c: node b ends the session at its next sweep.
+    let r = http()
+        .post(format!("{}/api/rooms/{id}/learners/{}/end", c.base, on_b["learner"].as_str().unwrap()))
+        .bearer_auth(TOKEN)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 204);
+    let gone = format!("{}/api/sessions/{}", b.base, on_b["session"].as_str().unwrap());
+    until("node b ends the session", async || http().get(&gone).send().await.unwrap().status() == 404).await;
+    assert_eq!(
+        http()
+            .get(format!("{}/api/sessions/{}", a.base, on_a["session"].as_str().unwrap()))
+            .send()
+            .await
+            .unwrap()
+            .status(),
+        200
+    );
+    drop(t);
+    drop((a, b, c));
+    drop(pg);
+}
+
+/// Issue #18: 30 simulated learners join by code and work over the terminal WebSocket — every
+/// third does the UTS step, every third only prints its expected output, the rest do nothing —
+/// and the dashboard's matrix (API) is exactly that: printing never marks a step.
+#[tokio::test]
+async fn thirty_learners_and_the_matrix_is_exactly_what_they_did() {
+    const N: usize = 30;
+    let server = Server::start_in(
+        common::Instance::with_slots(32),
+        &[
+            "--admin-token",
+            TOKEN,
+            "--warm-pool",
+            "4",
+            "--max-sessions",
+            "32",
+            "--max-sessions-per-client",
+            "32",
+            "--create-per-minute",
+            "120",
+            "--create-burst",
+            "40",
+        ],
+    );
+    let r = http()
+        .post(format!("{}/api/rooms", server.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"title": "Thirty", "lessons": ["uts"], "capacity": N}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let room: Value = r.json().await.unwrap();
+    let (id, code) = (room["id"].as_str().unwrap().to_string(), room["code"].as_str().unwrap().to_string());
+    let joins = (0..N).map(|i| {
+        let (server, code) = (&server, &code);
+        async move { join(server, code, json!({"name": format!("learner-{i:02}")})).await }
+    });
+    let learners = futures_util::future::join_all(joins).await;
+    let work = learners.iter().enumerate().map(|(i, l)| {
+        let server = &server;
+        async move {
+            let mut t = attach(server, l).await;
+            let session = l["session"].as_str().unwrap();
+            match i % 3 {
+                0 => {
+                    t.cmd_wait("unshare -u /bin/sh", 60).await;
+                    t.cmd_wait("hostname my-new-hostname", 60).await;
+                    // Checks are rate-limited per session (429): ask again a second later.
+                    let url = format!("{}/api/sessions/{session}/checks/uts/set-hostname", server.base);
+                    let mut passed = false;
+                    for _ in 0..30 {
+                        let r = http().post(&url).send().await.unwrap();
+                        if r.status() == 200 && r.json::<Value>().await.unwrap()["passed"] == true {
+                            passed = true;
+                            break;
+                        }
+                        tokio::time::sleep(std::time::Duration::from_secs(1)).await;
+                    }
+                    assert!(passed, "the host never saw learner {i}'s step");
+                }
+                1 => {
+                    t.cmd_wait("echo my-new-hostname; echo Passed; echo ✓", 60).await;
+                    assert!(!check(server, session).await, "printing passed a step");
+                }
+                _ => {}
+            }
+        }
+    });
+    futures_util::future::join_all(work).await;
+    let p = instructor_get(&server, &format!("/api/rooms/{id}/progress")).await;
+    let want: Vec<(String, Vec<String>)> = (0..N)
+        .map(|i| (format!("learner-{i:02}"), if i % 3 == 0 { vec!["uts/set-hostname".to_string()] } else { vec![] }))
+        .collect();
+    let mut got = matrix(&p);
+    got.sort();
+    assert_eq!(got.iter().map(|(n, s, _)| (n.clone(), s.clone())).collect::<Vec<_>>(), want, "{p}");
+    // Checks run: at least one by each doer (it may have asked before the kernel showed the
+    // change), exactly one by each printer, none by the idle.
+    for (i, (_, _, checks)) in got.iter().enumerate() {
+        match i % 3 {
+            0 => assert!(*checks >= 1, "{p}"),
+            1 => assert_eq!(*checks, 1, "{p}"),
+            _ => assert_eq!(*checks, 0, "{p}"),
+        }
+    }
+}

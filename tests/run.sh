@@ -12,8 +12,9 @@ need=()
 # Sessions see the host's /usr, so the tools the lessons and probes use must be Debian's
 # packages (a python3 elsewhere on PATH does not count). tests/scaleout.rs runs the real HAProxy
 # and nginx as plain processes on 127.0.0.1 (never their system services). tests/server.rs replays
-# a terminal's recording with Debian's asciinema (`asciinema cat`).
-for pkg in iproute2 procps util-linux python3 strace haproxy nginx asciinema; do
+# a terminal's recording with Debian's asciinema (`asciinema cat`); tests/classroom.rs runs a
+# throw-away PostgreSQL cluster (initdb in a temporary directory, as nobody).
+for pkg in iproute2 procps util-linux python3 strace haproxy nginx asciinema postgresql; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

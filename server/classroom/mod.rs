@@ -26,6 +26,12 @@ pub use progress::{Progress, csv};
 pub const MAX_TITLE: usize = 80;
 /// Most lessons in a room.
 pub const MAX_LESSONS: usize = 20;
+/// Longest notice an instructor broadcasts, in characters.
+pub const MAX_NOTICE: usize = 500;
+/// Notices a learner's page shows (the newest).
+pub const SHOWN_NOTICES: i64 = 5;
+/// Longest one extension of a room's time, in minutes.
+pub const MAX_EXTEND_MINUTES: i64 = 480;
 /// How many times a new room draws a join code before giving up (a taken code is redrawn).
 const CODE_DRAWS: usize = 8;
 
@@ -42,6 +48,11 @@ pub struct ClassroomConfig {
     pub max_sessions: usize,
     /// The host's cgroup hierarchy: a room's lessons and their steps as they read on it.
     pub hierarchy: crate::lessons::Hierarchy,
+    /// A learner with no passed step and no keystroke for this long is shown as stuck.
+    pub stuck_after: Duration,
+    /// This node's name (the first part of its session ids): this node alone knows whether
+    /// its own sessions live, whatever an older report in a shared store says.
+    pub node: String,
 }
 
 /// The classroom: the store and the rules.
@@ -70,6 +81,12 @@ pub enum RoomError {
     Limit { what: &'static str, max: String },
     #[error("`{0}` must be a time such as 2026-12-01T09:00:00Z, and the closing time after the opening time")]
     Time(&'static str),
+    #[error("a notice must be 1 to {MAX_NOTICE} characters without control characters other than line breaks")]
+    Notice,
+    #[error(
+        "an extension must be 1 to {MAX_EXTEND_MINUTES} minutes, of a room that has a closing time and has not ended"
+    )]
+    Extend,
 }
 
 /// Why a join is refused (the join page explains it in the reader's language).
@@ -108,6 +125,8 @@ impl crate::text::Message for RoomError {
             RoomError::Capacity { .. } => "room_bad_capacity",
             RoomError::Limit { .. } => "room_bad_limit",
             RoomError::Time(_) => "room_bad_time",
+            RoomError::Notice => "room_bad_notice",
+            RoomError::Extend => "room_bad_extend",
         }
     }
     fn args(&self) -> Vec<(&'static str, String)> {
@@ -118,6 +137,8 @@ impl crate::text::Message for RoomError {
             RoomError::Capacity { max } => vec![("max", max.to_string())],
             RoomError::Limit { what, max } => vec![("what", what.to_string()), ("max", max.clone())],
             RoomError::Time(field) => vec![("field", field.to_string())],
+            RoomError::Notice => vec![("max", MAX_NOTICE.to_string())],
+            RoomError::Extend => vec![("max", MAX_EXTEND_MINUTES.to_string())],
         }
     }
 }
@@ -175,6 +196,24 @@ pub struct Admitted {
     pub returning: bool,
 }
 
+/// What a learner's page shows of their room (`GET /api/join/{code}/status`).
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct LearnerStatus {
+    pub title: String,
+    /// Ended by the instructor or past its closing time.
+    pub ended: bool,
+    pub closes_at: Option<String>,
+    pub seconds_left: Option<i64>,
+    /// Newest first.
+    pub notices: Vec<StatusNotice>,
+}
+
+#[derive(Debug, Clone, serde::Serialize)]
+pub struct StatusNotice {
+    pub at: String,
+    pub text: String,
+}
+
 /// The session mark that ties a session to its learner.
 pub fn learner_mark(learner_id: &str) -> String {
     format!("learner:{learner_id}")
@@ -204,10 +243,18 @@ fn parse_time(field: &'static str, v: Option<&str>) -> Result<Option<i64>, RoomE
     Ok(Some((t.unix_timestamp_nanos() / 1_000_000) as i64))
 }
 
-/// Opens the store in `data_dir` (SQLite, `nsplay.db`) and starts the classroom. A new admin
-/// token is written to the log this once; later starts find its hash.
-pub async fn open(data_dir: &std::path::Path, cfg: ClassroomConfig) -> Result<std::sync::Arc<Classroom>, StoreError> {
-    let store = Store::open_dir(data_dir).await?;
+/// Opens the store — SQLite `nsplay.db` in `data_dir`, or the database at `database_url`
+/// (PostgreSQL, shared by many nodes) — and starts the classroom. A new admin token is written
+/// to the log this once; later starts (on any node of a shared database) find its hash.
+pub async fn open(
+    data_dir: &std::path::Path,
+    database_url: Option<&str>,
+    cfg: ClassroomConfig,
+) -> Result<std::sync::Arc<Classroom>, StoreError> {
+    let store = match database_url {
+        Some(url) => Store::connect(url).await?,
+        None => Store::open_dir(data_dir).await?,
+    };
     let (c, new_token) = Classroom::start(store, cfg).await?;
     if let Some(token) = new_token {
         tracing::warn!(
@@ -215,7 +262,10 @@ pub async fn open(data_dir: &std::path::Path, cfg: ClassroomConfig) -> Result<st
              /instructor/login with: {token}"
         );
     }
-    tracing::info!(data_dir = %data_dir.display(), open = c.open(), "classroom store ready");
+    match database_url {
+        Some(_) => tracing::info!(backend = c.store.backend(), open = c.open(), "classroom store ready"),
+        None => tracing::info!(data_dir = %data_dir.display(), open = c.open(), "classroom store ready"),
+    }
     Ok(std::sync::Arc::new(c))
 }
 
@@ -392,6 +442,8 @@ impl Classroom {
             session_id: None,
             joined_at: now,
             last_seen_at: now,
+            report: None,
+            end_requested_at: None,
         };
         if !self.store.insert_learner(&learner, room.capacity).await? {
             return Err(JoinError::Full { capacity: room.capacity }.into());
@@ -430,12 +482,121 @@ impl Classroom {
         Ok(())
     }
 
+    /// Broadcasts a notice to a room's learners (their pages show the newest few, in the words
+    /// the instructor wrote; see [`Classroom::learner_status`]).
+    pub async fn notice(&self, room_id: &str, text: &str) -> Result<(), ClassroomError> {
+        let text = text.trim();
+        let bad = |c: char| c.is_control() && c != '\n';
+        if text.is_empty() || text.chars().count() > MAX_NOTICE || text.chars().any(bad) {
+            return Err(RoomError::Notice.into());
+        }
+        self.event(room_id, "notice", None, text).await?;
+        self.changed();
+        Ok(())
+    }
+
+    /// Gives a room `minutes` more (from its closing time, or from now if that has passed);
+    /// the new closing time.
+    pub async fn extend(&self, room: &RoomRow, minutes: i64) -> Result<i64, ClassroomError> {
+        let Some(closes) = room.closes_at else { return Err(RoomError::Extend.into()) };
+        if !(1..=MAX_EXTEND_MINUTES).contains(&minutes) {
+            return Err(RoomError::Extend.into());
+        }
+        let new = closes.max(now_ms()) + minutes * 60_000;
+        if !self.store.set_closes_at(&room.id, new).await? {
+            return Err(RoomError::Extend.into());
+        }
+        self.event(&room.id, "extended", None, &rfc3339(new)).await?;
+        self.changed();
+        Ok(new)
+    }
+
+    /// Asks for a learner's session to end (the node holding it ends it; see
+    /// [`Classroom::sweep_orders`]); `false`: no such learner in the room.
+    pub async fn request_end(&self, room_id: &str, learner_id: &str) -> Result<bool, StoreError> {
+        let found = self.store.request_end(room_id, learner_id, now_ms()).await?;
+        if found {
+            self.event(room_id, "session_ended", Some(learner_id), "").await?;
+            self.changed();
+        }
+        Ok(found)
+    }
+
+    /// What a learner's page shows of their room: the state, the time left, the newest notices.
+    /// `None` unless `learner_id` is a learner of the room of `code` (the id is the learner's
+    /// secret).
+    pub async fn learner_status(&self, code: &str, learner_id: &str) -> Result<Option<LearnerStatus>, StoreError> {
+        let Some(code) = normalize_code(code) else { return Ok(None) };
+        let Some(room) = self.store.room_by_code(&code).await? else { return Ok(None) };
+        let Some(learner) = self.store.learner(learner_id).await? else { return Ok(None) };
+        if learner.room_id != room.id {
+            return Ok(None);
+        }
+        let notices = self.store.events_of(&room.id, "notice", SHOWN_NOTICES).await?;
+        let now = now_ms();
+        let ended = room.ended_at.is_some() || room.closes_at.is_some_and(|c| now >= c);
+        Ok(Some(LearnerStatus {
+            title: room.title,
+            ended,
+            closes_at: room.closes_at.map(rfc3339),
+            seconds_left: if ended { None } else { room.closes_at.map(|c| (c - now) / 1000) },
+            notices: notices.into_iter().map(|e| StatusNotice { at: rfc3339(e.at), text: e.detail }).collect(),
+        }))
+    }
+
+    /// What this node does about its room sessions, from the shared store: given the live
+    /// sessions it holds as `(session, learner)`, those to end (their room ended or closed, or
+    /// the instructor asked) — every node runs this, so a request made on any node reaches the
+    /// session wherever it is.
+    pub async fn sweep_orders(&self, local: &[(String, String)]) -> Result<Vec<String>, StoreError> {
+        let mut rooms: std::collections::BTreeMap<String, Option<RoomRow>> = Default::default();
+        let mut end = Vec::new();
+        let now = now_ms();
+        for (session, learner_id) in local {
+            let Some(l) = self.store.learner(learner_id).await? else { continue };
+            if !rooms.contains_key(&l.room_id) {
+                let r = self.store.room(&l.room_id).await?;
+                rooms.insert(l.room_id.clone(), r);
+            }
+            let closed = rooms
+                .get(&l.room_id)
+                .and_then(|r| r.as_ref())
+                .is_some_and(|r| r.ended_at.is_some() || r.closes_at.is_some_and(|c| now >= c));
+            let asked = l.end_requested_at.is_some() && l.session_id.as_deref() == Some(session.as_str());
+            if closed || asked {
+                end.push(session.clone());
+            }
+        }
+        Ok(end)
+    }
+
+    /// Stores what this node saw of its learners' sessions (the dashboard of any node reads it).
+    pub async fn report(&self, reports: &[(String, String, crate::store::SessionReport)]) -> Result<(), StoreError> {
+        self.store.report_sessions(reports).await
+    }
+
+    /// A number that changes with a room's joins, checks and events, read from the store (a
+    /// dashboard follows changes made on other nodes through it).
+    pub async fn fingerprint(&self, room_id: &str) -> Result<i64, StoreError> {
+        self.store.room_fingerprint(room_id).await
+    }
+
+    /// Whether `session` (an id) is one of this node's.
+    pub fn is_local(&self, session: &str) -> bool {
+        session.strip_prefix(self.cfg.node.as_str()).is_some_and(|rest| rest.starts_with('.'))
+    }
+
+    /// How long without a passed step or a keystroke makes a learner stuck.
+    pub fn stuck_after(&self) -> Duration {
+        self.cfg.stuck_after
+    }
+
     /// A room's progress: its steps, and per learner which of them the host saw done.
     pub async fn progress(&self, room_id: &str) -> Result<Option<Progress>, StoreError> {
         let Some(room) = self.store.room(room_id).await? else { return Ok(None) };
         let learners = self.store.learners(room_id).await?;
         let checks = self.store.checks(room_id).await?;
-        Ok(Some(Progress::build(room, learners, &checks, self.cfg.hierarchy)))
+        Ok(Some(Progress::build(room, learners, &checks, self.cfg.hierarchy, now_ms(), self.cfg.stuck_after)))
     }
 
     async fn event(&self, room_id: &str, kind: &str, learner: Option<&str>, detail: &str) -> Result<(), StoreError> {

@@ -27,12 +27,25 @@ pub struct LearnerProgress {
     pub last_activity: String,
     /// The lesson of their latest check, else the room's first.
     pub current_lesson: String,
+    /// The first checked step of that lesson not passed yet (`None`: all passed).
+    pub current_step: Option<String>,
+    /// Whether the node holding their session reported on it lately ([`REPORT_FRESH_MS`]).
+    pub online: bool,
+    /// No passed step and no keystroke for the room's `stuck_after` (meaningful while online).
+    pub stuck: bool,
+    /// What the node holding the session last saw (0 before its first report).
+    pub memory_bytes: i64,
+    pub pids: i64,
     /// One per [`Progress::steps`]: whether a check of that step passed.
     pub passed: Vec<bool>,
     pub passed_count: usize,
     /// Checks run (passed or not).
     pub checks: usize,
 }
+
+/// A report older than this (milliseconds) no longer counts a learner's session as live: three
+/// sweeps of the node that holds it (see `server/web/rooms.rs`).
+pub const REPORT_FRESH_MS: i64 = 15_000;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct Progress {
@@ -48,6 +61,8 @@ impl Progress {
         learners: Vec<LearnerRow>,
         checks: &[CheckRow],
         hierarchy: crate::lessons::Hierarchy,
+        now: i64,
+        stuck_after: std::time::Duration,
     ) -> Progress {
         let steps: Vec<StepColumn> = room
             .lessons
@@ -65,8 +80,10 @@ impl Progress {
         let mut passed: BTreeMap<&str, BTreeSet<(&str, &str)>> = BTreeMap::new();
         let mut latest: BTreeMap<&str, &CheckRow> = BTreeMap::new();
         let mut count: BTreeMap<&str, usize> = BTreeMap::new();
+        let mut last_pass: BTreeMap<&str, i64> = BTreeMap::new();
         for c in checks {
             if c.passed {
+                last_pass.insert(c.learner_id.as_str(), c.at);
                 passed.entry(c.learner_id.as_str()).or_default().insert((c.lesson.as_str(), c.step.as_str()));
             }
             *count.entry(c.learner_id.as_str()).or_default() += 1;
@@ -84,16 +101,29 @@ impl Progress {
                     .iter()
                     .map(|s| done.is_some_and(|d| d.contains(&(s.lesson.as_str(), s.step.as_str()))))
                     .collect();
+                let current_lesson =
+                    latest.get(l.id.as_str()).map(|c| c.lesson.clone()).unwrap_or_else(|| first.clone());
+                let current_step = steps
+                    .iter()
+                    .zip(&row)
+                    .find(|(s, ok)| s.lesson == current_lesson && !**ok)
+                    .map(|(s, _)| s.step.clone());
+                let input = l.report.as_ref().map(|r| r.last_input_at);
+                let progress_at = last_pass.get(l.id.as_str()).copied().unwrap_or(l.joined_at);
+                let quiet_since = progress_at.max(input.unwrap_or(l.joined_at));
+                let stuck_ms = i64::try_from(stuck_after.as_millis()).unwrap_or(i64::MAX);
                 LearnerProgress {
-                    current_lesson: latest
-                        .get(l.id.as_str())
-                        .map(|c| c.lesson.clone())
-                        .unwrap_or_else(|| first.clone()),
+                    current_lesson,
+                    current_step,
+                    online: l.report.as_ref().is_some_and(|r| now - r.at <= REPORT_FRESH_MS),
+                    stuck: now - quiet_since >= stuck_ms,
+                    memory_bytes: l.report.as_ref().map_or(0, |r| r.memory_bytes),
+                    pids: l.report.as_ref().map_or(0, |r| r.pids),
                     passed_count: row.iter().filter(|p| **p).count(),
                     passed: row,
                     checks: count.get(l.id.as_str()).copied().unwrap_or(0),
                     joined_at: rfc3339(l.joined_at),
-                    last_activity: rfc3339(l.last_seen_at),
+                    last_activity: rfc3339(l.last_seen_at.max(input.unwrap_or(0))),
                     id: l.id,
                     name: l.name,
                     session: l.session_id,

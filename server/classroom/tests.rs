@@ -9,6 +9,8 @@ pub(crate) fn config(token: Option<&str>) -> ClassroomConfig {
         limits: Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 },
         max_sessions: 50,
         hierarchy: crate::lessons::Hierarchy::V2,
+        stuck_after: Duration::from_secs(600),
+        node: "test".into(),
     }
 }
 

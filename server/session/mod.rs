@@ -349,6 +349,12 @@ impl Session {
     }
 
     /// Records a fact about the session for the layers above (see `marks`).
+    /// When someone last typed into any of the session's terminals (a classroom's "stuck").
+    pub fn last_input(&self) -> Instant {
+        let terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+        terms.iter().map(|t| t.last_input()).max().unwrap_or(self.created)
+    }
+
     pub fn mark(&self, fact: &str) {
         self.marks.lock().unwrap_or_else(|e| e.into_inner()).insert(fact.to_string());
     }
@@ -550,6 +556,11 @@ impl Manager {
 
     pub fn live(&self) -> usize {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
+    }
+
+    /// Every live session (the classroom's sweep reports on its learners').
+    pub fn sessions(&self) -> Vec<Arc<Session>> {
+        self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {

@@ -39,6 +39,9 @@ pub const MAX_CLIENTS: usize = 16;
 pub enum Output {
     Data(Bytes),
     Notice(super::Notice),
+    /// How many read-only viewers (an instructor) watch now; sent to the other clients when it
+    /// changes, and to a client attaching while someone watches.
+    Viewers(usize),
     Exit(i32),
 }
 
@@ -53,6 +56,8 @@ pub enum TerminalError {
 struct Client {
     tx: mpsc::Sender<Output>,
     size: Option<(u16, u16)>,
+    /// A read-only viewer: its size never counts, it keeps nothing alive and is announced.
+    viewer: bool,
 }
 
 struct State {
@@ -80,6 +85,8 @@ pub struct Terminal {
     finished: tokio_util::sync::CancellationToken,
     /// Time of the last byte typed or client attached (for idle detection).
     pub last_active: Mutex<std::time::Instant>,
+    /// Time of the last byte typed (a classroom's "stuck": no input for a while).
+    pub last_input: Mutex<std::time::Instant>,
 }
 
 /// A client's handle: replay first, then `rx` in order. Dropping it detaches.
@@ -124,6 +131,7 @@ impl Terminal {
             exited: Notify::new(),
             finished: tokio_util::sync::CancellationToken::new(),
             last_active: Mutex::new(std::time::Instant::now()),
+            last_input: Mutex::new(std::time::Instant::now()),
         });
         if term.relayed.is_some() {
             tokio::spawn(relay_reader(term.clone(), pace));
@@ -143,6 +151,13 @@ impl Terminal {
 
     /// Attaches a client: the current ring as replay, then everything after it.
     pub fn attach(&self) -> Result<Attachment, TerminalError> {
+        self.attach_as(false)
+    }
+
+    /// Attaches a client, as a read-only `viewer` or not. A viewer's arrival is told to the
+    /// other clients ([`Output::Viewers`]); it neither counts as activity nor keeps the session
+    /// from idling, and its window size is never applied (the bridge refuses its input).
+    pub fn attach_as(&self, viewer: bool) -> Result<Attachment, TerminalError> {
         let mut st = self.lock();
         if let Some(code) = st.exit {
             // A client of an ended terminal still gets the screen and the exit code.
@@ -157,24 +172,48 @@ impl Terminal {
         let (tx, rx) = mpsc::channel(CLIENT_QUEUE);
         let id = st.next_client;
         st.next_client += 1;
-        st.clients.insert(id, Client { tx, size: None });
+        let watching = st.clients.values().filter(|c| c.viewer).count();
+        if !viewer && watching > 0 {
+            // The queue is new and empty: this cannot fail.
+            let _ = tx.try_send(Output::Viewers(watching));
+        }
+        st.clients.insert(id, Client { tx, size: None, viewer });
         let replay = Bytes::from(st.ring.iter().copied().collect::<Vec<u8>>());
-        drop(st);
-        self.touch();
+        if viewer {
+            announce_viewers(&st);
+        } else {
+            drop(st);
+            self.touch();
+        }
         Ok(Attachment { id, replay, rx })
     }
 
     pub fn detach(&self, id: u64) {
         let mut st = self.lock();
-        st.clients.remove(&id);
+        let was_viewer = st.clients.remove(&id).is_some_and(|c| c.viewer);
+        if was_viewer {
+            announce_viewers(&st);
+            return;
+        }
         self.apply_size(&mut st);
         drop(st);
         // The idle clock starts when the last person leaves, not when they last typed.
         self.touch();
     }
 
+    /// Clients attached, read-only viewers not counted.
     pub fn clients(&self) -> usize {
-        self.lock().clients.len()
+        self.lock().clients.values().filter(|c| !c.viewer).count()
+    }
+
+    /// Read-only viewers attached.
+    pub fn viewers(&self) -> usize {
+        self.lock().clients.values().filter(|c| c.viewer).count()
+    }
+
+    /// When someone last typed into this terminal.
+    pub fn last_input(&self) -> std::time::Instant {
+        *self.last_input.lock().unwrap_or_else(|e| e.into_inner())
     }
 
     pub fn exit_code(&self) -> Option<i32> {
@@ -185,7 +224,9 @@ impl Terminal {
     pub fn resize(&self, client: u64, cols: u32, rows: u32) -> (u16, u16) {
         let size = term::clamp_size(cols, rows);
         let mut st = self.lock();
-        if let Some(c) = st.clients.get_mut(&client) {
+        if let Some(c) = st.clients.get_mut(&client)
+            && !c.viewer
+        {
             c.size = Some(size);
         }
         self.apply_size(&mut st);
@@ -221,6 +262,7 @@ impl Terminal {
     pub async fn write(&self, mut data: &[u8]) -> Result<(), TerminalError> {
         let _guard = self.write_lock.lock().await;
         self.touch();
+        *self.last_input.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
         while !data.is_empty() {
             if self.lock().exit.is_some() {
                 return Err(TerminalError::Ended);
@@ -292,6 +334,15 @@ impl Terminal {
 async fn paced(pace: &mut Option<Pace>, n: usize) {
     if let Some(p) = pace {
         p.wait(n).await
+    }
+}
+
+/// Tells every client but the viewers how many viewers watch now (never blocking: a client too
+/// far behind misses it, as a notice).
+fn announce_viewers(st: &State) {
+    let n = st.clients.values().filter(|c| c.viewer).count();
+    for c in st.clients.values().filter(|c| !c.viewer) {
+        let _ = c.tx.try_send(Output::Viewers(n));
     }
 }
 

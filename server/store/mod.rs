@@ -74,6 +74,18 @@ pub struct LearnerRow {
     pub session_id: Option<String>,
     pub joined_at: i64,
     pub last_seen_at: i64,
+    /// What the node holding the session last reported ([`Store::report_sessions`]).
+    pub report: Option<SessionReport>,
+    pub end_requested_at: Option<i64>,
+}
+
+/// What a node saw of a learner's live session.
+#[derive(Debug, Clone, PartialEq)]
+pub struct SessionReport {
+    pub at: i64,
+    pub last_input_at: i64,
+    pub memory_bytes: i64,
+    pub pids: i64,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -106,11 +118,13 @@ pub struct InstructorRow {
 #[derive(Clone, Debug)]
 pub struct Store {
     pool: AnyPool,
+    backend: &'static str,
 }
 
 const ROOM_COLUMNS: &str = "id, code, title, lessons, capacity, memory_bytes, pids, cpu_millis, opens_at, closes_at, \
                             created_at, ended_at";
-const LEARNER_COLUMNS: &str = "id, room_id, name, session_id, joined_at, last_seen_at";
+const LEARNER_COLUMNS: &str = "id, room_id, name, session_id, joined_at, last_seen_at, reported_at, last_input_at, \
+                               memory_bytes, pids, end_requested_at";
 
 impl Store {
     /// The default store: `<dir>/nsplay.db` (SQLite, WAL), the directory created (mode 0700) if
@@ -152,7 +166,8 @@ impl Store {
             .await
             .map_err(|source| StoreError::Open { url: redact(url), source })?;
         MIGRATOR.run(&pool).await?;
-        Ok(Store { pool })
+        let backend = if url.starts_with("postgres") { "PostgreSQL" } else { "SQLite" };
+        Ok(Store { pool, backend })
     }
 
     /// The newest migration applied (the schema version).
@@ -162,6 +177,11 @@ impl Store {
             .fetch_one(&self.pool)
             .await?;
         Ok(row.try_get::<Option<i64>, _>("v")?.unwrap_or(0))
+    }
+
+    /// Which database this is ("SQLite", "PostgreSQL").
+    pub fn backend(&self) -> &'static str {
+        self.backend
     }
 
     pub async fn close(&self) {
@@ -295,13 +315,92 @@ impl Store {
 
     /// The learner's new session (a rejoin after the old one ended).
     pub async fn set_learner_session(&self, id: &str, session_id: &str, at: i64) -> Result<(), StoreError> {
-        sqlx::query("UPDATE learners SET session_id = $2, last_seen_at = $3 WHERE id = $1")
-            .bind(id)
-            .bind(session_id)
+        sqlx::query(
+            "UPDATE learners SET session_id = $2, last_seen_at = $3, end_requested_at = NULL, reported_at = NULL \
+             WHERE id = $1",
+        )
+        .bind(id)
+        .bind(session_id)
+        .bind(at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    /// Asks the node holding the learner's session to end it (see [`Store::report_sessions`]);
+    /// `false`: no such learner in this room.
+    pub async fn request_end(&self, room_id: &str, learner_id: &str, at: i64) -> Result<bool, StoreError> {
+        let done = sqlx::query("UPDATE learners SET end_requested_at = $3 WHERE id = $1 AND room_id = $2")
+            .bind(learner_id)
+            .bind(room_id)
             .bind(at)
             .execute(&self.pool)
             .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    /// What a node saw of its learners' live sessions, in one transaction: `(learner, session,
+    /// report)`; a learner whose current session is another is left alone.
+    pub async fn report_sessions(&self, reports: &[(String, String, SessionReport)]) -> Result<(), StoreError> {
+        if reports.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.pool.begin().await?;
+        for (learner, session, r) in reports {
+            sqlx::query(
+                "UPDATE learners SET reported_at = $3, last_input_at = $4, memory_bytes = $5, pids = $6 \
+                 WHERE id = $1 AND session_id = $2",
+            )
+            .bind(learner)
+            .bind(session)
+            .bind(r.at)
+            .bind(r.last_input_at)
+            .bind(r.memory_bytes)
+            .bind(r.pids)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
         Ok(())
+    }
+
+    /// A room's newest `limit` events of `kind`, newest first.
+    pub async fn events_of(&self, room_id: &str, kind: &str, limit: i64) -> Result<Vec<EventRow>, StoreError> {
+        let rows = sqlx::query(
+            "SELECT room_id, at, kind, learner_id, detail FROM room_events WHERE room_id = $1 AND kind = $2 \
+             ORDER BY at DESC LIMIT $3",
+        )
+        .bind(room_id)
+        .bind(kind)
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await?;
+        rows.iter().map(event_row).collect()
+    }
+
+    /// A number that changes whenever a room's learners, checks or events do (a dashboard on
+    /// another node polls it: the shared database is the only link between nodes).
+    pub async fn room_fingerprint(&self, room_id: &str) -> Result<i64, StoreError> {
+        let row = sqlx::query(
+            "SELECT (SELECT COUNT(*) FROM learners WHERE room_id = $1) * 1000003 \
+             + (SELECT COUNT(*) FROM check_results WHERE room_id = $1) * 1009 \
+             + (SELECT COUNT(*) FROM room_events WHERE room_id = $1) AS f",
+        )
+        .bind(room_id)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok(row.try_get("f")?)
+    }
+
+    /// Moves a live room's closing time (an extension); `false` if it has ended or has none.
+    pub async fn set_closes_at(&self, id: &str, closes_at: i64) -> Result<bool, StoreError> {
+        let done =
+            sqlx::query("UPDATE rooms SET closes_at = $2 WHERE id = $1 AND ended_at IS NULL AND closes_at IS NOT NULL")
+                .bind(id)
+                .bind(closes_at)
+                .execute(&self.pool)
+                .await?;
+        Ok(done.rows_affected() == 1)
     }
 
     // ---- check results
@@ -374,18 +473,7 @@ impl Store {
         .bind(limit)
         .fetch_all(&self.pool)
         .await?;
-        let mut out = rows
-            .iter()
-            .map(|r| {
-                Ok(EventRow {
-                    room_id: r.try_get("room_id")?,
-                    at: r.try_get("at")?,
-                    kind: r.try_get("kind")?,
-                    learner_id: r.try_get("learner_id")?,
-                    detail: r.try_get("detail")?,
-                })
-            })
-            .collect::<Result<Vec<_>, StoreError>>()?;
+        let mut out = rows.iter().map(event_row).collect::<Result<Vec<_>, StoreError>>()?;
         out.reverse();
         Ok(out)
     }
@@ -447,8 +535,29 @@ fn room_row(r: &AnyRow) -> Result<RoomRow, StoreError> {
     })
 }
 
+fn event_row(r: &AnyRow) -> Result<EventRow, StoreError> {
+    Ok(EventRow {
+        room_id: r.try_get("room_id")?,
+        at: r.try_get("at")?,
+        kind: r.try_get("kind")?,
+        learner_id: r.try_get("learner_id")?,
+        detail: r.try_get("detail")?,
+    })
+}
+
 fn learner_row(r: &AnyRow) -> Result<LearnerRow, StoreError> {
+    let report = match r.try_get::<Option<i64>, _>("reported_at")? {
+        None => None,
+        Some(at) => Some(SessionReport {
+            at,
+            last_input_at: r.try_get::<Option<i64>, _>("last_input_at")?.unwrap_or(at),
+            memory_bytes: r.try_get::<Option<i64>, _>("memory_bytes")?.unwrap_or(0),
+            pids: r.try_get::<Option<i64>, _>("pids")?.unwrap_or(0),
+        }),
+    };
     Ok(LearnerRow {
+        report,
+        end_requested_at: r.try_get("end_requested_at")?,
         id: r.try_get("id")?,
         room_id: r.try_get("room_id")?,
         name: r.try_get("name")?,

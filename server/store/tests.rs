@@ -31,6 +31,8 @@ fn learner(id: &str, room: &str) -> LearnerRow {
         session_id: Some("s1".into()),
         joined_at: 1,
         last_seen_at: 1,
+        report: None,
+        end_requested_at: None,
     }
 }
 
@@ -38,14 +40,14 @@ fn learner(id: &str, room: &str) -> LearnerRow {
 async fn migrates_once_and_reopens_at_the_same_version() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open_dir(&dir.path().join("data")).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 1);
+    assert_eq!(s.schema_version().await.unwrap(), 2);
     let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(&s.pool).await.unwrap().try_get(0).unwrap();
     assert_eq!(mode, "wal");
     s.set_setting("k", "v1").await.unwrap();
     s.set_setting("k", "v2").await.unwrap();
     s.close().await;
     let s = Store::open_dir(&dir.path().join("data")).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 1);
+    assert_eq!(s.schema_version().await.unwrap(), 2);
     assert_eq!(s.setting("k").await.unwrap().as_deref(), Some("v2"));
     assert_eq!(s.setting("missing").await.unwrap(), None);
     use std::os::unix::fs::PermissionsExt;
@@ -98,7 +100,37 @@ async fn rooms_learners_checks_and_events_round_trip() {
     let ev = s.events("r1", 2).await.unwrap();
     assert_eq!(ev.iter().map(|e| e.at).collect::<Vec<_>>(), [11, 12], "the newest two, oldest first");
 
+    // What a node reports of a learner's session, and an end request a new session clears.
+    let report = SessionReport { at: 50, last_input_at: 45, memory_bytes: 1 << 20, pids: 3 };
+    s.report_sessions(&[("l2".into(), "s9".into(), report.clone()), ("l1".into(), "old".into(), report.clone())])
+        .await
+        .unwrap();
+    assert_eq!(s.learner("l2").await.unwrap().unwrap().report, Some(report), "reported");
+    assert_eq!(s.learner("l1").await.unwrap().unwrap().report, None, "not the learner's current session");
+    assert!(s.request_end("r1", "l2", 60).await.unwrap());
+    assert!(!s.request_end("r2", "l2", 60).await.unwrap(), "a learner of another room");
+    assert_eq!(s.learner("l2").await.unwrap().unwrap().end_requested_at, Some(60));
+    s.set_learner_session("l2", "s10", 61).await.unwrap();
+    let l2 = s.learner("l2").await.unwrap().unwrap();
+    assert_eq!((l2.end_requested_at, l2.report), (None, None), "a new session starts clean");
+    let before = s.room_fingerprint("r1").await.unwrap();
+    s.insert_event(&EventRow {
+        room_id: "r1".into(),
+        at: 70,
+        kind: "notice".into(),
+        learner_id: None,
+        detail: "hi".into(),
+    })
+    .await
+    .unwrap();
+    assert_ne!(s.room_fingerprint("r1").await.unwrap(), before, "an event changes the fingerprint");
+    let notices = s.events_of("r1", "notice", 5).await.unwrap();
+    assert_eq!(notices.iter().map(|e| e.detail.as_str()).collect::<Vec<_>>(), ["hi"]);
+    assert!(s.set_closes_at("r1", 3_000_000_000_000).await.unwrap());
+    assert_eq!(s.room("r1").await.unwrap().unwrap().closes_at, Some(3_000_000_000_000));
+
     assert!(s.end_room("r1", 99).await.unwrap());
+    assert!(!s.set_closes_at("r1", 4_000_000_000_000).await.unwrap(), "an ended room is not extended");
     assert!(!s.end_room("r1", 100).await.unwrap(), "ended once");
     assert_eq!(s.room("r1").await.unwrap().unwrap().ended_at, Some(99));
 }

@@ -105,6 +105,8 @@ async fn classroom(dir: &std::path::Path, token: &str, open: bool) -> Arc<Classr
         limits: Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 },
         max_sessions: 40,
         hierarchy: crate::lessons::Hierarchy::V2,
+        stuck_after: std::time::Duration::from_secs(600),
+        node: "test".into(),
     };
     let (c, _) = Classroom::start(Store::open_dir(dir).await.unwrap(), cfg).await.unwrap();
     Arc::new(c)
@@ -454,4 +456,112 @@ async fn a_room_learners_checks_are_stored_and_only_passes_count() {
     assert_eq!(end.status, StatusCode::NO_CONTENT, "{}", end.text);
     assert!(c.state.manager.get(s).is_err());
     c.join(r["code"].as_str().unwrap(), json!({})).await.error(StatusCode::GONE, "room_closed");
+}
+
+#[tokio::test]
+async fn notices_time_and_ending_a_learner_reach_the_learners_status() {
+    let c = Class::new(true).await;
+    let closes = crate::classroom::rfc3339(crate::store::now_ms() + 30 * 60_000);
+    let room = c.create_room(json!({"title": "T", "lessons": ["uts"], "closes_at": closes})).await;
+    let (id, code) = (room["id"].as_str().unwrap(), room["code"].as_str().unwrap());
+    let j = c.join(code, json!({"name": "Ada"})).await.json();
+    let learner = j["learner"].as_str().unwrap();
+    let session = j["session"].as_str().unwrap();
+    let bearer = || format!("Bearer {TOKEN}");
+    let post = |url: String| Request::post(url).header(header::AUTHORIZATION, bearer());
+
+    // A learner's status: only with their id; a notice in the instructor's words, shown as sent.
+    let status_url = format!("/api/join/{code}/status?learner={learner}");
+    c.send(Request::get(format!("/api/join/{code}/status?learner=guess")), Body::empty())
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let r =
+        c.send(post(format!("/api/rooms/{id}/notices")), json!({"text": "<b>Break</b> until 10:30"}).to_string()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    c.send(post(format!("/api/rooms/{id}/notices")), json!({"text": "  "}).to_string())
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_room");
+    let s = c.send(Request::get(&status_url), Body::empty()).await.json();
+    assert_eq!(s["notices"][0]["text"], "<b>Break</b> until 10:30");
+    let left = s["seconds_left"].as_i64().unwrap();
+    assert!((29 * 60..=30 * 60).contains(&left), "{s}");
+
+    // Extending moves the closing time by the minutes asked; bounds are refused.
+    let r = c.send(post(format!("/api/rooms/{id}/extend")), json!({"minutes": 15}).to_string()).await;
+    assert_eq!(r.status, StatusCode::OK, "{}", r.text);
+    let s = c.send(Request::get(&status_url), Body::empty()).await.json();
+    assert!(s["seconds_left"].as_i64().unwrap() >= left + 15 * 60 - 5, "{s}");
+    c.send(post(format!("/api/rooms/{id}/extend")), json!({"minutes": 0}).to_string())
+        .await
+        .error(StatusCode::BAD_REQUEST, "invalid_room");
+
+    // The dashboard's row: live (on this node), not stuck yet, at the lesson's first step.
+    let p = c.progress(id).await;
+    let row = &p["learners"][0];
+    assert_eq!((row["state"].as_str(), row["online"].as_bool()), (Some("online"), Some(true)), "{row}");
+    assert_eq!(row["current_step"], p["steps"][0]["step"], "{p}");
+    assert_eq!(p["stuck_after_seconds"], 600);
+
+    // Ending one learner's session: the session goes, the learner stays and may rejoin.
+    c.send(post(format!("/api/rooms/{id}/learners/nobody/end")), Body::empty())
+        .await
+        .error(StatusCode::NOT_FOUND, "not_found");
+    let r = c.send(post(format!("/api/rooms/{id}/learners/{learner}/end")), Body::empty()).await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT, "{}", r.text);
+    assert!(c.state.manager.get(session).is_err(), "the learner's session ended");
+    let p = c.progress(id).await;
+    assert_eq!(p["learners"][0]["state"], "offline");
+    let again = c.join(code, json!({"learner": learner})).await.json();
+    assert_ne!(again["session"], session, "a fresh session");
+    let sweep = c
+        .state
+        .classroom
+        .as_ref()
+        .unwrap()
+        .sweep_orders(&[(again["session"].as_str().unwrap().into(), learner.into())])
+        .await
+        .unwrap();
+    assert!(sweep.is_empty(), "a new session is not ended by the old request: {sweep:?}");
+}
+
+#[tokio::test]
+async fn only_a_signed_in_instructor_views_and_only_room_sessions() {
+    let c = Class::new(true).await;
+    let room = c.create_room(json!({"title": "T", "lessons": ["uts"]})).await;
+    let j = c.join(room["code"].as_str().unwrap(), json!({})).await.json();
+    let url = format!("/api/sessions/{}/terminals/0/view", j["session"].as_str().unwrap());
+    c.send(Request::get(&url), Body::empty()).await.error(StatusCode::UNAUTHORIZED, "instructor_required");
+    c.send(Request::get(&url).header(header::COOKIE, "nsplay_instructor=forged"), Body::empty())
+        .await
+        .error(StatusCode::UNAUTHORIZED, "instructor_required");
+    // Signed in, the view is a WebSocket (a plain GET is told so, after the checks passed).
+    let (cookie, _) = c.sign_in().await;
+    let r = c.send(Request::get(&url).header(header::COOKIE, &cookie), Body::empty()).await;
+    assert_eq!(r.status, StatusCode::NOT_FOUND, "the detached seat has no terminal 0: {}", r.text);
+    // A session of no room is never viewable.
+    let anon = c.state.manager.create(None, Requester { address: [192, 0, 2, 9].into(), learner: None }).await.unwrap();
+    c.send(
+        Request::get(format!("/api/sessions/{}/terminals/0/view", anon.id)).header(header::COOKIE, &cookie),
+        Body::empty(),
+    )
+    .await
+    .error(StatusCode::FORBIDDEN, "not_a_room_session");
+    // Ending the whole room: the sweep of every node ends its sessions.
+    let r = c
+        .send(
+            Request::post(format!("/api/rooms/{}/end", room["id"].as_str().unwrap()))
+                .header(header::AUTHORIZATION, format!("Bearer {TOKEN}")),
+            Body::empty(),
+        )
+        .await;
+    assert_eq!(r.status, StatusCode::NO_CONTENT);
+    let orders = c
+        .state
+        .classroom
+        .as_ref()
+        .unwrap()
+        .sweep_orders(&[("elsewhere.x".into(), j["learner"].as_str().unwrap().into())])
+        .await
+        .unwrap();
+    assert_eq!(orders, ["elsewhere.x"], "a session of an ended room on another node is ended by its node");
 }

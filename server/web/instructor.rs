@@ -309,9 +309,29 @@ async fn progress_json<S: Sessions>(st: &AppState<S>, id: &str) -> Result<serde_
         .learners
         .iter()
         .map(|l| {
-            let online = l.session.as_deref().is_some_and(|s| st.manager.get(s).is_ok());
+            // A session on this node counts at once; one elsewhere by its node's latest report.
+            let local = l.session.as_deref().and_then(|s| st.manager.get(s).ok());
+            let ours = l.session.as_deref().is_some_and(|s| classroom_of(st).is_ok_and(|c| c.is_local(s)));
+            // This node knows its own sessions (a report from before a restart is stale).
+            let online = local.is_some() || (!ours && l.online);
+            let stuck = online && l.stuck;
             let mut v = serde_json::to_value(l).unwrap_or_default();
             v["online"] = json!(online);
+            v["stuck"] = json!(stuck);
+            v["state"] = json!(if stuck {
+                "stuck"
+            } else if online {
+                "online"
+            } else {
+                "offline"
+            });
+            if let Some(s) = local
+                && l.memory_bytes == 0
+            {
+                let u = st.manager.usage(&s);
+                v["memory_bytes"] = json!(u.memory_bytes);
+                v["pids"] = json!(u.pids);
+            }
             v
         })
         .collect();
@@ -319,6 +339,8 @@ async fn progress_json<S: Sessions>(st: &AppState<S>, id: &str) -> Result<serde_
         "room": {"id": p.room.id, "code": p.room.code, "title": p.room.title, "lessons": p.room.lessons, "capacity": p.room.capacity, "state": room_state(&p.room)},
         "steps": p.steps,
         "learners": learners,
+        "closes_at": p.room.closes_at.map(rfc3339),
+        "stuck_after_seconds": classroom_of(st)?.stuck_after().as_secs(),
     }))
 }
 
@@ -343,16 +365,28 @@ pub async fn events<S: Sessions>(
     authorize(c, &headers, &method, lang).await?;
     let rx = c.subscribe();
     let first = progress_json(&st, &id).await?;
-    let stream = futures_util::stream::unfold((st, id, rx, Some(first)), |(st, id, mut rx, ready)| async move {
+    // On a database shared with other nodes, their changes reach this node only through it:
+    // the stream compares the room's fingerprint every poll.
+    let shared = c.store().backend() != "SQLite";
+    let stream = futures_util::stream::unfold((st, id, rx, Some(first)), move |(st, id, mut rx, ready)| async move {
         let body = match ready {
             Some(b) => b,
             None => {
                 // A change, or the refresh time, whichever comes first; every second it looks
                 // whether the server is stopping (the socket tracker closes): then it ends.
                 let mut waited = std::time::Duration::ZERO;
+                let c = st.classroom.clone()?;
+                let mut seen = if shared { c.fingerprint(&id).await.ok() } else { None };
                 loop {
                     if st.sockets.is_closed() {
                         return None;
+                    }
+                    if shared {
+                        let now = c.fingerprint(&id).await.ok();
+                        if now != seen {
+                            break;
+                        }
+                        seen = now;
                     }
                     match tokio::time::timeout(STREAM_POLL, rx.changed()).await {
                         Ok(Err(_)) => return None,
@@ -418,6 +452,139 @@ pub async fn qr<S: Sessions>(
     let r = room_or_404(&st, &id).await?;
     let svg = qr_svg(&join_url(peer, &headers, &st.trusted_proxies, &r.code))?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct NoticeBody {
+    text: String,
+}
+
+/// `POST /api/rooms/{id}/notices {"text"}`: 204; every learner of the room sees it on their
+/// pages within seconds, on whichever node their session is.
+pub async fn post_notice<S: Sessions>(
+    State(st): State<AppState<S>>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<StatusCode, ApiError> {
+    let lang = pick_lang(None, &headers);
+    let c = classroom_of(&st)?;
+    authorize(c, &headers, &method, lang).await?;
+    let body: NoticeBody = parse_json(body)?;
+    room_or_404(&st, &id).await?;
+    c.notice(&id, &body.text).await.map_err(|e| classroom_error(e, lang))?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ExtendBody {
+    minutes: i64,
+}
+
+/// `POST /api/rooms/{id}/extend {"minutes"}`: the room, its closing time moved.
+pub async fn extend_room<S: Sessions>(
+    State(st): State<AppState<S>>,
+    ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let lang = pick_lang(None, &headers);
+    let c = classroom_of(&st)?;
+    authorize(c, &headers, &method, lang).await?;
+    let body: ExtendBody = parse_json(body)?;
+    let r = room_or_404(&st, &id).await?;
+    c.extend(&r, body.minutes).await.map_err(|e| classroom_error(e, lang))?;
+    let r = room_or_404(&st, &id).await?;
+    let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
+    Ok(Json(room_json(&r, join_url(peer, &headers, &st.trusted_proxies, &r.code), n)))
+}
+
+/// `POST /api/rooms/{id}/learners/{learner}/end`: 204; the learner's session ends (here at
+/// once, on another node at its next sweep). The learner may join again.
+pub async fn end_learner<S: Sessions>(
+    State(st): State<AppState<S>>,
+    Path((id, learner)): Path<(String, String)>,
+    method: Method,
+    headers: HeaderMap,
+) -> Result<StatusCode, ApiError> {
+    let lang = pick_lang(None, &headers);
+    let c = classroom_of(&st)?;
+    authorize(c, &headers, &method, lang).await?;
+    if !c.request_end(&id, &learner).await.map_err(store_error)? {
+        return Err(ApiError::not_found(format!("room `{id}` has no learner `{learner}`")));
+    }
+    if let Some(sid) = c.store().learner(&learner).await.map_err(store_error)?.and_then(|l| l.session_id)
+        && st.manager.get(&sid).is_ok()
+    {
+        let _ = st.manager.end(&sid, EndReason::Deleted).await;
+    }
+    Ok(StatusCode::NO_CONTENT)
+}
+
+/// `GET /api/sessions/{id}/terminals/{n}/view`: a read-only live view of a room learner's
+/// terminal (WebSocket), for the instructor only. Its URL starts with the session's, so a proxy
+/// in front of many nodes routes it to the node holding the session (docs/scale-out.md); the
+/// sign-in it carries is checked against the shared database. The bridge drops the viewer's
+/// keystrokes and resizes ([`super::ws::Mode::Viewer`]); the learner's page is told.
+pub async fn view_socket<S: Sessions>(
+    State(st): State<AppState<S>>,
+    Path((id, n)): Path<(String, u64)>,
+    method: Method,
+    headers: HeaderMap,
+    Query(q): Query<LangQuery>,
+    ws: Result<axum::extract::ws::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+) -> Result<Response, ApiError> {
+    use super::ws::{self, Frame};
+    use axum::extract::ws::{CloseFrame, Message};
+    use futures_util::{SinkExt, StreamExt};
+    let lang = pick_lang(q.lang.as_deref(), &headers);
+    let c = classroom_of(&st)?;
+    authorize(c, &headers, &method, lang).await?;
+    let s = st.manager.get(&id)?;
+    // Instructors watch their rooms' learners, never an anonymous playground session.
+    if classroom::learner_of(&s.marks()).is_none() {
+        return Err(ApiError::new(
+            StatusCode::FORBIDDEN,
+            "not_a_room_session",
+            "only the sessions of a room's learners can be viewed".to_string(),
+        ));
+    }
+    let term = s.terminal_ref(n).ok_or(crate::session::SessionError::NoTerminal)?;
+    let ws = ws.map_err(|e| ApiError::bad_request(format!("this URL is a WebSocket: {}", e.body_text())))?;
+    let tracker = st.sockets.clone();
+    Ok(ws.max_message_size(ws::MAX_CLIENT_MESSAGE).max_frame_size(ws::MAX_CLIENT_MESSAGE).on_upgrade(move |socket| {
+        let (sink, stream) = socket.split();
+        let sink = Box::pin(sink.with(|f: Frame| async move {
+            Ok::<_, axum::Error>(match f {
+                Frame::Binary(b) => Message::Binary(b),
+                Frame::Text(t) => Message::Text(t.into()),
+                Frame::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
+                Frame::Other => Message::Ping(Bytes::new()),
+            })
+        }));
+        let stream = stream.map(|m| {
+            m.map(|m| match m {
+                Message::Binary(b) => Frame::Binary(b),
+                Message::Text(t) => Frame::Text(t.to_string()),
+                Message::Close(c) => Frame::Close(c.map(|c| c.code).unwrap_or(ws::CLOSE_NORMAL), String::new()),
+                _ => Frame::Other,
+            })
+        });
+        tracker.track_future(async move {
+            let _s = s;
+            match term {
+                crate::session::TerminalRef::Live(term) => {
+                    ws::bridge_as(sink, stream, term, lang, ws::Mode::Viewer).await
+                }
+                crate::session::TerminalRef::Ended(code) => ws::ended(sink, code).await,
+            }
+        })
+    }))
 }
 
 // ---- pages

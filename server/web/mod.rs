@@ -92,6 +92,11 @@ fn classroom_routes<S: Sessions>() -> Router<AppState<S>> {
         .route("/api/rooms/{id}/progress.csv", get(instructor::progress_csv::<S>))
         .route("/api/rooms/{id}/events", get(instructor::events::<S>))
         .route("/api/rooms/{id}/qr.svg", get(instructor::qr::<S>))
+        .route("/api/rooms/{id}/notices", post(instructor::post_notice::<S>))
+        .route("/api/rooms/{id}/extend", post(instructor::extend_room::<S>))
+        .route("/api/rooms/{id}/learners/{learner}/end", post(instructor::end_learner::<S>))
+        .route("/api/join/{code}/status", get(rooms::learner_status::<S>))
+        .route("/api/sessions/{id}/terminals/{n}/view", get(instructor::view_socket::<S>))
 }
 
 pub fn app<S: Sessions>(state: AppState<S>) -> Router {
@@ -207,6 +212,8 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         hierarchy: manager.cgroup_version(),
         classroom,
     };
+    let _sweep =
+        state.classroom.clone().map(|c| AbortOnDropHandle::new(tokio::spawn(rooms::sweep(manager.clone(), c))));
     let sockets = state.sockets.clone();
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();

@@ -148,6 +148,80 @@ pub async fn record_check(c: &Classroom, learner: &str, lesson: &str, step: &str
     }
 }
 
+#[derive(Debug, Deserialize)]
+pub struct StatusQuery {
+    learner: String,
+}
+
+/// `GET /api/join/{code}/status?learner=<id>`: what a learner's pages show of their room — its
+/// state, the time left and the instructor's newest notices (any node answers: it is all in
+/// the store). 404 unless the learner is one of the room's (the id is their secret).
+pub async fn learner_status<S: Sessions>(
+    State(st): State<AppState<S>>,
+    Path(code): Path<String>,
+    Query(q): Query<StatusQuery>,
+) -> Result<Json<classroom::LearnerStatus>, ApiError> {
+    let c = classroom_of(&st)?;
+    c.learner_status(&code, &q.learner)
+        .await
+        .map_err(super::instructor::store_error)?
+        .map(Json)
+        .ok_or_else(|| ApiError::not_found("no such learner in this room"))
+}
+
+/// How often a node reports on its learners' sessions and carries out what the store asks.
+pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
+
+/// Runs for the server's life: every [`SWEEP_EVERY`], this node writes what it sees of its room
+/// learners' sessions (memory, processes, last keystroke) to the store, where the dashboard of
+/// any node reads it, and ends the sessions whose room ended or closed or whose end the
+/// instructor asked for on any node. The database is the only link between nodes.
+pub async fn sweep(manager: std::sync::Arc<crate::session::Manager>, c: std::sync::Arc<Classroom>) {
+    let mut every = tokio::time::interval(SWEEP_EVERY);
+    every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        every.tick().await;
+        let m = manager.clone();
+        // Usage reads cgroup files: off the runtime's workers.
+        let Ok(reports) = tokio::task::spawn_blocking(move || {
+            let now_ms = crate::store::now_ms();
+            let now = std::time::Instant::now();
+            m.sessions()
+                .into_iter()
+                .filter_map(|s| {
+                    let learner = classroom::learner_of(&s.marks())?.to_string();
+                    let u = m.usage(&s);
+                    let ago = i64::try_from(now.saturating_duration_since(s.last_input()).as_millis()).unwrap_or(0);
+                    let report = crate::store::SessionReport {
+                        at: now_ms,
+                        last_input_at: now_ms - ago,
+                        memory_bytes: i64::try_from(u.memory_bytes).unwrap_or(i64::MAX),
+                        pids: i64::try_from(u.pids).unwrap_or(i64::MAX),
+                    };
+                    Some((learner, s.id.clone(), report))
+                })
+                .collect::<Vec<_>>()
+        })
+        .await
+        else {
+            continue;
+        };
+        if let Err(e) = c.report(&reports).await {
+            tracing::warn!(error = %e, "cannot report the room sessions to the classroom's database");
+        }
+        let local: Vec<(String, String)> = reports.into_iter().map(|(l, s, _)| (s, l)).collect();
+        match c.sweep_orders(&local).await {
+            Ok(end) => {
+                for id in end {
+                    tracing::info!(session = %id, "a room session ends: its room is over or the instructor ended it");
+                    let _ = manager.end(&id, crate::session::EndReason::Deleted).await;
+                }
+            }
+            Err(e) => tracing::warn!(error = %e, "cannot read the classroom's database"),
+        }
+    }
+}
+
 /// Refuses a session made outside a room when the server is not `open` (403
 /// `room_code_required`).
 pub fn require_open<S>(st: &AppState<S>, lang: &str) -> Result<(), ApiError> {

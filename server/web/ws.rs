@@ -40,12 +40,32 @@ fn json(v: serde_json::Value) -> Frame {
 
 /// Runs one client until it leaves or the terminal ends; what the server says to the client is
 /// in `lang`.
-pub async fn bridge<S, R, E>(mut sink: S, mut stream: R, term: Arc<Terminal>, lang: &'static str)
+pub async fn bridge<S, R, E>(sink: S, stream: R, term: Arc<Terminal>, lang: &'static str)
 where
     S: Sink<Frame> + Unpin,
     R: Stream<Item = Result<Frame, E>> + Unpin,
 {
-    let att = match term.attach() {
+    bridge_as(sink, stream, term, lang, Mode::Interactive).await
+}
+
+/// Whether a client may type.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Mode {
+    Interactive,
+    /// A read-only view (an instructor watching a learner): the same output, but its keystrokes
+    /// and resizes are dropped here, before they reach the terminal, and the terminal's other
+    /// clients are told someone watches.
+    Viewer,
+}
+
+/// [`bridge`], as a client of `mode`.
+pub async fn bridge_as<S, R, E>(mut sink: S, mut stream: R, term: Arc<Terminal>, lang: &'static str, mode: Mode)
+where
+    S: Sink<Frame> + Unpin,
+    R: Stream<Item = Result<Frame, E>> + Unpin,
+{
+    let viewer = mode == Mode::Viewer;
+    let att = match term.attach_as(viewer) {
         Ok(a) => a,
         Err(e) => {
             let _ = sink.send(Frame::Close(CLOSE_POLICY, e.to_string())).await;
@@ -76,6 +96,9 @@ where
                     let m = text::render(lang, &n);
                     if sink.send(json(serde_json::json!({"type": "notice", "message": m}))).await.is_err() { break; }
                 }
+                Some(Output::Viewers(n)) => {
+                    if sink.send(json(serde_json::json!({"type": "viewers", "count": n}))).await.is_err() { break; }
+                }
                 Some(Output::Exit(code)) => {
                     let _ = sink.send(json(serde_json::json!({"type": "exit", "code": code}))).await;
                     let _ = sink.send(Frame::Close(CLOSE_NORMAL, format!("exit {code}"))).await;
@@ -87,12 +110,16 @@ where
                 }
             },
             msg = stream.next() => match msg {
+                Some(Ok(Frame::Binary(_))) if viewer => {
+                    metrics::counter!("nsplay_ws_viewer_input_dropped_total").increment(1);
+                }
                 Some(Ok(Frame::Binary(b))) => {
                     metrics::counter!("nsplay_ws_bytes_in_total").increment(b.len() as u64);
                     let Some(t) = term.upgrade() else { continue };
                     if t.write(&b).await.is_err() { continue; }
                 }
                 Some(Ok(Frame::Text(t))) => match serde_json::from_str::<Control>(&t) {
+                    Ok(Control::Resize { .. }) if viewer => {}
                     Ok(Control::Resize { cols, rows }) => {
                         if let Some(t) = term.upgrade() { t.resize(client, cols, rows); }
                     }
@@ -185,5 +212,74 @@ mod tests {
         assert_eq!(rest.last(), Some(&Frame::Close(CLOSE_NORMAL, "exit 5".into())));
         bridge.await.unwrap();
         assert_eq!(term.clients(), 0);
+    }
+
+    /// A viewer's keystrokes and resizes never reach the pty (read on its slave side), the
+    /// learner's client is told while someone watches, and the viewer still sees the output.
+    #[tokio::test]
+    async fn a_viewer_cannot_type_or_resize() {
+        let pty = nix::pty::openpty(None, None).unwrap();
+        let mut slave = std::fs::File::from(pty.slave);
+        let term = Terminal::start(0, pty.master, None, 80, 24, None).unwrap();
+
+        let (to_learner, mut learner_rx) = mpsc::channel::<Frame>(64);
+        let (mut learner_tx, from_learner) = mpsc::channel::<Frame>(64);
+        let learner = tokio::spawn(bridge(to_learner, from_learner.map(Ok::<_, ()>), term.clone(), "en"));
+        assert!(matches!(learner_rx.next().await, Some(Frame::Binary(_))), "no replay");
+        learner_tx.send(Frame::Text(r#"{"type":"resize","cols":90,"rows":30}"#.into())).await.unwrap();
+
+        let (to_viewer, mut viewer_rx) = mpsc::channel::<Frame>(64);
+        let (mut viewer_tx, from_viewer) = mpsc::channel::<Frame>(64);
+        let viewer = tokio::spawn(bridge_as(to_viewer, from_viewer.map(Ok::<_, ()>), term.clone(), "en", Mode::Viewer));
+        assert!(matches!(viewer_rx.next().await, Some(Frame::Binary(_))), "no replay for the viewer");
+        let told = learner_rx.next().await;
+        assert_eq!(told, Some(Frame::Text(r#"{"count":1,"type":"viewers"}"#.into())));
+
+        viewer_tx.send(Frame::Binary(Bytes::from_static(b"viewer-typed\n"))).await.unwrap();
+        viewer_tx.send(Frame::Text(r#"{"type":"resize","cols":20,"rows":5}"#.into())).await.unwrap();
+        // The learner's keys go through the same pty after the viewer's: once they arrive, the
+        // viewer's would have arrived before them.
+        learner_tx.send(Frame::Binary(Bytes::from_static(b"learner-typed\n"))).await.unwrap();
+        let (got, slave) = tokio::task::spawn_blocking(move || {
+            let mut got = Vec::new();
+            let mut buf = [0u8; 256];
+            while !got.ends_with(b"learner-typed\n") {
+                let n = slave.read(&mut buf).unwrap();
+                got.extend_from_slice(&buf[..n]);
+            }
+            (got, slave)
+        })
+        .await
+        .unwrap();
+        assert_eq!(got, b"learner-typed\n", "{:?}", String::from_utf8_lossy(&got));
+        assert_eq!(term.size(), (90, 30), "the viewer's resize was applied");
+        assert_eq!(term.viewers(), 1);
+        assert_eq!(term.clients(), 1, "a viewer is not a client that keeps the session busy");
+
+        // The viewer sees the output as it comes.
+        let mut slave = slave;
+        slave.write_all(b"for-both\n").unwrap();
+        let seen = loop {
+            match viewer_rx.next().await {
+                Some(Frame::Binary(b)) if String::from_utf8_lossy(&b).contains("for-both") => break true,
+                Some(_) => continue,
+                None => break false,
+            }
+        };
+        assert!(seen, "the viewer never saw the output");
+
+        drop(viewer_tx);
+        viewer.await.unwrap();
+        let gone = loop {
+            match learner_rx.next().await {
+                Some(Frame::Text(t)) if t.contains("viewers") => break t,
+                Some(_) => continue,
+                None => panic!("the learner was not told the viewer left"),
+            }
+        };
+        assert_eq!(gone, r#"{"count":0,"type":"viewers"}"#);
+        term.mark_exited(0);
+        drop(learner_tx);
+        learner.await.unwrap();
     }
 }

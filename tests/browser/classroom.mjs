@@ -2,7 +2,9 @@
 // the instructor signs in (a wrong token first), creates a room with the form, an English
 // learner joins on a desktop and passes a UTS step with the Run and Check buttons, a Japanese
 // learner joins on a phone, an anonymous one joins; the dashboard (live) and the projector
-// show the three of them. Every wait fails loudly after 30 s.
+// show the three of them, the dashboard live (a join appears without a reload); the instructor
+// opens a read-only view of Ada's terminal (Ada's page says so, and what Ada types shows in the
+// view) and broadcasts a notice (both learners' pages show it). Every wait fails loudly after 30 s.
 //
 // Not yet wired into `cargo test --test browser`: run it against a server you started with
 // --admin-token (max_sessions 6 or more, per-client limits raised: every learner is 127.0.0.1):
@@ -81,6 +83,9 @@ await a.p.locator('.step[data-step=set-hostname][data-passed=true]').waitFor({ t
 await a.p.evaluate(() => { for (const el of [document.querySelector('.lesson-text'), document.scrollingElement]) if (el) el.scrollTop = 0; });
 await shot(a.p, 'classroom-lesson-room-bar');
 
+// The dashboard, open on the room before the others join, follows them live.
+await ip.goto(BASE + '/instructor#' + (await ip.evaluate(() => location.hash.slice(1))));
+await ip.locator('#matrix tbody tr').first().waitFor({ timeout: 15000 });
 const b = await learner(phone, 'ja', '花子');
 await shot(b.p, 'classroom-join-phone-ja');
 await b.p.fill('#name', '山田 花子');
@@ -91,14 +96,32 @@ const c = await learner(desk, 'en', 'anon');
 await c.p.click('#join');
 await c.p.waitForURL(/\/learn\/uts/);
 
-await ip.reload();
 await ip.locator('#matrix tbody tr').nth(2).waitFor({ timeout: 15000 });
 await ip.locator('#matrix td.cell[data-passed=true]').first().waitFor({ timeout: 15000 });
 const rows = await ip.locator('#matrix tbody tr').allInnerTexts();
 console.log('rows', JSON.stringify(rows));
 if (!rows[0].startsWith('Ada <b>Lovelace</b>') || !rows[0].includes('✓')) throw new Error('the dashboard lacks Ada\'s passed step: ' + rows[0]);
 if (rows.slice(1).some((r) => r.includes('✓'))) throw new Error('a learner who did nothing has a passed step');
+// A read-only view of Ada's terminal: her page says the instructor watches; her output shows.
+await ip.locator('#matrix tbody tr').first().locator('button.view-learner').click();
+await ip.locator('#viewer-term .xterm-screen').waitFor({ timeout: 15000 });
+await a.p.locator('.viewing:not([hidden])').waitFor({ timeout: 15000 });
+await a.p.locator('#terminal .xterm-helper-textarea').focus();
+await a.p.keyboard.type('echo seen-by-the-instructor\n');
+await ip.locator('#viewer-term').filter({ hasText: 'seen-by-the-instructor' }).first().waitFor({ timeout: 15000 });
+await shot(a.p, 'classroom-learner-viewed');
+// A notice to the room: both learners' pages show it, in their own chrome.
+await ip.fill('#notice-text', 'Break until 10:30 — back at step 2, please.');
+await ip.click('#notice-form button[type=submit]');
+await ip.locator('#notice-out').filter({ hasText: /Sent/ }).waitFor();
+await a.p.locator('.room-notice').filter({ hasText: 'Break until 10:30' }).waitFor({ timeout: 15000 });
+await b.p.locator('.room-notice').filter({ hasText: 'Break until 10:30' }).waitFor({ timeout: 15000 });
+await b.p.locator('.room-notice strong').filter({ hasText: '講師より' }).waitFor();
+await shot(b.p, 'classroom-notice-phone-ja');
+await ip.evaluate(() => { document.querySelector('.matrix-wrap').scrollLeft = 0; document.querySelector('#matrix').scrollIntoView(); });
 await shot(ip, 'classroom-dashboard');
+await ip.click('#viewer-close');
+await a.p.locator('.viewing[hidden]').waitFor({ state: 'attached', timeout: 15000 });
 const proj = await ip.locator('#room-projector').getAttribute('href');
 await ip.goto(BASE + proj);
 await ip.locator('#projector-count').filter({ hasText: '3' }).waitFor();

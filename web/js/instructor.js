@@ -7,6 +7,7 @@
 import { pageLang, t } from './i18n.js';
 import { errorFromResponse, request } from './api.js';
 import { $, el } from './dom.js';
+import { attach } from './terminal.js';
 
 // How often the dashboard and the projector refresh (ms).
 const REFRESH_MS = 3000;
@@ -70,31 +71,67 @@ function lessonTitle(topic) {
   return box ? box.parentElement.textContent.trim() : topic;
 }
 
-// The learner × step matrix of one room's progress.
-function renderMatrix(p) {
+function usageText(l) {
+  if (!l.online || !l.memory_bytes) return '';
+  return `${Math.round(l.memory_bytes / 1048576)} MiB · ${l.pids}`;
+}
+
+function learnerState(l, p) {
+  const names = {
+    online: t('learner_state_online'),
+    stuck: t('learner_state_stuck'),
+    offline: t('learner_offline'),
+  };
+  const badge = el('span', { class: 'learner-state', 'data-state': l.state }, names[l.state] || l.state);
+  if (l.state === 'stuck') badge.title = t('learner_stuck_hint', { minutes: Math.round(p.stuck_after_seconds / 60) });
+  return badge;
+}
+
+function stepTitle(p, lesson, step) {
+  const s = p.steps.find((x) => x.lesson === lesson && x.step === step);
+  if (!s) return t('lesson_all_passed');
+  return pageLang() === 'ja' ? s.title_ja : s.title_en;
+}
+
+// The learner × step matrix of one room's progress; actions call back.
+function renderMatrix(p, actions) {
   const table = $('#matrix');
   const head = table.tHead;
   const body = table.tBodies[0];
   const ja = pageLang() === 'ja';
-  const cols = [t('col_learner'), t('col_lesson'), t('col_passed')];
+  const cols = [t('col_learner'), t('col_state'), t('col_lesson'), t('col_passed')];
   const headRow = el('tr', null, ...cols.map((c) => el('th', { scope: 'col' }, c)));
   p.steps.forEach((s, i) => {
     const title = `${lessonTitle(s.lesson)}: ${ja ? s.title_ja : s.title_en}`;
     headRow.append(el('th', { scope: 'col', class: 'step-col', title }, String(i + 1)));
   });
+  headRow.append(el('th', { scope: 'col' }, t('col_usage')));
   headRow.append(el('th', { scope: 'col' }, t('col_last_activity')));
+  headRow.append(el('th', { scope: 'col' }, t('col_actions')));
   head.replaceChildren(headRow);
   body.replaceChildren(...p.learners.map((l) => {
     const name = el('th', { scope: 'row', class: 'learner-name' }, l.name || t('learner_anonymous'));
-    if (!l.online) name.append(el('span', { class: 'offline' }, ' · ' + t('learner_offline')));
-    const row = el('tr', { 'data-learner': l.id }, name,
-      el('td', null, lessonTitle(l.current_lesson)),
+    const lesson = el('td', { class: 'lesson-cell' }, lessonTitle(l.current_lesson),
+      el('span', { class: 'hint-text step-now' }, stepTitle(p, l.current_lesson, l.current_step)));
+    const row = el('tr', { 'data-learner': l.id, 'data-state': l.state }, name,
+      el('td', null, learnerState(l, p)),
+      lesson,
       el('td', { class: 'num' }, `${l.passed_count}/${p.steps.length}`));
     l.passed.forEach((ok, i) => {
       const cell = el('td', { class: 'cell', 'data-passed': ok ? 'true' : 'false', title: p.steps[i].step }, ok ? '✓' : '·');
       row.append(cell);
     });
+    row.append(el('td', { class: 'num usage-cell' }, usageText(l)));
     row.append(el('td', null, timeText(l.last_activity)));
+    const act = el('td', { class: 'row-actions' });
+    if (l.online && l.session) {
+      const view = el('button', { type: 'button', class: 'quiet view-learner' }, t('learner_view'));
+      view.addEventListener('click', () => actions.view(l));
+      const end = el('button', { type: 'button', class: 'quiet danger end-learner' }, t('learner_end'));
+      end.addEventListener('click', () => actions.end(l));
+      act.append(view, ' ', end);
+    }
+    row.append(act);
     return row;
   }));
   $('#matrix-empty').hidden = p.learners.length > 0;
@@ -130,9 +167,32 @@ export function bootDashboard() {
   }
 
   let source = null;
+  let viewer = null;
+  function closeViewer() {
+    if (viewer) { viewer.close(); viewer = null; }
+    $('#viewer-term').replaceChildren();
+    $('#viewer').hidden = true;
+  }
+  const actions = {
+    // A read-only live view of the learner's first terminal (the instructor's cookie goes along).
+    view(l) {
+      closeViewer();
+      $('#viewer').hidden = false;
+      $('#viewer-h').textContent = t('viewer_title', { name: l.name || t('learner_anonymous') });
+      viewer = attach($('#viewer-term'), `/api/sessions/${encodeURIComponent(l.session)}/terminals/0/view`, { readOnly: true });
+      $('#viewer').scrollIntoView({ block: 'nearest' });
+    },
+    async end(l) {
+      if (!current || !window.confirm(t('learner_end_confirm'))) return;
+      await api('POST', `/api/rooms/${encodeURIComponent(current.id)}/learners/${encodeURIComponent(l.id)}/end`).catch(() => {});
+    },
+  };
+  $('#viewer-close').addEventListener('click', closeViewer);
   function showProgress(p) {
     $('#room-count').textContent = t('room_learners', { n: p.learners.length, capacity: p.room.capacity });
-    renderMatrix(p);
+    $('#room-closes').textContent = p.closes_at ? t('room_closes', { time: timeText(p.closes_at) }) : '';
+    $('#room-extend').hidden = !p.closes_at || p.room.state === 'ended';
+    renderMatrix(p, actions);
   }
 
   // Live: the room's event stream (a `progress` event at every join and check); where the
@@ -159,6 +219,7 @@ export function bootDashboard() {
     $('#room').hidden = !current;
     $('#no-room').hidden = !!current;
     for (const b of document.querySelectorAll('.room-item')) b.toggleAttribute('aria-current', current && b.dataset.room === current.id);
+    closeViewer();
     if (!current) return;
     const base = `/api/rooms/${encodeURIComponent(current.id)}`;
     $('#room-title-h').textContent = current.title;
@@ -195,6 +256,24 @@ export function bootDashboard() {
       ticked.length = 0;
       $('#new-room-box').open = false;
       location.hash = r.id;
+    } catch (err) {
+      out.textContent = err.detail || err.message;
+    }
+  });
+
+  $('#room-extend').addEventListener('click', async () => {
+    if (!current) return;
+    await api('POST', `/api/rooms/${encodeURIComponent(current.id)}/extend`, { minutes: 15 }).catch(() => {});
+  });
+
+  $('#notice-form').addEventListener('submit', async (e) => {
+    e.preventDefault();
+    if (!current) return;
+    const out = $('#notice-out');
+    try {
+      await api('POST', `/api/rooms/${encodeURIComponent(current.id)}/notices`, { text: $('#notice-text').value });
+      $('#notice-text').value = '';
+      out.textContent = t('notice_sent');
     } catch (err) {
       out.textContent = err.detail || err.message;
     }

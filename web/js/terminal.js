@@ -99,7 +99,8 @@ function debounce(fn, ms) {
 
 // Opens a terminal in `container` and connects it to the WebSocket at `path`.
 // options: sessionId, statusEl (#conn-state), noticesEl (#notices), bannerEl
-// (#banner), onNewSession (the banner's "New session" button; default reload).
+// (#banner), onNewSession (the banner's "New session" button; default reload),
+// readOnly (an instructor's view: no input, no resize; the server drops them anyway).
 // Returns { term, send(text), close(), fit() }.
 export function attach(container, path, options = {}) {
   const term = new window.Terminal({
@@ -128,6 +129,22 @@ export function attach(container, path, options = {}) {
   const statusEl = options.statusEl || null;
   const noticesEl = options.noticesEl || null;
   let bannerEl = options.bannerEl || null;
+
+  const readOnly = !!options.readOnly;
+  if (readOnly) { term.options.disableStdin = true; term.options.cursorBlink = false; }
+  let viewingEl = null;
+  // The server says how many read-only viewers (the instructor) watch this terminal.
+  function viewing(count) {
+    if (readOnly) return;
+    if (!viewingEl && count > 0) {
+      viewingEl = document.createElement('div');
+      viewingEl.className = 'viewing';
+      viewingEl.setAttribute('role', 'status');
+      viewingEl.textContent = t('instructor_viewing');
+      document.body.append(viewingEl);
+    }
+    if (viewingEl) viewingEl.hidden = !(count > 0);
+  }
 
   const encoder = new TextEncoder();
   let ws = null;
@@ -235,7 +252,7 @@ export function attach(container, path, options = {}) {
   }
 
   function lookUpSession() {
-    if (!sessionId) return request('/healthz', { cache: 'no-store' }).then(() => true);
+    if (!sessionId || readOnly) return request('/healthz', { cache: 'no-store' }).then(() => true);
     return getSession(sessionId).then((s) => s !== null);
   }
 
@@ -250,10 +267,12 @@ export function attach(container, path, options = {}) {
   // ---- sending
 
   function sendBytes(bytes) {
+    if (readOnly) return;
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(bytes);
   }
 
   function sendControl(obj) {
+    if (readOnly) return;
     if (ws && ws.readyState === WebSocket.OPEN) ws.send(JSON.stringify(obj));
   }
 
@@ -334,6 +353,8 @@ export function attach(container, path, options = {}) {
         finish('ended', t('ended_exit_code', { code: msg.code }));
       } else if (msg.type === 'notice') {
         notice(msg.message);
+      } else if (msg.type === 'viewers') {
+        viewing(msg.count);
       }
     };
 
