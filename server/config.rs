@@ -69,6 +69,8 @@ pub struct FileConfig {
     pub open: Option<bool>,
     pub node: Option<String>,
     pub drain_timeout: Option<String>,
+    // ---- lessons
+    pub lessons: Option<Vec<String>>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -200,6 +202,8 @@ pub struct Settings {
     pub node: String,
     /// How long a SIGTERM waits for learners to finish before their sessions end.
     pub drain_timeout: Duration,
+    /// Directories of lessons merged with the built-in ones (docs/authoring.md).
+    pub lessons: Vec<PathBuf>,
 }
 
 /// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
@@ -342,6 +346,7 @@ impl FileConfig {
             open: f.open.or(self.open),
             node: f.node.or(self.node),
             drain_timeout: f.drain_timeout.or(self.drain_timeout),
+            lessons: f.lessons.or(self.lessons),
         }
     }
 }
@@ -488,6 +493,24 @@ fn lifecycle(raw: &FileConfig) -> Result<Lifecycle, ConfigError> {
     })
 }
 
+/// Lesson directories. One that is missing or unreadable does not stop the start: like a
+/// broken lesson, it is logged and listed (`GET /api/lessons`, /learn) with the reason, and
+/// loads once it is there (the catalog looks again on every change and on SIGHUP).
+fn lesson_dirs(raw: &FileConfig) -> Result<Vec<PathBuf>, ConfigError> {
+    raw.lessons
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            if d.trim().is_empty() {
+                Err(bad("lessons", d, "paths of lesson directories"))
+            } else {
+                Ok(PathBuf::from(d))
+            }
+        })
+        .collect()
+}
+
 fn trusted_proxies(raw: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
     let proxies = raw.trusted_proxies.as_deref().unwrap_or_default();
     proxies
@@ -631,13 +654,17 @@ impl Settings {
             open: raw.open.unwrap_or(defaults::OPEN),
             node: node(&raw)?,
             drain_timeout: duration("drain_timeout", &or_default(&raw.drain_timeout, defaults::DRAIN_TIMEOUT))?,
+            lessons: lesson_dirs(&raw)?,
         })
     }
 
     /// What the classroom needs of these settings.
-    pub fn classroom_config(&self, hierarchy: crate::lessons::Hierarchy) -> crate::classroom::ClassroomConfig {
+    pub fn classroom_config(
+        &self,
+        lessons: std::sync::Arc<crate::lessons::Catalog>,
+    ) -> crate::classroom::ClassroomConfig {
         crate::classroom::ClassroomConfig {
-            hierarchy,
+            lessons,
             admin_token: self.admin_token.as_ref().map(|t| t.0.clone()),
             open: self.open,
             limits: self.limits,
