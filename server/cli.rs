@@ -27,6 +27,48 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run a program (default: an interactive shell) in a sandbox on this terminal, like unshare or bwrap.
     Run(RunArgs),
+    /// Check or test lesson directories (docs/authoring.md), e.g. in an author's CI.
+    #[command(subcommand)]
+    Lessons(LessonsCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum LessonsCommand {
+    /// Load every lesson of the directories as the server would; print each problem as
+    /// file:line: key: message; exit 1 if any.
+    Check(LessonsCheckArgs),
+    /// Walk every lesson in a real session (needs root, like `nsplay serve`): each step's check
+    /// must fail, still fail after printing its text, and pass after its solution is typed;
+    /// prints a table and exits 1 on any failure.
+    Test(Box<LessonsTestArgs>),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LessonsCheckArgs {
+    /// Lesson directories (`<topic>.toml` or `<topic>/lesson.toml` in each).
+    pub dirs: Vec<PathBuf>,
+    /// Check the built-in lessons too.
+    #[arg(long)]
+    pub builtin: bool,
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct LessonsTestArgs {
+    /// Lesson directories to test.
+    pub dirs: Vec<PathBuf>,
+    /// Test the built-in lessons too.
+    #[arg(long)]
+    pub builtin: bool,
+    /// Test only this lesson (repeatable).
+    #[arg(long)]
+    pub lesson: Vec<String>,
+    /// Write what each solution command printed to this file (JSON lines: lesson, step,
+    /// command, output).
+    #[arg(long)]
+    pub transcript: Option<PathBuf>,
+    /// The sandbox's settings, as for `nsplay serve` (state dir, cgroup parent, limits …).
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -209,6 +251,10 @@ pub struct ServeArgs {
         defaults::GRACE,
     ))]
     pub grace: Option<String>,
+    /// A directory of lessons, merged with the built-in ones and reloaded when it changes
+    /// (repeatable; docs/authoring.md) [default: none: the built-in lessons only].
+    #[arg(long = "lessons", env = "NSPLAY_LESSONS", value_delimiter = ',')]
+    pub lessons: Option<Vec<String>>,
     /// Proxies whose X-Forwarded-For is believed (comma-separated IPs or CIDRs) [default: none].
     #[arg(long, env = "NSPLAY_TRUSTED_PROXIES", value_delimiter = ',')]
     pub trusted_proxies: Option<Vec<String>>,

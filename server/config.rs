@@ -73,6 +73,8 @@ pub struct FileConfig {
     pub output_rate: Option<String>,
     pub database_url: Option<String>,
     pub stuck_after: Option<String>,
+    // ---- lessons
+    pub lessons: Option<Vec<String>>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -220,6 +222,8 @@ pub struct Settings {
     pub database_url: Option<DatabaseUrl>,
     /// A learner with no passed step and no keystroke for this long shows as stuck.
     pub stuck_after: Duration,
+    /// Directories of lessons merged with the built-in ones (docs/authoring.md).
+    pub lessons: Vec<PathBuf>,
 }
 
 /// The default output budget: [`defaults::OUTPUT_RATE_PER_CORE`] times the CPUs this process may
@@ -401,6 +405,7 @@ impl FileConfig {
             output_rate: f.output_rate.or(self.output_rate),
             database_url: f.database_url.or(self.database_url),
             stuck_after: f.stuck_after.or(self.stuck_after),
+            lessons: f.lessons.or(self.lessons),
         }
     }
 }
@@ -545,6 +550,24 @@ fn lifecycle(raw: &FileConfig) -> Result<Lifecycle, ConfigError> {
         shutdown_timeout: duration("shutdown_timeout", &or_default(&raw.shutdown_timeout, defaults::SHUTDOWN_TIMEOUT))?,
         grace: duration("grace", &or_default(&raw.grace, defaults::GRACE))?,
     })
+}
+
+/// Lesson directories. One that is missing or unreadable does not stop the start: like a
+/// broken lesson, it is logged and listed (`GET /api/lessons`, /learn) with the reason, and
+/// loads once it is there (the catalog looks again on every change and on SIGHUP).
+fn lesson_dirs(raw: &FileConfig) -> Result<Vec<PathBuf>, ConfigError> {
+    raw.lessons
+        .as_deref()
+        .unwrap_or_default()
+        .iter()
+        .map(|d| {
+            if d.trim().is_empty() {
+                Err(bad("lessons", d, "paths of lesson directories"))
+            } else {
+                Ok(PathBuf::from(d))
+            }
+        })
+        .collect()
 }
 
 fn trusted_proxies(raw: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
@@ -714,13 +737,17 @@ impl Settings {
             output_rate: output_rate(&raw)?,
             database_url: database_url(&raw)?,
             stuck_after: duration("stuck_after", &or_default(&raw.stuck_after, defaults::STUCK_AFTER))?,
+            lessons: lesson_dirs(&raw)?,
         })
     }
 
     /// What the classroom needs of these settings.
-    pub fn classroom_config(&self, hierarchy: crate::lessons::Hierarchy) -> crate::classroom::ClassroomConfig {
+    pub fn classroom_config(
+        &self,
+        lessons: std::sync::Arc<crate::lessons::Catalog>,
+    ) -> crate::classroom::ClassroomConfig {
         crate::classroom::ClassroomConfig {
-            hierarchy,
+            lessons,
             admin_token: self.admin_token.as_ref().map(|t| t.0.clone()),
             open: self.open,
             limits: self.limits,

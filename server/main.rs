@@ -18,6 +18,12 @@ fn main() {
     let code = match cli.command {
         Some(Command::Run(run)) => nsplay::run(&run),
         Some(Command::Serve(serve)) => serve_main(&serve),
+        Some(Command::Lessons(cmd)) => {
+            // Only what went wrong: the table is the output.
+            let filter = tracing_subscriber::EnvFilter::try_from_env("NSPLAY_LOG").unwrap_or_else(|_| "warn".into());
+            tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
+            nsplay::lessons_main(&cmd)
+        }
         None => serve_main(&cli.serve),
     };
     std::process::exit(code);
@@ -93,10 +99,11 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             "sandbox ready"
         );
         let connections = fit_connections(settings);
+        let lessons = std::sync::Arc::new(nsplay::Catalog::new(sandbox.cgroup_version(), settings.lessons.clone()));
         let classroom = nsplay::open_classroom(
             &settings.data_dir,
             settings.database_url.as_ref().map(|u| u.0.as_str()),
-            settings.classroom_config(sandbox.cgroup_version()),
+            settings.classroom_config(lessons.clone()),
         )
             .await
             .map_err(|e| anyhow::anyhow!("classroom: {e}"))?;
@@ -116,6 +123,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             shutdown_timeout: settings.shutdown_timeout,
             connections,
             classroom: Some(classroom),
+            lessons,
         };
         Ok(nsplay::serve(listener, service, drain_then_stop(manager_for_drain, settings.drain_timeout)).await)
     })

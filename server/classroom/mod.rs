@@ -46,8 +46,8 @@ pub struct ClassroomConfig {
     pub limits: Limits,
     /// The server's session cap: no room holds more.
     pub max_sessions: usize,
-    /// The host's cgroup hierarchy: a room's lessons and their steps as they read on it.
-    pub hierarchy: crate::lessons::Hierarchy,
+    /// The lessons (as they read on the host's cgroup hierarchy): a room's lessons and steps.
+    pub lessons: std::sync::Arc<crate::lessons::Catalog>,
     /// A learner with no passed step and no keystroke for this long is shown as stuck.
     pub stuck_after: Duration,
     /// This node's name (the first part of its session ids): this node alone knows whether
@@ -324,7 +324,7 @@ impl Classroom {
         let mut lessons: Vec<String> = Vec::new();
         for l in &new.lessons {
             let l = l.trim();
-            if crate::lessons::find(l, self.cfg.hierarchy).is_none() {
+            if self.cfg.lessons.get().find(l).is_none() {
                 return Err(RoomError::UnknownLesson(l.chars().take(40).collect()));
             }
             if lessons.iter().any(|x| x == l) {
@@ -596,7 +596,7 @@ impl Classroom {
         let Some(room) = self.store.room(room_id).await? else { return Ok(None) };
         let learners = self.store.learners(room_id).await?;
         let checks = self.store.checks(room_id).await?;
-        Ok(Some(Progress::build(room, learners, &checks, self.cfg.hierarchy, now_ms(), self.cfg.stuck_after)))
+        Ok(Some(Progress::build(room, learners, &checks, &self.cfg.lessons.get(), now_ms(), self.cfg.stuck_after)))
     }
 
     async fn event(&self, room_id: &str, kind: &str, learner: Option<&str>, detail: &str) -> Result<(), StoreError> {

@@ -60,20 +60,20 @@ impl Progress {
         room: RoomRow,
         learners: Vec<LearnerRow>,
         checks: &[CheckRow],
-        hierarchy: crate::lessons::Hierarchy,
+        lessons: &crate::lessons::Loaded,
         now: i64,
         stuck_after: std::time::Duration,
     ) -> Progress {
         let steps: Vec<StepColumn> = room
             .lessons
             .iter()
-            .filter_map(|t| crate::lessons::find(t, hierarchy))
+            .filter_map(|t| lessons.find(t))
             .flat_map(|l| {
                 l.steps.iter().filter(|s| s.check.is_some()).map(|s| StepColumn {
                     lesson: l.topic.clone(),
                     step: s.id.clone(),
-                    title_en: s.title.en.clone(),
-                    title_ja: s.title.ja.clone(),
+                    title_en: s.title.get("en").to_string(),
+                    title_ja: s.title.get("ja").to_string(),
                 })
             })
             .collect();

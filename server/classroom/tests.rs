@@ -8,7 +8,7 @@ pub(crate) fn config(token: Option<&str>) -> ClassroomConfig {
         open: true,
         limits: Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 },
         max_sessions: 50,
-        hierarchy: crate::lessons::Hierarchy::V2,
+        lessons: std::sync::Arc::new(crate::lessons::Catalog::builtin(crate::lessons::Hierarchy::V2)),
         stuck_after: Duration::from_secs(600),
         node: "test".into(),
     }
@@ -142,7 +142,13 @@ async fn progress_counts_only_passed_checks_of_the_rooms_steps() {
     let uts: Vec<_> = p.steps.iter().filter(|s| s.lesson == "uts").map(|s| s.step.clone()).collect();
     assert!(uts.contains(&"set-hostname".to_string()), "{uts:?}");
     assert!(p.steps.iter().all(|s| {
-        crate::lessons::find(&s.lesson, crate::lessons::Hierarchy::V2).unwrap().step(&s.step).unwrap().check.is_some()
+        crate::lessons::catalog::load(crate::lessons::Hierarchy::V2, &[])
+            .find(&s.lesson)
+            .unwrap()
+            .step(&s.step)
+            .unwrap()
+            .check
+            .is_some()
     }));
     assert!(p.learners.iter().all(|l| l.passed.iter().all(|x| !x) && l.current_lesson == "uts"));
 

@@ -33,6 +33,8 @@ pub struct Probe<'a> {
     pub passed: BTreeSet<String>,
     /// When the check must be done: programs it runs are killed then, and it looks no further.
     pub deadline: Instant,
+    /// What the learner typed for a quiz step.
+    pub answer: Option<String>,
 }
 
 /// Most nested namespaces of one kind a check looks into (each may cost an `nsenter`).
@@ -107,6 +109,18 @@ pub fn run(kind: &str, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &st
         Some(check) => (check.run)(p, args, lang),
         None => fail(lang, format!("unknown check {kind}"), format!("不明なチェック {kind}")),
     };
+    past_deadline(outcome, p, lang)
+}
+
+/// A step's check: a built-in kind, or the author's checks (all must pass).
+pub fn run_check(check: &super::Check, args: &BTreeMap<String, String>, p: &Probe<'_>, lang: &str) -> Outcome {
+    match check {
+        super::Check::Kind(k) => run(k, args, p, lang),
+        super::Check::Author(specs) => past_deadline(super::author::run_all(specs, p, lang), p, lang),
+    }
+}
+
+fn past_deadline(outcome: Outcome, p: &Probe<'_>, lang: &str) -> Outcome {
     if !outcome.passed && Instant::now() >= p.deadline {
         // What it did not get to look at may have passed: say that it was cut short.
         return timed_out(lang);
@@ -120,7 +134,7 @@ pub fn timed_out(lang: &str) -> Outcome {
     Outcome { passed: false, detail: crate::text::fill(text, &[("seconds", CHECK_TIMEOUT.as_secs().to_string())]) }
 }
 
-fn tr(lang: &str, en: String, ja: String) -> String {
+pub(super) fn tr(lang: &str, en: String, ja: String) -> String {
     if lang == "ja" { ja } else { en }
 }
 
@@ -138,7 +152,7 @@ fn arg<'a>(args: &'a Args, name: &str) -> &'a str {
 }
 
 /// Nested namespaces of `kind` (at most [`MAX_NAMESPACES`]; none once the deadline passed).
-fn nested_in(p: &Probe<'_>, kind: &str) -> Vec<(u64, i32)> {
+pub(super) fn nested_in(p: &Probe<'_>, kind: &str) -> Vec<(u64, i32)> {
     if Instant::now() >= p.deadline {
         return Vec::new();
     }
@@ -150,7 +164,7 @@ fn nested_in(p: &Probe<'_>, kind: &str) -> Vec<(u64, i32)> {
 /// Runs a host program inside one namespace of `pid` (never the mount namespace: the program
 /// must come from the host's filesystem, not the learner's).
 /// The program is killed at the probe's deadline and read up to [`MAX_OUTPUT`].
-fn in_ns(p: &Probe<'_>, pid: i32, flag: &str, argv: &[&str]) -> Option<String> {
+pub(super) fn in_ns(p: &Probe<'_>, pid: i32, flag: &str, argv: &[&str]) -> Option<String> {
     if Instant::now() >= p.deadline {
         return None;
     }
@@ -598,6 +612,7 @@ mod tests {
             cgroup_dir: "/nonexistent".into(),
             passed: BTreeSet::new(),
             deadline: Instant::now() + CHECK_TIMEOUT,
+            answer: None,
         }
     }
 

@@ -1,29 +1,101 @@
 //! Lessons: the interactive pages that teach each namespace and cgroups on the live shell.
-//! Content lives in `lessons/<topic>.toml` (English and Japanese side by side; authors edit
-//! those files, not Rust) and is embedded in the binary. Each step may name a *check* — Rust code
-//! in [`checks`] that reads the kernel's view of the session from the host, so printing text in
-//! the terminal never passes one.
+//! Content lives in TOML files (authors edit those, not Rust): the built-in ones in
+//! `lessons/<topic>.toml`, embedded in the binary, and an operator's own in directories given
+//! with `--lessons` ([`catalog`]: merged, reloaded, broken ones listed). Step text is Markdown
+//! ([`prose_html`], raw HTML escaped). Each step may name a *check*: a built-in kind (Rust code
+//! in [`checks`]) or an author's composition of generic kinds ([`author`]); both read the
+//! kernel's view of the session from the host, so printing text in the terminal never passes one.
 
+pub mod author;
+pub mod catalog;
 pub mod checks;
+pub mod files;
 
-use std::collections::BTreeMap;
-use std::sync::OnceLock;
+use std::collections::{BTreeMap, BTreeSet};
 
-use serde::Deserialize;
+use serde::{Deserialize, Deserializer};
 
+pub use catalog::{Broken, Catalog, Loaded};
 pub use nsplay_sandbox::Version as Hierarchy;
 
-/// Text in both languages.
-#[derive(Debug, Clone, Deserialize)]
+/// The languages a lesson may be written in (the catalog's, `text::LANGS`).
+pub const LANGS: [&str; 2] = crate::text::LANGS;
+
+/// Text in one or both languages; a reader of the other gets the one given (and the page says
+/// so, see [`Lesson::languages`]).
+#[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Text {
-    pub en: String,
-    pub ja: String,
+    #[serde(default)]
+    pub en: Option<String>,
+    #[serde(default)]
+    pub ja: Option<String>,
 }
 
 impl Text {
+    /// The text in `lang`, or in the other language when it has none in `lang`.
     pub fn get(&self, lang: &str) -> &str {
-        if lang == "ja" { &self.ja } else { &self.en }
+        let (want, other) = if lang == "ja" { (&self.ja, &self.en) } else { (&self.en, &self.ja) };
+        want.as_deref().filter(|t| !t.trim().is_empty()).or(other.as_deref()).unwrap_or("")
+    }
+
+    /// Whether it is written in `lang`.
+    pub fn has(&self, lang: &str) -> bool {
+        let t = if lang == "ja" { &self.ja } else { &self.en };
+        t.as_deref().is_some_and(|t| !t.trim().is_empty())
+    }
+
+    /// Both languages, as JSON (`null` where not written).
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::json!({"en": self.en, "ja": self.ja})
+    }
+}
+
+/// What a step checks: a built-in kind by name (`check = "uts_nested_hostname"`, with
+/// `check_args`), or an author's checks (`[[steps.check]]`, every one must pass).
+#[derive(Debug, Clone)]
+pub enum Check {
+    Kind(String),
+    Author(Vec<author::Spec>),
+}
+
+impl Check {
+    /// The kinds it uses, for the API (`["file", "listen"]`; a built-in kind by its name).
+    pub fn kinds(&self) -> Vec<String> {
+        match self {
+            Check::Kind(k) => vec![k.clone()],
+            Check::Author(specs) => {
+                let mut kinds = BTreeSet::new();
+                for s in specs {
+                    s.kinds(&mut kinds);
+                }
+                kinds.into_iter().collect()
+            }
+        }
+    }
+
+    /// Whether the learner types an answer for it (a `quiz` among its checks).
+    pub fn is_quiz(&self) -> bool {
+        self.kinds().iter().any(|k| k == "quiz")
+    }
+}
+
+impl<'de> Deserialize<'de> for Check {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        use serde::de::Error;
+        // A string names a built-in kind; a table or an array of tables is the author's
+        // checks (their own errors, e.g. an unknown key, are kept in the message).
+        match toml::Value::deserialize(d)? {
+            toml::Value::String(s) => Ok(Check::Kind(s)),
+            v @ toml::Value::Table(_) => {
+                v.try_into().map(|s| Check::Author(vec![s])).map_err(|e| D::Error::custom(e.message()))
+            }
+            v @ toml::Value::Array(_) => v.try_into().map(Check::Author).map_err(|e| D::Error::custom(e.message())),
+            other => Err(D::Error::custom(format!(
+                "`check` is a built-in kind's name or [[steps.check]] tables, not a {}",
+                other.type_str()
+            ))),
+        }
     }
 }
 
@@ -31,10 +103,21 @@ impl Text {
 #[serde(deny_unknown_fields)]
 pub struct Step {
     pub id: String,
+    /// What the Run buttons type (none for a quiz step).
+    #[serde(default)]
     pub commands: Vec<String>,
-    pub check: Option<String>,
+    pub check: Option<Check>,
     #[serde(default)]
     pub check_args: BTreeMap<String, String>,
+    /// Hints the page reveals one at a time on demand.
+    #[serde(default)]
+    pub hints: Vec<Text>,
+    /// Steps whose checks must have passed before this one's runs.
+    #[serde(default)]
+    pub needs: Vec<String>,
+    /// What `nsplay lessons test` types to pass the check (default: `commands`).
+    #[serde(default)]
+    pub solution: Option<Vec<String>>,
     pub title: Text,
     pub text: Text,
     /// What changes on a cgroup v1 host (`[steps.v1]`).
@@ -45,6 +128,13 @@ pub struct Step {
     pub v2: Option<StepVariant>,
 }
 
+impl Step {
+    /// What `lessons test` types for this step.
+    pub fn solution(&self) -> &[String] {
+        self.solution.as_deref().unwrap_or(&self.commands)
+    }
+}
+
 /// A step on one hierarchy: every field given replaces the step's own.
 #[derive(Debug, Clone, Default, Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -53,8 +143,9 @@ pub struct StepVariant {
     #[serde(default)]
     pub skip: bool,
     pub commands: Option<Vec<String>>,
-    pub check: Option<String>,
+    pub check: Option<Check>,
     pub check_args: Option<BTreeMap<String, String>>,
+    pub solution: Option<Vec<String>>,
     pub title: Option<Text>,
     pub text: Option<Text>,
 }
@@ -66,10 +157,25 @@ pub struct LessonVariant {
     pub intro: Option<Text>,
 }
 
+/// Where a lesson came from.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub enum Source {
+    /// Embedded in the binary (`lessons/`).
+    #[default]
+    Builtin,
+    /// A file in a lessons directory; its images are served from `dir`.
+    Dir { file: std::path::PathBuf, dir: std::path::PathBuf },
+}
+
+fn default_order() -> u32 {
+    1000
+}
+
 #[derive(Debug, Clone, Deserialize)]
 #[serde(deny_unknown_fields)]
 pub struct Lesson {
     pub topic: String,
+    #[serde(default = "default_order")]
     pub order: u32,
     pub title: Text,
     pub summary: Text,
@@ -79,11 +185,19 @@ pub struct Lesson {
     pub v1: Option<LessonVariant>,
     #[serde(default)]
     pub v2: Option<LessonVariant>,
+    #[serde(skip)]
+    pub source: Source,
 }
 
 impl Lesson {
     pub fn step(&self, id: &str) -> Option<&Step> {
         self.steps.iter().find(|s| s.id == id)
+    }
+
+    /// The languages it is written in: those of its title (validation makes every text of the
+    /// lesson follow).
+    pub fn languages(&self) -> Vec<&'static str> {
+        LANGS.iter().copied().filter(|l| self.title.has(l)).collect()
     }
 
     /// The lesson as it reads on hierarchy `h`: its variants applied and gone.
@@ -113,10 +227,16 @@ impl Lesson {
                     s.commands = c;
                 }
                 if let Some(c) = v.check {
-                    s.check = Some(c).filter(|c| !c.is_empty());
+                    s.check = match c {
+                        Check::Kind(k) if k.is_empty() => None,
+                        c => Some(c),
+                    };
                 }
                 if let Some(a) = v.check_args {
                     s.check_args = a;
+                }
+                if let Some(a) = v.solution {
+                    s.solution = Some(a);
                 }
                 if let Some(t) = v.title {
                     s.title = t;
@@ -136,103 +256,234 @@ impl Lesson {
 #[include = "*.toml"]
 struct Files;
 
-#[derive(Debug, thiserror::Error)]
-pub enum LessonError {
-    #[error("lessons/{file}: {message}")]
-    Invalid { file: String, message: String },
-}
-
-fn invalid(file: &str, message: impl Into<String>) -> LessonError {
-    LessonError::Invalid { file: file.to_string(), message: message.into() }
-}
-
-/// Parses and validates every lesson file; errors name the file and what is wrong.
-pub fn load() -> Result<Vec<Lesson>, LessonError> {
-    let mut lessons = Vec::new();
-    for name in Files::iter() {
-        let file = Files::get(&name).expect("listed file exists");
-        let text = std::str::from_utf8(&file.data).map_err(|_| invalid(&name, "not UTF-8"))?;
-        let lesson: Lesson = toml::from_str(text).map_err(|e| invalid(&name, e.to_string()))?;
-        if format!("{}.toml", lesson.topic) != name {
-            return Err(invalid(&name, format!("topic `{}` does not match the file name", lesson.topic)));
-        }
-        let mut ids = std::collections::BTreeSet::new();
-        for step in &lesson.steps {
-            if !ids.insert(step.id.clone()) {
-                return Err(invalid(&name, format!("step id `{}` is used twice", step.id)));
+/// The built-in lessons, parsed and validated (each either a lesson or what is wrong with it).
+pub fn builtin() -> Vec<Result<Lesson, Vec<Broken>>> {
+    Files::iter()
+        .map(|name| {
+            let file = Files::get(&name).expect("listed file exists");
+            let label = format!("lessons/{name}");
+            let topic = name.trim_end_matches(".toml");
+            match std::str::from_utf8(&file.data) {
+                Ok(text) => parse(&label, text, topic, Source::Builtin),
+                Err(_) => Err(vec![Broken::new(&label, None, None, "the file is not UTF-8")]),
             }
-        }
-        for h in [Hierarchy::V1, Hierarchy::V2] {
-            validate(&name, &lesson.on(h)).map_err(|e| match e {
-                LessonError::Invalid { file, message } => {
-                    LessonError::Invalid { file, message: format!("on cgroup {h:?}: {message}") }
-                }
-            })?;
-        }
-        lessons.push(lesson);
-    }
-    lessons.sort_by_key(|l| l.order);
-    Ok(lessons)
+        })
+        .collect()
 }
 
-/// One resolved lesson: step ids, known checks with their arguments, both languages.
-fn validate(name: &str, lesson: &Lesson) -> Result<(), LessonError> {
+/// The line (1-based) of byte `at` in `text`, and the key written on it (`intro`, `check`,
+/// `steps.check`): what an author looks for.
+fn line_key(text: &str, at: usize) -> (usize, Option<String>) {
+    let at = at.min(text.len());
+    let line_no = text[..at].matches('\n').count() + 1;
+    let line = text.lines().nth(line_no - 1).unwrap_or("").trim();
+    let key = if line.starts_with('[') {
+        Some(line.trim_matches(|c| c == '[' || c == ']').trim().to_string())
+    } else {
+        line.split_once('=').map(|(k, _)| k.trim().to_string())
+    };
+    (line_no, key.filter(|k| !k.is_empty()))
+}
+
+/// Where step `step`'s `key` is written (or the step itself when the key is not written out),
+/// for messages about values that parsed but are wrong.
+fn locate(text: &str, step: Option<&str>, key: &str) -> usize {
+    let lines: Vec<&str> = text.lines().collect();
+    let from = step
+        .and_then(|id| {
+            lines.iter().position(|l| {
+                let l = l.trim();
+                l.strip_prefix("id")
+                    .map(str::trim_start)
+                    .and_then(|r| r.strip_prefix('='))
+                    .is_some_and(|v| v.trim().trim_matches(|c| c == '"' || c == '\'') == id)
+            })
+        })
+        .unwrap_or(0);
+    let first = key.split('.').next().unwrap_or(key);
+    let found = lines.iter().enumerate().skip(from).find(|(i, l)| {
+        let l = l.trim();
+        // Stop at the next step.
+        if *i > from && step.is_some() && l.starts_with("[[steps]]") {
+            return false;
+        }
+        l.starts_with(&format!("{first} "))
+            || l.starts_with(&format!("{first}="))
+            || l.contains(&format!("[steps.{first}"))
+            || (step.is_none() && l.starts_with(&format!("[{first}")))
+    });
+    let next_step =
+        lines.iter().enumerate().skip(from + 1).find(|(_, l)| l.trim().starts_with("[[steps]]")).map(|(i, _)| i);
+    match found {
+        Some((i, _)) if step.is_none() || next_step.is_none_or(|n| i < n) => i + 1,
+        _ => from + 1,
+    }
+}
+
+/// Parses and validates one lesson file, labelled `label` in messages, whose topic must be
+/// `topic` (its file or directory name). Errors name the file, the line and the key.
+pub fn parse(label: &str, text: &str, topic: &str, source: Source) -> Result<Lesson, Vec<Broken>> {
+    let mut lesson: Lesson = toml::from_str(text).map_err(|e| {
+        let (line, key) = e.span().map(|s| line_key(text, s.start)).map_or((None, None), |(l, k)| (Some(l), k));
+        vec![Broken::new(label, line, key.as_deref(), e.message().trim())]
+    })?;
+    lesson.source = source;
+    let mut errors = Vec::new();
+    let mut err = |step: Option<&str>, key: &str, msg: String| {
+        errors.push(Broken::new(label, Some(locate(text, step, key)), Some(key), &msg));
+    };
+    if lesson.topic != topic {
+        err(None, "topic", format!("topic `{}` does not match the file name (`{topic}`)", lesson.topic));
+    }
+    if !is_id(&lesson.topic) {
+        err(None, "topic", format!("topic `{}` must be [a-z0-9-]+", lesson.topic));
+    }
+    let langs = lesson.languages();
+    if langs.is_empty() {
+        err(None, "title", "the title has no text: give `en` or `ja` (or both)".into());
+    }
+    let need_langs = |t: &Text| langs.iter().copied().filter(|l| !t.has(l)).collect::<Vec<_>>();
+    for (key, t) in [("summary", &lesson.summary), ("intro", &lesson.intro)] {
+        for l in need_langs(t) {
+            err(None, key, format!("the title is written in `{l}` but `{key}.{l}` is missing"));
+        }
+    }
+    let mut ids = BTreeSet::new();
     for step in &lesson.steps {
-        if step.id.is_empty() || !step.id.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-') {
-            return Err(invalid(name, format!("step id `{}` must be [a-z0-9-]+", step.id)));
+        let id = Some(step.id.as_str());
+        if !is_id(&step.id) {
+            err(id, "id", format!("step id `{}` must be [a-z0-9-]+", step.id));
         }
-        if let Some(c) = &step.check {
-            checks::validate(c, &step.check_args).map_err(|m| invalid(name, format!("step `{}`: {m}", step.id)))?;
+        for n in &step.needs {
+            if !ids.contains(n.as_str()) {
+                err(
+                    id,
+                    "needs",
+                    format!("step `{}` needs `{n}`, which is not an earlier step of this lesson", step.id),
+                );
+            }
         }
-        for t in [&step.title, &step.text] {
-            if t.en.trim().is_empty() || t.ja.trim().is_empty() {
-                return Err(invalid(name, format!("step `{}` lacks English or Japanese text", step.id)));
+        if !ids.insert(step.id.as_str()) {
+            err(id, "id", format!("step id `{}` is used twice", step.id));
+        }
+        for (key, t) in [("title", &step.title), ("text", &step.text)] {
+            for l in need_langs(t) {
+                err(id, key, format!("step `{}`: the lesson is written in `{l}` but `{key}.{l}` is missing", step.id));
+            }
+        }
+        for (i, h) in step.hints.iter().enumerate() {
+            for l in need_langs(h) {
+                err(id, "hints", format!("step `{}`: hint {} lacks `{l}`", step.id, i + 1));
             }
         }
     }
-    Ok(())
+    for h in [Hierarchy::V1, Hierarchy::V2] {
+        let on = lesson.on(h);
+        for step in &on.steps {
+            let id = Some(step.id.as_str());
+            let on_h = |m: String| {
+                if lesson.v1.is_some() || lesson.v2.is_some() || step_has_variant(&lesson, &step.id) {
+                    format!("on cgroup {h:?}: {m}")
+                } else {
+                    m
+                }
+            };
+            for (key, cmds) in [("commands", &step.commands), ("solution", &step.solution().to_vec())] {
+                if cmds.iter().any(|c| c.trim().is_empty()) {
+                    err(id, key, on_h(format!("step `{}` has an empty command in `{key}`", step.id)));
+                }
+            }
+            match &step.check {
+                None => {}
+                Some(Check::Kind(k)) => {
+                    if let Err(m) = checks::validate(k, &step.check_args) {
+                        err(id, "check", on_h(format!("step `{}`: {m}", step.id)));
+                    }
+                }
+                Some(Check::Author(specs)) => {
+                    if !step.check_args.is_empty() {
+                        err(
+                            id,
+                            "check_args",
+                            format!(
+                                "step `{}`: check_args is for built-in kinds; give the arguments in [[steps.check]]",
+                                step.id
+                            ),
+                        );
+                    }
+                    for s in specs {
+                        if let Err((key, m)) = s.validate() {
+                            err(id, "check", on_h(format!("step `{}`: check.{key}: {m}", step.id)));
+                        }
+                    }
+                }
+            }
+        }
+    }
+    // Each message once (both hierarchies report what they share).
+    let mut seen = BTreeSet::new();
+    errors.retain(|e| seen.insert(e.to_string()));
+    if errors.is_empty() { Ok(lesson) } else { Err(errors) }
 }
 
-/// The catalog as it reads on hierarchy `h`, resolved once (the files are embedded; a unit test
-/// proves they load on both).
-pub fn catalog(h: Hierarchy) -> &'static [Lesson] {
-    static V1: OnceLock<Vec<Lesson>> = OnceLock::new();
-    static V2: OnceLock<Vec<Lesson>> = OnceLock::new();
-    let cell = if h == Hierarchy::V1 { &V1 } else { &V2 };
-    cell.get_or_init(|| {
-        load().expect("embedded lessons are valid (checked by a unit test)").iter().map(|l| l.on(h)).collect()
-    })
+fn step_has_variant(l: &Lesson, id: &str) -> bool {
+    l.step(id).is_some_and(|s| s.v1.is_some() || s.v2.is_some())
 }
 
-pub fn find(topic: &str, h: Hierarchy) -> Option<&'static Lesson> {
-    catalog(h).iter().find(|l| l.topic == topic)
+fn is_id(s: &str) -> bool {
+    !s.is_empty() && s.bytes().all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-')
 }
 
-/// Lesson prose to HTML: paragraphs on blank lines, `code` in backticks; everything escaped.
-pub fn prose_html(text: &str) -> String {
+/// Lesson Markdown to HTML: paragraphs, lists, `code`, code blocks, emphasis, tables, links
+/// and images. Raw HTML is shown as text, never passed through: an author's text cannot
+/// inject a script. Links go only to http(s), mail or this site; images only to files
+/// beside the lesson, served under `files` (`/learn/<topic>/files/`; `None`: no images).
+pub fn prose_html(text: &str, files: Option<&str>) -> String {
+    use pulldown_cmark::{CowStr, Event, Options, Parser, Tag};
+    let mut opts = Options::empty();
+    opts.insert(Options::ENABLE_TABLES);
+    opts.insert(Options::ENABLE_STRIKETHROUGH);
+    let safe_link = |url: &str| {
+        let lower = url.trim().to_ascii_lowercase();
+        lower.starts_with("https://")
+            || lower.starts_with("http://")
+            || lower.starts_with("mailto:")
+            || lower.starts_with('#')
+            || (lower.starts_with('/') && !lower.starts_with("//"))
+    };
+    let events = Parser::new_ext(text, opts).map(|ev| match ev {
+        Event::Html(h) | Event::InlineHtml(h) => Event::Text(h),
+        Event::Start(Tag::Link { link_type, dest_url, title, id }) => {
+            let dest_url = if safe_link(&dest_url) { dest_url } else { CowStr::from("#") };
+            Event::Start(Tag::Link { link_type, dest_url, title, id })
+        }
+        Event::Start(Tag::Image { link_type, dest_url, title, id }) => {
+            let dest_url = match (files, files::relative(&dest_url)) {
+                (Some(base), Some(rel)) => CowStr::from(format!("{base}{rel}")),
+                // Nowhere: the page's CSP would refuse another site anyway.
+                _ => CowStr::from(""),
+            };
+            Event::Start(Tag::Image { link_type, dest_url, title, id })
+        }
+        other => other,
+    });
     let mut out = String::new();
-    for para in text.split("\n\n").map(str::trim).filter(|p| !p.is_empty()) {
-        out.push_str("<p>");
-        for (i, part) in para.split('`').enumerate() {
-            let esc = escape(part);
-            if i % 2 == 1 {
-                out.push_str(&format!("<code>{esc}</code>"));
-            } else {
-                out.push_str(&esc);
-            }
-        }
-        out.push_str("</p>\n");
-    }
+    pulldown_cmark::html::push_html(&mut out, events);
     out
-}
-
-pub fn escape(s: &str) -> String {
-    s.replace('&', "&amp;").replace('<', "&lt;").replace('>', "&gt;").replace('"', "&quot;").replace('\'', "&#39;")
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::sync::Arc;
+
+    fn find(topic: &str, h: Hierarchy) -> Option<Arc<Lesson>> {
+        catalog::load(h, &[]).find(topic).cloned()
+    }
+
+    fn load() -> Result<Vec<Lesson>, Vec<Broken>> {
+        builtin().into_iter().collect()
+    }
 
     #[test]
     fn every_lesson_loads_with_both_languages_and_known_checks() {
@@ -242,8 +493,18 @@ mod tests {
             assert!(topics.contains(&t), "lesson {t} is missing");
         }
         for l in &lessons {
+            // The built-in lessons are written in both languages.
+            assert_eq!(l.languages(), LANGS, "{}", l.topic);
             for t in [&l.title, &l.summary, &l.intro] {
-                assert!(!t.en.trim().is_empty() && !t.ja.trim().is_empty(), "{}", l.topic);
+                assert!(t.has("en") && t.has("ja"), "{}", l.topic);
+            }
+            for s in &l.steps {
+                assert!(
+                    s.title.has("en") && s.title.has("ja") && s.text.has("en") && s.text.has("ja"),
+                    "{}/{}",
+                    l.topic,
+                    s.id
+                );
             }
             assert!(l.steps.iter().any(|s| s.check.is_some()), "{} has no check", l.topic);
         }
@@ -269,17 +530,17 @@ mod tests {
             assert!(!v1.iter().any(|c| c.contains(v2_only)), "v1 runs {v2_only}: {v1:?}");
         }
         let v1_steps = &find("cgroups", Hierarchy::V1).unwrap().steps;
-        assert!(v1_steps.iter().all(|s| s.check.as_deref() != Some("cgroup_child_memory")));
+        assert!(v1_steps.iter().all(|s| !matches!(&s.check, Some(Check::Kind(k)) if k == "cgroup_child_memory")));
         assert!(v1_steps.iter().all(|s| s.id != "child-oom"));
-        assert!(find("cgroups", Hierarchy::V1).unwrap().intro.en.contains("This server runs on cgroup v1"));
+        assert!(find("cgroups", Hierarchy::V1).unwrap().intro.get("en").contains("This server runs on cgroup v1"));
         // v2: as written.
         let v2 = cmds("cgroups", Hierarchy::V2);
         assert!(v2.iter().any(|c| c.contains("mount -t cgroup2 none /tmp/cg")));
         assert!(!v2.iter().any(|c| c.contains("/tmp/cgm")));
         assert!(find("cgroups", Hierarchy::V2).unwrap().step("child-oom").is_some());
         // The cgroup-namespace lesson promises `0::/` only where it is the only line.
-        assert!(find("cgroup", Hierarchy::V2).unwrap().intro.en.contains("one line starting with `0::`"));
-        assert!(find("cgroup", Hierarchy::V1).unwrap().intro.en.contains("one line per hierarchy"));
+        assert!(find("cgroup", Hierarchy::V2).unwrap().intro.get("en").contains("one line starting with `0::`"));
+        assert!(find("cgroup", Hierarchy::V1).unwrap().intro.get("en").contains("one line per hierarchy"));
         assert!(cmds("cgroup", Hierarchy::V1).iter().any(|c| c.contains("grep ^0::")));
         // A lesson without variants reads the same on both.
         assert_eq!(cmds("uts", Hierarchy::V1), cmds("uts", Hierarchy::V2));
@@ -296,20 +557,60 @@ mod tests {
         {
             assert!(!raw.contains(gone), "{gone} is still used");
         }
-        let ja = |topic: &str| find(topic, Hierarchy::V2).unwrap().intro.ja.clone();
+        let ja = |topic: &str| find(topic, Hierarchy::V2).unwrap().intro.get("ja").to_string();
         assert!(ja("uts").contains(
             "UTS は \"UNIX Time-sharing System\" の略で、`uname` が値を返す構造体 `struct utsname` の名前に由来します"
         ));
         assert!(ja("ipc").contains("`ipcs` は自分が動いている IPC 名前空間のオブジェクトを一覧表示します"));
         assert!(ja("time").contains("凍結したコンテナを後で、あるいは別のマシンでリストアすると"));
         let cgroup = find("cgroup", Hierarchy::V2).unwrap();
-        assert!(cgroup.steps.iter().any(|s| s.text.ja.contains("コンテナの中から見た `/sys/fs/cgroup` の姿です")));
+        assert!(
+            cgroup.steps.iter().any(|s| s.text.get("ja").contains("コンテナの中から見た `/sys/fs/cgroup` の姿です"))
+        );
         assert!(ja("cgroups").contains("入れ子にでき"));
         assert!(ja("uts").contains("このレッスンでは"));
     }
 
     #[test]
-    fn prose_is_escaped() {
-        assert_eq!(prose_html("a `<b>` c\n\nd"), "<p>a <code>&lt;b&gt;</code> c</p>\n<p>d</p>\n");
+    fn prose_is_markdown_with_raw_html_escaped() {
+        assert_eq!(prose_html("a `<b>` c\n\nd", None), "<p>a <code>&lt;b&gt;</code> c</p>\n<p>d</p>\n");
+        let html = prose_html("<script>alert(1)</script>\n\nx <img src=x onerror=alert(1)> y", None);
+        assert!(!html.contains("<script") && !html.contains("<img"), "{html}");
+        assert!(html.contains("&lt;script&gt;"), "{html}");
+        let html = prose_html("```\nls -l\n```\n\n[a](javascript:alert(1)) [b](https://example.com/)", None);
+        assert!(html.contains("<pre><code>ls -l\n</code></pre>"), "{html}");
+        assert!(html.contains("href=\"#\"") && html.contains("href=\"https://example.com/\""), "{html}");
+        let html =
+            prose_html("![d](img/a.png) ![e](../../etc/passwd) ![f](https://x.example/a.png)", Some("/learn/t/files/"));
+        assert!(html.contains("src=\"/learn/t/files/img/a.png\""), "{html}");
+        assert_eq!(html.matches("src=\"\"").count(), 2, "{html}");
+    }
+
+    const MINI: &str = "topic = \"t\"\ntitle.ja = \"題\"\nsummary.ja = \"s\"\nintro.ja = \"i\"\n\n[[steps]]\nid = \"a\"\ncommands = [\"true\"]\ntitle.ja = \"a\"\ntext.ja = \"a\"\n";
+
+    #[test]
+    fn one_language_is_enough_and_errors_name_file_line_and_key() {
+        let l = parse("t.toml", MINI, "t", Source::Builtin).unwrap();
+        assert_eq!(l.languages(), ["ja"]);
+        assert_eq!(l.title.get("en"), "題");
+        let bad = format!(
+            "{MINI}\n[[steps]]\nid = \"b\"\nneeds = [\"zzz\"]\ncommands = [\"\"]\ntitle.ja = \"b\"\ntext.ja = \"b\"\n[[steps.check]]\nkind = \"file\"\n"
+        );
+        let errs = parse("t.toml", &bad, "t", Source::Builtin).unwrap_err();
+        let shown: Vec<String> = errs.iter().map(|e| e.to_string()).collect();
+        assert!(shown.iter().any(|e| e.starts_with("t.toml:14: needs: step `b` needs `zzz`")), "{shown:?}");
+        assert!(shown.iter().any(|e| e.starts_with("t.toml:15: commands: ")), "{shown:?}");
+        assert!(
+            shown.iter().any(|e| e.starts_with("t.toml:18: check: step `b`: check.path: kind `file` needs `path`")),
+            "{shown:?}"
+        );
+        let syntax =
+            parse("t.toml", &MINI.replace("commands = [\"true\"]", "commands = \"true\""), "t", Source::Builtin)
+                .unwrap_err();
+        assert_eq!(syntax[0].line, Some(8), "{}", syntax[0]);
+        assert_eq!(syntax[0].key.as_deref(), Some("commands"), "{}", syntax[0]);
+        let half = MINI.replace("summary.ja = \"s\"", "summary.en = \"s\"");
+        let errs = parse("t.toml", &half, "t", Source::Builtin).unwrap_err();
+        assert!(errs[0].to_string().contains("summary.ja"), "{}", errs[0]);
     }
 }

@@ -115,9 +115,9 @@ fn parse_body<T: serde::de::DeserializeOwned + Default>(body: Result<Bytes, Byte
         .map_err(|e| ApiError::bad_request(format!("the request body is not valid JSON for this call: {e}")))
 }
 
-fn check_lesson(lesson: &Option<String>, hierarchy: crate::lessons::Hierarchy) -> Result<(), ApiError> {
+fn check_lesson(lesson: &Option<String>, lessons: &crate::lessons::Catalog) -> Result<(), ApiError> {
     if let Some(l) = lesson
-        && crate::lessons::find(l, hierarchy).is_none()
+        && lessons.get().find(l).is_none()
     {
         return Err(ApiError::new(StatusCode::BAD_REQUEST, "unknown_lesson", format!("unknown lesson `{l}`")));
     }
@@ -149,7 +149,7 @@ pub async fn create_session<S: Sessions>(
 ) -> Result<Response, ApiError> {
     let body: CreateBody = parse_body(body)?;
     super::rooms::require_open(&st, super::pages::pick_lang(None, &headers))?;
-    check_lesson(&body.lesson, st.hierarchy)?;
+    check_lesson(&body.lesson, &st.lessons)?;
     let lang = super::pages::pick_lang(None, &headers);
     let who = requester(&st, peer, &headers);
     let s = st.manager.create(body.lesson, who).await.map_err(|e| elsewhere(ApiError::from_session(e, lang)))?;
@@ -187,7 +187,7 @@ pub async fn learner_session<S: Sessions>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let body: LearnerBody = parse_body(body)?;
-    check_lesson(&body.lesson, st.hierarchy)?;
+    check_lesson(&body.lesson, &st.lessons)?;
     let lang = super::pages::pick_lang(None, &headers);
     let who = requester(&st, peer, &headers);
     let learner = who.learner.ok_or_else(no_identity)?;
@@ -397,22 +397,98 @@ pub async fn terminal_cast<S: Sessions>(
         .into_response())
 }
 
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CheckBody {
+    /// What the learner typed for a quiz step.
+    answer: Option<String>,
+}
+
+/// Longest quiz answer read.
+const MAX_ANSWER: usize = 1024;
+
+/// The steps of `step.needs` not yet passed in session `s` (their marks missing).
+pub fn missing_needs(s: &Session, topic: &str, step: &crate::lessons::Step) -> Vec<String> {
+    let marks = s.marks();
+    step.needs.iter().filter(|n| !marks.contains(&step_mark(topic, n))).cloned().collect()
+}
+
+/// What a step whose `needs` are not passed answers.
+fn needs_message(lang: &str, missing: &[String]) -> String {
+    let steps = missing.iter().map(|m| format!("`{m}`")).collect::<Vec<_>>().join(", ");
+    text::fill(text::get(lang, "lesson_needs"), &[("steps", steps)])
+}
+
+/// Runs one step's check on session `s` (blocking: it reads host files and may run nsenter),
+/// recording a pass as marks on the session. The caller holds the session's and the server's
+/// check slots.
+pub fn check_step<S: Sessions>(
+    manager: &S,
+    s: &Session,
+    topic: &str,
+    step: &crate::lessons::Step,
+    answer: Option<String>,
+    lang: &str,
+) -> checks::Outcome {
+    let Some(check) = &step.check else {
+        return checks::Outcome { passed: false, detail: String::new() };
+    };
+    let missing = missing_needs(s, topic, step);
+    if !missing.is_empty() {
+        return checks::Outcome { passed: false, detail: needs_message(lang, &missing) };
+    }
+    let deadline = std::time::Instant::now() + checks::CHECK_TIMEOUT;
+    let view = manager.host_view(s);
+    let probe = checks::Probe {
+        init_pid: view.init_pid,
+        pids: view.pids,
+        hostname: &view.hostname,
+        uid_base: view.uid_base,
+        usage: view.usage,
+        cgroup_dir: view.cgroup_dir,
+        passed: s.marks(),
+        deadline,
+        answer,
+    };
+    let outcome = checks::run_check(check, &step.check_args, &probe, lang);
+    if outcome.passed {
+        // Later steps may build on this one (`Probe::passed`, `needs`).
+        if let crate::lessons::Check::Kind(kind) = check {
+            s.mark(kind);
+        }
+        s.mark(&step_mark(topic, &step.id));
+    }
+    outcome
+}
+
 pub async fn run_check<S: Sessions>(
     State(st): State<AppState<S>>,
     Path((id, lesson, step)): Path<(String, String, String)>,
     headers: axum::http::HeaderMap,
     Query(q): Query<super::pages::LangQuery>,
+    body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let s = st.manager.get(&id)?;
-    let lesson = crate::lessons::find(&lesson, st.hierarchy)
+    let catalog = st.lessons.get();
+    let lesson = catalog
+        .find(&lesson)
+        .cloned()
         .ok_or_else(|| ApiError::not_found(format!("there is no lesson called `{lesson}`")))?;
     let step = lesson
         .step(&step)
+        .cloned()
         .ok_or_else(|| ApiError::not_found(format!("lesson `{}` has no step `{step}`", lesson.topic)))?;
-    let kind =
-        step.check.clone().ok_or_else(|| ApiError::not_found(format!("step `{}` has nothing to check", step.id)))?;
+    if step.check.is_none() {
+        return Err(ApiError::not_found(format!("step `{}` has nothing to check", step.id)));
+    }
+    let body: CheckBody = parse_body(body)?;
+    let answer = body.answer.map(|a| a.chars().take(MAX_ANSWER).collect::<String>());
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
-    let args = step.check_args.clone();
+    let missing = missing_needs(&s, &lesson.topic, &step);
+    if !missing.is_empty() {
+        // Refused before any host work: the steps it builds on come first.
+        return Ok(Json(json!({"passed": false, "detail": needs_message(lang, &missing), "needs": missing})));
+    }
     // The host does this work for the session, outside its cgroup: one check at a time per
     // session (and rate limited), a bounded number at once across sessions, each with a deadline.
     let session_slot = s.host_work().await.map_err(|e| ApiError::from_session(e, lang))?;
@@ -428,33 +504,15 @@ pub async fn run_check<S: Sessions>(
                 ..ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "checks_busy", msg)
             }
         })?;
-    let mark = step_mark(&lesson.topic, &step.id);
     let manager = st.manager.clone();
     // A room learner's session: its checks go to the classroom's store too.
     let learner = st.classroom.as_ref().and_then(|_| crate::classroom::learner_of(&s.marks()).map(str::to_string));
     // Checks read /proc and cgroup files of the session, and may run nsenter: blocking work.
     // The slots travel with it: a check that outlives its caller's wait still counts until it ends.
+    let (topic, step_c) = (lesson.topic.clone(), step.clone());
     let work = tokio::task::spawn_blocking(move || {
         let _slots = (session_slot, global_slot);
-        let deadline = std::time::Instant::now() + checks::CHECK_TIMEOUT;
-        let view = manager.host_view(&s);
-        let probe = checks::Probe {
-            init_pid: view.init_pid,
-            pids: view.pids,
-            hostname: &view.hostname,
-            uid_base: view.uid_base,
-            usage: view.usage,
-            cgroup_dir: view.cgroup_dir,
-            passed: s.marks(),
-            deadline,
-        };
-        let outcome = checks::run(&kind, &args, &probe, lang);
-        if outcome.passed {
-            // Later steps may build on this one (`Probe::passed`).
-            s.mark(&kind);
-            s.mark(&mark);
-        }
-        outcome
+        check_step(&manager, &s, &topic, &step_c, answer, lang)
     });
     let outcome = match tokio::time::timeout(checks::CHECK_TIMEOUT + std::time::Duration::from_secs(1), work).await {
         Ok(done) => done.map_err(|_| ApiError::from(SessionError::ShuttingDown))?,

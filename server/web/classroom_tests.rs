@@ -104,7 +104,7 @@ async fn classroom(dir: &std::path::Path, token: &str, open: bool) -> Arc<Classr
         open,
         limits: Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 },
         max_sessions: 40,
-        hierarchy: crate::lessons::Hierarchy::V2,
+        lessons: std::sync::Arc::new(crate::lessons::Catalog::builtin(crate::lessons::Hierarchy::V2)),
         stuck_after: std::time::Duration::from_secs(600),
         node: "test".into(),
     };
@@ -124,6 +124,7 @@ impl Class {
             metrics: None,
             checks: Arc::new(tokio::sync::Semaphore::new(super::max_checks())),
             hierarchy: crate::lessons::Hierarchy::V2,
+            lessons: std::sync::Arc::new(crate::lessons::Catalog::builtin(crate::lessons::Hierarchy::V2)),
             classroom: Some(c),
         };
         Class { state, dir }

@@ -598,8 +598,8 @@ struct LoginPage {
 }
 
 pub struct LessonChoice {
-    pub topic: &'static str,
-    pub title: &'static str,
+    pub topic: String,
+    pub title: String,
 }
 
 #[derive(Template)]
@@ -662,9 +662,11 @@ pub async fn dashboard_page<S: Sessions>(
         Ok(c) => c,
         Err(r) => return r,
     };
-    let lessons = crate::lessons::catalog(st.hierarchy)
+    let catalog = st.lessons.get();
+    let lessons = catalog
+        .lessons
         .iter()
-        .map(|l| LessonChoice { topic: &l.topic, title: l.title.get(lang) })
+        .map(|l| LessonChoice { topic: l.topic.clone(), title: l.title.get(lang).to_string() })
         .collect();
     let t = Ui::new(lang);
     let i18n_json = t.json();

@@ -10,6 +10,7 @@ pub mod conn;
 pub mod error;
 pub mod instructor;
 pub mod learner;
+pub mod lessons_api;
 pub mod origin;
 pub mod pages;
 pub mod rooms;
@@ -59,6 +60,15 @@ pub struct AppState<S = Arc<Manager>> {
     pub checks: Arc<tokio::sync::Semaphore>,
     /// The host's cgroup hierarchy, detected at start: the lessons read as written for it.
     pub hierarchy: crate::lessons::Hierarchy,
+    /// The lessons (built-in and the operator's directories), reloaded in place.
+    pub lessons: Arc<crate::lessons::Catalog>,
+}
+
+/// Pages take only the lessons from the state.
+impl<S> axum::extract::FromRef<AppState<S>> for Arc<crate::lessons::Catalog> {
+    fn from_ref(st: &AppState<S>) -> Self {
+        st.lessons.clone()
+    }
 }
 
 /// Pages take only the hierarchy from the state.
@@ -117,6 +127,9 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .route("/embed/play", get(pages::embed_play::<S>))
         .route("/embed/{topic}", get(pages::embed_lesson::<S>))
         .route("/embed.js", get(pages::embed_script))
+        .route("/learn/{topic}/files/{*path}", get(pages::lesson_file))
+        .route("/api/lessons", get(lessons_api::list))
+        .route("/api/lessons/{topic}", get(lessons_api::get))
         .route("/assets/{*path}", get(pages::asset))
         .route("/healthz", get(api::healthz))
         .route("/readyz", get(api::readyz::<S>))
@@ -155,6 +168,8 @@ pub struct Service {
     pub connections: conn::ConnLimits,
     /// Rooms, learners and the instructor (its store opened by the caller).
     pub classroom: Option<Arc<Classroom>>,
+    /// The lessons; [`serve`] reloads them when their files change and on SIGHUP.
+    pub lessons: Arc<crate::lessons::Catalog>,
 }
 
 /// How [`serve`] ended.
@@ -164,6 +179,38 @@ pub enum Stopped {
     Clean,
     /// The timeout passed with sessions left; the next start reclaims them.
     TimedOut { left: usize },
+}
+
+/// How often the lesson directories are looked at for changes (a listing and a stat per file,
+/// no read unless one changed).
+const LESSONS_POLL: Duration = Duration::from_secs(2);
+
+/// Reloads the lessons when a file in their directories changes, and on SIGHUP; on a blocking
+/// thread (it reads files), one reload at a time. Sessions are untouched.
+async fn reload_lessons(lessons: Arc<crate::lessons::Catalog>) {
+    use tokio::signal::unix::{SignalKind, signal};
+    let mut hup = signal(SignalKind::hangup()).ok();
+    let mut iv = tokio::time::interval(LESSONS_POLL);
+    iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        let forced = tokio::select! {
+            _ = iv.tick() => false,
+            Some(()) = async { match hup.as_mut() { Some(h) => h.recv().await, None => std::future::pending().await } } => true,
+        };
+        if !forced && lessons.dirs().is_empty() {
+            continue;
+        }
+        let l = lessons.clone();
+        let _ = tokio::task::spawn_blocking(move || {
+            if forced {
+                tracing::info!("SIGHUP: reloading the lessons");
+                l.reload();
+            } else {
+                l.reload_if_changed();
+            }
+        })
+        .await;
+    }
 }
 
 /// How often the manager's periodic work runs (idle and maximum age, grace, limit notices):
@@ -187,6 +234,7 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         shutdown_timeout,
         connections,
         classroom,
+        lessons,
     } = service;
     let m = manager.clone();
     let _event_loop = AbortOnDropHandle::new(tokio::spawn(async move {
@@ -211,9 +259,11 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         checks: Arc::new(tokio::sync::Semaphore::new(max_checks())),
         hierarchy: manager.cgroup_version(),
         classroom,
+        lessons: lessons.clone(),
     };
     let _sweep =
         state.classroom.clone().map(|c| AbortOnDropHandle::new(tokio::spawn(rooms::sweep(manager.clone(), c))));
+    let _reloader = AbortOnDropHandle::new(tokio::spawn(reload_lessons(lessons)));
     let sockets = state.sockets.clone();
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();

@@ -103,11 +103,19 @@ pub async fn play(Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
 }
 
 pub struct LessonItem {
-    pub topic: &'static str,
-    pub title: &'static str,
-    pub summary: &'static str,
+    pub topic: String,
+    pub title: String,
+    pub summary: String,
     /// The ids of its checked steps, space-separated (the page marks progress against them).
     pub checks: String,
+}
+
+/// A lesson that did not load, as /learn lists it for the operator.
+pub struct BrokenItem {
+    pub file: String,
+    pub line: String,
+    pub key: String,
+    pub message: String,
 }
 
 #[derive(Template)]
@@ -117,14 +125,21 @@ struct LearnPage {
     t: Ui,
     i18n_json: String,
     lessons: Vec<LessonItem>,
+    broken: Vec<BrokenItem>,
 }
 
 pub struct StepView {
-    pub id: &'static str,
-    pub title: &'static str,
+    pub id: String,
+    pub title: String,
     pub text_html: String,
-    pub commands: &'static [String],
+    pub commands: Vec<String>,
     pub has_check: bool,
+    /// The learner types an answer (a quiz among the step's checks).
+    pub quiz: bool,
+    /// Hints, revealed one at a time on demand.
+    pub hints_html: Vec<String>,
+    /// Steps to pass first.
+    pub needs: String,
 }
 
 #[derive(Template)]
@@ -133,59 +148,135 @@ struct LessonPage {
     lang: &'static str,
     t: Ui,
     i18n_json: String,
-    topic: &'static str,
-    title: &'static str,
+    topic: String,
+    title: String,
     intro_html: String,
+    /// Said when the lesson is not written in the reader's language (empty otherwise).
+    fallback_note: String,
     steps: Vec<StepView>,
     /// The lesson after this one (topic and title), empty after the last.
-    next_topic: &'static str,
-    next_title: &'static str,
+    next_topic: String,
+    next_title: String,
 }
 
-pub async fn learn(State(h): State<lessons::Hierarchy>, Query(q): Query<LangQuery>, headers: HeaderMap) -> Response {
+pub async fn learn(
+    State(catalog): State<std::sync::Arc<lessons::Catalog>>,
+    Query(q): Query<LangQuery>,
+    headers: HeaderMap,
+) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
-    let lessons = lessons::catalog(h)
+    let loaded = catalog.get();
+    let lessons = loaded
+        .lessons
         .iter()
         .map(|l| LessonItem {
-            topic: &l.topic,
-            title: l.title.get(lang),
-            summary: l.summary.get(lang),
+            topic: l.topic.clone(),
+            title: l.title.get(lang).to_string(),
+            summary: l.summary.get(lang).to_string(),
             checks: l.steps.iter().filter(|s| s.check.is_some()).map(|s| s.id.as_str()).collect::<Vec<_>>().join(" "),
+        })
+        .collect();
+    let broken = loaded
+        .broken
+        .iter()
+        .map(|b| BrokenItem {
+            file: b.file.clone(),
+            line: b.line.map(|l| l.to_string()).unwrap_or_default(),
+            key: b.key.clone().unwrap_or_default(),
+            message: b.message.clone(),
         })
         .collect();
     let t = Ui { lang };
     let i18n_json = t.json();
-    render(LearnPage { lang, t, i18n_json, lessons })
+    render(LearnPage { lang, t, i18n_json, lessons, broken })
 }
 
 pub async fn lesson(
-    State(h): State<lessons::Hierarchy>,
+    State(catalog): State<std::sync::Arc<lessons::Catalog>>,
     Path(topic): Path<String>,
     Query(q): Query<LangQuery>,
     headers: HeaderMap,
 ) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
-    let Some(l) = lessons::find(&topic, h) else {
+    let loaded = catalog.get();
+    let Some(l) = loaded.find(&topic) else {
         return not_found_page(lang, topic);
     };
-    render(lesson_page(l, lessons::catalog(h), lang))
+    render(lesson_page(l, &loaded, lang))
 }
 
-fn lesson_page(l: &'static lessons::Lesson, all: &'static [lessons::Lesson], lang: &'static str) -> LessonPage {
-    let next = all.iter().position(|x| x.topic == l.topic).and_then(|i| all.get(i + 1));
+/// Where a lesson's images are served (`None`: a built-in lesson has none).
+pub fn files_base(l: &lessons::Lesson) -> Option<String> {
+    match l.source {
+        lessons::Source::Dir { .. } => Some(format!("/learn/{}/files/", l.topic)),
+        lessons::Source::Builtin => None,
+    }
+}
+
+fn lesson_page(l: &lessons::Lesson, all: &lessons::Loaded, lang: &'static str) -> LessonPage {
+    let next = all.next(&l.topic);
+    let files = files_base(l);
     let steps = step_views(l, lang);
+    let langs = l.languages();
+    let fallback_note = if langs.contains(&lang) {
+        String::new()
+    } else {
+        let written = langs
+            .first()
+            .map_or("", |w| crate::text::get(lang, if *w == "ja" { "language_ja" } else { "language_en" }));
+        crate::text::fill(crate::text::get(lang, "lesson_only_in"), &[("language", written.to_string())])
+    };
     let t = Ui { lang };
     let i18n_json = t.json();
     LessonPage {
         lang,
         t,
         i18n_json,
-        topic: &l.topic,
-        title: l.title.get(lang),
-        intro_html: lessons::prose_html(l.intro.get(lang)),
+        topic: l.topic.clone(),
+        title: l.title.get(lang).to_string(),
+        intro_html: lessons::prose_html(l.intro.get(lang), files.as_deref()),
+        fallback_note,
         steps,
-        next_topic: next.map_or("", |n| n.topic.as_str()),
-        next_title: next.map_or("", |n| n.title.get(lang)),
+        next_topic: next.map_or(String::new(), |n| n.topic.clone()),
+        next_title: next.map_or(String::new(), |n| n.title.get(lang).to_string()),
+    }
+}
+
+/// Largest image a lesson may ship.
+pub const MAX_LESSON_FILE: u64 = 4 * 1024 * 1024;
+
+/// `GET /learn/<topic>/files/<path>`: an image shipped beside a directory's lesson, read
+/// beneath its directory (no `..`, no absolute path, no symlink out; images only).
+pub async fn lesson_file(
+    State(catalog): State<std::sync::Arc<lessons::Catalog>>,
+    Path((topic, path)): Path<(String, String)>,
+) -> Response {
+    let loaded = catalog.get();
+    let Some(lessons::Source::Dir { dir, .. }) = loaded.find(&topic).map(|l| l.source.clone()) else {
+        return (StatusCode::NOT_FOUND, "no such lesson file").into_response();
+    };
+    let Some(mime) = lessons::files::image_type(&path) else {
+        return (StatusCode::NOT_FOUND, "lessons serve only their images (png, jpeg, gif, webp, svg)").into_response();
+    };
+    let read = tokio::task::spawn_blocking(move || lessons::files::read_beneath(&dir, &path, MAX_LESSON_FILE)).await;
+    match read {
+        Ok(Ok(bytes)) => {
+            let mut resp = bytes.into_response();
+            let h = resp.headers_mut();
+            h.insert(header::CONTENT_TYPE, HeaderValue::from_static(mime));
+            h.insert(header::CACHE_CONTROL, HeaderValue::from_static("no-cache"));
+            // An SVG opened on its own must not run a script an author put in it.
+            h.insert(
+                header::CONTENT_SECURITY_POLICY,
+                HeaderValue::from_static("default-src 'none'; style-src 'unsafe-inline'; sandbox"),
+            );
+            h.insert(header::X_CONTENT_TYPE_OPTIONS, HeaderValue::from_static("nosniff"));
+            resp
+        }
+        Ok(Err(lessons::files::FileError::Refused)) => {
+            (StatusCode::FORBIDDEN, "the path leaves the lesson's directory").into_response()
+        }
+        _ => (StatusCode::NOT_FOUND, "no such lesson file").into_response(),
     }
 }
 
@@ -198,23 +289,27 @@ struct EmbedPage {
     /// `embed-lesson` or `embed-play` (the module main.js boots).
     page: &'static str,
     /// The lesson's topic; empty for the playground.
-    topic: &'static str,
-    title: &'static str,
+    topic: String,
+    title: String,
     /// The origins whose pages may frame this one and drive it by postMessage (besides
     /// nsplay's own), space-separated.
     parents: String,
     steps: Vec<StepView>,
 }
 
-fn step_views(l: &'static lessons::Lesson, lang: &'static str) -> Vec<StepView> {
+fn step_views(l: &lessons::Lesson, lang: &'static str) -> Vec<StepView> {
+    let files = files_base(l);
     l.steps
         .iter()
         .map(|s| StepView {
-            id: &s.id,
-            title: s.title.get(lang),
-            text_html: lessons::prose_html(s.text.get(lang)),
-            commands: &s.commands,
+            id: s.id.clone(),
+            title: s.title.get(lang).to_string(),
+            text_html: lessons::prose_html(s.text.get(lang), files.as_deref()),
+            commands: s.commands.clone(),
             has_check: s.check.is_some(),
+            quiz: s.check.as_ref().is_some_and(|c| c.is_quiz()),
+            hints_html: s.hints.iter().map(|h| lessons::prose_html(h.get(lang), files.as_deref())).collect(),
+            needs: s.needs.join(" "),
         })
         .collect()
 }
@@ -227,7 +322,8 @@ pub async fn embed_lesson<S>(
     headers: HeaderMap,
 ) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
-    let Some(l) = lessons::find(&topic, st.hierarchy) else {
+    let loaded = st.lessons.get();
+    let Some(l) = loaded.find(&topic) else {
         return not_found_page(lang, topic);
     };
     let t = Ui { lang };
@@ -239,8 +335,8 @@ pub async fn embed_lesson<S>(
         t,
         i18n_json,
         page: "embed-lesson",
-        topic: &l.topic,
-        title: l.title.get(lang),
+        topic: l.topic.clone(),
+        title: l.title.get(lang).to_string(),
         parents,
         steps,
     })
@@ -257,7 +353,16 @@ pub async fn embed_play<S>(
     let t = Ui { lang };
     let i18n_json = t.json();
     let parents = st.allowed_origins.join(" ");
-    render(EmbedPage { lang, t, i18n_json, page: "embed-play", topic: "", title: "", parents, steps: Vec::new() })
+    render(EmbedPage {
+        lang,
+        t,
+        i18n_json,
+        page: "embed-play",
+        topic: String::new(),
+        title: String::new(),
+        parents,
+        steps: Vec::new(),
+    })
 }
 
 /// The strings `/embed.js` shows on the author's page, in every language (it picks the page's).
@@ -454,15 +559,17 @@ mod tests {
 
     #[test]
     fn embed_pages_render_without_the_sites_chrome_and_the_script_gets_its_strings() {
-        let l = lessons::find("uts", lessons::Hierarchy::V2).unwrap();
+        let catalog = lessons::Catalog::builtin(lessons::Hierarchy::V2);
+        let loaded = catalog.get();
+        let l = loaded.find("uts").unwrap();
         for lang in LANGS {
             let page = |p: &'static str, steps| EmbedPage {
                 lang,
                 t: Ui { lang },
                 i18n_json: Ui { lang }.json(),
                 page: p,
-                topic: if p == "embed-lesson" { &l.topic } else { "" },
-                title: if p == "embed-lesson" { l.title.get(lang) } else { "" },
+                topic: if p == "embed-lesson" { l.topic.clone() } else { String::new() },
+                title: if p == "embed-lesson" { l.title.get(lang).to_string() } else { String::new() },
                 parents: "https://docs.example".into(),
                 steps,
             };
@@ -509,11 +616,11 @@ mod tests {
             let html = PlayPage { lang, t: Ui { lang }, i18n_json: Ui { lang }.json() }.render().unwrap();
             assert!(html.contains("id=\"terminal\"") && html.contains("id=\"conn-state\""));
             for h in [lessons::Hierarchy::V1, lessons::Hierarchy::V2] {
-                let all = lessons::catalog(h);
-                for (i, l) in all.iter().enumerate() {
-                    let html = lesson_page(l, all, lang).render().unwrap();
+                let all = lessons::catalog::load(h, &[]);
+                for (i, l) in all.lessons.iter().enumerate() {
+                    let html = lesson_page(l, &all, lang).render().unwrap();
                     // Every lesson but the last links to the next; the last to the list.
-                    match all.get(i + 1) {
+                    match all.lessons.get(i + 1) {
                         Some(n) => assert!(
                             html.contains(&format!("href=\"/learn/{}\"", n.topic)),
                             "{} lacks its next link",

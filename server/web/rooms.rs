@@ -32,13 +32,13 @@ struct JoinPage {
     /// Empty on `/join` (the learner types the code).
     code: String,
     title: String,
-    lessons: Vec<&'static str>,
+    lessons: Vec<String>,
     /// Why this code cannot be joined, in the page's language (empty: it can).
     refusal: String,
     max_name: usize,
 }
 
-fn join_page(lang: &'static str, code: String, title: String, lessons: Vec<&'static str>, refusal: String) -> JoinPage {
+fn join_page(lang: &'static str, code: String, title: String, lessons: Vec<String>, refusal: String) -> JoinPage {
     let t = Ui::new(lang);
     let i18n_json = t.json();
     JoinPage { lang, t, i18n_json, code, title, lessons, refusal, max_name: classroom::code::MAX_NAME }
@@ -70,12 +70,9 @@ pub async fn join_code_page<S: Sessions>(
     };
     match c.joinable(&code).await {
         Ok(room) => {
-            let lessons = room
-                .lessons
-                .iter()
-                .filter_map(|l| crate::lessons::find(l, st.hierarchy))
-                .map(|l| l.title.get(lang))
-                .collect();
+            let catalog = st.lessons.get();
+            let lessons =
+                room.lessons.iter().filter_map(|l| catalog.find(l)).map(|l| l.title.get(lang).to_string()).collect();
             render(join_page(lang, room.code, room.title, lessons, String::new()))
         }
         Err(e) => {

@@ -167,6 +167,7 @@ async fn send_request(fake: Fake, req: Request<Body>) -> Reply {
         metrics: None,
         checks: Arc::new(tokio::sync::Semaphore::new(super::max_checks())),
         hierarchy: crate::lessons::Hierarchy::V2,
+        lessons: std::sync::Arc::new(crate::lessons::Catalog::builtin(crate::lessons::Hierarchy::V2)),
         classroom: None,
     };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));
@@ -864,6 +865,7 @@ async fn concurrent_checks_of_one_session_run_one_at_a_time_and_the_rest_are_429
         // Room for every request at once: only the session's own gate may hold them back.
         checks: Arc::new(tokio::sync::Semaphore::new(64)),
         hierarchy: crate::lessons::Hierarchy::V2,
+        lessons: std::sync::Arc::new(crate::lessons::Catalog::builtin(crate::lessons::Hierarchy::V2)),
         classroom: None,
     };
     let router = app(state).layer(MockConnectInfo(SocketAddr::from(([192, 0, 2, 1], 40000))));

@@ -114,11 +114,14 @@ export function terminalPath(id, n) {
 
 // Runs a lesson step's check in session `id`; resolves to { passed, detail },
 // the detail in language `lang`.
-export async function runCheck(id, topic, step, lang) {
+export async function runCheck(id, topic, step, lang, answer) {
   const url = sessionUrl(id) + '/checks/' + encodeURIComponent(topic) + '/' + encodeURIComponent(step);
+  // A quiz step sends what the learner typed; the server checks it.
+  const quiz = answer === undefined ? {} : { 'Content-Type': 'application/json' };
   const res = await request(url, {
     method: 'POST',
-    headers: { Accept: 'application/json', 'Accept-Language': lang },
+    headers: { Accept: 'application/json', 'Accept-Language': lang, ...quiz },
+    body: answer === undefined ? undefined : JSON.stringify({ answer }),
   });
   if (!res.ok) throw await errorFromResponse(res);
   return res.json();

@@ -40,7 +40,8 @@ function wireSteps(conn, id, topic) {
         check.disabled = true;
         if (result) result.textContent = t('checking');
         try {
-          const r = await runCheck(id, topic, step.dataset.step, lang);
+          const answer = step.querySelector('input.answer');
+          const r = await runCheck(id, topic, step.dataset.step, lang, answer ? answer.value : undefined);
           step.dataset.passed = r.passed ? 'true' : 'false';
           if (result) {
             result.textContent = (r.passed ? t('check_passed') : t('check_failed')) +
