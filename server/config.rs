@@ -69,6 +69,14 @@ pub struct FileConfig {
     pub open: Option<bool>,
     pub node: Option<String>,
     pub drain_timeout: Option<String>,
+    // ---- images (docs/images.md)
+    pub image: Option<String>,
+    pub images_allowed: Option<Vec<String>>,
+    pub max_image_size: Option<String>,
+    pub max_image_layers: Option<usize>,
+    pub insecure_registries: Option<Vec<String>>,
+    pub registry_auth_file: Option<String>,
+    pub warm_pool_per_image: Option<usize>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -130,6 +138,11 @@ pub mod defaults {
     /// The node name defaults to the machine's host name (its first label; see `config::node`).
     pub const NODE: &str = "the host name";
     pub const DRAIN_TIMEOUT: &str = "60s";
+    /// Most bytes one `nsplay image import` may unpack.
+    pub const MAX_IMAGE_SIZE: &str = "2G";
+    pub const MAX_IMAGE_LAYERS: usize = 64;
+    /// Sessions kept ready for each image other than the default (which has `WARM_POOL`).
+    pub const WARM_POOL_PER_IMAGE: usize = 1;
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these).
@@ -200,6 +213,15 @@ pub struct Settings {
     pub node: String,
     /// How long a SIGTERM waits for learners to finish before their sessions end.
     pub drain_timeout: Duration,
+    // ---- images
+    /// The image sessions start on when nothing else names one (`None`: the host's `/usr`).
+    pub image: Option<String>,
+    /// Images the create API's `"image"` may ask for (the default one always may).
+    pub images_allowed: Vec<String>,
+    /// Bounds of `nsplay image import` and how it reaches registries.
+    pub import: crate::images::ImportLimits,
+    /// Sessions kept ready per image besides the default one's `warm_pool`.
+    pub warm_pool_per_image: usize,
 }
 
 /// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
@@ -342,6 +364,13 @@ impl FileConfig {
             open: f.open.or(self.open),
             node: f.node.or(self.node),
             drain_timeout: f.drain_timeout.or(self.drain_timeout),
+            image: f.image.or(self.image),
+            images_allowed: f.images_allowed.or(self.images_allowed),
+            max_image_size: f.max_image_size.or(self.max_image_size),
+            max_image_layers: f.max_image_layers.or(self.max_image_layers),
+            insecure_registries: f.insecure_registries.or(self.insecure_registries),
+            registry_auth_file: f.registry_auth_file.or(self.registry_auth_file),
+            warm_pool_per_image: f.warm_pool_per_image.or(self.warm_pool_per_image),
         }
     }
 }
@@ -500,6 +529,38 @@ fn trusted_proxies(raw: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         .collect()
 }
 
+fn image_name(key: &str, name: Option<&str>) -> Result<Option<String>, ConfigError> {
+    match name {
+        None => Ok(None),
+        Some(n) if crate::images::valid_name(n) => Ok(Some(n.to_string())),
+        Some(n) => Err(bad(key, n, "an image name from `nsplay image ls`")),
+    }
+}
+
+fn import_limits(raw: &FileConfig) -> Result<crate::images::ImportLimits, ConfigError> {
+    let size = or_default(&raw.max_image_size, defaults::MAX_IMAGE_SIZE);
+    let max_bytes = nsplay_sandbox::parse_size("max_image_size", &size)
+        .map_err(|_| bad("max_image_size", &size, "a size such as 2G"))?;
+    let max_layers = raw.max_image_layers.unwrap_or(defaults::MAX_IMAGE_LAYERS);
+    if max_layers == 0 || max_layers > nsplay_sandbox::MAX_IMAGE_LAYERS {
+        return Err(bad("max_image_layers", max_layers, "1 to 128"));
+    }
+    let auth_file = raw.registry_auth_file.as_ref().map(PathBuf::from);
+    if let Some(f) = &auth_file
+        && !f.is_absolute()
+    {
+        return Err(bad("registry_auth_file", f.display(), "an absolute path"));
+    }
+    Ok(crate::images::ImportLimits {
+        max_bytes,
+        max_layers,
+        registry: crate::images::registry::RegistryOptions {
+            insecure: raw.insecure_registries.clone().unwrap_or_default(),
+            auth_file,
+        },
+    })
+}
+
 fn allowed_origins(raw: &FileConfig) -> Result<Vec<String>, ConfigError> {
     let origins = raw.allowed_origins.as_deref().unwrap_or_default();
     origins
@@ -631,6 +692,15 @@ impl Settings {
             open: raw.open.unwrap_or(defaults::OPEN),
             node: node(&raw)?,
             drain_timeout: duration("drain_timeout", &or_default(&raw.drain_timeout, defaults::DRAIN_TIMEOUT))?,
+            image: image_name("image", raw.image.as_deref())?,
+            images_allowed: raw
+                .images_allowed
+                .iter()
+                .flatten()
+                .map(|n| image_name("images_allowed", Some(n)).map(Option::unwrap_or_default))
+                .collect::<Result<_, _>>()?,
+            import: import_limits(&raw)?,
+            warm_pool_per_image: raw.warm_pool_per_image.unwrap_or(defaults::WARM_POOL_PER_IMAGE),
         })
     }
 
@@ -663,7 +733,22 @@ impl Settings {
             grace: self.grace,
             hostname: self.hostname.clone(),
             node: self.node.clone(),
+            default_image: self.image.clone(),
+            // Filled from the store at start (`images::load_for_server`).
+            images: Default::default(),
+            images_allowed: self.images_allowed.clone(),
+            warm_pool_per_image: self.warm_pool_per_image,
         }
+    }
+
+    /// Every image this server may start sessions on: the default, the allowed ones, and the
+    /// lessons' (which must all be in the store).
+    pub fn images_in_use(&self) -> Vec<String> {
+        let mut all: Vec<String> = self.image.iter().chain(&self.images_allowed).cloned().collect();
+        all.extend(crate::lessons::catalog(crate::lessons::Hierarchy::V1).iter().filter_map(|l| l.image.clone()));
+        all.sort();
+        all.dedup();
+        all
     }
 }
 

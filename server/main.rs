@@ -18,6 +18,7 @@ fn main() {
     let code = match cli.command {
         Some(Command::Run(run)) => nsplay::run(&run),
         Some(Command::Serve(serve)) => serve_main(&serve),
+        Some(Command::Image(cmd)) => nsplay::images::cmd::main(&cmd),
         None => serve_main(&cli.serve),
     };
     std::process::exit(code);
@@ -96,7 +97,12 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
         let classroom = nsplay::open_classroom(&settings.data_dir, settings.classroom_config(sandbox.cgroup_version()))
             .await
             .map_err(|e| anyhow::anyhow!("classroom: {e}"))?;
-        let manager = Manager::new(sandbox, settings.manager_config());
+        // Held while the server runs: `nsplay image rm` refuses these images meanwhile.
+        let (images, _image_holds) = nsplay::images::load_for_server(&settings.data_dir, &settings.images_in_use())
+            .map_err(|e| anyhow::anyhow!("images: {e}"))?;
+        let mut manager_config = settings.manager_config();
+        manager_config.images = images;
+        let manager = Manager::new(sandbox, manager_config);
         let manager_for_drain = manager.clone();
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await

@@ -11,8 +11,10 @@ fi
 need=()
 # Sessions see the host's /usr, so the tools the lessons and probes use must be Debian's
 # packages (a python3 elsewhere on PATH does not count). tests/scaleout.rs runs the real HAProxy
-# and nginx as plain processes on 127.0.0.1 (never their system services).
-for pkg in iproute2 procps util-linux python3 strace haproxy nginx; do
+# and nginx as plain processes on 127.0.0.1 (never their system services). tests/images.rs
+# builds its images from busybox-static, pushes them with skopeo to docker-registry started on
+# 127.0.0.1 with its own config (never the system service), and reads xattrs with getfattr (attr).
+for pkg in iproute2 procps util-linux python3 strace haproxy nginx busybox-static docker-registry skopeo attr; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -79,6 +79,9 @@ pub struct Lesson {
     pub v1: Option<LessonVariant>,
     #[serde(default)]
     pub v2: Option<LessonVariant>,
+    /// The image of the store its sessions start on (docs/images.md); none: the server's default.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 impl Lesson {
