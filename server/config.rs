@@ -932,6 +932,26 @@ mod tests {
         assert_eq!(from_file.data_dir, defaults.data_dir);
         assert_eq!(from_file.open, defaults.open);
         assert_eq!(from_file.drain_timeout, defaults.drain_timeout);
+        assert_eq!(from_file.image, defaults.image);
+        assert_eq!(from_file.images_allowed, defaults.images_allowed);
+        assert_eq!(from_file.warm_pool_per_image, defaults.warm_pool_per_image);
+        assert_eq!(from_file.import.max_bytes, defaults.import.max_bytes);
+        assert_eq!(from_file.import.max_layers, defaults.import.max_layers);
+        assert_eq!(from_file.import.registry.insecure, defaults.import.registry.insecure);
+    }
+
+    #[test]
+    fn image_settings_are_checked() {
+        let s = resolve(&["--image", "busybox", "--images-allowed", "a,b-1"]).unwrap();
+        assert_eq!(s.image.as_deref(), Some("busybox"));
+        assert_eq!(s.images_allowed, ["a", "b-1"]);
+        assert_eq!(s.images_in_use(), ["a", "b-1", "busybox"]);
+        assert_eq!(resolve(&["--image", "Bad/Name"]).unwrap_err().key, "image");
+        assert_eq!(resolve(&["--images-allowed", "../x"]).unwrap_err().key, "images_allowed");
+        assert_eq!(resolve(&["--max-image-layers", "0"]).unwrap_err().key, "max_image_layers");
+        assert_eq!(resolve(&["--max-image-size", "lots"]).unwrap_err().key, "max_image_size");
+        assert_eq!(resolve(&["--registry-auth-file", "auth.json"]).unwrap_err().key, "registry_auth_file");
+        assert_eq!(resolve(&[]).unwrap().import.max_bytes, 2 << 30);
     }
 
     #[test]

@@ -373,8 +373,15 @@ pub fn build_image_phase(
     for (i, layer) in image.layers.iter().enumerate() {
         let p = stage.join("lower").join(i.to_string());
         fs::create_dir(&p).map_err(io(&p))?;
-        crate::sys::bind_idmapped(layer, &p, userns)
-            .map_err(|e| MountError::Image(format!("idmapped bind of layer {}: {e}", layer.display())))?;
+        crate::sys::bind_idmapped(layer, &p, userns).map_err(|e| {
+            let hint = if e.raw_os_error() == Some(libc::EINVAL) {
+                " (the image store's filesystem may not support idmapped mounts: ext4, xfs and btrfs do, tmpfs \
+                 from Linux 6.3, 9p and NFS do not; put data_dir on one that does)"
+            } else {
+                ""
+            };
+            MountError::Image(format!("idmapped bind of layer {}: {e}{hint}", layer.display()))
+        })?;
         lowers.push(p);
     }
     // overlayfs lists lower directories topmost first.
