@@ -30,6 +30,9 @@ pub enum Command {
     /// Check or test lesson directories (docs/authoring.md), e.g. in an author's CI.
     #[command(subcommand)]
     Lessons(LessonsCommand),
+    /// Manage the image store (root filesystems from OCI images, docs/images.md).
+    #[command(subcommand)]
+    Image(ImageCommand),
 }
 
 #[derive(Debug, Subcommand)]
@@ -69,6 +72,34 @@ pub struct LessonsTestArgs {
     /// The sandbox's settings, as for `nsplay serve` (state dir, cgroup parent, limits …).
     #[command(flatten)]
     pub serve: ServeArgs,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ImageCommand {
+    /// Import an image from an OCI layout directory, a docker/podman save archive, or a
+    /// registry reference (host:port/name:tag or host:port/name@sha256:…).
+    Import {
+        name: String,
+        source: String,
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
+    },
+    /// List the images in the store.
+    Ls {
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
+    },
+    /// Remove an image (refused while a running server may use it) and the layers only it used.
+    Rm {
+        name: String,
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
+    },
+    /// Remove layers no image uses.
+    Gc {
+        #[command(flatten)]
+        serve: Box<ServeArgs>,
+    },
 }
 
 #[derive(Debug, Args, Clone)]
@@ -134,6 +165,12 @@ pub struct RunArgs {
     /// Hostname inside the sandbox.
     #[arg(long, default_value = defaults::HOSTNAME)]
     pub hostname: String,
+    /// Build the root from this image of the store (see `nsplay image`) instead of the host's /usr.
+    #[arg(long, env = "NSPLAY_IMAGE")]
+    pub image: Option<String>,
+    /// Directory holding the image store (`<data_dir>/images`).
+    #[arg(long, env = "NSPLAY_DATA_DIR", default_value = defaults::DATA_DIR)]
+    pub data_dir: PathBuf,
     /// Program and arguments (default: bash, else sh).
     #[arg(last = true)]
     pub command: Vec<String>,
@@ -334,6 +371,34 @@ pub struct ServeArgs {
         defaults::STUCK_AFTER,
     ))]
     pub stuck_after: Option<String>,
+    // ---- images (docs/images.md)
+    /// Image of the store that sessions start on unless a lesson or the create call names
+    /// another [default: none: the host's read-only /usr].
+    #[arg(long, env = "NSPLAY_IMAGE")]
+    pub image: Option<String>,
+    /// Images the create API's "image" may ask for, comma-separated [default: none].
+    #[arg(long, env = "NSPLAY_IMAGES_ALLOWED", value_delimiter = ',')]
+    pub images_allowed: Option<Vec<String>>,
+    #[arg(long, env = "NSPLAY_MAX_IMAGE_SIZE", help = help(
+        "Most bytes one `nsplay image import` may unpack, its layers together",
+        defaults::MAX_IMAGE_SIZE,
+    ))]
+    pub max_image_size: Option<String>,
+    #[arg(long, env = "NSPLAY_MAX_IMAGE_LAYERS", help = help("Most layers of an imported image", defaults::MAX_IMAGE_LAYERS))]
+    pub max_image_layers: Option<usize>,
+    /// Registries (host:port) an import may reach over plain HTTP besides loopback ones,
+    /// comma-separated [default: none].
+    #[arg(long, env = "NSPLAY_INSECURE_REGISTRIES", value_delimiter = ',')]
+    pub insecure_registries: Option<Vec<String>>,
+    #[arg(long, env = "NSPLAY_WARM_POOL_PER_IMAGE", help = help(
+        "Sessions kept ready for each image other than the default (the lessons' and the allowed ones); they \
+         count toward max_sessions",
+        defaults::WARM_POOL_PER_IMAGE,
+    ))]
+    pub warm_pool_per_image: Option<usize>,
+    /// Registry credentials, a `docker login`-style JSON file [default: none: anonymous].
+    #[arg(long, env = "NSPLAY_REGISTRY_AUTH_FILE")]
+    pub registry_auth_file: Option<String>,
 }
 
 #[cfg(test)]

@@ -75,6 +75,14 @@ pub struct FileConfig {
     pub stuck_after: Option<String>,
     // ---- lessons
     pub lessons: Option<Vec<String>>,
+    // ---- images (docs/images.md)
+    pub image: Option<String>,
+    pub images_allowed: Option<Vec<String>>,
+    pub max_image_size: Option<String>,
+    pub max_image_layers: Option<usize>,
+    pub insecure_registries: Option<Vec<String>>,
+    pub registry_auth_file: Option<String>,
+    pub warm_pool_per_image: Option<usize>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -143,6 +151,11 @@ pub mod defaults {
     /// The classroom's database when `database_url` is unset (a description for `--help`).
     pub const DATABASE_URL: &str = "SQLite, <data_dir>/nsplay.db";
     pub const STUCK_AFTER: &str = "10m";
+    /// Most bytes one `nsplay image import` may unpack.
+    pub const MAX_IMAGE_SIZE: &str = "2G";
+    pub const MAX_IMAGE_LAYERS: usize = 64;
+    /// Sessions kept ready for each image other than the default (which has `WARM_POOL`).
+    pub const WARM_POOL_PER_IMAGE: usize = 1;
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these).
@@ -224,6 +237,15 @@ pub struct Settings {
     pub stuck_after: Duration,
     /// Directories of lessons merged with the built-in ones (docs/authoring.md).
     pub lessons: Vec<PathBuf>,
+    // ---- images
+    /// The image sessions start on when nothing else names one (`None`: the host's `/usr`).
+    pub image: Option<String>,
+    /// Images the create API's `"image"` may ask for (the default one always may).
+    pub images_allowed: Vec<String>,
+    /// Bounds of `nsplay image import` and how it reaches registries.
+    pub import: crate::images::ImportLimits,
+    /// Sessions kept ready per image besides the default one's `warm_pool`.
+    pub warm_pool_per_image: usize,
 }
 
 /// The default output budget: [`defaults::OUTPUT_RATE_PER_CORE`] times the CPUs this process may
@@ -406,6 +428,13 @@ impl FileConfig {
             database_url: f.database_url.or(self.database_url),
             stuck_after: f.stuck_after.or(self.stuck_after),
             lessons: f.lessons.or(self.lessons),
+            image: f.image.or(self.image),
+            images_allowed: f.images_allowed.or(self.images_allowed),
+            max_image_size: f.max_image_size.or(self.max_image_size),
+            max_image_layers: f.max_image_layers.or(self.max_image_layers),
+            insecure_registries: f.insecure_registries.or(self.insecure_registries),
+            registry_auth_file: f.registry_auth_file.or(self.registry_auth_file),
+            warm_pool_per_image: f.warm_pool_per_image.or(self.warm_pool_per_image),
         }
     }
 }
@@ -582,6 +611,38 @@ fn trusted_proxies(raw: &FileConfig) -> Result<Vec<ipnet::IpNet>, ConfigError> {
         .collect()
 }
 
+fn image_name(key: &str, name: Option<&str>) -> Result<Option<String>, ConfigError> {
+    match name {
+        None => Ok(None),
+        Some(n) if crate::images::valid_name(n) => Ok(Some(n.to_string())),
+        Some(n) => Err(bad(key, n, "an image name from `nsplay image ls`")),
+    }
+}
+
+fn import_limits(raw: &FileConfig) -> Result<crate::images::ImportLimits, ConfigError> {
+    let size = or_default(&raw.max_image_size, defaults::MAX_IMAGE_SIZE);
+    let max_bytes = nsplay_sandbox::parse_size("max_image_size", &size)
+        .map_err(|_| bad("max_image_size", &size, "a size such as 2G"))?;
+    let max_layers = raw.max_image_layers.unwrap_or(defaults::MAX_IMAGE_LAYERS);
+    if max_layers == 0 || max_layers > nsplay_sandbox::MAX_IMAGE_LAYERS {
+        return Err(bad("max_image_layers", max_layers, "1 to 128"));
+    }
+    let auth_file = raw.registry_auth_file.as_ref().map(PathBuf::from);
+    if let Some(f) = &auth_file
+        && !f.is_absolute()
+    {
+        return Err(bad("registry_auth_file", f.display(), "an absolute path"));
+    }
+    Ok(crate::images::ImportLimits {
+        max_bytes,
+        max_layers,
+        registry: crate::images::registry::RegistryOptions {
+            insecure: raw.insecure_registries.clone().unwrap_or_default(),
+            auth_file,
+        },
+    })
+}
+
 fn allowed_origins(raw: &FileConfig) -> Result<Vec<String>, ConfigError> {
     let mut out = origins("allowed_origins", raw.allowed_origins.as_deref().unwrap_or_default())?;
     for o in origins("embed_origins", raw.embed_origins.as_deref().unwrap_or_default())? {
@@ -738,6 +799,15 @@ impl Settings {
             database_url: database_url(&raw)?,
             stuck_after: duration("stuck_after", &or_default(&raw.stuck_after, defaults::STUCK_AFTER))?,
             lessons: lesson_dirs(&raw)?,
+            image: image_name("image", raw.image.as_deref())?,
+            images_allowed: raw
+                .images_allowed
+                .iter()
+                .flatten()
+                .map(|n| image_name("images_allowed", Some(n)).map(Option::unwrap_or_default))
+                .collect::<Result<_, _>>()?,
+            import: import_limits(&raw)?,
+            warm_pool_per_image: raw.warm_pool_per_image.unwrap_or(defaults::WARM_POOL_PER_IMAGE),
         })
     }
 
@@ -776,7 +846,22 @@ impl Settings {
             hostname: self.hostname.clone(),
             node: self.node.clone(),
             output_rate: self.output_rate,
+            default_image: self.image.clone(),
+            // Filled from the store at start (`images::load_for_server`).
+            images: Default::default(),
+            images_allowed: self.images_allowed.clone(),
+            warm_pool_per_image: self.warm_pool_per_image,
         }
+    }
+
+    /// Every image this server may start sessions on: the default, the allowed ones, and the
+    /// lessons' (which must all be in the store).
+    pub fn images_in_use(&self, lessons: &crate::lessons::Loaded) -> Vec<String> {
+        let mut all: Vec<String> = self.image.iter().chain(&self.images_allowed).cloned().collect();
+        all.extend(lessons.lessons.iter().filter_map(|l| l.image.clone()));
+        all.sort();
+        all.dedup();
+        all
     }
 }
 
@@ -979,6 +1064,12 @@ mod tests {
         assert_eq!(from_file.open, defaults.open);
         assert_eq!(from_file.drain_timeout, defaults.drain_timeout);
         assert_eq!(from_file.stuck_after, defaults.stuck_after);
+        assert_eq!(from_file.image, defaults.image);
+        assert_eq!(from_file.images_allowed, defaults.images_allowed);
+        assert_eq!(from_file.warm_pool_per_image, defaults.warm_pool_per_image);
+        assert_eq!(from_file.import.max_bytes, defaults.import.max_bytes);
+        assert_eq!(from_file.import.max_layers, defaults.import.max_layers);
+        assert_eq!(from_file.import.registry.insecure, defaults.import.registry.insecure);
     }
 
     #[test]
@@ -989,6 +1080,21 @@ mod tests {
         assert_eq!(resolve(&["--output-rate", "2M"]).unwrap().output_rate, 2 << 20);
         assert_eq!(resolve(&["--output-rate", "1K"]).unwrap_err().key, "output_rate");
         assert_eq!(resolve(&["--output-rate", "fast"]).unwrap_err().key, "output_rate");
+    }
+
+    #[test]
+    fn image_settings_are_checked() {
+        let s = resolve(&["--image", "busybox", "--images-allowed", "a,b-1"]).unwrap();
+        assert_eq!(s.image.as_deref(), Some("busybox"));
+        assert_eq!(s.images_allowed, ["a", "b-1"]);
+        let builtin = crate::lessons::Catalog::builtin(crate::lessons::Hierarchy::V1);
+        assert_eq!(s.images_in_use(&builtin.get()), ["a", "b-1", "busybox"]);
+        assert_eq!(resolve(&["--image", "Bad/Name"]).unwrap_err().key, "image");
+        assert_eq!(resolve(&["--images-allowed", "../x"]).unwrap_err().key, "images_allowed");
+        assert_eq!(resolve(&["--max-image-layers", "0"]).unwrap_err().key, "max_image_layers");
+        assert_eq!(resolve(&["--max-image-size", "lots"]).unwrap_err().key, "max_image_size");
+        assert_eq!(resolve(&["--registry-auth-file", "auth.json"]).unwrap_err().key, "registry_auth_file");
+        assert_eq!(resolve(&[]).unwrap().import.max_bytes, 2 << 30);
     }
 
     #[test]

@@ -23,6 +23,7 @@
 mod classroom;
 mod cli;
 mod config;
+pub mod images;
 mod lessons;
 mod lessons_cmd;
 mod run;

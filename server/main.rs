@@ -24,6 +24,7 @@ fn main() {
             tracing_subscriber::fmt().with_env_filter(filter).with_writer(std::io::stderr).init();
             nsplay::lessons_main(&cmd)
         }
+        Some(Command::Image(cmd)) => nsplay::images::cmd::main(&cmd),
         None => serve_main(&cli.serve),
     };
     std::process::exit(code);
@@ -107,7 +108,12 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
         )
             .await
             .map_err(|e| anyhow::anyhow!("classroom: {e}"))?;
-        let manager = Manager::new(sandbox, settings.manager_config());
+        // Held while the server runs: `nsplay image rm` refuses these images meanwhile.
+        let (images, _image_holds) = nsplay::images::load_for_server(&settings.data_dir, &settings.images_in_use(&lessons.get()))
+            .map_err(|e| anyhow::anyhow!("images: {e}"))?;
+        let mut manager_config = settings.manager_config();
+        manager_config.images = images;
+        let manager = Manager::new(sandbox, manager_config);
         let manager_for_drain = manager.clone();
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await

@@ -96,7 +96,11 @@ fn run_session(
     wake_r: &OwnedFd,
     rx: &mpsc::Receiver<Event>,
 ) -> anyhow::Result<i32> {
-    let session = sandbox.create(&args.hostname, limits)?;
+    // Held until the session ends: `nsplay image rm` refuses the image meanwhile.
+    let names: Vec<String> = args.image.iter().cloned().collect();
+    let (images, _holds) = crate::images::load_for_server(&args.data_dir, &names)?;
+    let image = args.image.as_ref().and_then(|n| images.get(n));
+    let session = sandbox.create_on(&args.hostname, limits, image)?;
     let stdin = std::io::stdin();
     let is_tty = termios::tcgetattr(stdin.as_fd()).is_ok();
     let (cols, rows) = if is_tty { term::window_size(stdin.as_fd()).unwrap_or((80, 24)) } else { (80, 24) };

@@ -13,8 +13,10 @@ need=()
 # packages (a python3 elsewhere on PATH does not count). tests/scaleout.rs runs the real HAProxy
 # and nginx as plain processes on 127.0.0.1 (never their system services). tests/server.rs replays
 # a terminal's recording with Debian's asciinema (`asciinema cat`); tests/classroom.rs runs a
-# throw-away PostgreSQL cluster (initdb in a temporary directory, as nobody).
-for pkg in iproute2 procps util-linux python3 strace haproxy nginx asciinema postgresql; do
+# throw-away PostgreSQL cluster (initdb in a temporary directory, as nobody). tests/images.rs
+# builds its images from busybox-static, pushes them with skopeo to docker-registry started on
+# 127.0.0.1 with its own config (never the system service), and reads xattrs with getfattr (attr).
+for pkg in iproute2 procps util-linux python3 strace haproxy nginx asciinema postgresql busybox-static docker-registry skopeo attr; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

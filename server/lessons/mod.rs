@@ -187,6 +187,9 @@ pub struct Lesson {
     pub v2: Option<LessonVariant>,
     #[serde(skip)]
     pub source: Source,
+    /// The image of the store its sessions start on (docs/images.md); none: the server's default.
+    #[serde(default)]
+    pub image: Option<String>,
 }
 
 impl Lesson {

@@ -43,7 +43,7 @@ pub use cgroups::{
 };
 pub use idmap::{IdAllocator, IdError};
 pub use limits::{CPU_PERIOD_US, LimitError, Limits, format_size, parse_cpu, parse_size};
-pub use mounts::valid_hostname;
+pub use mounts::{ImageRoot, MAX_IMAGE_LAYERS, valid_hostname};
 pub use namespaces::{
     KINDS as NAMESPACE_KINDS, inode as namespace_inode, inodes as namespace_inodes, inside_session, nested, nested_in,
 };
@@ -114,6 +114,8 @@ pub struct SandboxSession {
     /// Host pid of its init.
     pub init_pid: i32,
     pub pidfd: OwnedFd,
+    /// The image its root was built from (`None`: the host's `/usr`).
+    pub image: Option<ImageRoot>,
 }
 
 /// A session built by [`Sandbox::prepare`] whose first shell waits for [`Gate::open`].
@@ -273,6 +275,16 @@ impl Sandbox {
 
     /// Creates a session (blocking, a few milliseconds). On error nothing is left behind.
     pub fn create(&self, hostname: &str, limits: &Limits) -> Result<SandboxSession, SandboxError> {
+        self.create_on(hostname, limits, None)
+    }
+
+    /// [`Sandbox::create`] with its root built from `image` (`None`: the host's `/usr`).
+    pub fn create_on(
+        &self,
+        hostname: &str,
+        limits: &Limits,
+        image: Option<&ImageRoot>,
+    ) -> Result<SandboxSession, SandboxError> {
         if !mounts::valid_hostname(hostname) {
             return Err(SandboxError::Hostname(hostname.to_string()));
         }
@@ -292,6 +304,7 @@ impl Sandbox {
             procs_files: self.cgroups.procs_files(&name),
             helper_procs_files: self.cgroups.helper_procs_files(),
             stage: self.stage.clone(),
+            image: image.cloned(),
         };
         match self.spawner.create_session(key, spec) {
             Ok(h) => Ok(SandboxSession {
@@ -302,6 +315,7 @@ impl Sandbox {
                 limits: *limits,
                 init_pid: h.init_pid,
                 pidfd: h.pidfd,
+                image: image.cloned(),
             }),
             Err(e) => {
                 let _ = self.cgroups.destroy(&name);
@@ -331,7 +345,17 @@ impl Sandbox {
     /// on error nothing is left behind. Dropping a `Prepared` without [`Sandbox::destroy`] of its
     /// session leaks it until the server exits.
     pub fn prepare(&self, hostname: &str, limits: &Limits) -> Result<Prepared, SandboxError> {
-        let session = self.create(hostname, limits)?;
+        self.prepare_on(hostname, limits, None)
+    }
+
+    /// [`Sandbox::prepare`] with its root built from `image` (`None`: the host's `/usr`).
+    pub fn prepare_on(
+        &self,
+        hostname: &str,
+        limits: &Limits,
+        image: Option<&ImageRoot>,
+    ) -> Result<Prepared, SandboxError> {
+        let session = self.create_on(hostname, limits, image)?;
         let spec = self.terminal_spec(&session, Vec::new(), (80, 24), true, true);
         match self.spawner.open_terminal(session.key, 0, spec) {
             Ok(TerminalHandle { pid, master, gate: Some(gate), output }) => {
@@ -366,6 +390,8 @@ impl Sandbox {
             parked,
             relay,
             relay_procs_files: self.cgroups.relay_procs_files(&s.name),
+            env: s.image.as_ref().map(|i| i.env.clone()).unwrap_or_default(),
+            working_dir: s.image.as_ref().and_then(|i| i.working_dir.clone()),
         }
     }
 

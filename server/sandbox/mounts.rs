@@ -28,6 +28,8 @@ pub enum MountError {
     Mount { op: &'static str, path: String, errno: Errno },
     #[error("preparing {path} in the session root: {source}")]
     Io { path: String, source: std::io::Error },
+    #[error("image root: {0}")]
+    Image(String),
 }
 
 fn merr(op: &'static str, path: &Path) -> impl FnOnce(Errno) -> MountError + use<> {
@@ -197,7 +199,15 @@ pub fn host_plan(spec: &RootfsSpec<'_>, host: &dyn HostView) -> Vec<Step> {
             None => {}
         }
     }
-    // /dev: a small tmpfs of our own; device nodes only as binds of the host's harmless ones.
+    plan.extend(dev_plan(spec));
+    plan
+}
+
+/// `/dev`: a small tmpfs of our own; device nodes only as binds of the host's harmless ones.
+/// The same on the host root and on an image.
+fn dev_plan(spec: &RootfsSpec<'_>) -> Vec<Step> {
+    let mut plan = Vec::new();
+    let dir = |p: &str, mode| Step::Dir { path: p.to_string(), mode };
     plan.push(Step::Tmpfs {
         path: "dev",
         options: "mode=0755,size=64k,nr_inodes=256".into(),
@@ -233,6 +243,11 @@ pub fn build_host_phase(stage: &Path, plan: &[Step], limits: &Limits, owner: u32
         format!("mode=0755,size={},nr_inodes={},uid={owner},gid={owner}", limits.disk_bytes, limits.disk_inodes());
     mount(Some("nsplay"), stage, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str()))
         .map_err(merr("mount tmpfs on", stage))?;
+    run_steps(stage, plan, owner)
+}
+
+/// Carries out `plan` under `stage` (a tree nsplay made, or checked with [`prepare_image_root`]).
+fn run_steps(stage: &Path, plan: &[Step], owner: u32) -> Result<(), MountError> {
     let (uid, gid) = (Some(Uid::from_raw(owner)), Some(Gid::from_raw(owner)));
     let io = |path: &Path| {
         let p = path.display().to_string();
@@ -288,6 +303,209 @@ fn bind_readonly(source: &Path, target: &Path) -> Result<(), MountError> {
         .map_err(merr("bind", target))?;
     let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | MsFlags::MS_NOSUID | MsFlags::MS_NODEV;
     mount(None::<&str>, target, None::<&str>, ro, None::<&str>).map_err(merr("remount read-only", target))
+}
+
+/// A session root built from an OCI image of the image store instead of the host's `/usr`: its
+/// unpacked layers (host directories the store owns, lowest first) become the read-only lower
+/// directories of an overlay whose upper and work directories live on the session's
+/// size-capped tmpfs.
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
+pub struct ImageRoot {
+    pub layers: Vec<PathBuf>,
+    /// The image config's `Env` (`KEY=value`), applied to every terminal's program.
+    pub env: Vec<String>,
+    /// The image config's `WorkingDir`, where terminals start (else `/root`).
+    pub working_dir: Option<String>,
+}
+
+/// Most layers an image root may have (overlayfs stacks at most 500; the mount options must
+/// fit one page).
+pub const MAX_IMAGE_LAYERS: usize = 128;
+
+/// Where the session's root is assembled under `stage`: the tmpfs itself, or on an image the
+/// overlay mounted at `stage/root`.
+pub fn session_root(stage: &Path, image: bool) -> PathBuf {
+    if image { stage.join("root") } else { stage.to_path_buf() }
+}
+
+/// What the host phase plans on an image: only `/dev` (everything else is the image's; the few
+/// files nsplay writes there are made by [`prepare_image_root`]).
+pub fn image_plan(spec: &RootfsSpec<'_>) -> Vec<Step> {
+    dev_plan(spec)
+}
+
+/// The host phase on an image: the session's tmpfs at `stage` holds `upper/`, `work/` and one
+/// mount point per layer, `lower/N`, where the layer is bound read-only and *idmapped* through
+/// `userns` (the layers keep the image's owners, uid 0 and so on; the session's user namespace
+/// maps them from `owner` on, so the idmap shows root's files as owned by the session's root).
+/// The overlay goes on `stage/root`, the layer binds are detached again (the overlay holds its
+/// own references), the image root is prepared, and `plan` (the `/dev` steps) runs in it.
+/// Runs as host root in the keeper's private mount namespace, like [`build_host_phase`]: every
+/// mount here is locked once the session's user namespace copies the namespace.
+pub fn build_image_phase(
+    stage: &Path,
+    image: &ImageRoot,
+    spec: &RootfsSpec<'_>,
+    plan: &[Step],
+    owner: u32,
+    userns: std::os::fd::BorrowedFd<'_>,
+) -> Result<(), MountError> {
+    if image.layers.is_empty() || image.layers.len() > MAX_IMAGE_LAYERS {
+        return Err(MountError::Image(format!("{} layers (1 to {MAX_IMAGE_LAYERS} allowed)", image.layers.len())));
+    }
+    let limits = spec.limits;
+    let opts =
+        format!("mode=0755,size={},nr_inodes={},uid={owner},gid={owner}", limits.disk_bytes, limits.disk_inodes());
+    mount(Some("nsplay"), stage, Some("tmpfs"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(opts.as_str()))
+        .map_err(merr("mount tmpfs on", stage))?;
+    let io = |path: &Path| {
+        let p = path.display().to_string();
+        move |source| MountError::Io { path: p, source }
+    };
+    let (uid, gid) = (Some(Uid::from_raw(owner)), Some(Gid::from_raw(owner)));
+    for d in ["upper", "work", "root", "lower"] {
+        let p = stage.join(d);
+        fs::create_dir(&p).map_err(io(&p))?;
+    }
+    // The overlay's root takes the upper directory's owner: the session's root.
+    lchown(&stage.join("upper"), uid, gid).map_err(merr("chown", &stage.join("upper")))?;
+    let mut lowers = Vec::new();
+    for (i, layer) in image.layers.iter().enumerate() {
+        let p = stage.join("lower").join(i.to_string());
+        fs::create_dir(&p).map_err(io(&p))?;
+        crate::sys::bind_idmapped(layer, &p, userns).map_err(|e| {
+            let hint = if e.raw_os_error() == Some(libc::EINVAL) {
+                " (the image store's filesystem may not support idmapped mounts: ext4, xfs and btrfs do, tmpfs \
+                 from Linux 6.3, 9p and NFS do not; put data_dir on one that does)"
+            } else {
+                ""
+            };
+            MountError::Image(format!("idmapped bind of layer {}: {e}{hint}", layer.display()))
+        })?;
+        lowers.push(p);
+    }
+    // overlayfs lists lower directories topmost first.
+    let lowerdir: Vec<String> = lowers.iter().rev().map(|p| p.display().to_string()).collect();
+    let options = format!(
+        "lowerdir={},upperdir={},workdir={}",
+        lowerdir.join(":"),
+        stage.join("upper").display(),
+        stage.join("work").display()
+    );
+    let root = session_root(stage, true);
+    mount(Some("nsplay"), &root, Some("overlay"), MsFlags::MS_NOSUID | MsFlags::MS_NODEV, Some(options.as_str()))
+        .map_err(merr("mount overlay on", &root))?;
+    for p in &lowers {
+        umount2(p, MntFlags::MNT_DETACH).map_err(merr("detach layer", p))?;
+    }
+    prepare_image_root(&root, spec.hostname, owner)?;
+    run_steps(&root, plan, owner)
+}
+
+/// Makes sure the image root has real directories where nsplay mounts (`/dev`, `/proc`,
+/// `/sys`, and `/tmp`, `/root`, `/etc` for the session), and writes `/etc/hostname` and
+/// `/etc/hosts`. The image, not nsplay, made this tree: a symbolic link where a directory
+/// should be (`/etc -> /host/etc`) is replaced, never followed, because every step here
+/// is relative to a directory descriptor opened with `RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS`.
+pub fn prepare_image_root(root: &Path, hostname: &str, owner: u32) -> Result<(), MountError> {
+    use nix::fcntl::{OFlag, OpenHow, ResolveFlag, openat2};
+    use nix::sys::stat::{FchmodatFlags, Mode, fchmodat, mkdirat};
+    use nix::unistd::{UnlinkatFlags, unlinkat};
+    let how = |flags: OFlag, mode: u32| {
+        OpenHow::new().flags(flags | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).mode(Mode::from_bits_truncate(mode)).resolve(
+            ResolveFlag::RESOLVE_BENEATH | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
+        )
+    };
+    let fail = |what: &str| {
+        let path = root.join(what).display().to_string();
+        move |errno: Errno| MountError::Mount { op: "prepare", path, errno }
+    };
+    // The overlay's root itself is nsplay's mount point; only what is beneath it is the image's.
+    let top = nix::fcntl::open(
+        root,
+        OFlag::O_DIRECTORY | OFlag::O_RDONLY | OFlag::O_NOFOLLOW | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .map_err(fail(""))?;
+    let (uid, gid) = (Some(Uid::from_raw(owner)), Some(Gid::from_raw(owner)));
+    for (name, mode) in
+        [("dev", 0o755), ("proc", 0o555), ("sys", 0o555), ("tmp", 0o1777), ("root", 0o700), ("etc", 0o755)]
+    {
+        match openat2(&top, name, how(OFlag::O_DIRECTORY | OFlag::O_RDONLY, 0)) {
+            Ok(_) => continue,
+            Err(Errno::ENOENT) => {}
+            // Not a directory (a file or a link): it goes, in the upper layer only.
+            Err(Errno::ELOOP | Errno::ENOTDIR) => {
+                unlinkat(&top, name, UnlinkatFlags::NoRemoveDir).map_err(fail(name))?
+            }
+            Err(e) => return Err(fail(name)(e)),
+        }
+        mkdirat(&top, name, Mode::from_bits_truncate(mode)).map_err(fail(name))?;
+        fchmodat(&top, name, Mode::from_bits_truncate(mode), FchmodatFlags::NoFollowSymlink).map_err(fail(name))?;
+        nix::unistd::fchownat(&top, name, uid, gid, nix::fcntl::AtFlags::AT_SYMLINK_NOFOLLOW).map_err(fail(name))?;
+    }
+    let etc = openat2(&top, "etc", how(OFlag::O_DIRECTORY | OFlag::O_RDONLY, 0)).map_err(fail("etc"))?;
+    let hosts = format!("127.0.0.1\tlocalhost\n127.0.1.1\t{hostname}\n::1\tlocalhost ip6-localhost ip6-loopback\n");
+    for (name, contents) in [("hostname", format!("{hostname}\n")), ("hosts", hosts)] {
+        match unlinkat(&etc, name, UnlinkatFlags::NoRemoveDir) {
+            Ok(()) | Err(Errno::ENOENT) => {}
+            Err(e) => return Err(fail(name)(e)),
+        }
+        let fd =
+            openat2(&etc, name, how(OFlag::O_CREAT | OFlag::O_EXCL | OFlag::O_WRONLY, 0o644)).map_err(fail(name))?;
+        let mut f = fs::File::from(fd);
+        std::io::Write::write_all(&mut f, contents.as_bytes()).map_err(io_at(root, name))?;
+        nix::unistd::fchown(&f, uid, gid).map_err(fail(name))?;
+    }
+    Ok(())
+}
+
+fn io_at(root: &Path, name: &str) -> impl FnOnce(std::io::Error) -> MountError + use<> {
+    let path = root.join("etc").join(name).display().to_string();
+    move |source| MountError::Io { path, source }
+}
+
+/// A user namespace that maps 0… to `base`… (`count` ids), to idmap the image's layers: a
+/// child unshares one and waits; its host-root parent (the keeper, still outside) writes the
+/// maps, keeps a descriptor of the namespace and lets the child exit.
+pub fn mapping_userns(base: u32, count: u32) -> Result<std::os::fd::OwnedFd, MountError> {
+    use nix::unistd::{ForkResult, pipe, read, write};
+    let fail =
+        |op: &'static str| move |errno: Errno| MountError::Mount { op, path: "idmap user namespace".into(), errno };
+    let (ready_r, ready_w) = pipe().map_err(fail("pipe"))?;
+    let (go_r, go_w) = pipe().map_err(fail("pipe"))?;
+    match crate::sys::fork_single_threaded().map_err(fail("fork"))? {
+        ForkResult::Child => {
+            drop((ready_r, go_w));
+            let _ = crate::harden::die_with_parent();
+            let ok = nix::sched::unshare(nix::sched::CloneFlags::CLONE_NEWUSER).is_ok();
+            let _ = write(&ready_w, &[u8::from(ok)]);
+            let mut b = [0u8; 1];
+            let _ = read(&go_r, &mut b);
+            std::process::exit(0)
+        }
+        ForkResult::Parent { child } => {
+            drop((ready_w, go_r));
+            let result = (|| {
+                let mut b = [0u8; 1];
+                if read(&ready_r, &mut b).map_err(fail("read"))? != 1 || b[0] != 1 {
+                    return Err(MountError::Image("the idmap helper could not create a user namespace".into()));
+                }
+                let proc = PathBuf::from(format!("/proc/{child}"));
+                let map = format!("0 {base} {count}\n");
+                for f in ["uid_map", "gid_map"] {
+                    fs::write(proc.join(f), &map)
+                        .map_err(|source| MountError::Io { path: proc.join(f).display().to_string(), source })?;
+                }
+                let ns = fs::File::open(proc.join("ns/user"))
+                    .map_err(|source| MountError::Io { path: proc.join("ns/user").display().to_string(), source })?;
+                Ok(std::os::fd::OwnedFd::from(ns))
+            })();
+            drop(go_w);
+            let _ = nix::sys::wait::waitpid(child, None);
+            result
+        }
+    }
 }
 
 /// Entries of the session's /proc that are made read-only (they reach global kernel state).
@@ -457,6 +675,22 @@ mod tests {
         let dev_at = plan.iter().position(|s| matches!(s, Step::Tmpfs { path: "dev", .. })).unwrap();
         let null_at = plan.iter().position(|s| matches!(s, Step::BindDev { .. })).unwrap();
         assert!(dev_at < null_at);
+    }
+
+    #[test]
+    fn an_image_root_plans_only_dev_and_lives_beside_its_overlay_dirs() {
+        let limits = Limits { memory_bytes: 256 << 20, pids: 128, cpu: 0.5, disk_bytes: 64 << 20, shm_bytes: 16 << 20 };
+        let plan = image_plan(&RootfsSpec { hostname: "box", limits: &limits });
+        assert!(plan.iter().all(|s| match s {
+            Step::Tmpfs { path, .. } => path.starts_with("dev"),
+            Step::Dir { path, .. } | Step::Symlink { path, .. } | Step::BindDev { path, .. } =>
+                path.starts_with("dev/"),
+            _ => false,
+        }));
+        // Nothing of the host's /usr or /etc on an image.
+        assert!(!plan.iter().any(|s| matches!(s, Step::BindRo { .. } | Step::File { .. })));
+        assert_eq!(session_root(Path::new("/run/nsplay/root"), true), Path::new("/run/nsplay/root/root"));
+        assert_eq!(session_root(Path::new("/run/nsplay/root"), false), Path::new("/run/nsplay/root"));
     }
 
     #[test]

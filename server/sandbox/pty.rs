@@ -108,8 +108,15 @@ pub enum ExecError {
 /// With a `gate`, everything is done (confinement included) and the process then waits, just
 /// before `execve`, for one byte on it: the warm pool parks shells there, so that starting one
 /// costs only the exec. If the gate closes instead, the process exits.
-pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, gate: Option<OwnedFd>) -> ExecError {
-    match exec_steps(slave, argv, confinement, gate) {
+pub fn exec_on_pty(
+    slave: OwnedFd,
+    argv: &[String],
+    extra_env: &[String],
+    working_dir: Option<&str>,
+    confinement: &Confinement,
+    gate: Option<OwnedFd>,
+) -> ExecError {
+    match exec_steps(slave, argv, extra_env, working_dir, confinement, gate) {
         Err(e) => e,
     }
 }
@@ -117,6 +124,8 @@ pub fn exec_on_pty(slave: OwnedFd, argv: &[String], confinement: &Confinement, g
 fn exec_steps(
     slave: OwnedFd,
     argv: &[String],
+    extra_env: &[String],
+    working_dir: Option<&str>,
     confinement: &Confinement,
     gate: Option<OwnedFd>,
 ) -> Result<std::convert::Infallible, ExecError> {
@@ -132,7 +141,10 @@ fn exec_steps(
         None => crate::harden::keep_only_fds(&[0, 1, 2])?,
     }
     sys::reset_signals();
-    let _ = std::env::set_current_dir("/root");
+    // Inside the session's mount namespace: the path is resolved in the session's own root.
+    if working_dir.is_none_or(|w| std::env::set_current_dir(w).is_err()) {
+        let _ = std::env::set_current_dir("/root");
+    }
     let argv: Vec<String> = if argv.is_empty() {
         let shell = if std::path::Path::new("/bin/bash").exists() { "/bin/bash" } else { "/bin/sh" };
         vec![shell.to_string()]
@@ -142,7 +154,7 @@ fn exec_steps(
     let cargs =
         argv.iter().map(|a| CString::new(a.as_str())).collect::<Result<Vec<_>, _>>().map_err(|_| ExecError::NulByte)?;
     let shell = if argv[0].ends_with("bash") { "/bin/bash" } else { "/bin/sh" };
-    let env: Vec<CString> = [
+    let mut env: Vec<String> = [
         format!("PATH={}", crate::consts::SANDBOX_PATH),
         "TERM=xterm-256color".into(),
         "HOME=/root".into(),
@@ -151,9 +163,14 @@ fn exec_steps(
         "LOGNAME=root".into(),
         format!("SHELL={shell}"),
     ]
-    .into_iter()
-    .map(|s| CString::new(s).expect("no NUL in fixed strings"))
-    .collect();
+    .into();
+    // An image's Env: a key it sets replaces nsplay's (its PATH, say).
+    for kv in extra_env {
+        let Some((key, _)) = kv.split_once('=') else { continue };
+        env.retain(|e| e.split_once('=').map(|(k, _)| k) != Some(key));
+        env.push(kv.clone());
+    }
+    let env = env.into_iter().map(CString::new).collect::<Result<Vec<_>, _>>().map_err(|_| ExecError::NulByte)?;
     confinement.apply_rlimits().map_err(ExecError::Rlimits)?;
     // Not `process::harden`: this module sits below the processes, which import it.
     crate::harden::die_with_parent()?;

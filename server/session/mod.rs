@@ -68,6 +68,9 @@ pub enum SessionError {
     Draining,
     #[error("no session could be started within {} s; try again", START_TIMEOUT.as_secs())]
     StartTimeout,
+    /// In words: `refused_unknown_image` in `web/ui.toml` (English here, for logs).
+    #[error("there is no image `{0}` to start sessions on here")]
+    UnknownImage(String),
     #[error(transparent)]
     Terminal(#[from] TerminalError),
     #[error(transparent)]
@@ -104,6 +107,15 @@ impl EndReason {
     }
 }
 
+/// What a create call says about the image of its session.
+#[derive(Debug, Clone, Default)]
+pub struct ImageChoice {
+    /// Asked for by name (the create API's `"image"`).
+    pub requested: Option<String>,
+    /// The lesson's `image`.
+    pub lesson: Option<String>,
+}
+
 #[derive(Debug, Clone)]
 pub struct ManagerConfig {
     pub limits: Limits,
@@ -133,6 +145,16 @@ pub struct ManagerConfig {
     /// Bytes per second all terminals together may print (shared fairly; 0: no limit). See
     /// [`output`].
     pub output_rate: u64,
+    /// The image sessions start on unless asked otherwise (`None`: the host's `/usr`); its
+    /// sessions are the ones the warm pool keeps ready.
+    pub default_image: Option<String>,
+    /// Every image this server may start sessions on (the default, the lessons', the allowed
+    /// ones), read from the store at start.
+    pub images: HashMap<String, nsplay_sandbox::ImageRoot>,
+    /// Images a create call may ask for by name.
+    pub images_allowed: Vec<String>,
+    /// Sessions kept ready for each image other than the default (0: built when asked for).
+    pub warm_pool_per_image: usize,
 }
 
 /// Longest a request waits for its session to be built.
@@ -405,6 +427,8 @@ pub struct Manager {
     /// Set at the start of a drain: no new sessions, `/readyz` answers 503.
     draining: AtomicBool,
     pool: Arc<pool::Pool<Manager>>,
+    /// A smaller warm pool per image other than the default (`warm_pool_per_image` each).
+    image_pools: HashMap<String, Arc<pool::Pool<OnImage>>>,
     /// Sandboxes that exist: live sessions, ready ones in the pool, the one being built, and
     /// those being handed over. At most `max_sessions`.
     existing: AtomicUsize,
@@ -445,12 +469,8 @@ impl pool::Builder for Manager {
     }
 
     fn build(&self) -> Result<Prepared, SandboxError> {
-        self.existing.fetch_add(1, Ordering::SeqCst);
-        let r = self.sandbox.prepare(&self.cfg.hostname, &self.cfg.limits);
-        if r.is_err() {
-            self.existing.fetch_sub(1, Ordering::SeqCst);
-        }
-        r
+        let image = self.cfg.default_image.as_ref().and_then(|n| self.cfg.images.get(n));
+        self.build_image(image)
     }
 
     fn is_alive(&self, p: &Prepared) -> bool {
@@ -458,11 +478,35 @@ impl pool::Builder for Manager {
     }
 
     fn discard(&self, p: Prepared) {
-        let r = self.sandbox.destroy(&p.session);
-        if let Err(e) = &r {
-            tracing::error!(cgroup = %p.session.name, error = %e, "a pooled session could not be removed completely");
-        }
-        self.release(r.is_ok());
+        self.discard_prepared(p)
+    }
+}
+
+/// The builder of one image's warm pool (an image other than the default): the manager's
+/// bookkeeping, that image's root.
+pub struct OnImage {
+    manager: Arc<Manager>,
+    image: nsplay_sandbox::ImageRoot,
+}
+
+impl pool::Builder for OnImage {
+    type Item = Prepared;
+    type Error = SandboxError;
+
+    fn has_room(&self) -> bool {
+        pool::Builder::has_room(&*self.manager)
+    }
+
+    fn build(&self) -> Result<Prepared, SandboxError> {
+        self.manager.build_image(Some(&self.image))
+    }
+
+    fn is_alive(&self, p: &Prepared) -> bool {
+        p.is_alive()
+    }
+
+    fn discard(&self, p: Prepared) {
+        self.manager.discard_prepared(p)
     }
 }
 
@@ -527,6 +571,12 @@ impl Manager {
             }),
             pool: pool::Pool::new(cfg.warm_pool),
             output: output::Budget::new(cfg.output_rate),
+            image_pools: cfg
+                .images
+                .keys()
+                .filter(|n| Some(*n) != cfg.default_image.as_ref() && cfg.warm_pool_per_image > 0)
+                .map(|n| (n.clone(), pool::Pool::new(cfg.warm_pool_per_image)))
+                .collect(),
             cfg,
             sessions: Mutex::default(),
             by_key: Mutex::default(),
@@ -537,7 +587,29 @@ impl Manager {
             by_learner: Mutex::default(),
         });
         tokio::spawn(m.pool.clone().run(m.clone()));
+        for (name, p) in &m.image_pools {
+            let image = m.cfg.images[name].clone();
+            tokio::spawn(p.clone().run(Arc::new(OnImage { manager: m.clone(), image })));
+        }
         m
+    }
+
+    /// Builds one prepared session (blocking), counted in `max_sessions` while it exists.
+    fn build_image(&self, image: Option<&nsplay_sandbox::ImageRoot>) -> Result<Prepared, SandboxError> {
+        self.existing.fetch_add(1, Ordering::SeqCst);
+        let r = self.sandbox.prepare_on(&self.cfg.hostname, &self.cfg.limits, image);
+        if r.is_err() {
+            self.existing.fetch_sub(1, Ordering::SeqCst);
+        }
+        r
+    }
+
+    fn discard_prepared(&self, p: Prepared) {
+        let r = self.sandbox.destroy(&p.session);
+        if let Err(e) = &r {
+            tracing::error!(cgroup = %p.session.name, error = %e, "a pooled session could not be removed completely");
+        }
+        self.release(r.is_ok());
     }
 
     /// Counts a sandbox as gone once its teardown succeeded (one that failed keeps its id
@@ -547,6 +619,9 @@ impl Manager {
             self.existing.fetch_sub(1, Ordering::SeqCst);
         }
         self.pool.poke();
+        for p in self.image_pools.values() {
+            p.poke();
+        }
     }
 
     /// The host's cgroup hierarchy (the lessons adapt to it).
@@ -575,6 +650,55 @@ impl Manager {
     /// Creates a session with its first terminal (index 0) for `who`; `label` says what for
     /// (see [`Session::label`]).
     pub async fn create(self: &Arc<Self>, label: Option<String>, who: Requester) -> Result<Arc<Session>, SessionError> {
+        self.create_on(label, ImageChoice::default(), who).await
+    }
+
+    /// Which image a create call gets: the one it asks for (only an allowed one, or the
+    /// default), else its lesson's, else the default; `None` is the host's `/usr`.
+    fn pick_image(&self, choice: &ImageChoice) -> Result<Option<String>, SessionError> {
+        if let Some(asked) = &choice.requested {
+            let ok = self.cfg.default_image.as_ref() == Some(asked) || self.cfg.images_allowed.contains(asked);
+            if !ok || !self.cfg.images.contains_key(asked) {
+                return Err(SessionError::UnknownImage(asked.clone()));
+            }
+            return Ok(Some(asked.clone()));
+        }
+        if let Some(lesson) = &choice.lesson {
+            if !self.cfg.images.contains_key(lesson) {
+                return Err(SessionError::UnknownImage(lesson.clone()));
+            }
+            return Ok(Some(lesson.clone()));
+        }
+        Ok(self.cfg.default_image.clone())
+    }
+
+    /// Builds a session on an image the warm pool does not keep (cold: the whole build runs
+    /// now, counted in `max_sessions` like the pool's).
+    async fn build_on(self: &Arc<Self>, image: nsplay_sandbox::ImageRoot) -> Result<Prepared, SessionError> {
+        use pool::Builder as _;
+        if !self.has_room() {
+            return Err(SessionError::StartTimeout);
+        }
+        self.existing.fetch_add(1, Ordering::SeqCst);
+        let m = self.clone();
+        let r = tokio::task::spawn_blocking(move || m.sandbox.prepare_on(&m.cfg.hostname, &m.cfg.limits, Some(&image)))
+            .await
+            .unwrap_or_else(|e| Err(SandboxError::Spawn(nsplay_sandbox::SpawnError::Protocol(e.to_string()))));
+        if r.is_err() {
+            self.existing.fetch_sub(1, Ordering::SeqCst);
+        }
+        Ok(r?)
+    }
+
+    /// [`Manager::create`] on the image `choice` picks (see [`Manager::pick_image`]); an
+    /// unknown or not allowed image is refused before anything starts.
+    pub async fn create_on(
+        self: &Arc<Self>,
+        label: Option<String>,
+        choice: ImageChoice,
+        who: Requester,
+    ) -> Result<Arc<Session>, SessionError> {
+        let image = self.pick_image(&choice)?;
         if self.shutting_down.load(Ordering::Relaxed) {
             return Err(SessionError::ShuttingDown);
         }
@@ -609,12 +733,48 @@ impl Manager {
             pending.push(who);
             PendingGuard { manager: self, who }
         };
-        let prepared = match tokio::time::timeout(START_TIMEOUT, self.pool.take(self)).await {
+        let prepared = match image.filter(|i| Some(i) != self.cfg.default_image.as_ref()) {
+            Some(name) => {
+                let root =
+                    self.cfg.images.get(&name).cloned().ok_or_else(|| SessionError::UnknownImage(name.clone()))?;
+                let built = match self.image_pools.get(&name) {
+                    Some(p) => {
+                        let builder = OnImage { manager: self.clone(), image: root };
+                        match tokio::time::timeout(START_TIMEOUT, p.take(&builder)).await {
+                            Ok(Ok(p)) => Ok(p),
+                            Ok(Err(pool::TakeError::Build(e))) => Err(e.into()),
+                            Ok(Err(pool::TakeError::Closed)) => Err(SessionError::ShuttingDown),
+                            Err(_) => Err(SessionError::StartTimeout),
+                        }
+                    }
+                    None => match tokio::time::timeout(START_TIMEOUT, self.build_on(root)).await {
+                        Ok(r) => r,
+                        Err(_) => Err(SessionError::StartTimeout),
+                    },
+                };
+                built?
+            }
+            None => self.take_pooled().await?,
+        };
+        self.register(label, who, prepared, started).await
+    }
+
+    async fn take_pooled(self: &Arc<Self>) -> Result<Prepared, SessionError> {
+        Ok(match tokio::time::timeout(START_TIMEOUT, self.pool.take(self)).await {
             Ok(Ok(p)) => p,
             Ok(Err(pool::TakeError::Build(e))) => return Err(e.into()),
             Ok(Err(pool::TakeError::Closed)) => return Err(SessionError::ShuttingDown),
             Err(_) => return Err(SessionError::StartTimeout),
-        };
+        })
+    }
+
+    async fn register(
+        self: &Arc<Self>,
+        label: Option<String>,
+        who: Requester,
+        prepared: Prepared,
+        started: Instant,
+    ) -> Result<Arc<Session>, SessionError> {
         // From here on nothing awaits until the session is registered: a request dropped
         // half-way cannot lose the sandbox.
         let (sb, handle, gate) = prepared.split();
@@ -931,6 +1091,9 @@ impl Manager {
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::Relaxed);
         self.pool.close();
+        for p in self.image_pools.values() {
+            p.close();
+        }
         let ids: Vec<String> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
         for id in &ids {
             if let Ok(s) = self.get(id) {
@@ -941,6 +1104,9 @@ impl Manager {
         let ends = ids.iter().map(|id| self.end(id, EndReason::Shutdown));
         futures_util::future::join_all(ends).await;
         self.pool.finished().await;
+        for p in self.image_pools.values() {
+            p.finished().await;
+        }
         if self.live() == 0 {
             // Every sandbox is gone: the parent groups nsplay made at start go too.
             for left in self.sandbox.release_cgroups() {
@@ -981,6 +1147,7 @@ impl Session {
                 },
                 init_pid: std::process::id() as i32,
                 pidfd: std::fs::File::open("/dev/null").expect("/dev/null").into(),
+                image: None,
             },
             client: IpAddr::from([127, 0, 0, 1]),
             learner,

@@ -91,6 +91,18 @@ pub async fn readyz<S: Sessions>(State(st): State<AppState<S>>) -> Response {
 #[serde(deny_unknown_fields)]
 struct CreateBody {
     lesson: Option<String>,
+    /// An image from `images_allowed` (docs/images.md).
+    image: Option<String>,
+}
+
+/// The image choice of a create call: the one it asks for, and its lesson's.
+fn image_choice(
+    requested: Option<String>,
+    lesson: &Option<String>,
+    lessons: &crate::lessons::Loaded,
+) -> crate::session::ImageChoice {
+    let lesson = lesson.as_deref().and_then(|l| lessons.find(l)).and_then(|l| l.image.clone());
+    crate::session::ImageChoice { requested, lesson }
 }
 
 /// The body is optional; when present it must be JSON (and at most 64 KiB, enforced by the
@@ -152,7 +164,9 @@ pub async fn create_session<S: Sessions>(
     check_lesson(&body.lesson, &st.lessons)?;
     let lang = super::pages::pick_lang(None, &headers);
     let who = requester(&st, peer, &headers);
-    let s = st.manager.create(body.lesson, who).await.map_err(|e| elsewhere(ApiError::from_session(e, lang)))?;
+    let choice = image_choice(body.image, &body.lesson, &st.lessons.get());
+    let s =
+        st.manager.create_on(body.lesson, choice, who).await.map_err(|e| elsewhere(ApiError::from_session(e, lang)))?;
     Ok((StatusCode::CREATED, Json(session_json(&s, 0))).into_response())
 }
 
@@ -207,7 +221,9 @@ pub async fn learner_session<S: Sessions>(
         out["attached"] = json!(true);
         return Ok((StatusCode::OK, Json(out)).into_response());
     }
-    let s = st.manager.create(body.lesson, who).await.map_err(|e| elsewhere(ApiError::from_session(e, lang)))?;
+    let choice = image_choice(None, &body.lesson, &st.lessons.get());
+    let s =
+        st.manager.create_on(body.lesson, choice, who).await.map_err(|e| elsewhere(ApiError::from_session(e, lang)))?;
     let mut out = session_json(&s, 0);
     out["attached"] = json!(false);
     Ok((StatusCode::CREATED, Json(out)).into_response())

@@ -53,6 +53,9 @@ impl ApiError {
             SessionError::HostWorkRateLimited { retry_after } => {
                 crate::text::fill(crate::text::get(lang, "refused_check_rate"), &[wait(*retry_after)])
             }
+            SessionError::UnknownImage(image) => {
+                crate::text::fill(crate::text::get(lang, "refused_unknown_image"), &[("image", image.clone())])
+            }
             other => other.to_string(),
         };
         match e {
@@ -80,6 +83,7 @@ impl ApiError {
             SessionError::StartTimeout => {
                 ApiError { retry_after: Some(5), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "busy", msg) }
             }
+            SessionError::UnknownImage(_) => Self::new(StatusCode::BAD_REQUEST, "unknown_image", msg),
             SessionError::TooManyTerminals => Self::new(StatusCode::CONFLICT, "too_many_terminals", msg),
             SessionError::TerminalBudgetSpent => Self::new(StatusCode::CONFLICT, "terminal_budget_spent", msg),
             SessionError::TerminalRateLimited { retry_after } => ApiError {

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::session::{
-    Details, EndReason, HostView, Learner, Manager, NsPair, Requester, Session, SessionError, Terminal,
+    Details, EndReason, HostView, ImageChoice, Learner, Manager, NsPair, Requester, Session, SessionError, Terminal,
 };
 use nsplay_sandbox::Usage;
 
@@ -17,6 +17,21 @@ pub trait Sessions: Clone + Send + Sync + 'static {
         label: Option<String>,
         who: Requester,
     ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send;
+    /// [`Sessions::create`] on the image `choice` picks (docs/images.md). The default refuses
+    /// every image (a fake with no image store).
+    fn create_on(
+        &self,
+        label: Option<String>,
+        choice: ImageChoice,
+        who: Requester,
+    ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
+        async move {
+            match choice.requested.or(choice.lesson) {
+                None => self.create(label, who).await,
+                Some(image) => Err(SessionError::UnknownImage(image)),
+            }
+        }
+    }
     /// A live session.
     fn get(&self, id: &str) -> Result<Arc<Session>, SessionError>;
     /// A learner's live sessions, oldest first.
@@ -54,6 +69,14 @@ impl Sessions for Arc<Manager> {
         who: Requester,
     ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
         Manager::create(self, label, who)
+    }
+    fn create_on(
+        &self,
+        label: Option<String>,
+        choice: ImageChoice,
+        who: Requester,
+    ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
+        Manager::create_on(self, label, choice, who)
     }
     fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
         Manager::get(self, id)

@@ -465,6 +465,17 @@ async fn terminals_unknown_too_many_or_ended() {
 }
 
 #[tokio::test]
+async fn an_image_the_server_does_not_offer_is_400_unknown_image_in_both_languages() {
+    let no_create = || panic!("create must not be called for an unknown image");
+    let r = send(Fake::empty(no_create), Method::POST, "/api/sessions", r#"{"image": "nope"}"#).await;
+    r.assert_error(StatusCode::BAD_REQUEST, "unknown_image");
+    assert!(r.json()["message"].as_str().unwrap().contains("`nope`"), "{}", r.text);
+    assert_eq!(r.retry_after, None);
+    let ja = crate::text::fill(crate::text::get("ja", "refused_unknown_image"), &[("image", "x".into())]);
+    assert!(ja.contains("イメージ `x`"), "{ja}");
+}
+
+#[tokio::test]
 async fn a_terminal_url_fetched_without_upgrade_is_400() {
     let r = send(Fake::with_session(None), Method::GET, "/api/sessions/live/terminals/0", Body::empty()).await;
     r.assert_error(StatusCode::BAD_REQUEST, "bad_request");

@@ -54,7 +54,7 @@ pub fn run(spec: &SessionSpec, ch: &Channel<FromHelper, ToKeeper>) -> ! {
 /// the session mounts or places later can stand in for it).
 fn setup(spec: &SessionSpec) -> Result<OwnedFd, InitError> {
     harden::die_with_parent()?;
-    mounts::finish_in_userns(&spec.stage)?;
+    mounts::finish_in_userns(&mounts::session_root(&spec.stage, spec.image.is_some()))?;
     let devpts = mounts::session_devpts().map_err(InitError::Devpts)?;
     sethostname(&spec.hostname).map_err(InitError::Hostname)?;
     sys::loopback_up().map_err(InitError::Loopback)?;

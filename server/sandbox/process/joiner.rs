@@ -90,7 +90,14 @@ fn joiner_main(
                 drop(write_end);
                 read_end
             });
-            let err = pty::exec_on_pty(slave, &spec.argv, &spec.confinement, wait_for);
+            let err = pty::exec_on_pty(
+                slave,
+                &spec.argv,
+                &spec.env,
+                spec.working_dir.as_deref(),
+                &spec.confinement,
+                wait_for,
+            );
             // stderr is the pty now: the person sees why their program did not start.
             eprintln!("nsplay: {err}");
             std::process::exit(127);

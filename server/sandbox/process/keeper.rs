@@ -122,6 +122,13 @@ impl KeeperSteps for Host<'_> {
 
     fn build_root(&mut self, spec: &SessionSpec) -> Result<(), KeeperError> {
         let rootfs = mounts::RootfsSpec { hostname: &spec.hostname, limits: &spec.limits };
+        if let Some(image) = &spec.image {
+            // The layers are shown to the session through an idmap of its own id range.
+            let userns = mounts::mapping_userns(spec.uid_base, spec.id_count)?;
+            let plan = mounts::image_plan(&rootfs);
+            use std::os::fd::AsFd;
+            return Ok(mounts::build_image_phase(&spec.stage, image, &rootfs, &plan, spec.uid_base, userns.as_fd())?);
+        }
         let plan = mounts::host_plan(&rootfs, &mounts::RealHost);
         Ok(mounts::build_host_phase(&spec.stage, &plan, &spec.limits, spec.uid_base)?)
     }
@@ -227,6 +234,7 @@ mod tests {
             procs_files: Vec::new(),
             helper_procs_files: Vec::new(),
             stage: "/nonexistent".into(),
+            image: None,
         }
     }
 

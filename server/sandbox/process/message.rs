@@ -44,6 +44,8 @@ pub struct SessionSpec {
     /// Empty directory on the host where the session root is assembled (in a private mount
     /// namespace, so the host never sees it).
     pub stage: PathBuf,
+    /// Build the root from an image of the store instead of the host's `/usr`.
+    pub image: Option<crate::mounts::ImageRoot>,
 }
 
 /// A program to run on a new pty inside a running session.
@@ -67,6 +69,10 @@ pub struct TerminalSpec {
     /// Where the joiner goes once the program runs when it relays: the session's relay group,
     /// which has limits of its own (see `cgroups::RELAY_SUFFIX`).
     pub relay_procs_files: Vec<PathBuf>,
+    /// `KEY=value` pairs added to (and overriding) the program's environment: an image's `Env`.
+    pub env: Vec<String>,
+    /// Where the program starts (else `/root`): an image's `WorkingDir`.
+    pub working_dir: Option<String>,
 }
 
 /// Server → spawner. `req` pairs a request with its [`Reply`].
