@@ -27,6 +27,18 @@ pub enum Command {
     Serve(Box<ServeArgs>),
     /// Run a program (default: an interactive shell) in a sandbox on this terminal, like unshare or bwrap.
     Run(RunArgs),
+    /// Probe what this host offers of what nsplay needs (namespaces, cgroups, seccomp, id ranges,
+    /// limits), each with its fix; exits 1 when nsplay cannot run here. Takes serve's settings.
+    CheckHost(Box<CheckHostArgs>),
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckHostArgs {
+    /// Print the findings as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args, Clone)]

@@ -18,6 +18,7 @@ fn main() {
     let code = match cli.command {
         Some(Command::Run(run)) => nsplay::run(&run),
         Some(Command::Serve(serve)) => serve_main(&serve),
+        Some(Command::CheckHost(args)) => nsplay::check_host(&args),
         None => serve_main(&cli.serve),
     };
     std::process::exit(code);
