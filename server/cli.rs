@@ -279,6 +279,18 @@ pub struct ServeArgs {
         defaults::DRAIN_TIMEOUT,
     ))]
     pub drain_timeout: Option<String>,
+    // ---- TLS without a proxy (docs/deploy.md)
+    /// Serve HTTPS with this certificate chain (a PEM file, the server's certificate first;
+    /// needs --tls-key) [default: plain HTTP, as behind a TLS proxy].
+    #[arg(long, env = "NSPLAY_TLS_CERT")]
+    pub tls_cert: Option<String>,
+    /// The certificate's private key (a PEM file: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "NSPLAY_TLS_KEY")]
+    pub tls_key: Option<String>,
+    /// Also listen here for plain HTTP and answer every request with a redirect to the same URL
+    /// over HTTPS (only with --tls-cert), e.g. 0.0.0.0:80 [default: none].
+    #[arg(long, env = "NSPLAY_REDIRECT_HTTP")]
+    pub redirect_http: Option<String>,
 }
 
 #[cfg(test)]

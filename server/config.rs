@@ -69,6 +69,9 @@ pub struct FileConfig {
     pub open: Option<bool>,
     pub node: Option<String>,
     pub drain_timeout: Option<String>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub redirect_http: Option<String>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -200,6 +203,46 @@ pub struct Settings {
     pub node: String,
     /// How long a SIGTERM waits for learners to finish before their sessions end.
     pub drain_timeout: Duration,
+    /// Serve HTTPS with this certificate chain and key (PEM files; both or neither).
+    pub tls: Option<TlsFiles>,
+    /// Where to answer plain HTTP with a redirect to HTTPS (only with `tls`).
+    pub redirect_http: Option<SocketAddr>,
+}
+
+/// The certificate chain and private key of nsplay's own TLS (`tls_cert`, `tls_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn tls(raw: &FileConfig) -> Result<(Option<TlsFiles>, Option<SocketAddr>), ConfigError> {
+    let files = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
+        (None, None) => None,
+        (Some(c), None) => {
+            return Err(bad("tls_key", "(unset)", format!("a PEM key file: tls_cert = {c} needs its key")));
+        }
+        (None, Some(k)) => {
+            return Err(bad(
+                "tls_cert",
+                "(unset)",
+                format!("a PEM certificate file: tls_key = {k} needs its certificate"),
+            ));
+        }
+    };
+    let redirect = match &raw.redirect_http {
+        None => None,
+        Some(_) if files.is_none() => {
+            return Err(bad(
+                "redirect_http",
+                raw.redirect_http.as_deref().unwrap_or(""),
+                "unset, unless tls_cert and tls_key are set",
+            ));
+        }
+        Some(a) => Some(a.parse().map_err(|_| bad("redirect_http", a, "an address with a port, such as 0.0.0.0:80"))?),
+    };
+    Ok((files, redirect))
 }
 
 /// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
@@ -342,6 +385,9 @@ impl FileConfig {
             open: f.open.or(self.open),
             node: f.node.or(self.node),
             drain_timeout: f.drain_timeout.or(self.drain_timeout),
+            tls_cert: f.tls_cert.or(self.tls_cert),
+            tls_key: f.tls_key.or(self.tls_key),
+            redirect_http: f.redirect_http.or(self.redirect_http),
         }
     }
 }
@@ -601,6 +647,7 @@ impl Settings {
         let lifecycle = lifecycle(&raw)?;
         let (open_files, open_files_overcommitted) = open_files(file_max(), admission.max_sessions, limits.pids);
         let (data_dir, admin_token) = classroom(&raw)?;
+        let (tls_files, redirect_http) = tls(&raw)?;
         Ok(Settings {
             listen,
             limits,
@@ -631,6 +678,8 @@ impl Settings {
             open: raw.open.unwrap_or(defaults::OPEN),
             node: node(&raw)?,
             drain_timeout: duration("drain_timeout", &or_default(&raw.drain_timeout, defaults::DRAIN_TIMEOUT))?,
+            tls: tls_files,
+            redirect_http,
         })
     }
 

@@ -40,5 +40,5 @@ pub use lessons::{Hierarchy, Lesson, find as find_lesson};
 pub use run::run;
 pub use session::Manager;
 pub use session::admission::FILES_ADMIT_PERCENT;
-pub use web::conn::ConnLimits;
+pub use web::conn::{ConnLimits, Tls};
 pub use web::{Service, Stopped, serve};

@@ -11,8 +11,9 @@ fi
 need=()
 # Sessions see the host's /usr, so the tools the lessons and probes use must be Debian's
 # packages (a python3 elsewhere on PATH does not count). tests/scaleout.rs runs the real HAProxy
-# and nginx as plain processes on 127.0.0.1 (never their system services).
-for pkg in iproute2 procps util-linux python3 strace haproxy nginx; do
+# and nginx as plain processes on 127.0.0.1 (never their system services); tests/tls.rs makes its
+# certificates with openssl.
+for pkg in iproute2 procps util-linux python3 strace haproxy nginx openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
