@@ -33,6 +33,9 @@ pub enum Command {
     /// Manage the image store (root filesystems from OCI images, docs/images.md).
     #[command(subcommand)]
     Image(ImageCommand),
+    /// Probe what this host offers of what nsplay needs (namespaces, cgroups, seccomp, id ranges,
+    /// limits), each with its fix; exits 1 when nsplay cannot run here. Takes serve's settings.
+    CheckHost(Box<CheckHostArgs>),
 }
 
 #[derive(Debug, Subcommand)]
@@ -100,6 +103,15 @@ pub enum ImageCommand {
         #[command(flatten)]
         serve: Box<ServeArgs>,
     },
+}
+
+#[derive(Debug, Args, Clone)]
+pub struct CheckHostArgs {
+    /// Print the findings as one JSON object instead of text.
+    #[arg(long)]
+    pub json: bool,
+    #[command(flatten)]
+    pub serve: ServeArgs,
 }
 
 #[derive(Debug, Args, Clone)]
@@ -399,6 +411,18 @@ pub struct ServeArgs {
     /// Registry credentials, a `docker login`-style JSON file [default: none: anonymous].
     #[arg(long, env = "NSPLAY_REGISTRY_AUTH_FILE")]
     pub registry_auth_file: Option<String>,
+    // ---- TLS without a proxy (docs/deploy.md)
+    /// Serve HTTPS with this certificate chain (a PEM file, the server's certificate first;
+    /// needs --tls-key) [default: plain HTTP, as behind a TLS proxy].
+    #[arg(long, env = "NSPLAY_TLS_CERT")]
+    pub tls_cert: Option<String>,
+    /// The certificate's private key (a PEM file: PKCS#8, PKCS#1 or SEC1).
+    #[arg(long, env = "NSPLAY_TLS_KEY")]
+    pub tls_key: Option<String>,
+    /// Also listen here for plain HTTP and answer every request with a redirect to the same URL
+    /// over HTTPS (only with --tls-cert), e.g. 0.0.0.0:80 [default: none].
+    #[arg(long, env = "NSPLAY_REDIRECT_HTTP")]
+    pub redirect_http: Option<String>,
 }
 
 #[cfg(test)]

@@ -83,6 +83,9 @@ pub struct FileConfig {
     pub insecure_registries: Option<Vec<String>>,
     pub registry_auth_file: Option<String>,
     pub warm_pool_per_image: Option<usize>,
+    pub tls_cert: Option<String>,
+    pub tls_key: Option<String>,
+    pub redirect_http: Option<String>,
 }
 
 /// Every default, written once. `Settings::resolve`, the `--help` texts of `nsplay serve`, the
@@ -246,6 +249,10 @@ pub struct Settings {
     pub import: crate::images::ImportLimits,
     /// Sessions kept ready per image besides the default one's `warm_pool`.
     pub warm_pool_per_image: usize,
+    /// Serve HTTPS with this certificate chain and key (PEM files; both or neither).
+    pub tls: Option<TlsFiles>,
+    /// Where to answer plain HTTP with a redirect to HTTPS (only with `tls`).
+    pub redirect_http: Option<SocketAddr>,
 }
 
 /// The default output budget: [`defaults::OUTPUT_RATE_PER_CORE`] times the CPUs this process may
@@ -281,6 +288,42 @@ impl std::fmt::Debug for DatabaseUrl {
         };
         f.debug_tuple("DatabaseUrl").field(&shown).finish()
     }
+}
+
+/// The certificate chain and private key of nsplay's own TLS (`tls_cert`, `tls_key`).
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct TlsFiles {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+fn tls(raw: &FileConfig) -> Result<(Option<TlsFiles>, Option<SocketAddr>), ConfigError> {
+    let files = match (&raw.tls_cert, &raw.tls_key) {
+        (Some(cert), Some(key)) => Some(TlsFiles { cert: cert.into(), key: key.into() }),
+        (None, None) => None,
+        (Some(c), None) => {
+            return Err(bad("tls_key", "(unset)", format!("a PEM key file: tls_cert = {c} needs its key")));
+        }
+        (None, Some(k)) => {
+            return Err(bad(
+                "tls_cert",
+                "(unset)",
+                format!("a PEM certificate file: tls_key = {k} needs its certificate"),
+            ));
+        }
+    };
+    let redirect = match &raw.redirect_http {
+        None => None,
+        Some(_) if files.is_none() => {
+            return Err(bad(
+                "redirect_http",
+                raw.redirect_http.as_deref().unwrap_or(""),
+                "unset, unless tls_cert and tls_key are set",
+            ));
+        }
+        Some(a) => Some(a.parse().map_err(|_| bad("redirect_http", a, "an address with a port, such as 0.0.0.0:80"))?),
+    };
+    Ok((files, redirect))
 }
 
 /// Share of the host's `fs.file-max` every session together may hold, in percent: the rest is
@@ -435,6 +478,9 @@ impl FileConfig {
             insecure_registries: f.insecure_registries.or(self.insecure_registries),
             registry_auth_file: f.registry_auth_file.or(self.registry_auth_file),
             warm_pool_per_image: f.warm_pool_per_image.or(self.warm_pool_per_image),
+            tls_cert: f.tls_cert.or(self.tls_cert),
+            tls_key: f.tls_key.or(self.tls_key),
+            redirect_http: f.redirect_http.or(self.redirect_http),
         }
     }
 }
@@ -765,6 +811,7 @@ impl Settings {
         let lifecycle = lifecycle(&raw)?;
         let (open_files, open_files_overcommitted) = open_files(file_max(), admission.max_sessions, limits.pids);
         let (data_dir, admin_token) = classroom(&raw)?;
+        let (tls_files, redirect_http) = tls(&raw)?;
         Ok(Settings {
             listen,
             limits,
@@ -808,6 +855,8 @@ impl Settings {
                 .collect::<Result<_, _>>()?,
             import: import_limits(&raw)?,
             warm_pool_per_image: raw.warm_pool_per_image.unwrap_or(defaults::WARM_POOL_PER_IMAGE),
+            tls: tls_files,
+            redirect_http,
         })
     }
 

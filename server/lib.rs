@@ -16,10 +16,12 @@
 //!   `session` and `lessons`, maps errors.
 //! - `classroom`: rooms with join codes, learners, their progress from the host-side checks, and
 //!   the instructor's access; `store`: where those live (SQLite by default, through sqlx).
-//! - `cli`, `config` and `run`: the command line, settings, and `nsplay run`.
+//! - `cli`, `config` and `run`: the command line, settings, and `nsplay run`; `check_host`:
+//!   `nsplay check-host` (the probes are the sandbox's `hostcheck`).
 //!
 //! Modules are private; the binary and the tests use the few items re-exported here.
 
+mod check_host;
 mod classroom;
 mod cli;
 mod config;
@@ -32,13 +34,14 @@ mod store;
 mod text;
 mod web;
 
+pub use check_host::check_host;
 pub use classroom::{Classroom, open as open_classroom};
-pub use cli::{Cli, Command, LessonsCommand, ServeArgs};
+pub use cli::{CheckHostArgs, Cli, Command, LessonsCommand, ServeArgs};
 pub use config::Settings;
 pub use lessons::{Catalog, Hierarchy, Lesson};
 pub use lessons_cmd::main as lessons_main;
 pub use run::run;
 pub use session::Manager;
 pub use session::admission::FILES_ADMIT_PERCENT;
-pub use web::conn::ConnLimits;
+pub use web::conn::{ConnLimits, Tls};
 pub use web::{Service, Stopped, serve};

@@ -25,6 +25,7 @@ fn main() {
             nsplay::lessons_main(&cmd)
         }
         Some(Command::Image(cmd)) => nsplay::images::cmd::main(&cmd),
+        Some(Command::CheckHost(args)) => nsplay::check_host(&args),
         None => serve_main(&cli.serve),
     };
     std::process::exit(code);
@@ -115,11 +116,25 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
         manager_config.images = images;
         let manager = Manager::new(sandbox, manager_config);
         let manager_for_drain = manager.clone();
+        let tls = match &settings.tls {
+            Some(f) => Some(nsplay::Tls::load(&f.cert, &f.key)?),
+            None => None,
+        };
         let listener = tokio::net::TcpListener::bind(settings.listen)
             .await
             .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (choose another with --listen)", settings.listen))?;
         // Tests and scripts read this line to find the port when listening on :0.
-        println!("nsplay listening on http://{}", listener.local_addr()?);
+        println!("nsplay listening on {}://{}", if tls.is_some() { "https" } else { "http" }, listener.local_addr()?);
+        let redirect_http = match settings.redirect_http {
+            Some(addr) => {
+                let l = tokio::net::TcpListener::bind(addr)
+                    .await
+                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the HTTP redirect: {e} (choose another with --redirect-http)"))?;
+                println!("nsplay redirecting http://{} to https", l.local_addr()?);
+                Some(l)
+            }
+            None => None,
+        };
         let service = Service {
             manager,
             events,
@@ -130,6 +145,8 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             connections,
             classroom: Some(classroom),
             lessons,
+            tls,
+            redirect_http,
         };
         Ok(nsplay::serve(listener, service, drain_then_stop(manager_for_drain, settings.drain_timeout)).await)
     })

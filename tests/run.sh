@@ -16,7 +16,8 @@ need=()
 # throw-away PostgreSQL cluster (initdb in a temporary directory, as nobody). tests/images.rs
 # builds its images from busybox-static, pushes them with skopeo to docker-registry started on
 # 127.0.0.1 with its own config (never the system service), and reads xattrs with getfattr (attr).
-for pkg in iproute2 procps util-linux python3 strace haproxy nginx asciinema postgresql busybox-static docker-registry skopeo attr; do
+# tests/tls.rs makes its certificates with openssl.
+for pkg in iproute2 procps util-linux python3 strace haproxy nginx asciinema postgresql busybox-static docker-registry skopeo attr openssl; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then

@@ -7,6 +7,7 @@
 #      and run the session under that group (the root's cgroup.subtree_control starts empty);
 #   2. tests/sandbox.rs, unchanged (the same suite as on v1 hosts);
 #   3. tests/cgroups_v2.rs, with NSPLAY_REQUIRE_CGROUP_V2=1 so that none of it can skip;
+#   2b. tests/check_host.rs: `nsplay check-host` must report v2, its controllers and delegation;
 #   4. the cgroup-namespace lesson of tests/lessons.rs (cgroup_lesson), end to end as it reads
 #      on a v2 host (the v1 host runs every lesson as it reads there). The cgroups lesson is not
 #      in this list yet: in the emulated guest its terminal output timed out (90 s for one
@@ -126,21 +127,22 @@ if [ "$(id -u)" != 0 ]; then
 fi
 start=$(date +%s)
 echo "v2-pass: building the test binaries on the host"
-json=$(cargo test --release --no-run --message-format=json --test sandbox --test cgroups_v2 --test lessons)
+json=$(cargo test --release --no-run --message-format=json --test sandbox --test cgroups_v2 --test lessons --test check_host)
 exe() {
     sed -n "s/.*\"target\":{[^}]*\"kind\":\[\"test\"\][^}]*\"name\":\"$1\"[^}]*}.*\"executable\":\"\([^\"]*\)\".*/\1/p" <<<"$json" | tail -1
 }
 sandbox=$(exe sandbox)
 cgroups_v2=$(exe cgroups_v2)
 lessons=$(exe lessons)
+check_host=$(exe check_host)
 bin=$PWD/target/release/nsplay
-for f in "$sandbox" "$cgroups_v2" "$lessons" "$bin"; do
+for f in "$sandbox" "$cgroups_v2" "$lessons" "$check_host" "$bin"; do
     [ -n "$f" ] && [ -x "$f" ] || { echo "tests/v2-pass.sh: a test binary is missing after the build (${f:-?})" >&2; exit 1; }
 done
 echo "v2-pass: build done in $(($(date +%s) - start)) s; starting the cgroup v2 guest"
 run=("$vm")
 [ -x "$vm" ] || run=(bash "$vm")
 status=0
-"${run[@]}" --timeout "${V2_TIMEOUT:-900}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$sandbox" "$cgroups_v2" "$lessons@cgroup_lesson" || status=$?
+"${run[@]}" --timeout "${V2_TIMEOUT:-900}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$check_host" "$sandbox" "$cgroups_v2" "$lessons@cgroup_lesson" || status=$?
 echo "v2-pass: finished in $(($(date +%s) - start)) s (exit $status)"
 exit $status

@@ -19,6 +19,7 @@
 //!   single-threaded helper that does every fork/unshare/setns/exec), the server's handle on it,
 //!   keeper, init (PID 1 of a session), joiner and relay (copies a terminal's output to the
 //!   server in large chunks) — and the one typed protocol they speak.
+//! - `hostcheck`: `nsplay check-host`, what this host offers of what nsplay needs, probed.
 //! - `consts`: constants several of those share.
 //! - `sys`: the only `unsafe` code, each block with its SAFETY note.
 //!
@@ -27,6 +28,7 @@
 mod cgroups;
 mod consts;
 mod harden;
+pub mod hostcheck;
 mod idmap;
 mod limits;
 mod mounts;

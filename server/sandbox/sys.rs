@@ -9,11 +9,26 @@ use std::os::fd::{AsFd, AsRawFd, BorrowedFd, FromRawFd, OwnedFd, RawFd};
 use nix::unistd::{ForkResult, Pid};
 
 /// `fork(2)`. Only the spawner calls it, and the spawner is single-threaded (it is a fresh
-/// `exec` of the binary and never starts a thread), so the child is a full, consistent copy.
+/// `exec` of the binary and never starts a thread), so the child is a full, consistent copy;
+/// so does `nsplay check-host`, before any thread exists (see `hostcheck`).
 pub fn fork_single_threaded() -> nix::Result<ForkResult> {
     // SAFETY: the spawner process is single-threaded by construction (see `process::spawner`),
+    // and `check-host` forks from `main` before anything has started a thread,
     // so no lock or allocator state can be held by another thread at the moment of the fork.
     unsafe { nix::unistd::fork() }
+}
+
+/// `getxattr(2)` of `name` on `path` (at most 256 bytes: the short flags systemd sets on the
+/// cgroups it delegates are all `check-host` reads).
+pub fn getxattr(path: &std::ffi::CStr, name: &std::ffi::CStr) -> io::Result<Vec<u8>> {
+    let mut buf = [0u8; 256];
+    // SAFETY: both strings are NUL-terminated `CStr`s and `buf` is a writable buffer of the
+    // length passed; the kernel writes at most that many bytes and returns how many.
+    let n = unsafe { libc::getxattr(path.as_ptr(), name.as_ptr(), buf.as_mut_ptr().cast(), buf.len()) };
+    if n < 0 {
+        return Err(io::Error::last_os_error());
+    }
+    Ok(buf[..n as usize].to_vec())
 }
 
 /// `pidfd_open(2)`: a file descriptor that names `pid` for as long as it is not reaped.

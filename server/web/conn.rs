@@ -13,6 +13,12 @@
 //! - **accept errors** (`EMFILE`, `ENFILE`, `ENOBUFS`) back off and retry, never spin or end
 //!   the server; the shutdown trigger is still heard while backing off.
 //!
+//! - **TLS** (settings `tls_cert`/`tls_key`, [`Tls`]): the handshake runs inside the
+//!   connection's slot and must complete within the header timeout (a peer that opens a
+//!   connection and never finishes its hello is cut off like a slow request head); then the
+//!   same HTTP/1.1 serving runs over the TLS stream, and every request carries [`OverTls`] (so
+//!   cookies get `Secure`).
+//!
 //! A WebSocket keeps its slot for as long as it is open (the slot travels with the socket into
 //! the upgrade) and is not subject to the header timeout: once upgraded, hyper no longer reads
 //! HTTP on it, and the terminal bridge has its own rules.
@@ -46,6 +52,52 @@ pub struct ConnLimits {
     pub per_address: usize,
     /// Longest a request head may take to arrive, and a kept-alive connection may stay idle.
     pub header_timeout: Duration,
+}
+
+/// A TLS acceptor built from the configured certificate chain and key (PEM files).
+#[derive(Clone)]
+pub struct Tls(tokio_rustls::TlsAcceptor);
+
+/// Marks a request that reached nsplay over its own TLS (a request extension).
+#[derive(Debug, Clone, Copy)]
+pub struct OverTls;
+
+/// A certificate or key that cannot be used; names the file and what to do.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("tls_cert {path}: {message} (a PEM file of the certificate chain, the server's own certificate first)")]
+    Cert { path: String, message: String },
+    #[error("tls_key {path}: {message} (a PEM file of the certificate's private key: PKCS#8, PKCS#1 or SEC1)")]
+    Key { path: String, message: String },
+    #[error("tls_cert and tls_key do not fit together: {0}")]
+    Config(String),
+}
+
+impl Tls {
+    /// Loads the chain and key (TLS 1.2 and 1.3, ring's safe defaults, ALPN `http/1.1`).
+    pub fn load(cert: &std::path::Path, key: &std::path::Path) -> Result<Tls, TlsError> {
+        use rustls::pki_types::pem::PemObject;
+        use rustls::pki_types::{CertificateDer, PrivateKeyDer};
+        let cert_err = |message: String| TlsError::Cert { path: cert.display().to_string(), message };
+        let certs = CertificateDer::pem_file_iter(cert)
+            .map_err(|e| cert_err(e.to_string()))?
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|e| cert_err(e.to_string()))?;
+        if certs.is_empty() {
+            return Err(cert_err("no certificate in it".into()));
+        }
+        let key = PrivateKeyDer::from_pem_file(key)
+            .map_err(|e| TlsError::Key { path: key.display().to_string(), message: e.to_string() })?;
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut config = rustls::ServerConfig::builder_with_provider(provider)
+            .with_safe_default_protocol_versions()
+            .map_err(|e| TlsError::Config(e.to_string()))?
+            .with_no_client_auth()
+            .with_single_cert(certs, key)
+            .map_err(|e| TlsError::Config(e.to_string()))?;
+        config.alpn_protocols = vec![b"http/1.1".to_vec()];
+        Ok(Tls(tokio_rustls::TlsAcceptor::from(Arc::new(config))))
+    }
 }
 
 /// Server descriptors kept free of connections: the listener, the spawner's socket, logs,
@@ -160,7 +212,13 @@ const MAX_BACKOFF: Duration = Duration::from_secs(1);
 /// Accepts on `listener` and serves `router` on each connection until `stop` is cancelled;
 /// then stops accepting, lets every connection finish its request (idle ones close at once) and
 /// returns when they have. Upgraded WebSockets are not waited for (their owner tracks them).
-pub async fn accept_loop(listener: TcpListener, router: Router, limits: ConnLimits, stop: CancellationToken) {
+pub async fn accept_loop(
+    listener: TcpListener,
+    router: Router,
+    limits: ConnLimits,
+    tls: Option<Tls>,
+    stop: CancellationToken,
+) {
     let global = Arc::new(Semaphore::new(limits.max));
     let table = Arc::new(PerAddress::default());
     let conns = TaskTracker::new();
@@ -207,17 +265,60 @@ pub async fn accept_loop(listener: TcpListener, router: Router, limits: ConnLimi
             continue;
         };
         let _ = stream.set_nodelay(true);
-        conns.spawn(serve_one(Counted { io: stream, _slot: slot }, peer, router.clone(), limits, stop.clone()));
+        let io = Counted { io: stream, _slot: slot };
+        match &tls {
+            None => conns.spawn(serve_one(io, peer, router.clone(), limits, None, stop.clone())),
+            Some(tls) => conns.spawn(handshake_then_serve(tls.clone(), io, peer, router.clone(), limits, stop.clone())),
+        };
     }
     drop(listener);
     conns.close();
     conns.wait().await;
 }
 
+/// The TLS handshake, within the header timeout (and cut short by `stop`), then [`serve_one`]
+/// over the TLS stream. A failed or slow handshake closes the connection and frees its slot.
+async fn handshake_then_serve(
+    tls: Tls,
+    io: Counted,
+    peer: SocketAddr,
+    router: Router,
+    limits: ConnLimits,
+    stop: CancellationToken,
+) {
+    let stream = tokio::select! {
+        r = tokio::time::timeout(limits.header_timeout, tls.0.accept(io)) => r,
+        _ = stop.cancelled() => return,
+    };
+    match stream {
+        Ok(Ok(stream)) => serve_one(stream, peer, router, limits, Some(OverTls), stop).await,
+        Ok(Err(e)) => {
+            metrics::counter!("nsplay_tls_handshakes_failed_total", "reason" => "error").increment(1);
+            tracing::debug!(%peer, error = %e, "TLS handshake failed");
+        }
+        Err(_) => {
+            metrics::counter!("nsplay_tls_handshakes_failed_total", "reason" => "timeout").increment(1);
+            tracing::debug!(%peer, "TLS handshake timed out");
+        }
+    }
+}
+
 /// Serves one connection (HTTP/1.1 with upgrades), shutting it down gracefully on `stop`.
-async fn serve_one(io: Counted, peer: SocketAddr, router: Router, limits: ConnLimits, stop: CancellationToken) {
+async fn serve_one<I>(
+    io: I,
+    peer: SocketAddr,
+    router: Router,
+    limits: ConnLimits,
+    tls: Option<OverTls>,
+    stop: CancellationToken,
+) where
+    I: AsyncRead + AsyncWrite + Unpin + Send + 'static,
+{
     let service = hyper::service::service_fn(move |mut req: hyper::Request<Incoming>| {
         req.extensions_mut().insert(ConnectInfo(peer));
+        if let Some(t) = tls {
+            req.extensions_mut().insert(t);
+        }
         router.clone().oneshot(req)
     });
     let mut builder = hyper::server::conn::http1::Builder::new();

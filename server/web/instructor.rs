@@ -9,12 +9,12 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use askama::Template;
-use axum::Json;
 use axum::body::Bytes;
 use axum::extract::rejection::BytesRejection;
 use axum::extract::{ConnectInfo, Path, Query, State};
 use axum::http::{HeaderMap, HeaderValue, Method, StatusCode, header};
 use axum::response::{IntoResponse, Redirect, Response};
+use axum::{Extension, Json};
 use serde::Deserialize;
 use serde_json::json;
 
@@ -103,18 +103,19 @@ pub async fn authorize(
     Ok(Some(who.csrf))
 }
 
-/// Whether the browser reached nsplay over TLS: its page's origin is `https:`, or a trusted
-/// proxy says so in `X-Forwarded-Proto`.
-fn over_tls(peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> bool {
+/// Whether the browser reached nsplay over TLS: nsplay's own (`tls`, from the request's
+/// `conn::OverTls`), its page's origin is `https:`, or a trusted proxy says so in
+/// `X-Forwarded-Proto`.
+fn over_tls(tls: bool, peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> bool {
     let origin_https =
         headers.get(header::ORIGIN).and_then(|v| v.to_str().ok()).is_some_and(|o| o.starts_with("https://"));
     let peer_trusted = trusted.iter().any(|n| n.contains(&peer.ip().to_canonical()));
     let forwarded_https = headers.get("x-forwarded-proto").and_then(|v| v.to_str().ok()) == Some("https");
-    origin_https || (peer_trusted && forwarded_https)
+    tls || origin_https || (peer_trusted && forwarded_https)
 }
 
 /// The join URL of `code` as this request's browser reaches the server.
-pub fn join_url(peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet], code: &str) -> String {
+pub fn join_url(tls: bool, peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet], code: &str) -> String {
     let host = headers
         .get(header::HOST)
         .and_then(|v| v.to_str().ok())
@@ -122,7 +123,7 @@ pub fn join_url(peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet],
             !h.is_empty() && h.len() <= 255 && h.bytes().all(|b| b.is_ascii_alphanumeric() || b".-:[]".contains(&b))
         })
         .unwrap_or("localhost");
-    let scheme = if over_tls(peer, headers, trusted) { "https" } else { "http" };
+    let scheme = if over_tls(tls, peer, headers, trusted) { "https" } else { "http" };
     format!("{scheme}://{host}/join/{code}")
 }
 
@@ -173,6 +174,7 @@ struct SignInBody {
 pub async fn sign_in<S: Sessions>(
     State(st): State<AppState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<super::conn::OverTls>>,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
@@ -180,7 +182,7 @@ pub async fn sign_in<S: Sessions>(
     let c = classroom_of(&st)?;
     let body: SignInBody = parse_json(body)?;
     let s = c.sign_in(&body.token).await.map_err(|e| classroom_error(e, lang))?;
-    let secure = if over_tls(peer, &headers, &st.trusted_proxies) { "; Secure" } else { "" };
+    let secure = if over_tls(tls.is_some(), peer, &headers, &st.trusted_proxies) { "; Secure" } else { "" };
     let max_age = c.sign_in_lifetime().as_secs();
     let cookie = format!("{COOKIE}={}; Path=/; HttpOnly; SameSite=Strict; Max-Age={max_age}{secure}", s.cookie);
     let mut resp = StatusCode::NO_CONTENT.into_response();
@@ -205,6 +207,7 @@ pub async fn sign_out<S: Sessions>(State(st): State<AppState<S>>, headers: Heade
 pub async fn list_rooms<S: Sessions>(
     State(st): State<AppState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<super::conn::OverTls>>,
     method: Method,
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
@@ -214,7 +217,7 @@ pub async fn list_rooms<S: Sessions>(
     let mut out = Vec::new();
     for r in c.rooms().await.map_err(store_error)? {
         let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
-        out.push(room_json(&r, join_url(peer, &headers, &st.trusted_proxies, &r.code), n));
+        out.push(room_json(&r, join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code), n));
     }
     Ok(Json(json!({"rooms": out})))
 }
@@ -223,6 +226,7 @@ pub async fn list_rooms<S: Sessions>(
 pub async fn create_room<S: Sessions>(
     State(st): State<AppState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<super::conn::OverTls>>,
     method: Method,
     headers: HeaderMap,
     body: Result<Bytes, BytesRejection>,
@@ -233,7 +237,7 @@ pub async fn create_room<S: Sessions>(
     let new: classroom::NewRoom = parse_json(body)?;
     let r = c.create_room(new).await.map_err(|e| classroom_error(e, lang))?;
     tracing::info!(room = %r.id, code = %r.code, "room created");
-    let out = room_json(&r, join_url(peer, &headers, &st.trusted_proxies, &r.code), 0);
+    let out = room_json(&r, join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code), 0);
     Ok((StatusCode::CREATED, Json(out)).into_response())
 }
 
@@ -249,6 +253,7 @@ async fn room_or_404<S>(st: &AppState<S>, id: &str) -> Result<RoomRow, ApiError>
 pub async fn get_room<S: Sessions>(
     State(st): State<AppState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<super::conn::OverTls>>,
     Path(id): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -258,7 +263,7 @@ pub async fn get_room<S: Sessions>(
     authorize(c, &headers, &method, lang).await?;
     let r = room_or_404(&st, &id).await?;
     let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
-    Ok(Json(room_json(&r, join_url(peer, &headers, &st.trusted_proxies, &r.code), n)))
+    Ok(Json(room_json(&r, join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code), n)))
 }
 
 /// `POST /api/rooms/{id}/end`: no more joins, and every learner's session ends.
@@ -443,6 +448,7 @@ pub fn qr_svg(url: &str) -> Result<String, ApiError> {
 pub async fn qr<S: Sessions>(
     State(st): State<AppState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<super::conn::OverTls>>,
     Path(id): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -450,7 +456,7 @@ pub async fn qr<S: Sessions>(
     let lang = pick_lang(None, &headers);
     authorize(classroom_of(&st)?, &headers, &method, lang).await?;
     let r = room_or_404(&st, &id).await?;
-    let svg = qr_svg(&join_url(peer, &headers, &st.trusted_proxies, &r.code))?;
+    let svg = qr_svg(&join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code))?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
 }
 
@@ -488,6 +494,7 @@ struct ExtendBody {
 pub async fn extend_room<S: Sessions>(
     State(st): State<AppState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<super::conn::OverTls>>,
     Path(id): Path<String>,
     method: Method,
     headers: HeaderMap,
@@ -501,7 +508,7 @@ pub async fn extend_room<S: Sessions>(
     c.extend(&r, body.minutes).await.map_err(|e| classroom_error(e, lang))?;
     let r = room_or_404(&st, &id).await?;
     let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
-    Ok(Json(room_json(&r, join_url(peer, &headers, &st.trusted_proxies, &r.code), n)))
+    Ok(Json(room_json(&r, join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code), n)))
 }
 
 /// `POST /api/rooms/{id}/learners/{learner}/end`: 204; the learner's session ends (here at
@@ -678,6 +685,7 @@ pub async fn dashboard_page<S: Sessions>(
 pub async fn projector_page<S: Sessions>(
     State(st): State<AppState<S>>,
     ConnectInfo(peer): ConnectInfo<SocketAddr>,
+    tls: Option<Extension<super::conn::OverTls>>,
     Path(id): Path<String>,
     Query(q): Query<LangQuery>,
     headers: HeaderMap,
@@ -691,7 +699,7 @@ pub async fn projector_page<S: Sessions>(
         Ok(r) => r,
         Err(e) => return e.into_response(),
     };
-    let url = join_url(peer, &headers, &st.trusted_proxies, &r.code);
+    let url = join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code);
     let qr_svg = qr_svg(&url).unwrap_or_default();
     let t = Ui::new(lang);
     let i18n_json = t.json();

@@ -1,6 +1,7 @@
 //! The learner's identity: a random 128-bit value in the cookie `nsplay_learner` that the server
 //! sets on the first page or API answer to a browser that has none (HttpOnly, SameSite=Lax, and
-//! Secure when the request came over TLS, i.e. a trusted proxy said `X-Forwarded-Proto: https`).
+//! Secure when the request came over TLS: nsplay's own (`tls_cert`), or a trusted proxy said
+//! `X-Forwarded-Proto: https`).
 //! It groups one browser's sessions: every page attaches to the learner's one session, the
 //! per-client cap and creation rate count per learner, and it authenticates "end my other
 //! sessions". It is not guessable (128 bits from the OS), so nobody can act as someone else; a
@@ -49,8 +50,8 @@ pub fn new_learner() -> Learner {
     Learner(u128::from_le_bytes(bytes))
 }
 
-/// Whether the browser reached nsplay over TLS: nsplay itself serves plain HTTP, so only a
-/// trusted proxy's `X-Forwarded-Proto` can say so.
+/// Whether the browser reached a TLS proxy in front of nsplay: a trusted proxy's
+/// `X-Forwarded-Proto` says so (nsplay's own TLS marks the request with `conn::OverTls`).
 fn over_tls(peer: SocketAddr, headers: &HeaderMap, trusted: &[ipnet::IpNet]) -> bool {
     super::client::forwarded_proto(peer, headers, trusted).is_some_and(|p| p == "https")
 }
@@ -73,7 +74,7 @@ pub async fn ensure(
     let path = req.uri().path();
     let wanted = !(path.starts_with("/assets/") || path == "/healthz" || path == "/metrics");
     let missing = wanted && from_headers(req.headers()).is_none();
-    let secure = over_tls(peer, req.headers(), &trusted);
+    let secure = req.extensions().get::<super::conn::OverTls>().is_some() || over_tls(peer, req.headers(), &trusted);
     let mut resp = next.run(req).await;
     if missing {
         resp.headers_mut().append(header::SET_COOKIE, set_cookie(new_learner(), secure));

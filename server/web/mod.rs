@@ -148,6 +148,30 @@ pub fn app<S: Sessions>(state: AppState<S>) -> Router {
         .with_state(state)
 }
 
+/// The router of the `redirect_http` listener: every request gets 308 to the same host, path and
+/// query over HTTPS on `port` (a method and body the browser repeats there); without a usable
+/// `Host`, 400.
+pub fn redirect_to_https(port: u16) -> Router {
+    use axum::http::{HeaderMap, StatusCode, Uri, header};
+    use axum::response::IntoResponse;
+    Router::new().fallback(move |headers: HeaderMap, uri: Uri| async move {
+        let host = headers
+            .get(header::HOST)
+            .and_then(|h| h.to_str().ok())
+            .and_then(|h| h.parse::<axum::http::uri::Authority>().ok());
+        let Some(host) = host else {
+            return (StatusCode::BAD_REQUEST, "a Host header is needed to redirect to HTTPS\n").into_response();
+        };
+        let port = if port == 443 { String::new() } else { format!(":{port}") };
+        let path = uri.path_and_query().map(|p| p.as_str()).unwrap_or("/");
+        let to = format!("https://{}{port}{path}", host.host());
+        match axum::http::HeaderValue::from_str(&to) {
+            Ok(v) => (StatusCode::PERMANENT_REDIRECT, [(header::LOCATION, v)]).into_response(),
+            Err(_) => (StatusCode::BAD_REQUEST, "bad Host header\n").into_response(),
+        }
+    })
+}
+
 /// What [`serve`] runs besides its listener: the sessions, what the sandbox reports about them,
 /// and the web layer's settings.
 pub struct Service {
@@ -170,6 +194,11 @@ pub struct Service {
     pub classroom: Option<Arc<Classroom>>,
     /// The lessons; [`serve`] reloads them when their files change and on SIGHUP.
     pub lessons: Arc<crate::lessons::Catalog>,
+    /// Serve HTTPS on the listener with this certificate (`None`: plain HTTP, as behind a proxy).
+    pub tls: Option<conn::Tls>,
+    /// A second listener that answers every request with a redirect to the same URL over
+    /// HTTPS on the main listener's port (`redirect_http`), under the same connection rules.
+    pub redirect_http: Option<TcpListener>,
 }
 
 /// How [`serve`] ended.
@@ -235,6 +264,8 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         connections,
         classroom,
         lessons,
+        tls,
+        redirect_http,
     } = service;
     let m = manager.clone();
     let _event_loop = AbortOnDropHandle::new(tokio::spawn(async move {
@@ -267,7 +298,10 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
     let sockets = state.sockets.clone();
     let stop = CancellationToken::new();
     let _stop_on_drop = stop.clone().drop_guard();
-    let server = tokio::spawn(conn::accept_loop(listener, app(state), connections, stop.clone()));
+    let https_port = listener.local_addr().map(|a| a.port()).unwrap_or(443);
+    let redirect = redirect_http
+        .map(|l| tokio::spawn(conn::accept_loop(l, redirect_to_https(https_port), connections, None, stop.clone())));
+    let server = tokio::spawn(conn::accept_loop(listener, app(state), connections, tls, stop.clone()));
     shutdown.await;
     let deadline = tokio::time::Instant::now() + shutdown_timeout;
     tracing::info!(sessions = manager.live(), "shutting down");
@@ -278,6 +312,9 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
     sockets.close();
     let _ = tokio::time::timeout_at(deadline, sockets.wait()).await;
     let _ = tokio::time::timeout_at(deadline, server).await;
+    if let Some(r) = redirect {
+        let _ = tokio::time::timeout_at(deadline, r).await;
+    }
     match manager.live() {
         0 => Stopped::Clean,
         left => {

@@ -749,7 +749,7 @@ mod connections {
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
         let stop = CancellationToken::new();
-        let task = tokio::spawn(accept_loop(listener, router, limits, stop.clone()));
+        let task = tokio::spawn(accept_loop(listener, router, limits, None, stop.clone()));
         Served { addr, answered, stop, task }
     }
 

@@ -356,16 +356,17 @@ impl Server {
         let mut line = String::new();
         use std::io::BufRead;
         stdout.read_line(&mut line).unwrap();
-        let addr = line
+        let (scheme, addr) = line
             .trim()
-            .strip_prefix("nsplay listening on http://")
-            .unwrap_or_else(|| panic!("server did not start: {line:?} {}", log.lock().unwrap()))
-            .to_string();
+            .strip_prefix("nsplay listening on ")
+            .and_then(|a| a.split_once("://"))
+            .unwrap_or_else(|| panic!("server did not start: {line:?} {}", log.lock().unwrap()));
+        let (scheme, addr) = (scheme.to_string(), addr.to_string());
         std::thread::spawn(move || {
             let mut rest = String::new();
             let _ = stdout.read_to_string(&mut rest);
         });
-        Server { child, base: format!("http://{addr}"), addr, inst, log }
+        Server { child, base: format!("{scheme}://{addr}"), addr, inst, log }
     }
 
     pub fn pid(&self) -> i32 {

@@ -26,6 +26,8 @@ const CONTROLLERS: [(&str, Controllers); 5] = [
     ("freezer", Controllers::Freezer),
 ];
 const RELAY_CONTROLLERS: usize = 4;
+/// The v1 limit on a group's TCP socket buffers (kernels with CONFIG_MEMCG_KMEM).
+const TCP_LIMIT: &str = "memory.kmem.tcp.limit_in_bytes";
 
 pub struct V1Driver {
     /// Path of the sessions group inside each hierarchy, e.g. `nsplay/sessions` (session groups
@@ -159,6 +161,12 @@ impl CgroupDriver for V1Driver {
                 mem.set_memswap_limit(limits.memory_bytes as i64).map_err(lerr(&dir, "memory.memsw.limit_in_bytes"))?;
             }
             mem.set_swappiness(0).map_err(lerr(&dir, "memory.swappiness"))?;
+            // v1 charges socket buffers to no group unless this limit is set: then TCP buffer
+            // memory is charged to the session's own tcp counter and bounded by its memory
+            // limit (docs/security.md, Round two item 6). UDP buffers stay uncharged on v1.
+            if dir.join(TCP_LIMIT).exists() {
+                super::write_file(&dir, TCP_LIMIT, &limits.memory_bytes.to_string())?;
+            }
             let pids: &PidController =
                 cg.controller_of().ok_or_else(|| CgroupError::MissingController("pids".into()))?;
             pids.set_pid_max(MaxValue::Value(limits.pids as i64)).map_err(lerr(&dir, "pids.max"))?;

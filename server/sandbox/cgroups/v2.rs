@@ -74,24 +74,7 @@ impl V2Driver {
             }
         }
         let own = super::own_v2_cgroup().unwrap_or_else(|| "/".into()).trim_matches('/').to_string();
-        let explicit = parent
-            .map(|p| p.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>().join("/"))
-            .filter(|p| !p.is_empty());
-        let (parent, placement) = match explicit {
-            Some(p) => {
-                if p.split('/').any(|c| c == "." || c == "..") {
-                    return Err(CgroupError::Create {
-                        path: p,
-                        message: "the cgroup parent must be a plain path below the root (no `.` or `..`)".into(),
-                    });
-                }
-                (p, Placement::Explicit)
-            }
-            None => match delegated_group(root, &own, &Process::current()) {
-                Some(p) => (p, Placement::Delegated),
-                None => ("nsplay".to_string(), Placement::Default),
-            },
-        };
+        let (parent, placement) = planned_parent(parent)?;
         let mut driver = V2Driver { parent, placement, created: Vec::new() };
         driver.created = driver.prepare_parent(&own)?;
         // The sessions group is nsplay's whether this run made it or a crashed one did: it is
@@ -235,6 +218,29 @@ impl Process {
     fn only_kin(&self, pids: &[i32]) -> bool {
         pids.iter().all(|p| *p == self.pid || self.ancestors.contains(p))
     }
+}
+
+/// Where the parent group goes (relative to the root) and why, without creating anything (see
+/// the module docs; `check-host` reports it too).
+pub fn planned_parent(parent: Option<&str>) -> Result<(String, Placement), CgroupError> {
+    let own = super::own_v2_cgroup().unwrap_or_else(|| "/".into()).trim_matches('/').to_string();
+    let explicit =
+        parent.map(|p| p.split('/').filter(|c| !c.is_empty()).collect::<Vec<_>>().join("/")).filter(|p| !p.is_empty());
+    Ok(match explicit {
+        Some(p) => {
+            if p.split('/').any(|c| c == "." || c == "..") {
+                return Err(CgroupError::Create {
+                    path: p,
+                    message: "the cgroup parent must be a plain path below the root (no `.` or `..`)".into(),
+                });
+            }
+            (p, Placement::Explicit)
+        }
+        None => match delegated_group(Path::new(ROOT), &own, &Process::current()) {
+            Some(p) => (p, Placement::Delegated),
+            None => ("nsplay".to_string(), Placement::Default),
+        },
+    })
 }
 
 fn parent_pid(pid: i32) -> Option<i32> {
