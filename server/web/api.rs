@@ -348,8 +348,21 @@ pub async fn terminal_socket<S: Sessions>(
     let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let s = st.manager.get(&id)?;
     let term = s.terminal_ref(n).ok_or(SessionError::NoTerminal)?;
+    upgrade_terminal(ws, s, term, st.sockets.clone(), lang, ws::Mode::Interactive)
+}
+
+/// Upgrades a terminal's socket (bounded messages and read buffer) and runs the bridge in `mode`
+/// on it, tracked so that a shutdown waits for it; an ended terminal gets its exit code. The
+/// learner's socket and the instructor's read-only view both come here.
+pub(super) fn upgrade_terminal(
+    ws: Result<WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
+    session: Arc<Session>,
+    term: TerminalRef,
+    tracker: tokio_util::task::TaskTracker,
+    lang: &'static str,
+    mode: ws::Mode,
+) -> Result<Response, ApiError> {
     let ws = ws.map_err(|e| ApiError::bad_request(format!("this URL is a WebSocket: {}", e.body_text())))?;
-    let tracker = st.sockets.clone();
     Ok(ws
         .max_message_size(ws::MAX_CLIENT_MESSAGE)
         .max_frame_size(ws::MAX_CLIENT_MESSAGE)
@@ -372,10 +385,11 @@ pub async fn terminal_socket<S: Sessions>(
                     _ => Frame::Other,
                 })
             });
-            let _s: Arc<Session> = s;
             tracker.track_future(async move {
+                // The session lives as long as its socket.
+                let _session = session;
                 match term {
-                    TerminalRef::Live(term) => ws::bridge(sink, stream, term, lang).await,
+                    TerminalRef::Live(term) => ws::bridge_as(sink, stream, term, lang, mode).await,
                     TerminalRef::Ended(code) => ws::ended(sink, code).await,
                 }
             })

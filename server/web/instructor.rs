@@ -546,9 +546,6 @@ pub async fn view_socket<S: Sessions>(
     Query(q): Query<LangQuery>,
     ws: Result<axum::extract::ws::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
-    use super::ws::{self, Frame};
-    use axum::extract::ws::{CloseFrame, Message};
-    use futures_util::{SinkExt, StreamExt};
     let lang = pick_lang(q.lang.as_deref(), &headers);
     let c = classroom_of(&st)?;
     authorize(c, &headers, &method, lang).await?;
@@ -562,36 +559,7 @@ pub async fn view_socket<S: Sessions>(
         ));
     }
     let term = s.terminal_ref(n).ok_or(crate::session::SessionError::NoTerminal)?;
-    let ws = ws.map_err(|e| ApiError::bad_request(format!("this URL is a WebSocket: {}", e.body_text())))?;
-    let tracker = st.sockets.clone();
-    Ok(ws.max_message_size(ws::MAX_CLIENT_MESSAGE).max_frame_size(ws::MAX_CLIENT_MESSAGE).on_upgrade(move |socket| {
-        let (sink, stream) = socket.split();
-        let sink = Box::pin(sink.with(|f: Frame| async move {
-            Ok::<_, axum::Error>(match f {
-                Frame::Binary(b) => Message::Binary(b),
-                Frame::Text(t) => Message::Text(t.into()),
-                Frame::Close(code, reason) => Message::Close(Some(CloseFrame { code, reason: reason.into() })),
-                Frame::Other => Message::Ping(Bytes::new()),
-            })
-        }));
-        let stream = stream.map(|m| {
-            m.map(|m| match m {
-                Message::Binary(b) => Frame::Binary(b),
-                Message::Text(t) => Frame::Text(t.to_string()),
-                Message::Close(c) => Frame::Close(c.map(|c| c.code).unwrap_or(ws::CLOSE_NORMAL), String::new()),
-                _ => Frame::Other,
-            })
-        });
-        tracker.track_future(async move {
-            let _s = s;
-            match term {
-                crate::session::TerminalRef::Live(term) => {
-                    ws::bridge_as(sink, stream, term, lang, ws::Mode::Viewer).await
-                }
-                crate::session::TerminalRef::Ended(code) => ws::ended(sink, code).await,
-            }
-        })
-    }))
+    super::api::upgrade_terminal(ws, s, term, st.sockets.clone(), lang, super::ws::Mode::Viewer)
 }
 
 // ---- pages

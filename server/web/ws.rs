@@ -38,8 +38,9 @@ fn json(v: serde_json::Value) -> Frame {
     Frame::Text(v.to_string())
 }
 
-/// Runs one client until it leaves or the terminal ends; what the server says to the client is
-/// in `lang`.
+/// Runs one interactive client until it leaves or the terminal ends; what the server says to the
+/// client is in `lang`. (The server's sockets come through [`bridge_as`]; the tests drive this.)
+#[cfg(test)]
 pub async fn bridge<S, R, E>(sink: S, stream: R, term: Arc<Terminal>, lang: &'static str)
 where
     S: Sink<Frame> + Unpin,
