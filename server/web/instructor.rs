@@ -35,6 +35,19 @@ pub fn classroom_of<S>(st: &AppState<S>) -> Result<&Arc<Classroom>, ApiError> {
     st.classroom.as_ref().ok_or_else(|| ApiError::not_found("classroom mode is not enabled in this process"))
 }
 
+/// The classroom, once the request is an instructor's ([`authorize`]): what every instructor
+/// handler starts with.
+async fn instructor_classroom<'a, S>(
+    st: &'a AppState<S>,
+    headers: &HeaderMap,
+    method: &Method,
+    lang: &str,
+) -> Result<&'a Arc<Classroom>, ApiError> {
+    let c = classroom_of(st)?;
+    authorize(c, headers, method, lang).await?;
+    Ok(c)
+}
+
 pub fn store_error(e: crate::store::StoreError) -> ApiError {
     tracing::error!(error = %e, "classroom store");
     ApiError::new(
@@ -212,8 +225,7 @@ pub async fn list_rooms<S: Sessions>(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let lang = pick_lang(None, &headers);
-    let c = classroom_of(&st)?;
-    authorize(c, &headers, &method, lang).await?;
+    let c = instructor_classroom(&st, &headers, &method, lang).await?;
     let mut out = Vec::new();
     for r in c.rooms().await.map_err(store_error)? {
         let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
@@ -232,13 +244,26 @@ pub async fn create_room<S: Sessions>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
     let lang = pick_lang(None, &headers);
-    let c = classroom_of(&st)?;
-    authorize(c, &headers, &method, lang).await?;
+    let c = instructor_classroom(&st, &headers, &method, lang).await?;
     let new: classroom::NewRoom = parse_json(body)?;
     let r = c.create_room(new).await.map_err(|e| classroom_error(e, lang))?;
     tracing::info!(room = %r.id, code = %r.code, "room created");
     let out = room_json(&r, join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code), 0);
     Ok((StatusCode::CREATED, Json(out)).into_response())
+}
+
+/// A room as `GET /api/rooms/{id}` shows it: with its join URL and how many learners joined.
+async fn room_reply<S>(
+    st: &AppState<S>,
+    c: &Classroom,
+    id: &str,
+    tls: bool,
+    peer: SocketAddr,
+    headers: &HeaderMap,
+) -> Result<Json<serde_json::Value>, ApiError> {
+    let r = room_or_404(st, id).await?;
+    let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
+    Ok(Json(room_json(&r, join_url(tls, peer, headers, &st.trusted_proxies, &r.code), n)))
 }
 
 async fn room_or_404<S>(st: &AppState<S>, id: &str) -> Result<RoomRow, ApiError> {
@@ -259,11 +284,8 @@ pub async fn get_room<S: Sessions>(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let lang = pick_lang(None, &headers);
-    let c = classroom_of(&st)?;
-    authorize(c, &headers, &method, lang).await?;
-    let r = room_or_404(&st, &id).await?;
-    let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
-    Ok(Json(room_json(&r, join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code), n)))
+    let c = instructor_classroom(&st, &headers, &method, lang).await?;
+    room_reply(&st, c, &id, tls.is_some(), peer, &headers).await
 }
 
 /// `POST /api/rooms/{id}/end`: no more joins, and every learner's session ends.
@@ -274,8 +296,7 @@ pub async fn end_room<S: Sessions>(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let lang = pick_lang(None, &headers);
-    let c = classroom_of(&st)?;
-    authorize(c, &headers, &method, lang).await?;
+    let c = instructor_classroom(&st, &headers, &method, lang).await?;
     room_or_404(&st, &id).await?;
     c.end_room(&id).await.map_err(store_error)?;
     for l in c.store().learners(&id).await.map_err(store_error)? {
@@ -303,7 +324,7 @@ pub async fn progress<S: Sessions>(
     headers: HeaderMap,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let lang = pick_lang(None, &headers);
-    authorize(classroom_of(&st)?, &headers, &method, lang).await?;
+    instructor_classroom(&st, &headers, &method, lang).await?;
     Ok(Json(progress_json(&st, &id).await?))
 }
 
@@ -366,8 +387,7 @@ pub async fn events<S: Sessions>(
 ) -> Result<Response, ApiError> {
     use axum::response::sse::{Event, KeepAlive, Sse};
     let lang = pick_lang(None, &headers);
-    let c = classroom_of(&st)?;
-    authorize(c, &headers, &method, lang).await?;
+    let c = instructor_classroom(&st, &headers, &method, lang).await?;
     let rx = c.subscribe();
     let first = progress_json(&st, &id).await?;
     // On a database shared with other nodes, their changes reach this node only through it:
@@ -417,7 +437,7 @@ pub async fn progress_csv<S: Sessions>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let lang = pick_lang(None, &headers);
-    authorize(classroom_of(&st)?, &headers, &method, lang).await?;
+    instructor_classroom(&st, &headers, &method, lang).await?;
     let p = progress_of(&st, &id).await?;
     let name = format!("attachment; filename=\"nsplay-{}.csv\"", p.room.code);
     Ok((
@@ -454,7 +474,7 @@ pub async fn qr<S: Sessions>(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let lang = pick_lang(None, &headers);
-    authorize(classroom_of(&st)?, &headers, &method, lang).await?;
+    instructor_classroom(&st, &headers, &method, lang).await?;
     let r = room_or_404(&st, &id).await?;
     let svg = qr_svg(&join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code))?;
     Ok(([(header::CONTENT_TYPE, "image/svg+xml")], svg).into_response())
@@ -476,8 +496,7 @@ pub async fn post_notice<S: Sessions>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<StatusCode, ApiError> {
     let lang = pick_lang(None, &headers);
-    let c = classroom_of(&st)?;
-    authorize(c, &headers, &method, lang).await?;
+    let c = instructor_classroom(&st, &headers, &method, lang).await?;
     let body: NoticeBody = parse_json(body)?;
     room_or_404(&st, &id).await?;
     c.notice(&id, &body.text).await.map_err(|e| classroom_error(e, lang))?;
@@ -501,14 +520,11 @@ pub async fn extend_room<S: Sessions>(
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let lang = pick_lang(None, &headers);
-    let c = classroom_of(&st)?;
-    authorize(c, &headers, &method, lang).await?;
+    let c = instructor_classroom(&st, &headers, &method, lang).await?;
     let body: ExtendBody = parse_json(body)?;
     let r = room_or_404(&st, &id).await?;
     c.extend(&r, body.minutes).await.map_err(|e| classroom_error(e, lang))?;
-    let r = room_or_404(&st, &id).await?;
-    let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
-    Ok(Json(room_json(&r, join_url(tls.is_some(), peer, &headers, &st.trusted_proxies, &r.code), n)))
+    room_reply(&st, c, &id, tls.is_some(), peer, &headers).await
 }
 
 /// `POST /api/rooms/{id}/learners/{learner}/end`: 204; the learner's session ends (here at
@@ -520,8 +536,7 @@ pub async fn end_learner<S: Sessions>(
     headers: HeaderMap,
 ) -> Result<StatusCode, ApiError> {
     let lang = pick_lang(None, &headers);
-    let c = classroom_of(&st)?;
-    authorize(c, &headers, &method, lang).await?;
+    let c = instructor_classroom(&st, &headers, &method, lang).await?;
     if !c.request_end(&id, &learner).await.map_err(store_error)? {
         return Err(ApiError::not_found(format!("room `{id}` has no learner `{learner}`")));
     }
@@ -547,8 +562,7 @@ pub async fn view_socket<S: Sessions>(
     ws: Result<axum::extract::ws::WebSocketUpgrade, axum::extract::ws::rejection::WebSocketUpgradeRejection>,
 ) -> Result<Response, ApiError> {
     let lang = pick_lang(q.lang.as_deref(), &headers);
-    let c = classroom_of(&st)?;
-    authorize(c, &headers, &method, lang).await?;
+    instructor_classroom(&st, &headers, &method, lang).await?;
     let s = st.manager.get(&id)?;
     // Instructors watch their rooms' learners, never an anonymous playground session.
     if classroom::learner_of(&s.marks()).is_none() {
