@@ -571,8 +571,9 @@ async fn the_server_starts_sessions_on_its_image_refuses_unknown_ones_and_leaves
     assert!(wait_until(10, || old_groups(&server) == 0), "{:?}", server.inst.session_groups());
     assert!(wait_until(10, || server.log.lock().unwrap().contains("reclaimed")), "{}", server.log.lock().unwrap());
     server.stop_with(nix::sys::signal::Signal::SIGINT);
-    assert!(wait_until(10, || host_mount_count() == mounts_before), "mounts left behind");
-    assert!(server.inst.session_groups().is_empty(), "{:?}", server.inst.session_groups());
+    let log = server.log.lock().unwrap().clone();
+    assert!(wait_until(10, || host_mount_count() == mounts_before), "mounts left behind\n{log}");
+    assert!(server.inst.session_groups().is_empty(), "{:?}\n{log}", server.inst.session_groups());
     let (out, code) = nsplay(&["image", "rm", "bb", "--data-dir", &d]);
     assert_eq!(code, 0, "{out}");
 }

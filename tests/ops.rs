@@ -144,6 +144,21 @@ async fn a_crash_leaves_no_process_and_the_next_start_reclaims_the_rest() {
     assert_eq!(host_mount_count(), mounts);
 }
 
+/// A stop signal that comes while the server is still starting (its warm pool already
+/// building) is a clean stop too: before the handlers were installed first, SIGINT here killed
+/// the server with the default action and left the pool's cgroups behind (2 runs in 8).
+#[test]
+fn a_stop_signal_during_the_start_still_leaves_nothing() {
+    for round in 0..10 {
+        let mut server = Server::start_in(common::Instance::new(), &["--warm-pool", "2"]);
+        let (code, _) = server.stop_with(nix::sys::signal::Signal::SIGINT);
+        let log = server.log.lock().unwrap().clone();
+        assert_eq!(code, Some(0), "round {round}: exit {code:?}\n{log}");
+        let left: Vec<_> = server.inst.parent_dirs().into_iter().filter(|d| d.exists()).collect();
+        assert!(left.is_empty(), "round {round}: left {left:?}\n{log}");
+    }
+}
+
 #[test]
 fn a_wrong_setting_stops_the_start_with_one_line_and_exit_2() {
     common::require_root();

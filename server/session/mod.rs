@@ -629,6 +629,12 @@ impl Manager {
         self.sandbox.cgroup_version()
     }
 
+    /// Sandboxes that exist now: live sessions, the warm pools' and those being built (a
+    /// clean stop leaves none).
+    pub fn sandboxes(&self) -> usize {
+        self.existing.load(Ordering::SeqCst)
+    }
+
     pub fn live(&self) -> usize {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
@@ -815,6 +821,12 @@ impl Manager {
         if let Err(e) = started_shell {
             self.end(&session.id, EndReason::Failed).await.ok();
             return Err(e.into());
+        }
+        // A shutdown that began while this one was built may have listed the sessions
+        // already: it waits for this request (still pending), and this session ends itself.
+        if self.shutting_down.load(Ordering::SeqCst) {
+            self.end(&session.id, EndReason::Shutdown).await.ok();
+            return Err(SessionError::ShuttingDown);
         }
         metrics::counter!("nsplay_sessions_created_total").increment(1);
         metrics::histogram!("nsplay_spawn_seconds").record(started.elapsed().as_secs_f64());
@@ -1089,7 +1101,7 @@ impl Manager {
 
     /// Ends every session and empties the warm pool (on shutdown).
     pub async fn shutdown(self: &Arc<Self>) {
-        self.shutting_down.store(true, Ordering::Relaxed);
+        self.shutting_down.store(true, Ordering::SeqCst);
         self.pool.close();
         for p in self.image_pools.values() {
             p.close();
@@ -1107,7 +1119,14 @@ impl Manager {
         for p in self.image_pools.values() {
             p.finished().await;
         }
-        if self.live() == 0 {
+        // Requests that were building a session when the shutdown began end it themselves
+        // (see `register`); the caller's deadline bounds this wait.
+        while !self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty() || self.live() > 0 {
+            let left: Vec<String> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+            futures_util::future::join_all(left.iter().map(|id| self.end(id, EndReason::Shutdown))).await;
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        if self.sandboxes() == 0 {
             // Every sandbox is gone: the parent groups nsplay made at start go too.
             for left in self.sandbox.release_cgroups() {
                 tracing::warn!(cgroup = %left.display(), "a parent cgroup nsplay created is not empty and stays");

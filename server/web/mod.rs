@@ -315,7 +315,7 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
     if let Some(r) = redirect {
         let _ = tokio::time::timeout_at(deadline, r).await;
     }
-    match manager.live() {
+    match manager.sandboxes() {
         0 => Stopped::Clean,
         left => {
             tracing::error!(left, "shutdown timed out; the next start reclaims what is left");
