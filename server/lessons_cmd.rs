@@ -167,6 +167,8 @@ fn run_tests(
     topics: &[String],
     transcript: Option<&std::path::Path>,
 ) -> anyhow::Result<Vec<Row>> {
+    // First: Ctrl-C or a CI's SIGTERM during the walk ends its sessions (see `signals`).
+    let blocked = crate::signals::block()?;
     let exe = std::env::current_exe()?;
     let (events_tx, mut events) = tokio::sync::mpsc::unbounded_channel();
     let (mut sandbox, _reclaimed) = nsplay_sandbox::Sandbox::start(&settings.sandbox, &exe, move |ev| {
@@ -184,6 +186,7 @@ fn run_tests(
     };
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
+        let mut signals = crate::signals::StopSignals::install(blocked)?;
         let mut cfg = settings.manager_config();
         // One lesson at a time: one session, and one more being built.
         cfg.warm_pool = 1;
@@ -197,18 +200,25 @@ fn run_tests(
                 m.handle_event(ev);
             }
         });
-        let mut rows = Vec::new();
-        for topic in topics {
-            let Some(lesson) = loaded.find(topic) else { continue };
-            // Only the lessons asked for: a directory's, or the built-in ones with --builtin.
-            if !builtin && lesson.source == Source::Builtin {
-                continue;
+        let walk_all = async {
+            let mut rows = Vec::new();
+            for topic in topics {
+                let Some(lesson) = loaded.find(topic) else { continue };
+                // Only the lessons asked for: a directory's, or the built-in ones with --builtin.
+                if !builtin && lesson.source == Source::Builtin {
+                    continue;
+                }
+                rows.extend(walk(&manager, lesson, transcript.as_mut()).await);
             }
-            rows.extend(walk(&manager, lesson, transcript.as_mut()).await);
-        }
+            rows
+        };
+        let outcome = tokio::select! {
+            rows = walk_all => Ok(rows),
+            _ = signals.either() => Err(anyhow::anyhow!("interrupted: the sessions of the walk were ended; nothing is left behind")),
+        };
         manager.shutdown().await;
         events_task.abort();
-        Ok(rows)
+        outcome
     })
 }
 

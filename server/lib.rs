@@ -11,13 +11,13 @@
 //! - `lessons`: the lesson catalog and the checks that read a session's kernel state from the
 //!   host.
 //! - `text`: the one catalog of user-facing text (`web/ui.toml`), English and Japanese.
-//! - `text`: every user-facing string the server sends, in English and Japanese.
 //! - `web`: axum routes, the WebSocket bridge, pages and embedded assets. Extracts, calls
 //!   `session` and `lessons`, maps errors.
 //! - `classroom`: rooms with join codes, learners, their progress from the host-side checks, and
 //!   the instructor's access; `store`: where those live (SQLite by default, through sqlx).
 //! - `cli`, `config` and `run`: the command line, settings, and `nsplay run`; `check_host`:
-//!   `nsplay check-host` (the probes are the sandbox's `hostcheck`).
+//!   `nsplay check-host` (the probes are the sandbox's `hostcheck`); `signals`: SIGINT and
+//!   SIGTERM for the commands that own sessions.
 //!
 //! Modules are private; the binary and the tests use the few items re-exported here.
 
@@ -30,6 +30,7 @@ mod lessons;
 mod lessons_cmd;
 mod run;
 mod session;
+pub mod signals;
 mod store;
 mod text;
 mod web;

@@ -59,14 +59,8 @@ fn serve_main(args: &nsplay::ServeArgs) -> i32 {
 /// runtime, builds the session manager, binds the listener and serves until SIGTERM or SIGINT.
 fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
     raise_fd_limit();
-    // SIGINT and SIGTERM wait (blocked, pending) until their handlers exist: one arriving while
-    // the server starts would otherwise kill it with the default action, leaving the warm
-    // pool's sessions and the parent cgroups behind. The spawner and every sandboxed process
-    // start with an empty mask (std's Command, `reset_signals`).
-    let mut stop_signals = nix::sys::signal::SigSet::empty();
-    stop_signals.add(nix::sys::signal::Signal::SIGINT);
-    stop_signals.add(nix::sys::signal::Signal::SIGTERM);
-    stop_signals.thread_block().map_err(|e| anyhow::anyhow!("blocking SIGINT and SIGTERM: {e}"))?;
+    // First: a stop signal during the start waits for its handler (see `nsplay::signals`).
+    let blocked = nsplay::signals::block()?;
     let (tx, events) = tokio::sync::mpsc::unbounded_channel();
     let exe = std::env::current_exe()?;
     let (mut sandbox, reclaimed) = Sandbox::start(&settings.sandbox, &exe, move |ev| {
@@ -83,8 +77,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
         .map_err(|e| anyhow::anyhow!("metrics: {e}"))?;
     let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
     rt.block_on(async move {
-        let signals = StopSignals::install()?;
-        stop_signals.thread_unblock().map_err(|e| anyhow::anyhow!("unblocking SIGINT and SIGTERM: {e}"))?;
+        let signals = nsplay::signals::StopSignals::install(blocked)?;
         for left in &reclaimed {
             match &left.error {
                 None => tracing::warn!(cgroup = %left.name, "reclaimed a session left by an earlier run (its processes were killed and its cgroup removed)"),
@@ -197,29 +190,15 @@ fn fit_connections(settings: &Settings) -> nsplay::ConnLimits {
     fitted
 }
 
-/// The handlers of SIGTERM and SIGINT, installed before anything that a stop must clean up
-/// exists (signals that came earlier are pending, and arrive here).
-struct StopSignals {
-    term: tokio::signal::unix::Signal,
-    int: tokio::signal::unix::Signal,
-}
-
-impl StopSignals {
-    fn install() -> anyhow::Result<StopSignals> {
-        use tokio::signal::unix::{SignalKind, signal};
-        let handler = |kind, name| signal(kind).map_err(|e| anyhow::anyhow!("installing the {name} handler: {e}"));
-        Ok(StopSignals {
-            term: handler(SignalKind::terminate(), "SIGTERM")?,
-            int: handler(SignalKind::interrupt(), "SIGINT")?,
-        })
-    }
-}
-
 /// Completes when the sessions should end: a SIGINT ends them at once; a SIGTERM drains the
 /// node first (no new sessions, every learner told the deadline; see [`Manager::drain`]) for
 /// up to `drain_timeout`, cut short by a second SIGTERM or a SIGINT.
-async fn drain_then_stop(signals: StopSignals, manager: std::sync::Arc<Manager>, drain_timeout: std::time::Duration) {
-    let StopSignals { mut term, mut int } = signals;
+async fn drain_then_stop(
+    signals: nsplay::signals::StopSignals,
+    manager: std::sync::Arc<Manager>,
+    drain_timeout: std::time::Duration,
+) {
+    let nsplay::signals::StopSignals { mut term, mut int } = signals;
     tokio::select! {
         _ = term.recv() => {}
         _ = int.recv() => return,

@@ -20,6 +20,9 @@ fn lessons_test(args: &[&str]) -> (i32, String, String) {
     let inst = Instance::new();
     let out =
         std::process::Command::new(BIN).args(["lessons", "test"]).args(args).args(inst.serve_args()).output().unwrap();
+    // Whatever the outcome, the walk's sessions and parent groups are gone when it returns.
+    let left: Vec<_> = inst.parent_dirs().into_iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "lessons test left {left:?}\n{}", String::from_utf8_lossy(&out.stderr));
     (
         out.status.code().unwrap_or(-1),
         String::from_utf8_lossy(&out.stdout).into_owned(),
@@ -240,4 +243,28 @@ async fn a_server_serves_a_directory_lists_the_broken_and_reloads_with_a_session
         server.log.lock().unwrap()
     );
     assert_eq!(get(&server, "/api/lessons/author-kinds").await.status(), 200);
+}
+
+/// Ctrl-C (or a CI's SIGTERM) in the middle of a walk ends its sessions and says so.
+#[test]
+fn an_interrupted_walk_ends_its_sessions_and_leaves_nothing() {
+    let inst = Instance::new();
+    let child = std::process::Command::new(BIN)
+        .args(["lessons", "test"])
+        .arg(sample().join("sample"))
+        .args(inst.serve_args())
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    // Mid-walk: a session of the walk exists.
+    assert!(common::wait_until(20, || !inst.session_groups().is_empty()), "the walk started no session");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(child.id() as i32), nix::sys::signal::Signal::SIGINT).unwrap();
+    let out = child.wait_with_output().unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_ne!(out.status.code(), Some(0), "{stderr}");
+    assert!(out.status.code().is_some(), "killed by the signal, not stopped by it: {stderr}");
+    assert!(stderr.contains("interrupted"), "{stderr}");
+    let left: Vec<_> = inst.parent_dirs().into_iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "left {left:?}\n{stderr}");
 }
