@@ -144,6 +144,34 @@ async fn a_crash_leaves_no_process_and_the_next_start_reclaims_the_rest() {
     assert_eq!(host_mount_count(), mounts);
 }
 
+/// A teardown the kernel refuses for a while (here: a mount on the session's cgroup directory,
+/// so rmdir answers EBUSY) is logged and tried again until it succeeds, instead of leaving the
+/// session's groups and its slot behind for good.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_teardown_the_kernel_refuses_is_tried_again_until_it_succeeds() {
+    let mut server = Server::start(&["--warm-pool", "0"]);
+    let (s, _t) = shell(&server).await;
+    // Its directory in the first hierarchy the tests look at (memory on v1).
+    let groups = server.inst.session_groups();
+    let group = groups.first().expect("the session's group").clone();
+    nix::mount::mount(Some("none"), &group, Some("tmpfs"), nix::mount::MsFlags::empty(), None::<&str>).unwrap();
+    let id = s["id"].as_str().unwrap();
+    reqwest::Client::new().delete(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap();
+    let log = |server: &Server| server.log.lock().unwrap().clone();
+    assert!(wait_until(20, || log(&server).contains("could not be removed completely")), "{}", log(&server));
+    assert!(group.exists(), "the group went although its directory was a mount point");
+    // The kernel lets go: the next try removes it.
+    nix::mount::umount2(&group, nix::mount::MntFlags::MNT_DETACH).unwrap();
+    assert!(
+        wait_until(30, || server.inst.all_groups().is_empty() && log(&server).contains("teardown had failed")),
+        "{:?}\n{}",
+        server.inst.all_groups(),
+        log(&server)
+    );
+    let (code, _) = server.stop_with(nix::sys::signal::Signal::SIGINT);
+    assert_eq!(code, Some(0), "{}", log(&server));
+}
+
 /// A stop signal that comes while the server is still starting (its warm pool already
 /// building) is a clean stop too: before the handlers were installed first, SIGINT here killed
 /// the server with the default action and left the pool's cgroups behind (2 runs in 8).

@@ -441,7 +441,28 @@ pub struct Manager {
     by_learner: Mutex<HashMap<Learner, Vec<Arc<Session>>>>,
     /// What every terminal's output draws from.
     output: Arc<output::Budget>,
+    /// Sandboxes whose teardown failed (still counted in `existing`): the tick tries again,
+    /// and so does the shutdown, so a teardown that met a busy kernel is not left for good.
+    leftovers: Mutex<Vec<Leftover>>,
 }
+
+/// A sandbox whose teardown failed, kept to be torn down again.
+enum Leftover {
+    Session(Arc<Session>),
+    Pooled(Prepared),
+}
+
+impl Leftover {
+    fn sandbox(&self) -> &SandboxSession {
+        match self {
+            Leftover::Session(s) => &s.sandbox,
+            Leftover::Pooled(p) => &p.session,
+        }
+    }
+}
+
+/// Most leftovers one tick tries again (each try may wait seconds for the kernel).
+const LEFTOVER_RETRIES_PER_TICK: usize = 4;
 
 /// Counts an admitted request as pending until it is dropped.
 struct PendingGuard<'a> {
@@ -583,6 +604,7 @@ impl Manager {
             shutting_down: false.into(),
             draining: false.into(),
             existing: AtomicUsize::new(0),
+            leftovers: Mutex::default(),
             pending: Mutex::default(),
             by_learner: Mutex::default(),
         });
@@ -607,9 +629,12 @@ impl Manager {
     fn discard_prepared(&self, p: Prepared) {
         let r = self.sandbox.destroy(&p.session);
         if let Err(e) = &r {
-            tracing::error!(cgroup = %p.session.name, error = %e, "a pooled session could not be removed completely");
+            tracing::error!(cgroup = %p.session.name, error = %e, "a pooled session could not be removed completely; trying again later");
         }
         self.release(r.is_ok());
+        if r.is_err() {
+            self.leftovers.lock().unwrap_or_else(|e| e.into_inner()).push(Leftover::Pooled(p));
+        }
     }
 
     /// Counts a sandbox as gone once its teardown succeeded (one that failed keeps its id
@@ -627,6 +652,35 @@ impl Manager {
     /// The host's cgroup hierarchy (the lessons adapt to it).
     pub fn cgroup_version(&self) -> nsplay_sandbox::Version {
         self.sandbox.cgroup_version()
+    }
+
+    /// Tears down again up to `most` sandboxes whose teardown failed; returns how many are
+    /// still left.
+    async fn retry_leftovers(self: &Arc<Self>, most: usize) -> usize {
+        let batch: Vec<Leftover> = {
+            let mut l = self.leftovers.lock().unwrap_or_else(|e| e.into_inner());
+            let n = l.len().min(most);
+            l.drain(..n).collect()
+        };
+        if !batch.is_empty() {
+            let this = self.clone();
+            let _ = tokio::task::spawn_blocking(move || {
+                for left in batch {
+                    match this.sandbox.destroy(left.sandbox()) {
+                        Ok(()) => {
+                            tracing::info!(cgroup = %left.sandbox().name, "removed a sandbox whose teardown had failed");
+                            this.release(true);
+                        }
+                        Err(e) => {
+                            tracing::warn!(cgroup = %left.sandbox().name, error = %e, "a sandbox still could not be removed");
+                            this.leftovers.lock().unwrap_or_else(|e| e.into_inner()).push(left);
+                        }
+                    }
+                }
+            })
+            .await;
+        }
+        self.leftovers.lock().unwrap_or_else(|e| e.into_inner()).len()
     }
 
     /// Sandboxes that exist now: live sessions, the warm pools' and those being built (a
@@ -912,6 +966,10 @@ impl Manager {
         let s = session.clone();
         let result = tokio::task::spawn_blocking(move || {
             let r = this.sandbox.destroy(&s.sandbox);
+            if let Err(e) = &r {
+                tracing::error!(cgroup = %s.sandbox.name, error = %e, "a session could not be removed completely; trying again later");
+                this.leftovers.lock().unwrap_or_else(|e| e.into_inner()).push(Leftover::Session(s.clone()));
+            }
             this.release(r.is_ok());
             r
         })
@@ -1004,6 +1062,9 @@ impl Manager {
     /// Periodic work: warn and end sessions at their maximum age, end idle ones and those whose
     /// terminals have all ended, and explain limit events to the person at the terminal.
     pub async fn tick(self: &Arc<Self>) {
+        // Apart from the tick's own work: a retry may wait seconds for the kernel.
+        let m = self.clone();
+        tokio::spawn(async move { m.retry_leftovers(LEFTOVER_RETRIES_PER_TICK).await });
         let sessions: Vec<Arc<Session>> =
             self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         let now = SystemTime::now();
@@ -1125,6 +1186,14 @@ impl Manager {
             let left: Vec<String> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
             futures_util::future::join_all(left.iter().map(|id| self.end(id, EndReason::Shutdown))).await;
             tokio::time::sleep(Duration::from_millis(10)).await;
+        }
+        // Teardowns that failed (a kernel still busy with the last exiting task): a few more
+        // tries, within the caller's deadline.
+        for _ in 0..20 {
+            if self.retry_leftovers(usize::MAX).await == 0 {
+                break;
+            }
+            tokio::time::sleep(Duration::from_millis(250)).await;
         }
         if self.sandboxes() == 0 {
             // Every sandbox is gone: the parent groups nsplay made at start go too.
