@@ -705,3 +705,45 @@ test('one learner, four lessons in a row: the same session and shell throughout'
   await page.context().close();
   await server.stop();
 });
+
+test('at the per-learner cap the page offers "End my other sessions", and that frees the learner', async (t) => {
+  // The default per-client cap (3), with room in the creation rate for this walk.
+  const server = await Server.start(INSTANCES[3], {
+    clientLimits: false,
+    extra: ['--create-burst', '50', '--create-per-minute', '120'],
+  });
+  const page = await openPage(server, { locale: 'ja-JP' });
+  const step = stepper(t);
+  const mine = () => page.evaluate(async () => (await (await fetch('/api/learner/sessions')).json()).sessions.length);
+
+  await step('three playgrounds: the cap', async () => {
+    for (let i = 0; i < 3; i++) {
+      await page.goto(server.base + '/play');
+      await waitTerm(page, atPrompt, `a shell prompt in playground ${i + 1}`);
+    }
+    assert.equal(await mine(), 3);
+  });
+
+  await step('a fourth is refused, in Japanese, with the way out', async () => {
+    await page.goto(server.base + '/play');
+    const banner = page.locator('#banner');
+    await banner.waitFor({ state: 'visible', timeout: 15000 });
+    const text = await visibleText(banner);
+    assert.match(text, /3/, text);
+    assert.match(text, JAPANESE, text);
+    await page.screenshot({ path: path.join(SHOTS, 'play-cap-ja.png') });
+  });
+
+  await step('"End my other sessions" ends them and the page starts its own', async () => {
+    await Promise.all([page.waitForEvent('load'), page.locator('#banner .end-others').click()]);
+    await waitTerm(page, atPrompt, 'a shell prompt after ending the others');
+    await focusTerminal(page);
+    assert.deepEqual(await run(page, 'echo free-$((6*7))'), ['free-42']);
+    assert.equal(await mine(), 1);
+  });
+
+  assert.deepEqual(page.errors, [], 'no uncaught errors in the page');
+  await page.evaluate(() => fetch('/api/learner/sessions', { method: 'DELETE' })).catch(() => null);
+  await page.context().close();
+  await server.stop();
+});
