@@ -161,8 +161,7 @@ pub mod defaults {
     pub const WARM_POOL_PER_IMAGE: usize = 1;
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
-    /// tests compare with these).
-    #[cfg(test)]
+    /// tests compare with these; lessons read with them where no server's limits are known).
     pub fn limits() -> Limits {
         let size = |what, v| limits::parse_size(what, v).expect("the default sizes parse");
         Limits {

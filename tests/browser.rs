@@ -1,5 +1,6 @@
-//! Runs the browser end-to-end suite (tests/browser/e2e.test.mjs, and embed.test.mjs for
-//! embedding from a second origin: playwright-core driving
+//! Runs the browser end-to-end suite (tests/browser/e2e.test.mjs, embed.test.mjs for
+//! embedding from a second origin, learner.test.mjs for the learner page's tabs, theme and
+//! viewing badge: playwright-core driving
 //! Debian's Chromium against real `nsplay serve` instances) as part of `cargo test`. Missing
 //! prerequisites fail the test with what to install: it never skips.
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::Instance;
 
-const SUITE_TIMEOUT: Duration = Duration::from_secs(360);
+const SUITE_TIMEOUT: Duration = Duration::from_secs(540);
 
 fn chromium() -> PathBuf {
     PathBuf::from(std::env::var_os("NSPLAY_CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()))
@@ -43,7 +44,7 @@ fn browser_end_to_end() {
     let instances: Vec<Instance> = (0..4).map(|_| Instance::new()).collect();
     let args: Vec<Vec<String>> = instances.iter().map(Instance::serve_args).collect();
     let mut cmd = Command::new("node");
-    cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec", "e2e.test.mjs", "embed.test.mjs"])
+    cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec", "e2e.test.mjs", "embed.test.mjs", "learner.test.mjs"])
         .current_dir(&dir)
         .env("NSPLAY_BIN", common::BIN)
         .env("NSPLAY_INSTANCES", serde_json::to_string(&args).unwrap())
