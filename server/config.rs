@@ -92,7 +92,6 @@ pub struct FileConfig {
 /// flags of `nsplay run` and the test against `deploy/nsplay.toml` all read them here. Values
 /// are in the form the TOML file and the flags take them.
 pub mod defaults {
-    #[cfg(test)]
     use nsplay_sandbox::{self as limits, Limits};
 
     pub const LISTEN: &str = "127.0.0.1:8080";

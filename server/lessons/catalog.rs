@@ -230,6 +230,7 @@ pub fn read_dir(dir: &Path) -> (Vec<Lesson>, Vec<Broken>) {
 
 /// Every lesson in `dirs` (none: only the built-in ones), parsed, merged and resolved for `h`,
 /// the prose naming the default limits.
+#[cfg(test)]
 pub fn load(h: Hierarchy, dirs: &[PathBuf]) -> Loaded {
     load_with(h, &crate::config::defaults::limits(), dirs)
 }

@@ -10,8 +10,9 @@
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
+import { mkdirSync, readFileSync } from 'node:fs';
 import path from 'node:path';
+import { fileURLToPath } from 'node:url';
 import { chromium } from 'playwright-core';
 
 function env(name) {
@@ -86,8 +87,20 @@ async function eventually(get, pred, what, timeout = 20000) {
   }
 }
 
+// LOCAL_ASSETS=1 (by hand, while editing) serves web/js and web/nsplay.css from the work tree
+// instead of the copies built into the binary.
+const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../web');
+async function localAssets(context) {
+  if (!process.env.LOCAL_ASSETS) return;
+  await context.route(/\/assets\/(js\/[a-z]+\.js|nsplay\.css)(\?.*)?$/, (route) => {
+    const file = /\/assets\/([^?]+)/.exec(route.request().url())[1];
+    route.fulfill({ body: readFileSync(path.join(WEB, file)), contentType: file.endsWith('.css') ? 'text/css' : 'text/javascript' });
+  });
+}
+
 async function newPage(viewport, locale, colorScheme = 'dark') {
   const context = await browser.newContext({ viewport, locale, colorScheme, deviceScaleFactor: 1 });
+  await localAssets(context);
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(e.message));
@@ -201,7 +214,7 @@ test('terminal tabs: open, switch, Run into the active one, ended, reload, the l
   await page.getByRole('tab', { name: 'Terminal 2' }).focus();
   await page.keyboard.press('ArrowLeft');
   await eventually(() => tabs(page), (v) => v[0].active, 'tab 1 after ←');
-  assert.equal(await page.evaluate(() => document.activeElement.textContent), 'Terminal 1');
+  assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Terminal 1');
   assert.ok(!/unshare/.test(await screenText(page)), 'tab 1 never saw the Run');
   await page.keyboard.press('ArrowRight');
   await eventually(() => tabs(page), (v) => v[1].active, 'tab 2 after →');
@@ -216,7 +229,9 @@ test('terminal tabs: open, switch, Run into the active one, ended, reload, the l
   // An ended tab says so and closes; the session lives on in the other.
   await typeAndSee(page, 'exit', /exit/);
   await eventually(() => tabs(page), (v) => v[1].state === 'ended', 'tab 2 ended');
-  assert.match(await page.getByRole('tab', { name: /Terminal 2/ }).innerText(), /ended/);
+  assert.equal(await page.getByRole('tab', { name: 'Terminal 2 · ended' }).getAttribute('aria-selected'), 'true');
+  assert.equal(await page.locator('#conn-state').innerText(), 'Terminal ended', 'the session itself goes on');
+  assert.match(await page.locator('#term-pane-1 .banner').innerText(), /the session goes on in the other tabs/);
   const banner = page.locator('#term-pane-1 .banner');
   await banner.getByRole('button', { name: 'Close this tab' }).waitFor();
   await shot(page, 'lesson-tab-ended-1280-en.png');

@@ -27,7 +27,7 @@ export function attachTabs(id, firstPath, onNewSession) {
   const area = $('#terminal');
   const box = area.parentElement;
   const statusEl = $('#conn-state');
-  const viewingEl = $('#viewing');
+  let viewingEl = $('#viewing');
   const tabs = [];
   const termOptions = {};
   let inputFilter = null;
@@ -49,13 +49,32 @@ export function attachTabs(id, firstPath, onNewSession) {
     if (message) errorTimer = setTimeout(() => showError(''), ERROR_MS);
   }
 
+  // "Terminal 2 · ended"; a phone shows only "2 · ended" (the name stays the tab's label).
   function label(tab) {
-    const name = t('tab_label', { n: tabs.indexOf(tab) + 1 });
-    tab.tabEl.textContent = tab.state === 'ended' ? name + ' · ' + t('tab_ended') : name;
+    const n = tabs.indexOf(tab) + 1;
+    const name = t('tab_label', { n });
+    const ended = tab.state === 'ended' ? ' · ' + t('tab_ended') : '';
+    tab.tabEl.setAttribute('aria-label', name + ended);
+    tab.tabEl.replaceChildren(el('span', { class: 'tab-name' }, name + ended),
+      el('span', { class: 'tab-num', 'aria-hidden': 'true' }, String(n) + ended));
+  }
+
+  const othersLive = (tab) => tabs.some((x) => x !== tab && LIVE.includes(x.state));
+
+  // The pill says the active tab's state; a tab that ended while others run is no ended session.
+  function showState(tab) {
+    setState(statusEl, tab.state);
+    if (statusEl && tab.state === 'ended' && othersLive(tab)) statusEl.textContent = t('state_tab_ended');
   }
 
   function showViewing() {
-    if (viewingEl) viewingEl.hidden = !tabs.some((tab) => tab.viewers > 0);
+    const on = tabs.some((tab) => tab.viewers > 0);
+    if (!viewingEl && on) {
+      // A page without a place for it (the playground): a badge of its own.
+      viewingEl = el('div', { class: 'viewing', role: 'status' }, t('instructor_viewing'));
+      document.body.append(viewingEl);
+    }
+    if (viewingEl) viewingEl.hidden = !on;
   }
 
   function remember() {
@@ -70,7 +89,7 @@ export function attachTabs(id, firstPath, onNewSession) {
       x.tabEl.tabIndex = on ? 0 : -1;
       x.pane.classList.toggle('active', on);
     }
-    setState(statusEl, tab.state);
+    showState(tab);
     tab.conn.fit();
     if (focus) tab.conn.term.focus();
     remember();
@@ -95,7 +114,8 @@ export function attachTabs(id, firstPath, onNewSession) {
       type: 'button', role: 'tab', id: 'term-tab-' + n, class: 'term-tab',
       'aria-controls': paneId, 'aria-selected': 'false', tabindex: '-1', 'data-terminal': String(n),
     });
-    const banner = el('div', { class: 'banner', role: 'alert', hidden: '' });
+    // The first tab keeps the page's #banner (it held the page's errors until now).
+    const banner = (!tabs.length && $('#banner')) || el('div', { class: 'banner', role: 'alert', hidden: '' });
     const host = el('div', { class: 'term-host' });
     const pane = el('div', { class: 'term-pane', id: paneId, role: 'tabpanel', 'aria-labelledby': tabEl.id }, banner, host);
     list.append(tabEl);
@@ -113,13 +133,13 @@ export function attachTabs(id, firstPath, onNewSession) {
         tab.state = state;
         tab.tabEl.dataset.state = state;
         label(tab);
-        if (active === tab) setState(statusEl, state);
+        if (active === tab) showState(tab);
       },
       onViewers(count) { tab.viewers = count; showViewing(); },
       // While another tab's shell runs, an ended one only closes: the session lives on.
       endAction(state) {
-        if (state !== 'ended' || !tabs.some((x) => x !== tab && LIVE.includes(x.state))) return null;
-        return { label: t('tab_close'), run: () => close(tab) };
+        if (state !== 'ended' || !othersLive(tab)) return null;
+        return { label: t('tab_close'), run: () => close(tab), message: t('tab_ended_exit') };
       },
     });
     if (inputFilter) tab.conn.setInputFilter(inputFilter);
@@ -155,6 +175,9 @@ export function attachTabs(id, firstPath, onNewSession) {
     }
   });
 
+  // The tab in front before a reload (read before the first tab overwrites it).
+  let want = NaN;
+  try { want = Number(sessionStorage.getItem('nsplay.tab.' + id) ?? NaN); } catch (_) { /* private mode */ }
   open(firstPath || terminalPath(id), true);
 
   // A reload: the other terminals still running come back as tabs, the last active one in front.
@@ -165,8 +188,6 @@ export function attachTabs(id, firstPath, onNewSession) {
     }
     tabs.sort((a, b) => a.n - b.n);
     for (const x of tabs) { list.append(x.tabEl); label(x); }
-    let want = NaN;
-    try { want = Number(sessionStorage.getItem('nsplay.tab.' + id)); } catch (_) { /* private mode */ }
     const again = tabs.find((x) => x.n === want);
     if (again && again !== active) activate(again);
   }, () => { /* the first tab's own reconnect loop reports a lost server */ });

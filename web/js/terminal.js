@@ -104,7 +104,7 @@ function debounce(fn, ms) {
 // readOnly (an instructor's view: no input, no resize; the server drops them anyway),
 // onState(state) (every connection state, besides statusEl), onViewers(count) (instead of
 // the page's #viewing badge), endAction(state) (what the ended banner's button does instead of
-// "New session": { label, run } or null), termOptions (xterm options such as fontSize).
+// "New session": { label, run, message } or null), termOptions (xterm options such as fontSize).
 // Returns { term, send(text), close(), fit(), setTermOption(name, value) }.
 export function attach(container, path, options = {}) {
   const term = new window.Terminal({
@@ -208,6 +208,7 @@ export function attach(container, path, options = {}) {
     // Another tab's shell still runs: this one only closes (the session lives on).
     const action = finished && options.endAction ? options.endAction(state) : null;
     if (action) {
+      if (action.message) text.textContent = action.message;
       button.textContent = action.label;
       button.addEventListener('click', action.run);
       bannerEl.append(button);
