@@ -88,8 +88,8 @@ async function eventually(get, pred, what, timeout = 20000) {
 }
 
 // LOCAL_ASSETS=1 (by hand, while editing) serves web/js and web/nsplay.css from the work tree
-// instead of the copies built into the binary.
-const WEB = path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../web');
+// (or from LOCAL_ASSETS_DIR: an older web/ to see a test fail) instead of the binary's copies.
+const WEB = process.env.LOCAL_ASSETS_DIR || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../web');
 async function localAssets(context) {
   if (!process.env.LOCAL_ASSETS) return;
   await context.route(/\/assets\/(js\/[a-z]+\.js|nsplay\.css)(\?.*)?$/, (route) => {
@@ -117,7 +117,9 @@ const screenText = (page) => page.evaluate(() => {
 });
 const tabs = (page) => page.evaluate(() => window.Nsplay.connection.tabs());
 const atPrompt = (page) => eventually(() => screenText(page), (s) => /#\s*$/.test(s.trimEnd() + ' ') && /#/.test(s),
-  'a shell prompt', 45000);
+  'a shell prompt', 45000).catch(async (e) => {
+  throw new Error(`${e.message}\nbanner: ${await page.locator('#banner').innerText().catch(() => '')}`);
+});
 
 // Types into the active terminal and waits for `want` on its screen.
 async function typeAndSee(page, text, want) {
@@ -129,6 +131,14 @@ async function typeAndSee(page, text, want) {
 
 function overlaps(a, b) {
   return a.x < b.x + b.width && b.x < a.x + a.width && a.y < b.y + b.height && b.y < a.y + a.height;
+}
+
+// Ends the page's session (the server's cap counts it until then) and closes its browser.
+async function done(page) {
+  const id = await page.evaluate(() => window.Nsplay && window.Nsplay.connection && window.Nsplay.connection.sessionId)
+    .catch(() => null);
+  if (id) await page.evaluate((sid) => fetch('/api/sessions/' + encodeURIComponent(sid), { method: 'DELETE' }), id);
+  await page.context().close();
 }
 
 async function shot(page, name) {
@@ -172,7 +182,7 @@ test('the instructor-viewing badge sits beside "fresh session", never over it', 
       'the button is the topmost element under its own centre');
     await shot(page, `lesson-viewing-${viewport.width}-${locale.slice(0, 2)}.png`);
     assert.deepEqual(page.errors, []);
-    await page.context().close();
+    await done(page);
   }
   await instructor.close();
 
@@ -183,8 +193,10 @@ test('the instructor-viewing badge sits beside "fresh session", never over it', 
     const text = await page.locator('.lesson-text').innerText();
     assert.ok(text.includes('200 MiB') && text.includes(String(200 * 1024 * 1024)), `${lang}: the lesson names the server's 200 MiB`);
     assert.ok(!text.includes('256 MiB') && !text.includes('{{'), `${lang}: no fixed 256 MiB, no placeholder left`);
+    await page.locator('.step').nth(0).scrollIntoViewIfNeeded();
+    await shot(page, `lesson-limits-1280-${lang}.png`);
   }
-  await page.context().close();
+  await done(page);
   await stop(server);
 });
 
@@ -268,7 +280,7 @@ test('terminal tabs: open, switch, Run into the active one, ended, reload, the l
   await typeAndSee(phone, 'echo phone-$((1+1))', /phone-2/);
   await shot(phone, 'lesson-tabs-phone-ja.png');
   assert.deepEqual(phone.errors, []);
-  await phone.context().close();
+  await done(phone);
   await stop(server);
 });
 
@@ -283,7 +295,7 @@ test('the light theme: the system\'s choice by default, the toggle remembered, t
   await atPrompt(light);
   assert.equal(await termBg(light), '#ffffff', 'a light system gets a light terminal');
   await shot(light, 'lesson-light-1280-en.png');
-  await light.context().close();
+  await done(light);
 
   const page = await newPage(DESK, 'en-US', 'dark');
   await page.goto(server.base + '/learn/uts');
@@ -314,7 +326,7 @@ test('the light theme: the system\'s choice by default, the toggle remembered, t
   await page.getByRole('button', { name: 'Dark theme' }).click();
   assert.equal(await termBg(page), '#15181d');
   assert.deepEqual(page.errors, []);
-  await page.context().close();
+  await done(page);
 
   // Japanese, a phone, light: the toggle's name is Japanese and the layout holds.
   const phone = await newPage(PHONE, 'ja-JP', 'light');
@@ -328,6 +340,22 @@ test('the light theme: the system\'s choice by default, the toggle remembered, t
   await atPrompt(phone);
   await shot(phone, 'play-light-phone-ja.png');
   assert.deepEqual(phone.errors, []);
-  await phone.context().close();
+  await done(phone);
+
+  // The other combinations, for the screenshots: Japanese at 1280×800 (light, two tabs) and an
+  // English phone (dark, two tabs).
+  for (const [viewport, locale, scheme, name] of [[DESK, 'ja-JP', 'light', 'lesson-tabs-light-1280-ja.png'],
+    [PHONE, 'en-US', 'dark', 'lesson-tabs-phone-en.png']]) {
+    const p = await newPage(viewport, locale, scheme);
+    await p.goto(server.base + '/learn/uts');
+    await atPrompt(p);
+    await p.locator('.tab-new').click();
+    await eventually(() => tabs(p), (v) => v.length === 2 && v[1].state === 'connected', 'the second tab');
+    await atPrompt(p);
+    await typeAndSee(p, 'echo second-$((1+1))', /second-2/);
+    await shot(p, name);
+    assert.deepEqual(p.errors, []);
+    await done(p);
+  }
   await stop(server);
 });

@@ -39,7 +39,6 @@ export function attachTabs(id, firstPath, onNewSession) {
   const strip = el('div', { class: 'term-tabs' }, list, add, error);
   box.prepend(strip);
   box.classList.add('has-tabs');
-  area.setAttribute('role', 'presentation');
 
   let errorTimer = null;
   function showError(message) {
