@@ -44,17 +44,24 @@ fn browser_end_to_end() {
     let instances: Vec<Instance> = (0..4).map(|_| Instance::new()).collect();
     let args: Vec<Vec<String>> = instances.iter().map(Instance::serve_args).collect();
     let mut cmd = Command::new("node");
-    cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec", "e2e.test.mjs", "embed.test.mjs", "learner.test.mjs"])
-        .current_dir(&dir)
-        .env("NSPLAY_BIN", common::BIN)
-        .env("NSPLAY_INSTANCES", serde_json::to_string(&args).unwrap())
-        .env("NSPLAY_CHROMIUM", &browser)
-        .env("NSPLAY_SCREENSHOT_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"))
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--test",
+        "--test-concurrency=1",
+        "--test-reporter=spec",
+        "e2e.test.mjs",
+        "embed.test.mjs",
+        "learner.test.mjs",
+    ])
+    .current_dir(&dir)
+    .env("NSPLAY_BIN", common::BIN)
+    .env("NSPLAY_INSTANCES", serde_json::to_string(&args).unwrap())
+    .env("NSPLAY_CHROMIUM", &browser)
+    .env("NSPLAY_SCREENSHOT_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"))
+    .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    .env("NO_COLOR", "1")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     // Own process group, so a hung suite is ended together with its browser and servers.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().expect("cannot start node");

@@ -96,13 +96,7 @@ impl Catalog {
         let stamp = stamp(&dirs);
         let loaded = load_with(hierarchy, &limits, &dirs);
         log_broken(&loaded);
-        Catalog {
-            hierarchy,
-            limits,
-            dirs,
-            current: ArcSwap::from_pointee(loaded),
-            stamp: std::sync::Mutex::new(stamp),
-        }
+        Catalog { hierarchy, limits, dirs, current: ArcSwap::from_pointee(loaded), stamp: std::sync::Mutex::new(stamp) }
     }
 
     /// The built-in lessons only (tests, and a server without `--lessons`).

@@ -600,7 +600,10 @@ mod tests {
                 }
             }
         }
-        assert!(prose(catalog::load_with(Hierarchy::V2, &limits, &[]).find("mnt").unwrap(), "ja").contains("32 MiB の tmpfs"));
+        assert!(
+            prose(catalog::load_with(Hierarchy::V2, &limits, &[]).find("mnt").unwrap(), "ja")
+                .contains("32 MiB の tmpfs")
+        );
         // A fraction of a millisecond, an unknown name, and no placeholder at all.
         let third = nsplay_sandbox::Limits { cpu: 0.333, ..limits };
         assert_eq!(fill_limits("{{cpu_quota_ms}} ms, {{nope}}, {{memory}}{{", &third), "33.3 ms, {{nope}}, 192 MiB{{");

@@ -454,10 +454,15 @@ async fn terminals_unknown_too_many_or_ended() {
     for (err, code, words) in [
         ((|| SessionError::TooManyTerminals) as fn() -> SessionError, "too_many_terminals", "8 個"),
         (|| SessionError::TerminalBudgetSpent, "terminal_budget_spent", "64 個"),
-        (|| SessionError::TerminalRateLimited { retry_after: Duration::from_millis(2500) }, "terminal_rate_limited", "2 秒後"),
+        (
+            || SessionError::TerminalRateLimited { retry_after: Duration::from_millis(2500) },
+            "terminal_rate_limited",
+            "2 秒後",
+        ),
     ] {
-        let r = send(Fake::with_session(Some(err)), Method::POST, "/api/sessions/live/terminals?lang=ja", Body::empty())
-            .await;
+        let r =
+            send(Fake::with_session(Some(err)), Method::POST, "/api/sessions/live/terminals?lang=ja", Body::empty())
+                .await;
         assert_eq!(r.json()["error"], code, "{}", r.text);
         assert!(r.json()["message"].as_str().unwrap().contains(words), "{}", r.text);
     }
