@@ -92,7 +92,6 @@ pub struct FileConfig {
 /// flags of `nsplay run` and the test against `deploy/nsplay.toml` all read them here. Values
 /// are in the form the TOML file and the flags take them.
 pub mod defaults {
-    #[cfg(test)]
     use nsplay_sandbox::{self as limits, Limits};
 
     pub const LISTEN: &str = "127.0.0.1:8080";
@@ -161,8 +160,7 @@ pub mod defaults {
     pub const WARM_POOL_PER_IMAGE: usize = 1;
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
-    /// tests compare with these).
-    #[cfg(test)]
+    /// tests compare with these; lessons read with them where no server's limits are known).
     pub fn limits() -> Limits {
         let size = |what, v| limits::parse_size(what, v).expect("the default sizes parse");
         Limits {

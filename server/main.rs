@@ -104,7 +104,7 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             "sandbox ready"
         );
         let connections = fit_connections(settings);
-        let lessons = std::sync::Arc::new(nsplay::Catalog::new(sandbox.cgroup_version(), settings.lessons.clone()));
+        let lessons = std::sync::Arc::new(nsplay::Catalog::with_limits(sandbox.cgroup_version(), settings.limits, settings.lessons.clone()));
         let classroom = nsplay::open_classroom(
             &settings.data_dir,
             settings.database_url.as_ref().map(|u| u.0.as_str()),

@@ -1,5 +1,6 @@
-//! Runs the browser end-to-end suite (tests/browser/e2e.test.mjs, and embed.test.mjs for
-//! embedding from a second origin: playwright-core driving
+//! Runs the browser end-to-end suite (tests/browser/e2e.test.mjs, embed.test.mjs for
+//! embedding from a second origin, learner.test.mjs for the learner page's tabs, theme and
+//! viewing badge: playwright-core driving
 //! Debian's Chromium against real `nsplay serve` instances) as part of `cargo test`. Missing
 //! prerequisites fail the test with what to install: it never skips.
 
@@ -12,7 +13,7 @@ use std::time::{Duration, Instant};
 
 use common::Instance;
 
-const SUITE_TIMEOUT: Duration = Duration::from_secs(360);
+const SUITE_TIMEOUT: Duration = Duration::from_secs(540);
 
 fn chromium() -> PathBuf {
     PathBuf::from(std::env::var_os("NSPLAY_CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()))
@@ -43,17 +44,24 @@ fn browser_end_to_end() {
     let instances: Vec<Instance> = (0..4).map(|_| Instance::new()).collect();
     let args: Vec<Vec<String>> = instances.iter().map(Instance::serve_args).collect();
     let mut cmd = Command::new("node");
-    cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec", "e2e.test.mjs", "embed.test.mjs"])
-        .current_dir(&dir)
-        .env("NSPLAY_BIN", common::BIN)
-        .env("NSPLAY_INSTANCES", serde_json::to_string(&args).unwrap())
-        .env("NSPLAY_CHROMIUM", &browser)
-        .env("NSPLAY_SCREENSHOT_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"))
-        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-        .env("NO_COLOR", "1")
-        .stdin(Stdio::null())
-        .stdout(Stdio::piped())
-        .stderr(Stdio::piped());
+    cmd.args([
+        "--test",
+        "--test-concurrency=1",
+        "--test-reporter=spec",
+        "e2e.test.mjs",
+        "embed.test.mjs",
+        "learner.test.mjs",
+    ])
+    .current_dir(&dir)
+    .env("NSPLAY_BIN", common::BIN)
+    .env("NSPLAY_INSTANCES", serde_json::to_string(&args).unwrap())
+    .env("NSPLAY_CHROMIUM", &browser)
+    .env("NSPLAY_SCREENSHOT_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"))
+    .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+    .env("NO_COLOR", "1")
+    .stdin(Stdio::null())
+    .stdout(Stdio::piped())
+    .stderr(Stdio::piped());
     // Own process group, so a hung suite is ended together with its browser and servers.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().expect("cannot start node");

@@ -71,6 +71,8 @@ type Stamp = Vec<(PathBuf, u64, Option<SystemTime>)>;
 
 pub struct Catalog {
     hierarchy: Hierarchy,
+    /// The server's session limits, which the lessons' prose names ([`super::fill_limits`]).
+    limits: nsplay_sandbox::Limits,
     dirs: Vec<PathBuf>,
     current: ArcSwap<Loaded>,
     stamp: std::sync::Mutex<Stamp>,
@@ -83,12 +85,18 @@ impl std::fmt::Debug for Catalog {
 }
 
 impl Catalog {
-    /// Loads the built-in lessons and those in `dirs` (broken ones are logged and listed).
+    /// Loads the built-in lessons and those in `dirs` (broken ones are logged and listed),
+    /// their prose naming the default session limits.
     pub fn new(hierarchy: Hierarchy, dirs: Vec<PathBuf>) -> Catalog {
+        Catalog::with_limits(hierarchy, crate::config::defaults::limits(), dirs)
+    }
+
+    /// As [`Catalog::new`], the prose naming the server's session `limits`.
+    pub fn with_limits(hierarchy: Hierarchy, limits: nsplay_sandbox::Limits, dirs: Vec<PathBuf>) -> Catalog {
         let stamp = stamp(&dirs);
-        let loaded = load(hierarchy, &dirs);
+        let loaded = load_with(hierarchy, &limits, &dirs);
         log_broken(&loaded);
-        Catalog { hierarchy, dirs, current: ArcSwap::from_pointee(loaded), stamp: std::sync::Mutex::new(stamp) }
+        Catalog { hierarchy, limits, dirs, current: ArcSwap::from_pointee(loaded), stamp: std::sync::Mutex::new(stamp) }
     }
 
     /// The built-in lessons only (tests, and a server without `--lessons`).
@@ -112,7 +120,7 @@ impl Catalog {
     /// Reads every lesson again and swaps the result in.
     pub fn reload(&self) {
         let stamp = stamp(&self.dirs);
-        let loaded = load(self.hierarchy, &self.dirs);
+        let loaded = load_with(self.hierarchy, &self.limits, &self.dirs);
         log_broken(&loaded);
         tracing::info!(lessons = loaded.lessons.len(), broken = loaded.broken.len(), "lessons reloaded");
         self.current.store(Arc::new(loaded));
@@ -214,8 +222,15 @@ pub fn read_dir(dir: &Path) -> (Vec<Lesson>, Vec<Broken>) {
     (lessons, broken)
 }
 
-/// Every lesson in `dirs` (none: only the built-in ones), parsed, merged and resolved for `h`.
+/// Every lesson in `dirs` (none: only the built-in ones), parsed, merged and resolved for `h`,
+/// the prose naming the default limits.
+#[cfg(test)]
 pub fn load(h: Hierarchy, dirs: &[PathBuf]) -> Loaded {
+    load_with(h, &crate::config::defaults::limits(), dirs)
+}
+
+/// As [`load`], the prose naming `limits`.
+pub fn load_with(h: Hierarchy, limits: &nsplay_sandbox::Limits, dirs: &[PathBuf]) -> Loaded {
     let mut broken = Vec::new();
     let mut lessons: Vec<Lesson> = Vec::new();
     let add = |l: Lesson, lessons: &mut Vec<Lesson>| {
@@ -237,7 +252,7 @@ pub fn load(h: Hierarchy, dirs: &[PathBuf]) -> Loaded {
         }
     }
     lessons.sort_by(|a, b| (a.order, &a.topic).cmp(&(b.order, &b.topic)));
-    Loaded { lessons: lessons.iter().map(|l| Arc::new(l.on(h))).collect(), broken }
+    Loaded { lessons: lessons.iter().map(|l| Arc::new(l.on(h).with_limits(limits))).collect(), broken }
 }
 
 /// Paths, sizes and times of every lesson file and directory entry (bounded like the load).

@@ -254,6 +254,80 @@ impl Lesson {
     }
 }
 
+/// The session limits a lesson's prose may name, so that it says what this server enforces
+/// (`--memory`, `--pids`, `--cpu`, `--disk`) rather than the defaults it was written with:
+/// `{{memory}}` "256 MiB", `{{memory_bytes}}` "268435456", `{{pids}}` "128", `{{cpu}}` "0.5"
+/// (cores), `{{cpu_quota_us}}` "50000" and `{{cpu_quota_ms}}` "50" (per 100 ms period),
+/// `{{disk}}` "64 MiB". Numbers and units read the same in English and Japanese. Other
+/// `{{…}}` stay as written; commands are never changed (they run as written).
+pub fn fill_limits(text: &str, limits: &nsplay_sandbox::Limits) -> String {
+    if !text.contains("{{") {
+        return text.to_string();
+    }
+    let quota_us = (limits.cpu * nsplay_sandbox::CPU_PERIOD_US as f64).round() as u64;
+    let quota_ms = if quota_us.is_multiple_of(1000) {
+        (quota_us / 1000).to_string()
+    } else {
+        format!("{:.1}", quota_us as f64 / 1000.0)
+    };
+    let values = [
+        ("memory", nsplay_sandbox::format_size(limits.memory_bytes)),
+        ("memory_bytes", limits.memory_bytes.to_string()),
+        ("pids", limits.pids.to_string()),
+        ("cpu", format!("{}", limits.cpu)),
+        ("cpu_quota_us", quota_us.to_string()),
+        ("cpu_quota_ms", quota_ms),
+        ("disk", nsplay_sandbox::format_size(limits.disk_bytes)),
+    ];
+    let mut out = String::with_capacity(text.len());
+    let mut rest = text;
+    while let Some(at) = rest.find("{{") {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + 2..];
+        let hit = after
+            .find("}}")
+            .and_then(|end| values.iter().find(|(name, _)| *name == &after[..end]).map(|(_, v)| (end, v)));
+        match hit {
+            Some((end, v)) => {
+                out.push_str(v);
+                rest = &after[end + 2..];
+            }
+            None => {
+                out.push_str("{{");
+                rest = after;
+            }
+        }
+    }
+    out.push_str(rest);
+    out
+}
+
+impl Text {
+    fn with_limits(&self, limits: &nsplay_sandbox::Limits) -> Text {
+        Text {
+            en: self.en.as_deref().map(|t| fill_limits(t, limits)),
+            ja: self.ja.as_deref().map(|t| fill_limits(t, limits)),
+        }
+    }
+}
+
+impl Lesson {
+    /// Its prose (intro, step titles, texts and hints) naming the server's session `limits`
+    /// ([`fill_limits`]).
+    pub fn with_limits(mut self, limits: &nsplay_sandbox::Limits) -> Lesson {
+        self.intro = self.intro.with_limits(limits);
+        self.summary = self.summary.with_limits(limits);
+        for s in &mut self.steps {
+            s.title = s.title.with_limits(limits);
+            s.text = s.text.with_limits(limits);
+            for h in &mut s.hints {
+                *h = h.with_limits(limits);
+            }
+        }
+        self
+    }
+}
+
 #[derive(rust_embed::Embed)]
 #[folder = "lessons/"]
 #[include = "*.toml"]
@@ -486,6 +560,54 @@ mod tests {
 
     fn load() -> Result<Vec<Lesson>, Vec<Broken>> {
         builtin().into_iter().collect()
+    }
+
+    fn prose(l: &Lesson, lang: &str) -> String {
+        let mut out = vec![l.intro.get(lang).to_string(), l.summary.get(lang).to_string()];
+        for s in &l.steps {
+            out.push(s.title.get(lang).to_string());
+            out.push(s.text.get(lang).to_string());
+            out.extend(s.hints.iter().map(|h| h.get(lang).to_string()));
+        }
+        out.join("\n")
+    }
+
+    #[test]
+    fn lessons_name_the_servers_limits() {
+        let limits = nsplay_sandbox::Limits {
+            memory_bytes: 192 << 20,
+            pids: 96,
+            cpu: 0.25,
+            disk_bytes: 32 << 20,
+            shm_bytes: 16 << 20,
+        };
+        for h in [Hierarchy::V1, Hierarchy::V2] {
+            let loaded = catalog::load_with(h, &limits, &[]);
+            for lang in LANGS {
+                let cg = prose(loaded.find("cgroups").unwrap(), lang);
+                for want in ["192 MiB", "96", "0.25"] {
+                    assert!(cg.contains(want), "{h:?} {lang}: the cgroups lesson lacks {want}:\n{cg}");
+                }
+                let bytes = (192u64 << 20).to_string();
+                assert!(cg.contains(&bytes) && cg.contains("25000") && cg.contains("25 ms"), "{h:?} {lang}:\n{cg}");
+                assert!(prose(loaded.find("mnt").unwrap(), lang).contains("32 MiB tmpfs") || lang == "ja");
+                for l in &loaded.lessons {
+                    let p = prose(l, lang);
+                    // The defaults written as numbers would now be wrong.
+                    for fixed in ["256 MiB", "268435456", "half a CPU", "CPU 半分", "{{"] {
+                        assert!(!p.contains(fixed), "{h:?} {lang}: {} says {fixed:?}", l.topic);
+                    }
+                }
+            }
+        }
+        assert!(
+            prose(catalog::load_with(Hierarchy::V2, &limits, &[]).find("mnt").unwrap(), "ja")
+                .contains("32 MiB の tmpfs")
+        );
+        // A fraction of a millisecond, an unknown name, and no placeholder at all.
+        let third = nsplay_sandbox::Limits { cpu: 0.333, ..limits };
+        assert_eq!(fill_limits("{{cpu_quota_ms}} ms, {{nope}}, {{memory}}{{", &third), "33.3 ms, {{nope}}, 192 MiB{{");
+        assert_eq!(fill_limits("no braces", &limits), "no braces");
     }
 
     #[test]

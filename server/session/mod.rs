@@ -308,6 +308,14 @@ impl Session {
         (!terms.is_empty() || !ended.is_empty()) && terms.iter().all(|t| t.exit_code().is_some())
     }
 
+    /// The numbers of the terminals whose program still runs, in order (a page reopens their tabs).
+    pub fn live_terminals(&self) -> Vec<u64> {
+        let terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+        let mut live: Vec<u64> = terms.iter().filter(|t| t.exit_code().is_none()).map(|t| t.index).collect();
+        live.sort_unstable();
+        live
+    }
+
     /// The first terminal whose program still runs (the one a page attaches to).
     pub fn live_terminal(&self) -> Option<Arc<Terminal>> {
         self.terminals.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|t| t.exit_code().is_none()).cloned()

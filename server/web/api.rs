@@ -297,6 +297,7 @@ pub async fn get_session<S: Sessions>(
         "namespaces": d.namespaces,
         "nested": d.nested.iter().map(|(kind, inode, pid)| json!({"kind": kind, "inode": inode, "pid": pid})).collect::<Vec<_>>(),
         "passed": passed_json(&s),
+        "terminals": s.live_terminals().into_iter().map(|n| terminal_path(&s.id, n)).collect::<Vec<_>>(),
         "events": s.events().into_iter().map(|e| json!({"at": rfc3339(e.at), "message": text::render(lang, &e.notice)})).collect::<Vec<_>>(),
     })))
 }
@@ -331,9 +332,13 @@ pub async fn reset_session<S: Sessions>(
 pub async fn create_terminal<S: Sessions>(
     State(st): State<AppState<S>>,
     Path(id): Path<String>,
+    headers: axum::http::HeaderMap,
+    Query(q): Query<super::pages::LangQuery>,
 ) -> Result<Response, ApiError> {
+    // The refusals (8 open, 64 opened, too fast) are shown in the page as they are.
+    let lang = super::pages::pick_lang(q.lang.as_deref(), &headers);
     let s = st.manager.get(&id)?;
-    let t = st.manager.open_terminal(&s).await?;
+    let t = st.manager.open_terminal(&s).await.map_err(|e| ApiError::from_session(e, lang))?;
     Ok((StatusCode::CREATED, Json(json!({"terminal": terminal_path(&id, t.index)}))).into_response())
 }
 

@@ -53,6 +53,17 @@ impl ApiError {
             SessionError::HostWorkRateLimited { retry_after } => {
                 crate::text::fill(crate::text::get(lang, "refused_check_rate"), &[wait(*retry_after)])
             }
+            SessionError::TooManyTerminals => crate::text::fill(
+                crate::text::get(lang, "refused_too_many_terminals"),
+                &[("max", crate::session::MAX_TERMINALS.to_string())],
+            ),
+            SessionError::TerminalBudgetSpent => crate::text::fill(
+                crate::text::get(lang, "refused_terminal_budget"),
+                &[("max", crate::session::MAX_TERMINALS_OPENED.to_string())],
+            ),
+            SessionError::TerminalRateLimited { retry_after } => {
+                crate::text::fill(crate::text::get(lang, "refused_terminal_rate"), &[wait(*retry_after)])
+            }
             SessionError::UnknownImage(image) => {
                 crate::text::fill(crate::text::get(lang, "refused_unknown_image"), &[("image", image.clone())])
             }

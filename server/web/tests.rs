@@ -450,6 +450,22 @@ async fn terminals_unknown_too_many_or_ended() {
     .await;
     r.assert_error(StatusCode::TOO_MANY_REQUESTS, "terminal_rate_limited");
     assert_eq!(r.retry_after, Some(2));
+    // The page shows these refusals as they are: in its language.
+    for (err, code, words) in [
+        ((|| SessionError::TooManyTerminals) as fn() -> SessionError, "too_many_terminals", "8 個"),
+        (|| SessionError::TerminalBudgetSpent, "terminal_budget_spent", "64 個"),
+        (
+            || SessionError::TerminalRateLimited { retry_after: Duration::from_millis(2500) },
+            "terminal_rate_limited",
+            "2 秒後",
+        ),
+    ] {
+        let r =
+            send(Fake::with_session(Some(err)), Method::POST, "/api/sessions/live/terminals?lang=ja", Body::empty())
+                .await;
+        assert_eq!(r.json()["error"], code, "{}", r.text);
+        assert!(r.json()["message"].as_str().unwrap().contains(words), "{}", r.text);
+    }
     let r = send(
         Fake::with_session(Some(|| SessionError::Terminal(TerminalError::Ended))),
         Method::POST,
@@ -506,6 +522,8 @@ async fn a_live_session_is_described_and_deleted() {
     assert_eq!(v["state"], "running");
     assert_eq!(v["limits"]["memory_bytes"], 256 << 20);
     assert!(v["events"].as_array().unwrap().is_empty());
+    // The terminals still running: a page reopens a tab for each.
+    assert_eq!(v["terminals"], serde_json::json!(["/api/sessions/live/terminals/0"]));
     let r = send(Fake::with_session(None), Method::DELETE, "/api/sessions/live", Body::empty()).await;
     assert_eq!(r.status, StatusCode::NO_CONTENT);
     assert!(r.text.is_empty());

@@ -8,8 +8,10 @@ import { pageLang, t } from './i18n.js';
 // language, which every call here sends as Accept-Language) says the real
 // reason: the whole room is full, the server's memory for sessions is nearly
 // used up, this learner has too many sessions, everyone behind this address
-// together has, or sessions are started too fast.
-const REFUSALS = ['full', 'memory_full', 'too_many_sessions', 'too_many_from_address', 'rate_limited'];
+// together has, or sessions are started too fast; and a terminal tab refused (8 open, 64
+// opened, opened too fast).
+const REFUSALS = ['full', 'memory_full', 'too_many_sessions', 'too_many_from_address', 'rate_limited',
+  'too_many_terminals', 'terminal_budget_spent', 'terminal_rate_limited'];
 
 // An Error with the HTTP status (0: no answer at all), the API's error code and
 // detail, and Retry-After in seconds (or null).
@@ -106,6 +108,11 @@ export async function getSession(id) {
 
 export function sessionUrl(id) {
   return '/api/sessions/' + encodeURIComponent(id);
+}
+
+// Opens another shell in session `id` (a new tab); resolves to its terminal path.
+export async function openTerminal(id) {
+  return (await postJson(sessionUrl(id) + '/terminals', null)).terminal;
 }
 
 export function terminalPath(id, n) {

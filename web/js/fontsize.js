@@ -15,9 +15,10 @@ function stored() {
 }
 
 function apply(conn, size) {
-  conn.term.options.fontSize = size;
+  // Every tab's terminal (setTermOption), and the lesson text with them.
+  if (conn.setTermOption) conn.setTermOption('fontSize', size);
+  else { conn.term.options.fontSize = size; conn.fit(); }
   document.documentElement.style.setProperty('--text-scale', String(size / DEFAULT_SIZE));
-  conn.fit();
 }
 
 export function wireFontSize(conn) {

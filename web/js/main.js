@@ -6,7 +6,8 @@
 // client), terminal.js (the terminal's WebSocket client), inspector.js,
 // page.js (what the terminal pages share), play.js (landing and /play),
 // lesson.js (lesson pages), learn.js (progress on the lesson list), reset.js
-// (the Reset button), fontsize.js (A− / A+), keys.js (the phone key bar),
+// (the Reset button), fontsize.js (A− / A+), theme.js (light / dark), tabs.js
+// (the terminal tabs), keys.js (the phone key bar),
 // dom.js (DOM helpers), cast.js (the Recording download), embedded.js (the
 // /embed/* pages; embed.js is the script authors include on their own pages);
 // the classroom's join.js (/join pages), room.js (the
@@ -23,6 +24,7 @@ import { wireReset } from './reset.js';
 import { bootLearn } from './learn.js';
 import { addKeyBar } from './keys.js';
 import { wireFontSize } from './fontsize.js';
+import { wireTheme } from './theme.js';
 import { bootJoin } from './join.js';
 import { showRoomBar } from './room.js';
 import { bootDashboard, bootInstructorLogin, bootProjector } from './instructor.js';
@@ -41,6 +43,7 @@ const expose = (conn) => {
   Nsplay.connection = conn;
   wireReset(conn);
   wireFontSize(conn);
+  wireTheme(conn);
   addKeyBar(conn);
   wireCast(conn);
 };

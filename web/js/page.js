@@ -1,10 +1,11 @@
 // nsplay page chrome shared by the terminal pages (/play and lessons): the
 // #banner for page-level errors and countdowns, the clipboard hint, and
-// attaching #terminal with its #conn-state, #notices and #banner.
+// attaching #terminal (its tabs: tabs.js) with #conn-state and #notices.
 
 import { t } from './i18n.js';
 import { endMySessions, terminalPath } from './api.js';
-import { attach, clipboardHint } from './terminal.js';
+import { clipboardHint } from './terminal.js';
+import { attachTabs } from './tabs.js';
 import { $, el } from './dom.js';
 
 export function showClipboardHint() {
@@ -49,16 +50,9 @@ export function showBannerText(message) {
   banner.hidden = !message;
 }
 
-// Attaches the page's terminal to session `id` (its terminal at `path`,
-// terminal 0 when not given); returns the connection.
+// Attaches the page's terminals to session `id` (its terminal at `path`, terminal 0 when
+// not given, then every other one still running, each in a tab); returns the connection,
+// which acts on the active tab.
 export function attachPage(id, onNewSession, path) {
-  const conn = attach($('#terminal'), path || terminalPath(id), {
-    sessionId: id,
-    statusEl: $('#conn-state'),
-    noticesEl: $('#notices'),
-    bannerEl: $('#banner'),
-    onNewSession,
-  });
-  conn.term.focus();
-  return conn;
+  return attachTabs(id, path || terminalPath(id), onNewSession);
 }

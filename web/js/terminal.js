@@ -7,6 +7,7 @@
 
 import { pageLang, t } from './i18n.js';
 import { getSession, request } from './api.js';
+import { terminalTheme } from './theme.js';
 
 // ----------------------------------------------------------- clipboard ---
 
@@ -100,8 +101,11 @@ function debounce(fn, ms) {
 // Opens a terminal in `container` and connects it to the WebSocket at `path`.
 // options: sessionId, statusEl (#conn-state), noticesEl (#notices), bannerEl
 // (#banner), onNewSession (the banner's "New session" button; default reload),
-// readOnly (an instructor's view: no input, no resize; the server drops them anyway).
-// Returns { term, send(text), close(), fit() }.
+// readOnly (an instructor's view: no input, no resize; the server drops them anyway),
+// onState(state) (every connection state, besides statusEl), onViewers(count) (instead of
+// the page's #viewing badge), endAction(state) (what the ended banner's button does instead of
+// "New session": { label, run, message } or null), termOptions (xterm options such as fontSize).
+// Returns { term, send(text), close(), fit(), setTermOption(name, value) }.
 export function attach(container, path, options = {}) {
   const term = new window.Terminal({
     fontFamily: 'ui-monospace, "SFMono-Regular", "Cascadia Mono", "DejaVu Sans Mono", ' +
@@ -112,7 +116,8 @@ export function attach(container, path, options = {}) {
     scrollback: 5000,
     cursorBlink: true,
     convertEol: false,
-    theme: { background: '#15181d', foreground: '#e4e6eb', selectionBackground: '#3b5b8a' },
+    theme: terminalTheme(),
+    ...(options.termOptions || {}),
   });
   const fitAddon = new window.FitAddon.FitAddon();
   term.loadAddon(fitAddon);
@@ -127,6 +132,12 @@ export function attach(container, path, options = {}) {
   const m = /^\/api\/sessions\/([^/]+)\//.exec(path);
   const sessionId = options.sessionId || (m ? decodeURIComponent(m[1]) : null);
   const statusEl = options.statusEl || null;
+  let state = 'connecting';
+  const showState = (s) => {
+    state = s;
+    setState(statusEl, s);
+    if (options.onState) options.onState(s);
+  };
   const noticesEl = options.noticesEl || null;
   let bannerEl = options.bannerEl || null;
 
@@ -136,6 +147,9 @@ export function attach(container, path, options = {}) {
   // The server says how many read-only viewers (the instructor) watch this terminal.
   function viewing(count) {
     if (readOnly) return;
+    if (options.onViewers) { options.onViewers(count); return; }
+    // The page's own place for it (a lesson's side bar), else a badge of its own.
+    if (!viewingEl) viewingEl = document.getElementById('viewing');
     if (!viewingEl && count > 0) {
       viewingEl = document.createElement('div');
       viewingEl.className = 'viewing';
@@ -191,6 +205,15 @@ export function attach(container, path, options = {}) {
     if (!withButton) return;
     const button = document.createElement('button');
     button.type = 'button';
+    // Another tab's shell still runs: this one only closes (the session lives on).
+    const action = finished && options.endAction ? options.endAction(state) : null;
+    if (action) {
+      if (action.message) text.textContent = action.message;
+      button.textContent = action.label;
+      button.addEventListener('click', action.run);
+      bannerEl.append(button);
+      return;
+    }
     button.textContent = t('new_session');
     button.addEventListener('click', async () => {
       button.disabled = true;
@@ -218,7 +241,7 @@ export function attach(container, path, options = {}) {
     serverDown = false;
     clearTimeout(reconnectTimer);
     clearTimeout(probeTimer);
-    setState(statusEl, state);
+    showState(state);
     term.options.disableStdin = true;
     term.options.cursorBlink = false;
     if (message) banner(message);
@@ -229,7 +252,7 @@ export function attach(container, path, options = {}) {
   function serverLost() {
     if (serverDown) return;
     serverDown = true;
-    setState(statusEl, 'disconnected');
+    showState('disconnected');
     banner(t('server_unreachable'), false);
     // While not finished the reconnect loop is already probing.
     if (finished) probeServer(0);
@@ -243,12 +266,12 @@ export function attach(container, path, options = {}) {
       // Ended (exit frame) and then the server went away: if the session
       // survived, keep showing why it ended; normally it is gone.
       banner(exists ? finishMessage : t('session_gone'));
-      if (!exists) setState(statusEl, 'disconnected');
+      if (!exists) showState('disconnected');
       return;
     }
     hideBanner();
     if (!exists) finish('disconnected', t('session_gone'));
-    else setState(statusEl, 'reconnecting');
+    else showState('reconnecting');
   }
 
   function lookUpSession() {
@@ -301,7 +324,7 @@ export function attach(container, path, options = {}) {
   function connect() {
     clearTimeout(reconnectTimer);
     if (finished) return;
-    if (!serverDown) setState(statusEl, everConnected ? 'reconnecting' : 'connecting');
+    if (!serverDown) showState(everConnected ? 'reconnecting' : 'connecting');
     const scheme = location.protocol === 'https:' ? 'wss://' : 'ws://';
     // The server's notices on this socket (limits, expiry, shutdown) come in the page's language.
     const sock = new WebSocket(scheme + location.host + path + '?lang=' + encodeURIComponent(pageLang()));
@@ -320,7 +343,7 @@ export function attach(container, path, options = {}) {
       resetPending = everConnected;
       everConnected = true;
       if (serverDown) { serverDown = false; hideBanner(); }
-      setState(statusEl, 'connected');
+      showState('connected');
       fit();
       sendResize();
       for (const chunk of pending) sock.send(chunk);
@@ -370,7 +393,7 @@ export function attach(container, path, options = {}) {
         return;
       }
       if (openedAt && Date.now() - openedAt > STABLE_MS) attempt = 0;
-      if (!serverDown) setState(statusEl, 'reconnecting');
+      if (!serverDown) showState('reconnecting');
       scheduleReconnect();
     };
   }
@@ -415,6 +438,8 @@ export function attach(container, path, options = {}) {
     path, // the terminal's API path (cast.js downloads its recording)
     notice,
     setInputFilter(fn) { inputFilter = fn; },
+    get state() { return state; },
+    setTermOption(name, value) { term.options[name] = value; fit(); },
     send(text) {
       const bytes = encoder.encode(text);
       if (ws && ws.readyState === WebSocket.OPEN) ws.send(bytes);
@@ -432,7 +457,7 @@ export function attach(container, path, options = {}) {
       window.removeEventListener('resize', debouncedFit);
       window.removeEventListener('online', onOnline);
       if (ws) { const s = ws; ws = null; s.close(1000); }
-      setState(statusEl, 'disconnected');
+      showState('disconnected');
     },
     fit,
   };
