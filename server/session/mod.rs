@@ -27,9 +27,13 @@ pub use terminal::{Output, Terminal, TerminalError};
 /// Most terminals per session.
 pub const MAX_TERMINALS: usize = 8;
 /// Most terminals one session opens over its life. An ended terminal is freed at once (its two
-/// server fds and its ring; only its index and exit code stay, see [`TerminalRef::Ended`]), so
-/// this bounds the tombstones and the spawner work one session can ask for.
+/// server fds and its ring; only its index, exit code and recording stay, see
+/// [`TerminalRef::Ended`]), so this bounds the tombstones and the spawner work one session can
+/// ask for.
 pub const MAX_TERMINALS_OPENED: u64 = 64;
+/// Most bytes the recordings of a session's ended terminals keep together (each is at most
+/// [`cast::CAST_BYTES`]); past it the oldest ended terminal's recording goes first.
+pub const ENDED_CASTS_BYTES: usize = MAX_TERMINALS * cast::CAST_BYTES;
 /// Terminals a session may open at once, and per minute after that.
 pub const TERMINAL_BURST: u32 = 8;
 pub const TERMINALS_PER_MINUTE: u32 = 30;
@@ -46,6 +50,11 @@ pub enum SessionError {
     NotFound,
     #[error("no such terminal in this session")]
     NoTerminal,
+    #[error(
+        "this terminal ended long ago and its recording was dropped to keep the newer ones (a session keeps {} KiB of its ended terminals' recordings); download a recording soon after its terminal ends",
+        ENDED_CASTS_BYTES / 1024
+    )]
+    RecordingGone,
     /// In words: [`crate::text::render`] in the reader's language (English here, for logs).
     #[error("{}", crate::text::render("en", .0))]
     Refused(Refusal),
@@ -186,6 +195,9 @@ pub struct Session {
     terminals: Mutex<Vec<Arc<Terminal>>>,
     /// Terminals that ended and were freed: index → exit code and when (for the idle clock).
     ended: Mutex<std::collections::BTreeMap<u64, (i32, Instant)>>,
+    /// The recordings of ended terminals, oldest first, at most [`ENDED_CASTS_BYTES`] together
+    /// (kept under the `terminals` lock, with `ended`).
+    ended_casts: Mutex<std::collections::VecDeque<(u64, cast::Recording)>>,
     /// Terminals opened so far (the next one's index; bounded by [`MAX_TERMINALS_OPENED`]).
     opened: std::sync::atomic::AtomicU64,
     /// How fast new terminals may be opened ([`TERMINAL_BURST`], [`TERMINALS_PER_MINUTE`]).
@@ -261,7 +273,7 @@ const MAX_EVENTS: usize = 20;
 /// A terminal of a session as a client finds it.
 pub enum TerminalRef {
     Live(Arc<Terminal>),
-    /// It ended and was freed; only its exit code is kept.
+    /// It ended and was freed; only its exit code (and, for a while, its recording) is kept.
     Ended(i32),
 }
 
@@ -280,25 +292,54 @@ impl Session {
         self.ended.lock().unwrap_or_else(|e| e.into_inner()).get(&n).map(|(code, _)| TerminalRef::Ended(*code))
     }
 
+    /// A terminal's recording as an asciicast v2 file: a live terminal's, or the one an ended
+    /// terminal left (kept while the session lives, within [`ENDED_CASTS_BYTES`]).
+    pub fn asciicast(&self, n: u64, title: &str) -> Result<String, SessionError> {
+        let recording = {
+            let terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = terms.iter().find(|t| t.index == n) {
+                t.recording()
+            } else if let Some((_, r)) =
+                self.ended_casts.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(i, _)| *i == n)
+            {
+                r.clone()
+            } else if self.ended.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&n) {
+                return Err(SessionError::RecordingGone);
+            } else {
+                return Err(SessionError::NoTerminal);
+            }
+        };
+        // Rendered outside the locks (the chunks are shared, not copied).
+        Ok(recording.asciicast(title))
+    }
+
     /// Holds a new terminal, and frees it once its program has exited and its clients have the
-    /// exit code: its descriptors and ring must not wait for the session's end.
+    /// exit code: its descriptors and ring must not wait for the session's end (its recording,
+    /// which holds no descriptor, stays).
     fn adopt(self: &Arc<Self>, term: Arc<Terminal>) {
         self.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term.clone());
         let session = Arc::downgrade(self);
         tokio::spawn(async move {
             term.finished().await;
-            let (index, code) = (term.index, term.exit_code().unwrap_or(-1));
+            let (index, code, recording) = (term.index, term.exit_code().unwrap_or(-1), term.recording());
             drop(term);
             if let Some(s) = session.upgrade() {
-                s.bury(index, code);
+                s.bury(index, code, recording);
             }
         });
     }
 
-    fn bury(&self, index: u64, code: i32) {
+    fn bury(&self, index: u64, code: i32, recording: cast::Recording) {
         let mut terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
         terms.retain(|t| t.index != index);
         self.ended.lock().unwrap_or_else(|e| e.into_inner()).insert(index, (code, Instant::now()));
+        let mut casts = self.ended_casts.lock().unwrap_or_else(|e| e.into_inner());
+        casts.push_back((index, recording));
+        let mut kept: usize = casts.iter().map(|(_, r)| r.cost()).sum();
+        while kept > ENDED_CASTS_BYTES {
+            let Some((_, old)) = casts.pop_front() else { break };
+            kept -= old.cost();
+        }
     }
 
     /// Whether the session had terminals and every one has ended.
@@ -798,6 +839,7 @@ impl Manager {
             all_ended_since: Mutex::default(),
             terminals: Mutex::default(),
             ended: Mutex::default(),
+            ended_casts: Mutex::default(),
             opened: 1.into(),
             terminal_rate: terminal_rate(),
             host_work: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -1176,6 +1218,7 @@ impl Session {
             opened: (terminals.len() as u64).into(),
             terminals: Mutex::new(terminals),
             ended: Mutex::default(),
+            ended_casts: Mutex::default(),
             terminal_rate: terminal_rate(),
             host_work: Arc::new(tokio::sync::Semaphore::new(1)),
             host_work_rate: host_work_rate(),
