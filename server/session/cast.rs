@@ -254,7 +254,7 @@ mod tests {
             r.record_at(Duration::from_millis(i), &chunk);
         }
         assert!(r.cost <= CAST_BYTES);
-        let kept: usize = r.chunks.iter().map(|c| c.1.len()).sum();
+        let kept: usize = r.chunks.iter().map(|c| c.1.bytes()).sum();
         assert_eq!(r.dropped as usize + kept, 1000 * 1000);
         let l = lines(&r.asciicast("nsplay"));
         assert_eq!(l[0]["nsplay_truncated_bytes"].as_u64(), Some(r.dropped));

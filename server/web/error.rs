@@ -78,6 +78,7 @@ impl ApiError {
                 retry_after: Some(10),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "draining", crate::text::get(lang, "refused_draining"))
             },
+            SessionError::Stopping => Self::new(StatusCode::CONFLICT, "stopping", msg),
             SessionError::ShuttingDown => {
                 ApiError { retry_after: Some(10), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg) }
             }
