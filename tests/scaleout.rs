@@ -6,6 +6,8 @@
 //! once, `/healthz` 200, its learners told, its sessions still served, new ones elsewhere), and
 //! ends when its last session has ended or at `drain_timeout`; so does the admin call
 //! (`POST /api/admin/drain` with the admin token), which `POST /api/admin/undrain` calls off.
+//! Three nodes behind HAProxy take 90 sessions, spread over all three, each one's terminal
+//! reaching its own node.
 
 mod common;
 
@@ -503,4 +505,101 @@ async fn an_admin_drain_ends_the_sessions_at_its_deadline_and_the_node_stays_up(
     assert_eq!(r.json::<Value>().await.unwrap()["error"], "stopping");
     delete(&server.base, &s).await;
     assert_eq!(exited(&mut server, 30), Some(0), "{}", server.log.lock().unwrap());
+}
+
+/// A node with room for 32 sessions, its id range apart from every other test's (and from the
+/// other two nodes of [`haproxy_spreads_ninety_sessions_over_three_nodes`]).
+fn big_node(i: u32) -> Server {
+    let mut inst = common::Instance::new();
+    inst.id_slots = 32;
+    inst.id_base = 3_800_000_000 + ((std::process::id() % 8) * 3 + i) * 32 * 65536;
+    let name = format!("nsplay-{i}");
+    Server::start_in(
+        inst,
+        &[
+            "--node",
+            &name,
+            "--max-sessions",
+            "32",
+            "--warm-pool",
+            "2",
+            "--max-sessions-per-client",
+            "40",
+            "--create-per-minute",
+            "600",
+            "--create-burst",
+            "100",
+        ],
+    )
+}
+
+/// The shipped HAProxy config with a third node added the way docs/scale-out.md says (a
+/// prefix rule, a server in the pool, a backend of its own).
+fn haproxy3(n: &[Server]) -> Proxy {
+    require("haproxy");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let rule_1 = "    use_backend node_nsplay-1 if { path_beg /api/sessions/nsplay-1. }";
+    let pool_1 = "    server nsplay-1 10.0.0.11:8080 check";
+    let mut cfg = config(
+        "deploy/haproxy.cfg",
+        &[
+            (rule_1, format!("{rule_1}\n    use_backend node_nsplay-2 if {{ path_beg /api/sessions/nsplay-2. }}")),
+            (pool_1, format!("{pool_1}\n    server nsplay-2 {} check", n[2].addr)),
+            (LISTEN, format!("127.0.0.1:{port}")),
+            (NODE_0, n[0].addr.clone()),
+            (NODE_1, n[1].addr.clone()),
+        ],
+    );
+    cfg.push_str(&format!("\nbackend node_nsplay-2\n    server nsplay-2 {}\n", n[2].addr));
+    let file = dir.path().join("haproxy.cfg");
+    std::fs::write(&file, cfg).unwrap();
+    let mut cmd = Command::new("haproxy");
+    cmd.arg("-db").arg("-f").arg(&file);
+    spawn(cmd, dir, port, "haproxy")
+}
+
+/// Issue 21's scenario: three nodes behind HAProxy, 90 sessions created through it (a few at
+/// a time); they spread over all three nodes, each node holds exactly the sessions its name is
+/// in, and every session's terminal WebSocket through the proxy reaches its shell and answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn haproxy_spreads_ninety_sessions_over_three_nodes() {
+    use futures_util::StreamExt;
+    require_root();
+    let nodes: Vec<Server> = (0..3).map(big_node).collect();
+    let proxy = haproxy3(&nodes);
+    let via = format!("http://{}", proxy.addr);
+    let sessions: Vec<Value> =
+        futures_util::stream::iter(0..90).map(|_| create_ok(&via)).buffer_unordered(6).collect().await;
+    let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+    for s in &sessions {
+        *per_node.entry(node_of(s)).or_default() += 1;
+    }
+    assert_eq!(per_node.keys().collect::<Vec<_>>(), ["nsplay-0", "nsplay-1", "nsplay-2"], "{per_node:?}");
+    for (i, n) in nodes.iter().enumerate() {
+        let text = reqwest::get(format!("{}/metrics", n.base)).await.unwrap().text().await.unwrap();
+        let live = metric(&text, "nsplay_sessions_live");
+        assert_eq!(live as usize, per_node[&format!("nsplay-{i}")], "nsplay-{i}: {per_node:?}");
+    }
+    // Every terminal through the proxy, a few at a time, all kept open: each answers its own
+    // marker.
+    let terms: Vec<Term> = futures_util::stream::iter(sessions.iter().enumerate())
+        .map(|(i, s)| {
+            let proxy = &proxy;
+            async move {
+                let mut t = Term::connect_addr(&proxy.addr, s["terminal"].as_str().unwrap()).await;
+                t.expect("# ", 30).await;
+                let out = t.cmd(&format!("echo marker-{i}-$((6*7))")).await;
+                assert!(out.lines().any(|l| l.trim() == format!("marker-{i}-42")), "{out:?}");
+                t
+            }
+        })
+        .buffer_unordered(6)
+        .collect()
+        .await;
+    assert_eq!(terms.len(), 90);
+    drop(terms);
+    for s in &sessions {
+        delete(&via, s).await;
+    }
 }

@@ -1361,6 +1361,31 @@ impl Session {
 }
 
 #[cfg(test)]
+mod cast_tests {
+    use super::*;
+
+    /// The recordings ended terminals leave are bounded per session, the oldest going first.
+    #[test]
+    fn ended_terminals_keep_their_recordings_within_a_budget() {
+        let s = Session::detached("casts", Vec::new());
+        let chunk = bytes::Bytes::from(vec![b'x'; 200 * 1024]);
+        let n = (ENDED_CASTS_BYTES / (200 * 1024)) as u64 + 3;
+        for i in 0..n {
+            let mut r = cast::Recording::new(80, 24);
+            r.record(&chunk);
+            s.bury(i, 0, r);
+        }
+        let kept: usize = s.ended_casts.lock().unwrap().iter().map(|(_, r)| r.cost()).sum();
+        assert!(kept <= ENDED_CASTS_BYTES, "{kept}");
+        assert!(matches!(s.asciicast(0, "t"), Err(SessionError::RecordingGone)));
+        let newest = s.asciicast(n - 1, "t").unwrap();
+        assert!(newest.lines().count() == 2 && newest.contains("xxxx"), "{:.100}", newest);
+        assert!(matches!(s.asciicast(n, "t"), Err(SessionError::NoTerminal)));
+        assert!(matches!(s.terminal_ref(0), Some(TerminalRef::Ended(0))));
+    }
+}
+
+#[cfg(test)]
 mod id_tests {
     use super::*;
 
