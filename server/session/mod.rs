@@ -1183,6 +1183,13 @@ impl Manager {
         if let Some(d) = state.as_mut() {
             d.stopping |= stopping;
             if !stopping || d.until <= until {
+                if stopping {
+                    let left = d.until.saturating_duration_since(tokio::time::Instant::now());
+                    tracing::info!(
+                        left_s = left.as_secs(),
+                        "SIGTERM: the drain under way goes on to its deadline, then the node stops"
+                    );
+                }
                 return DrainStatus { begun: false, deadline: d.deadline, until: d.until, sessions: self.live() };
             }
             // A SIGTERM whose drain ends sooner than the one under way: its deadline counts.
