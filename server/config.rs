@@ -898,6 +898,7 @@ impl Settings {
             images: Default::default(),
             images_allowed: self.images_allowed.clone(),
             warm_pool_per_image: self.warm_pool_per_image,
+            drain_timeout: self.drain_timeout,
         }
     }
 

@@ -125,6 +125,8 @@ mod tests {
             Box::new(Notice::MaxAgeReached),
             Box::new(Notice::MaxAgeSoon { minutes: 1 }),
             Box::new(Notice::ShuttingDown),
+            Box::new(Notice::DrainCancelled),
+            Box::new(Notice::Drained),
             Box::new(kill),
             Box::new(Notice::PidsLimit { max: 1 }),
             Box::new(Notice::ChildMemoryKill { limit: "32 MiB".into() }),

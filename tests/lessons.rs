@@ -235,14 +235,33 @@ async fn a_server_serves_a_directory_lists_the_broken_and_reloads_with_a_session
     let sess: Value = get(&server, &format!("/api/sessions/{id}")).await.json().await.unwrap();
     assert_eq!(sess["passed"]["author-kinds"], json!(["quiz"]), "{sess}");
 
-    // SIGHUP reloads (and does not stop the server).
+    // SIGHUP reloads (and does not stop the server), even an edit the polling cannot see: the
+    // same size and modification time, swapped in by a rename so that no poll ever sees a
+    // half-made change.
+    let file = lesson.join("lesson.toml");
+    let text = std::fs::read_to_string(&file).unwrap();
+    let mtime = std::fs::metadata(&file).unwrap().modified().unwrap();
+    let edited = text.replace("title.en = \"Checks, edited\"", "title.en = \"Checks, hupped\"");
+    assert_eq!(edited.len(), text.len());
+    // Made outside the lessons directory (a new file there would be a change a poll sees).
+    let outside = tempfile::tempdir_in(dir.path().parent().unwrap()).unwrap();
+    let tmp = outside.path().join("lesson.toml");
+    std::fs::write(&tmp, &edited).unwrap();
+    std::fs::File::options().write(true).open(&tmp).unwrap().set_modified(mtime).unwrap();
+    std::fs::rename(&tmp, &file).unwrap();
+    let title = |v: &Value| v["title"]["en"].as_str().map(str::to_string);
+    let before = server.log.lock().unwrap().matches("lessons reloaded").count();
+    let v: Value = get(&server, "/api/lessons/author-kinds").await.json().await.unwrap();
+    assert_eq!(title(&v).as_deref(), Some("Checks, edited"), "{v}");
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(server.pid()), nix::sys::signal::Signal::SIGHUP).unwrap();
-    assert!(
-        common::wait_until(10, || server.log.lock().unwrap().contains("SIGHUP: reloading the lessons")),
-        "{}",
-        server.log.lock().unwrap()
-    );
-    assert_eq!(get(&server, "/api/lessons/author-kinds").await.status(), 200);
+    let hupped = common::wait_until(30, || {
+        let log = server.log.lock().unwrap();
+        log.contains("SIGHUP: reloading the lessons") && log.matches("lessons reloaded").count() > before
+    });
+    assert!(hupped, "{}", server.log.lock().unwrap());
+    let v: Value = get(&server, "/api/lessons/author-kinds").await.json().await.unwrap();
+    assert_eq!(title(&v).as_deref(), Some("Checks, hupped"), "SIGHUP did not pick up the edit: {v}");
+    assert_eq!(get(&server, &format!("/api/sessions/{id}")).await.status(), 200, "the session ended with SIGHUP");
 }
 
 /// Ctrl-C (or a CI's SIGTERM) in the middle of a walk ends its sessions and says so.

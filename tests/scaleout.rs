@@ -4,7 +4,10 @@
 //! spread over the nodes; every session's API calls and terminal WebSocket reach its owner; a
 //! full node's 503 makes the proxy retry the other node; SIGTERM drains a node (`/readyz` 503 at
 //! once, `/healthz` 200, its learners told, its sessions still served, new ones elsewhere), and
-//! ends when its last session has ended or at `drain_timeout`.
+//! ends when its last session has ended or at `drain_timeout`; so does the admin call
+//! (`POST /api/admin/drain` with the admin token), which `POST /api/admin/undrain` calls off.
+//! Three nodes behind HAProxy take 90 sessions, spread over all three, each one's terminal
+//! reaching its own node.
 
 mod common;
 
@@ -16,17 +19,21 @@ use common::term::Term;
 use common::{Server, require_root, wait_until};
 use nix::sys::signal::{Signal, kill};
 use nix::unistd::Pid;
-use serde_json::Value;
+use serde_json::{Value, json};
 
 /// The example node addresses and listen address of the shipped configs, which the tests
 /// replace by their own.
 const NODE_0: &str = "10.0.0.10:8080";
 const NODE_1: &str = "10.0.0.11:8080";
 const LISTEN: &str = "0.0.0.0:80";
+/// The nodes' admin token (the drain call's bearer token).
+const TOKEN: &str = "scale-out-admin-token-for-tests";
 
 fn node(name: &str, max_sessions: usize) -> Server {
     let max = max_sessions.to_string();
     Server::start(&[
+        "--admin-token",
+        TOKEN,
         "--node",
         name,
         "--max-sessions",
@@ -333,4 +340,266 @@ async fn at_the_drain_deadline_the_sessions_end_and_the_node_exits() {
     assert!(seen.iter().any(|n| n.contains("あと 2 秒") && n.contains("UTC")), "{seen:?}");
     assert_eq!(exited(&mut server, 30), Some(0), "{}", server.log.lock().unwrap());
     assert!(wait_until(5, || server.inst.processes().is_empty()), "left: {:?}", server.inst.processes());
+}
+
+async fn admin_post(base: &str, call: &str, body: Option<Value>) -> reqwest::Response {
+    let r = reqwest::Client::new().post(format!("{base}/api/admin/{call}")).bearer_auth(TOKEN);
+    match body {
+        Some(b) => r.json(&b),
+        None => r,
+    }
+    .send()
+    .await
+    .unwrap()
+}
+
+fn notices(t: &Term) -> Vec<String> {
+    t.controls
+        .iter()
+        .filter(|c| c["type"] == "notice")
+        .filter_map(|c| c["message"].as_str())
+        .map(String::from)
+        .collect()
+}
+
+async fn delete(base: &str, s: &Value) {
+    let r = reqwest::Client::new().delete(format!("{base}/api/sessions/{}", s["id"].as_str().unwrap())).send().await;
+    assert_eq!(r.unwrap().status(), 204);
+}
+
+/// The admin call drains a node as SIGTERM does, but the process stays: new sessions through
+/// the proxy go to the other node, the drained node's learner is told and still served; the
+/// undrain brings new sessions back to it.
+async fn an_admin_drain_sends_new_sessions_elsewhere(start: fn(&Server, &Server) -> Proxy) {
+    require_root();
+    let a = node("nsplay-0", 4);
+    let b = node("nsplay-1", 4);
+    let proxy = start(&a, &b);
+    let via = format!("http://{}", proxy.addr);
+    let on_a = create_ok(&a.base).await;
+    let mut term_a = terminal_through(&proxy, &on_a).await;
+
+    // Only the admin may drain.
+    let r = reqwest::Client::new().post(format!("{via}/api/admin/drain")).send().await.unwrap();
+    assert_eq!(r.status(), 401);
+    let r = reqwest::Client::new().post(format!("{}/api/admin/drain", a.base)).bearer_auth("not-the-token").send();
+    assert_eq!(r.await.unwrap().status(), 401);
+    assert_eq!(status(format!("{}/readyz", a.base)).await, 200);
+
+    let r = admin_post(&a.base, "drain", Some(json!({"seconds": 600}))).await;
+    assert_eq!(r.status(), 202);
+    let d: Value = r.json().await.unwrap();
+    assert_eq!((d["draining"].as_bool(), d["sessions"].as_u64()), (Some(true), Some(1)), "{d}");
+    // Not ready once the call has answered, alive, and new sessions refused with the 503 the
+    // proxies retry elsewhere.
+    assert_eq!(status(format!("{}/readyz", a.base)).await, 503);
+    assert_eq!(status(format!("{}/healthz", a.base)).await, 200);
+    let r = create(&a.base).await;
+    assert_eq!(r.status(), 503);
+    assert_eq!(r.headers().get("x-nsplay-retry-elsewhere").map(|v| v.to_str().unwrap()), Some("1"));
+    // A second call keeps the deadline.
+    let r = admin_post(&a.base, "drain", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["deadline"], d["deadline"]);
+    let told = term_a
+        .pump_until(20, |t| notices(t).iter().any(|n| n.contains("this session ends in 600 s") && n.contains("UTC")))
+        .await;
+    assert!(told, "no drain notice: {:?}", term_a.controls);
+    let out = term_a.cmd("echo still here").await;
+    assert!(out.contains("still here"), "{out:?}");
+
+    // Every new session through the proxy lands on nsplay-1.
+    let mut on_b = Vec::new();
+    for _ in 0..4 {
+        let s = create_ok(&via).await;
+        assert_eq!(node_of(&s), "nsplay-1", "a drained node took a new session");
+        on_b.push(s);
+    }
+    let mut term_b = terminal_through(&proxy, &on_b[0]).await;
+    for s in &on_b {
+        delete(&via, s).await;
+    }
+    assert!(term_b.pump_until(20, |t| t.closed.is_some()).await);
+
+    // The undrain: ready again, the learner told, and new sessions reach nsplay-0 again (once
+    // HAProxy's check has seen it ready).
+    let r = admin_post(&a.base, "undrain", None).await;
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.json::<Value>().await.unwrap()["was_draining"], true);
+    assert_eq!(status(format!("{}/readyz", a.base)).await, 200);
+    let told = term_a.pump_until(20, |t| notices(t).iter().any(|n| n.contains("stays in service"))).await;
+    assert!(told, "no notice of the undrain: {:?}", term_a.controls);
+    let deadline = std::time::Instant::now() + Duration::from_secs(60);
+    loop {
+        let s = create_ok(&via).await;
+        let landed = node_of(&s);
+        delete(&via, &s).await;
+        if landed == "nsplay-0" {
+            break;
+        }
+        assert!(std::time::Instant::now() < deadline, "no new session reached nsplay-0 after the undrain");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    let out = term_a.cmd("echo kept").await;
+    assert!(out.contains("kept"), "{out:?}");
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn haproxy_sends_new_sessions_past_a_node_drained_by_the_admin_call() {
+    an_admin_drain_sends_new_sessions_elsewhere(haproxy).await;
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn nginx_sends_new_sessions_past_a_node_drained_by_the_admin_call() {
+    an_admin_drain_sends_new_sessions_elsewhere(nginx).await;
+}
+
+/// At the deadline of an admin drain the sessions end (their learners told) and the node stays
+/// up, not ready, until the undrain; a signed-in browser needs the CSRF token; once SIGTERM
+/// drains the node, the drain cannot be undone.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_drain_ends_the_sessions_at_its_deadline_and_the_node_stays_up() {
+    let mut server = Server::start(&["--admin-token", TOKEN, "--drain-timeout", "10m"]);
+    let s = common::term::create(&server).await;
+    let mut t = common::term::attach(&server, &s).await;
+    let c = reqwest::Client::new();
+    // The instructor's cookie without the sign-in's CSRF token may not drain.
+    let r = c.post(format!("{}/api/instructor/login", server.base)).json(&json!({"token": TOKEN})).send().await;
+    let r = r.unwrap();
+    assert_eq!(r.status(), 204);
+    let cookie = r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string();
+    let r = c.post(format!("{}/api/admin/drain", server.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.status(), 403);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "csrf");
+    let r = c.get(format!("{}/api/admin/drain", server.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["draining"], false);
+    assert_eq!(admin_post(&server.base, "drain", Some(json!({"seconds": 0}))).await.status(), 400);
+
+    assert_eq!(admin_post(&server.base, "drain", Some(json!({"seconds": 2}))).await.status(), 202);
+    assert!(t.pump_until(30, |t| t.closed.is_some()).await, "{:?}", t.controls);
+    let seen = notices(&t);
+    assert!(seen.iter().any(|n| n.contains("this session ends in 2 s")), "{seen:?}");
+    assert!(seen.iter().any(|n| n.contains("out of service; this session ends now")), "{seen:?}");
+    let id = s["id"].as_str().unwrap();
+    let ended = wait_until(30, || {
+        let log = server.log.lock().unwrap();
+        log.contains("drain deadline: ending the sessions left") && log.contains("session ended")
+    });
+    assert!(ended, "{}", server.log.lock().unwrap());
+    assert_eq!(status(format!("{}/api/sessions/{id}", server.base)).await, 404);
+    assert!(server.child.try_wait().unwrap().is_none(), "the node stopped");
+    assert_eq!(status(format!("{}/readyz", server.base)).await, 503);
+    assert_eq!(create(&server.base).await.status(), 503);
+    let r = c.get(format!("{}/api/admin/drain", server.base)).header("cookie", &cookie).send().await.unwrap();
+    assert_eq!(r.json::<Value>().await.unwrap()["draining"], true);
+
+    assert_eq!(admin_post(&server.base, "undrain", None).await.status(), 200);
+    assert_eq!(status(format!("{}/readyz", server.base)).await, 200);
+    let s = create_ok(&server.base).await;
+    // SIGTERM drains (the session keeps the node up for its 10 minutes); no undrain now.
+    kill(Pid::from_raw(server.pid()), Signal::SIGTERM).unwrap();
+    let draining = wait_until(10, || server.log.lock().unwrap().matches("draining: no new sessions").count() == 2);
+    assert!(draining, "{}", server.log.lock().unwrap());
+    let r = admin_post(&server.base, "undrain", None).await;
+    assert_eq!(r.status(), 409);
+    assert_eq!(r.json::<Value>().await.unwrap()["error"], "stopping");
+    delete(&server.base, &s).await;
+    assert_eq!(exited(&mut server, 30), Some(0), "{}", server.log.lock().unwrap());
+}
+
+/// A node with room for 32 sessions, its id range apart from every other test's (and from the
+/// other two nodes of [`haproxy_spreads_ninety_sessions_over_three_nodes`]).
+fn big_node(i: u32) -> Server {
+    let mut inst = common::Instance::new();
+    inst.id_slots = 32;
+    inst.id_base = 3_800_000_000 + ((std::process::id() % 8) * 3 + i) * 32 * 65536;
+    let name = format!("nsplay-{i}");
+    Server::start_in(
+        inst,
+        &[
+            "--node",
+            &name,
+            "--max-sessions",
+            "32",
+            "--warm-pool",
+            "2",
+            "--max-sessions-per-client",
+            "40",
+            "--create-per-minute",
+            "600",
+            "--create-burst",
+            "100",
+        ],
+    )
+}
+
+/// The shipped HAProxy config with a third node added the way docs/scale-out.md says (a
+/// prefix rule, a server in the pool, a backend of its own).
+fn haproxy3(n: &[Server]) -> Proxy {
+    require("haproxy");
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let rule_1 = "    use_backend node_nsplay-1 if { path_beg /api/sessions/nsplay-1. }";
+    let pool_1 = "    server nsplay-1 10.0.0.11:8080 check";
+    let mut cfg = config(
+        "deploy/haproxy.cfg",
+        &[
+            (rule_1, format!("{rule_1}\n    use_backend node_nsplay-2 if {{ path_beg /api/sessions/nsplay-2. }}")),
+            (pool_1, format!("{pool_1}\n    server nsplay-2 {} check", n[2].addr)),
+            (LISTEN, format!("127.0.0.1:{port}")),
+            (NODE_0, n[0].addr.clone()),
+            (NODE_1, n[1].addr.clone()),
+        ],
+    );
+    cfg.push_str(&format!("\nbackend node_nsplay-2\n    server nsplay-2 {}\n", n[2].addr));
+    let file = dir.path().join("haproxy.cfg");
+    std::fs::write(&file, cfg).unwrap();
+    let mut cmd = Command::new("haproxy");
+    cmd.arg("-db").arg("-f").arg(&file);
+    spawn(cmd, dir, port, "haproxy")
+}
+
+/// Issue 21's scenario: three nodes behind HAProxy, 90 sessions created through it (a few at
+/// a time); they spread over all three nodes, each node holds exactly the sessions its name is
+/// in, and every session's terminal WebSocket through the proxy reaches its shell and answers.
+#[tokio::test(flavor = "multi_thread")]
+async fn haproxy_spreads_ninety_sessions_over_three_nodes() {
+    use futures_util::StreamExt;
+    require_root();
+    let nodes: Vec<Server> = (0..3).map(big_node).collect();
+    let proxy = haproxy3(&nodes);
+    let via = format!("http://{}", proxy.addr);
+    let sessions: Vec<Value> =
+        futures_util::stream::iter(0..90).map(|_| create_ok(&via)).buffer_unordered(6).collect().await;
+    let mut per_node = std::collections::BTreeMap::<String, usize>::new();
+    for s in &sessions {
+        *per_node.entry(node_of(s)).or_default() += 1;
+    }
+    assert_eq!(per_node.keys().collect::<Vec<_>>(), ["nsplay-0", "nsplay-1", "nsplay-2"], "{per_node:?}");
+    for (i, n) in nodes.iter().enumerate() {
+        let text = reqwest::get(format!("{}/metrics", n.base)).await.unwrap().text().await.unwrap();
+        let live = metric(&text, "nsplay_sessions_live");
+        assert_eq!(live as usize, per_node[&format!("nsplay-{i}")], "nsplay-{i}: {per_node:?}");
+    }
+    // Every terminal through the proxy, a few at a time, all kept open: each answers its own
+    // marker.
+    let terms: Vec<Term> = futures_util::stream::iter(sessions.iter().enumerate())
+        .map(|(i, s)| {
+            let proxy = &proxy;
+            async move {
+                let mut t = Term::connect_addr(&proxy.addr, s["terminal"].as_str().unwrap()).await;
+                t.expect("# ", 30).await;
+                let out = t.cmd(&format!("echo marker-{i}-$((6*7))")).await;
+                assert!(out.lines().any(|l| l.trim() == format!("marker-{i}-42")), "{out:?}");
+                t
+            }
+        })
+        .buffer_unordered(6)
+        .collect()
+        .await;
+    assert_eq!(terms.len(), 90);
+    drop(terms);
+    for s in &sessions {
+        delete(&via, s).await;
+    }
 }

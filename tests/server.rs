@@ -547,9 +547,60 @@ async fn a_terminals_recording_is_an_asciicast_that_asciinema_replays() {
     let replayed = String::from_utf8_lossy(&out.stdout);
     assert!(replayed.contains("\x1b[31mred\x1b[0m \x1b[1;32m緑\x1b[0m 色"), "{replayed:.300}");
     assert!(replayed.matches("日本語テキスト").count() >= 5000);
+    // A resize is an "r" event, after the output before it (the header has the first size).
+    assert_eq!((header["width"].as_u64(), header["height"].as_u64()), (Some(80), Some(24)), "{header}");
+    t.control(json!({"type": "resize", "cols": 100, "rows": 30})).await;
+    t.line("stty size").await;
+    t.expect("30 100", 10).await;
+    t.expect("# ", 10).await;
+    let cast = reqwest::get(&url).await.unwrap().text().await.unwrap();
+    let events: Vec<Value> = cast.lines().skip(1).map(|l| serde_json::from_str(l).unwrap()).collect();
+    let resizes: Vec<&Value> = events.iter().filter(|e| e[1] == "r").collect();
+    assert_eq!(resizes.len(), 1, "{resizes:?}");
+    assert_eq!(resizes[0][2], "100x30");
+    let at = events.iter().position(|e| e[1] == "r").unwrap();
+    assert!(events[..at].iter().any(|e| e[2].as_str().unwrap().contains("日本語テキスト")));
+    assert!(events[at..].iter().any(|e| e[2].as_str().unwrap().contains("30 100")));
     // Unknown terminals are 404.
     let r = reqwest::get(format!("{}/api/sessions/{}/terminals/7/cast", server.base, s["id"].as_str().unwrap()))
         .await
         .unwrap();
     assert_eq!(r.status(), 404);
+}
+
+/// An ended terminal's recording stays downloadable for the session's life: only the recording
+/// (its descriptors and ring are freed, which a new socket sees as an exit with no screen to
+/// replay).
+#[tokio::test(flavor = "multi_thread")]
+async fn an_ended_terminals_recording_stays_downloadable() {
+    let server = Server::start(&[]);
+    let (s, _t) = shell(&server).await;
+    let id = s["id"].as_str().unwrap();
+    let r = reqwest::Client::new().post(format!("{}/api/sessions/{id}/terminals", server.base)).send().await.unwrap();
+    assert_eq!(r.status(), 201);
+    let path = r.json::<Value>().await.unwrap()["terminal"].as_str().unwrap().to_string();
+    let mut t1 = Term::connect(&server, &path).await;
+    t1.expect("# ", 20).await;
+    t1.line("echo ended-''terminal-marker; exit 3").await;
+    t1.expect("ended-terminal-marker", 10).await;
+    assert!(t1.pump_until(20, |t| t.closed.is_some()).await, "the terminal's socket closes when its shell exits");
+    let deadline = Instant::now() + Duration::from_secs(60);
+    loop {
+        let mut again = Term::connect(&server, &path).await;
+        again.pump_until(20, |t| t.closed.is_some()).await;
+        assert!(again.controls.iter().any(|c| c["type"] == "exit" && c["code"] == 3), "{:?}", again.controls);
+        if again.out.is_empty() {
+            break; // freed
+        }
+        assert!(Instant::now() < deadline, "the ended terminal was never freed");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    let r = reqwest::get(format!("{}{path}/cast", server.base)).await.unwrap();
+    assert_eq!(r.status(), 200, "the cast of an ended terminal");
+    let cast = r.text().await.unwrap();
+    let header: Value = serde_json::from_str(cast.lines().next().unwrap()).unwrap();
+    assert_eq!(header["version"], 2);
+    assert!(cast.contains("ended-terminal-marker"), "{cast:.2000}");
+    // An asciinema-readable file, like a live one's.
+    assert!(cast.lines().skip(1).all(|l| serde_json::from_str::<Value>(l).is_ok()));
 }

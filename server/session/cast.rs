@@ -1,12 +1,15 @@
-//! A terminal's recording: its output chunks with the time each arrived, in a bounded buffer,
-//! written out as an asciicast v2 file (the asciinema format: a JSON header line, then one
-//! `[seconds, "o", text]` line per chunk).
+//! A terminal's recording: its output chunks and window-size changes with the time each came,
+//! in a bounded buffer, written out as an asciicast v2 file (the asciinema format: a JSON header
+//! line with the size the recording starts at, then one `[seconds, "o", text]` line per chunk
+//! and one `[seconds, "r", "COLSxROWS"]` line per resize).
 //!
-//! The buffer keeps the newest [`CAST_BYTES`] of output (the oldest chunks go first, as in the
-//! replay ring); a recording that lost its beginning says so in its header (`title`, and
-//! `nsplay_truncated_bytes`) and starts its clock at its first kept chunk. Chunks are kept as
-//! they came (sharing the bytes handed to the clients); text is decoded only when the file is
-//! written, carrying a character split across two chunks over to the next line.
+//! The buffer keeps the newest [`CAST_BYTES`] (the oldest events go first, as in the replay
+//! ring); a recording that lost its beginning says so in its header (`title`, and
+//! `nsplay_truncated_bytes`), starts its clock at its first kept event and its size at the
+//! last size it dropped. Chunks are kept as they came (sharing the bytes handed to the
+//! clients); text is decoded only when the file is written, carrying a character split across
+//! two chunks over to the next line. A recording holds no descriptor: it outlives its terminal
+//! (the session keeps it, see `Session::asciicast`).
 
 use std::collections::VecDeque;
 use std::time::{Duration, Instant, SystemTime};
@@ -15,27 +18,51 @@ use bytes::Bytes;
 
 /// Most output bytes a terminal's recording keeps (the newest).
 pub const CAST_BYTES: usize = 256 * 1024;
-/// What one kept chunk costs besides its bytes (its time and handle), so a flood of one-byte
-/// echoes is bounded too.
+/// What one kept event costs besides its bytes (its time and handle), so a flood of one-byte
+/// echoes (or of resizes) is bounded too.
 const CHUNK_OVERHEAD: usize = 48;
+
+/// One kept event.
+#[derive(Clone)]
+enum Event {
+    Output(Bytes),
+    /// The window's new size (columns, rows).
+    Resize(u16, u16),
+}
+
+impl Event {
+    fn bytes(&self) -> usize {
+        match self {
+            Event::Output(b) => b.len(),
+            Event::Resize(..) => 0,
+        }
+    }
+}
 
 #[derive(Clone)]
 pub struct Recording {
     started: Instant,
     started_wall: SystemTime,
-    chunks: VecDeque<(Duration, Bytes)>,
-    /// Bytes kept, counting [`CHUNK_OVERHEAD`] per chunk.
+    chunks: VecDeque<(Duration, Event)>,
+    /// The size in effect before the first kept event (the header's).
+    base_size: (u16, u16),
+    /// The size now (the last resize recorded).
+    size: (u16, u16),
+    /// Bytes kept, counting [`CHUNK_OVERHEAD`] per event.
     cost: usize,
     /// Output bytes dropped from the front.
     dropped: u64,
 }
 
 impl Recording {
-    pub fn new() -> Recording {
+    /// A recording of a `cols`×`rows` terminal.
+    pub fn new(cols: u16, rows: u16) -> Recording {
         Recording {
             started: Instant::now(),
             started_wall: SystemTime::now(),
             chunks: VecDeque::new(),
+            base_size: (cols, rows),
+            size: (cols, rows),
             cost: 0,
             dropped: 0,
         }
@@ -43,6 +70,24 @@ impl Recording {
 
     pub fn record(&mut self, chunk: &Bytes) {
         self.record_at(self.started.elapsed(), chunk);
+    }
+
+    /// Records that the window is now `cols`×`rows` (nothing if it already was).
+    pub fn resize(&mut self, cols: u16, rows: u16) {
+        self.resize_at(self.started.elapsed(), cols, rows);
+    }
+
+    fn resize_at(&mut self, at: Duration, cols: u16, rows: u16) {
+        if (cols, rows) == self.size {
+            return;
+        }
+        self.size = (cols, rows);
+        self.push(at, Event::Resize(cols, rows));
+    }
+
+    /// What the recording holds, in bytes (its bound is [`CAST_BYTES`]).
+    pub fn cost(&self) -> usize {
+        self.cost
     }
 
     fn record_at(&mut self, at: Duration, chunk: &Bytes) {
@@ -57,17 +102,26 @@ impl Recording {
         } else {
             chunk.clone()
         };
-        self.cost += chunk.len() + CHUNK_OVERHEAD;
-        self.chunks.push_back((at, chunk));
+        self.push(at, Event::Output(chunk));
+    }
+
+    fn push(&mut self, at: Duration, event: Event) {
+        self.cost += event.bytes() + CHUNK_OVERHEAD;
+        self.chunks.push_back((at, event));
         while self.cost > CAST_BYTES {
             let Some((_, old)) = self.chunks.pop_front() else { break };
-            self.cost -= old.len() + CHUNK_OVERHEAD;
-            self.dropped += old.len() as u64;
+            self.cost -= old.bytes() + CHUNK_OVERHEAD;
+            match old {
+                Event::Output(b) => self.dropped += b.len() as u64,
+                // The kept events start at this size now.
+                Event::Resize(cols, rows) => self.base_size = (cols, rows),
+            }
         }
     }
 
-    /// The asciicast v2 file of what was kept, for a `cols`×`rows` terminal.
-    pub fn asciicast(&self, cols: u16, rows: u16, title: &str) -> String {
+    /// The asciicast v2 file of what was kept.
+    pub fn asciicast(&self, title: &str) -> String {
+        let (cols, rows) = self.base_size;
         let offset =
             if self.dropped > 0 { self.chunks.front().map_or(Duration::ZERO, |c| c.0) } else { Duration::ZERO };
         let start = (self.started_wall + offset).duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default();
@@ -88,7 +142,16 @@ impl Recording {
         out.push('\n');
         let mut carry: Vec<u8> = Vec::new();
         let mut first = self.dropped > 0;
-        for (at, chunk) in &self.chunks {
+        for (at, event) in &self.chunks {
+            let t = (at.saturating_sub(offset).as_secs_f64() * 1e6).round() / 1e6;
+            let chunk = match event {
+                Event::Output(chunk) => chunk,
+                Event::Resize(cols, rows) => {
+                    out.push_str(&serde_json::json!([t, "r", format!("{cols}x{rows}")]).to_string());
+                    out.push('\n');
+                    continue;
+                }
+            };
             carry.extend_from_slice(chunk);
             if std::mem::take(&mut first) {
                 // Cut mid-stream: skip the rest of a character whose start was dropped.
@@ -99,8 +162,7 @@ impl Recording {
             if text.is_empty() {
                 continue;
             }
-            let t = at.saturating_sub(offset).as_secs_f64();
-            out.push_str(&serde_json::json!([(t * 1e6).round() / 1e6, "o", text]).to_string());
+            out.push_str(&serde_json::json!([t, "o", text]).to_string());
             out.push('\n');
         }
         if !carry.is_empty() {
@@ -115,12 +177,6 @@ impl Recording {
 
     fn last_time(&self, offset: Duration) -> f64 {
         self.chunks.back().map_or(0.0, |c| c.0.saturating_sub(offset).as_secs_f64())
-    }
-}
-
-impl Default for Recording {
-    fn default() -> Self {
-        Recording::new()
     }
 }
 
@@ -168,7 +224,7 @@ mod tests {
 
     #[test]
     fn a_character_split_across_chunks_comes_out_whole() {
-        let mut r = Recording::new();
+        let mut r = Recording::new(100, 30);
         let text = "\x1b[31m赤\x1b[0m 日本語\n".as_bytes();
         // Cut inside 赤 (3 bytes) and inside 本.
         let cut1 = 6;
@@ -176,7 +232,7 @@ mod tests {
         r.record_at(Duration::from_millis(10), &Bytes::copy_from_slice(&text[..cut1]));
         r.record_at(Duration::from_millis(20), &Bytes::copy_from_slice(&text[cut1..cut2]));
         r.record_at(Duration::from_millis(30), &Bytes::copy_from_slice(&text[cut2..]));
-        let cast = r.asciicast(100, 30, "t");
+        let cast = r.asciicast("t");
         let l = lines(&cast);
         assert_eq!(l[0]["version"], 2);
         assert_eq!((l[0]["width"].as_u64(), l[0]["height"].as_u64()), (Some(100), Some(30)));
@@ -192,25 +248,25 @@ mod tests {
 
     #[test]
     fn the_buffer_is_bounded_and_a_truncated_recording_says_so() {
-        let mut r = Recording::new();
+        let mut r = Recording::new(80, 24);
         let chunk = Bytes::from(vec![b'x'; 1000]);
         for i in 0..1000u64 {
             r.record_at(Duration::from_millis(i), &chunk);
         }
         assert!(r.cost <= CAST_BYTES);
-        let kept: usize = r.chunks.iter().map(|c| c.1.len()).sum();
+        let kept: usize = r.chunks.iter().map(|c| c.1.bytes()).sum();
         assert_eq!(r.dropped as usize + kept, 1000 * 1000);
-        let l = lines(&r.asciicast(80, 24, "nsplay"));
+        let l = lines(&r.asciicast("nsplay"));
         assert_eq!(l[0]["nsplay_truncated_bytes"].as_u64(), Some(r.dropped));
         assert!(l[0]["title"].as_str().unwrap().contains("truncated"));
         // Its clock starts at the first kept chunk.
         assert_eq!(l[1][0].as_f64(), Some(0.0));
         // One chunk larger than the buffer keeps its tail.
-        let mut r = Recording::new();
+        let mut r = Recording::new(80, 24);
         r.record_at(Duration::ZERO, &Bytes::from(vec![b'y'; CAST_BYTES * 2]));
         assert!(r.cost <= CAST_BYTES && r.dropped > CAST_BYTES as u64);
         // A cut through a character does not start the file with a broken one.
-        let mut r = Recording::new();
+        let mut r = Recording::new(80, 24);
         let hon = "本".as_bytes();
         let mut first = vec![b'a'; CAST_BYTES - CHUNK_OVERHEAD - 1];
         first.push(hon[0]);
@@ -219,9 +275,31 @@ mod tests {
         second.push(b'x');
         r.record_at(Duration::from_millis(1), &Bytes::from(second));
         assert_eq!(r.chunks.len(), 1, "the first chunk went");
-        let l = lines(&r.asciicast(80, 24, "nsplay"));
+        let l = lines(&r.asciicast("nsplay"));
         let all: String = l[1..].iter().map(|e| e[2].as_str().unwrap()).collect();
         assert_eq!(all, "x");
+    }
+
+    #[test]
+    fn resizes_are_r_events_and_a_truncated_recording_starts_at_the_size_it_dropped() {
+        let mut r = Recording::new(80, 24);
+        r.record_at(Duration::from_millis(1), &Bytes::from_static(b"a"));
+        r.resize_at(Duration::from_millis(2), 80, 24); // no change: no event
+        r.resize_at(Duration::from_millis(3), 132, 43);
+        r.record_at(Duration::from_millis(4), &Bytes::from_static(b"b"));
+        let l = lines(&r.asciicast("t"));
+        assert_eq!((l[0]["width"].as_u64(), l[0]["height"].as_u64()), (Some(80), Some(24)));
+        assert_eq!(l.len(), 4, "{l:?}");
+        assert_eq!(l[2], serde_json::json!([0.003, "r", "132x43"]));
+        assert_eq!(l[3][2], "b");
+        // Once the resize itself is dropped, the header has its size.
+        for i in 0..CAST_BYTES {
+            r.record_at(Duration::from_millis(5 + i as u64), &Bytes::from_static(b"x"));
+        }
+        let l = lines(&r.asciicast("t"));
+        assert_eq!((l[0]["width"].as_u64(), l[0]["height"].as_u64()), (Some(132), Some(43)));
+        assert!(l[1..].iter().all(|e| e[1] == "o"));
+        assert!(r.cost() <= CAST_BYTES);
     }
 
     #[test]

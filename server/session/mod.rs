@@ -27,9 +27,13 @@ pub use terminal::{Output, Terminal, TerminalError};
 /// Most terminals per session.
 pub const MAX_TERMINALS: usize = 8;
 /// Most terminals one session opens over its life. An ended terminal is freed at once (its two
-/// server fds and its ring; only its index and exit code stay, see [`TerminalRef::Ended`]), so
-/// this bounds the tombstones and the spawner work one session can ask for.
+/// server fds and its ring; only its index, exit code and recording stay, see
+/// [`TerminalRef::Ended`]), so this bounds the tombstones and the spawner work one session can
+/// ask for.
 pub const MAX_TERMINALS_OPENED: u64 = 64;
+/// Most bytes the recordings of a session's ended terminals keep together (each is at most
+/// [`cast::CAST_BYTES`]); past it the oldest ended terminal's recording goes first.
+pub const ENDED_CASTS_BYTES: usize = MAX_TERMINALS * cast::CAST_BYTES;
 /// Terminals a session may open at once, and per minute after that.
 pub const TERMINAL_BURST: u32 = 8;
 pub const TERMINALS_PER_MINUTE: u32 = 30;
@@ -46,6 +50,11 @@ pub enum SessionError {
     NotFound,
     #[error("no such terminal in this session")]
     NoTerminal,
+    #[error(
+        "this terminal ended long ago and its recording was dropped to keep the newer ones (a session keeps {} KiB of its ended terminals' recordings); download a recording soon after its terminal ends",
+        ENDED_CASTS_BYTES / 1024
+    )]
+    RecordingGone,
     /// In words: [`crate::text::render`] in the reader's language (English here, for logs).
     #[error("{}", crate::text::render("en", .0))]
     Refused(Refusal),
@@ -63,9 +72,13 @@ pub enum SessionError {
     HostWorkRateLimited { retry_after: Duration },
     #[error("the server is shutting down")]
     ShuttingDown,
-    /// The node is draining (SIGTERM): it takes no new sessions, another node may.
+    /// The node is draining (SIGTERM or the admin call): it takes no new sessions, another
+    /// node may.
     #[error("this server is draining and takes no new sessions; another server can take you")]
     Draining,
+    /// An undrain while the node stops (SIGTERM, or the shutdown): the process is going away.
+    #[error("this server is stopping (SIGTERM or shutdown): its drain cannot be undone; start the node again instead")]
+    Stopping,
     #[error("no session could be started within {} s; try again", START_TIMEOUT.as_secs())]
     StartTimeout,
     /// In words: `refused_unknown_image` in `web/ui.toml` (English here, for logs).
@@ -90,6 +103,8 @@ pub enum EndReason {
     Exited,
     /// The server is shutting down.
     Shutdown,
+    /// The deadline of a drain asked for through the admin call passed.
+    Drained,
     /// Set-up of its first terminal failed.
     Failed,
 }
@@ -102,6 +117,7 @@ impl EndReason {
             EndReason::MaxAge => "max_age",
             EndReason::Exited => "exited",
             EndReason::Shutdown => "shutdown",
+            EndReason::Drained => "drained",
             EndReason::Failed => "failed",
         }
     }
@@ -155,6 +171,8 @@ pub struct ManagerConfig {
     pub images_allowed: Vec<String>,
     /// Sessions kept ready for each image other than the default (0: built when asked for).
     pub warm_pool_per_image: usize,
+    /// How long a drain gives the sessions (SIGTERM's, and an admin call's unless it says).
+    pub drain_timeout: Duration,
 }
 
 /// Longest a request waits for its session to be built.
@@ -162,6 +180,29 @@ pub const START_TIMEOUT: Duration = Duration::from_secs(30);
 
 /// How long before the end of a drain the terminals are reminded.
 pub const DRAIN_REMINDER: Duration = Duration::from_secs(10);
+
+/// A drain under way (see [`Manager::begin_drain`]).
+struct Drain {
+    until: tokio::time::Instant,
+    /// `until` on the wall clock (what learners and the admin call are told).
+    deadline: SystemTime,
+    /// Begun or joined by SIGTERM: the process stops after it, so it cannot be undone.
+    stopping: bool,
+    /// Stops its clock (an undrain, or a sooner SIGTERM drain replacing it).
+    cancel: tokio_util::sync::CancellationToken,
+}
+
+/// What a drain call started or found.
+#[derive(Debug, Clone, Copy)]
+pub struct DrainStatus {
+    /// This call began it (false: one was under way).
+    pub begun: bool,
+    /// When the sessions left end.
+    pub deadline: SystemTime,
+    until: tokio::time::Instant,
+    /// Sessions live when asked.
+    pub sessions: usize,
+}
 
 /// How long before the maximum age the terminals get a warning.
 pub const MAX_AGE_WARNING: Duration = Duration::from_secs(5 * 60);
@@ -186,6 +227,9 @@ pub struct Session {
     terminals: Mutex<Vec<Arc<Terminal>>>,
     /// Terminals that ended and were freed: index → exit code and when (for the idle clock).
     ended: Mutex<std::collections::BTreeMap<u64, (i32, Instant)>>,
+    /// The recordings of ended terminals, oldest first, at most [`ENDED_CASTS_BYTES`] together
+    /// (kept under the `terminals` lock, with `ended`).
+    ended_casts: Mutex<std::collections::VecDeque<(u64, cast::Recording)>>,
     /// Terminals opened so far (the next one's index; bounded by [`MAX_TERMINALS_OPENED`]).
     opened: std::sync::atomic::AtomicU64,
     /// How fast new terminals may be opened ([`TERMINAL_BURST`], [`TERMINALS_PER_MINUTE`]).
@@ -215,6 +259,10 @@ pub enum Notice {
     ShuttingDown,
     /// The server is draining: the session ends in `seconds`, at `at` (a UTC clock time).
     Draining { seconds: u64, at: String },
+    /// The drain was called off (the admin call): the session goes on.
+    DrainCancelled,
+    /// The drain's deadline passed: the session ends now.
+    Drained,
     /// The kernel killed a process at the memory limit (the limit in words, e.g. "256 MiB").
     MemoryKill { limit: String },
     /// The kernel killed a process at the smaller memory limit of a child cgroup the learner
@@ -231,6 +279,8 @@ impl crate::text::Message for Notice {
             Notice::MaxAgeSoon { .. } => "notice_max_age_soon",
             Notice::ShuttingDown => "notice_shutdown",
             Notice::Draining { .. } => "notice_draining",
+            Notice::DrainCancelled => "notice_drain_cancelled",
+            Notice::Drained => "notice_drained",
             Notice::MemoryKill { .. } => "event_memory_kill",
             Notice::ChildMemoryKill { .. } => "event_child_memory_kill",
             Notice::PidsLimit { .. } => "event_pids_limit",
@@ -239,7 +289,7 @@ impl crate::text::Message for Notice {
 
     fn args(&self) -> Vec<(&'static str, String)> {
         match self {
-            Notice::MaxAgeReached | Notice::ShuttingDown => Vec::new(),
+            Notice::MaxAgeReached | Notice::ShuttingDown | Notice::DrainCancelled | Notice::Drained => Vec::new(),
             Notice::MaxAgeSoon { minutes } => vec![("minutes", minutes.to_string())],
             Notice::Draining { seconds, at } => vec![("seconds", seconds.to_string()), ("at", at.clone())],
             Notice::MemoryKill { limit } | Notice::ChildMemoryKill { limit } => vec![("limit", limit.clone())],
@@ -261,7 +311,7 @@ const MAX_EVENTS: usize = 20;
 /// A terminal of a session as a client finds it.
 pub enum TerminalRef {
     Live(Arc<Terminal>),
-    /// It ended and was freed; only its exit code is kept.
+    /// It ended and was freed; only its exit code (and, for a while, its recording) is kept.
     Ended(i32),
 }
 
@@ -280,25 +330,54 @@ impl Session {
         self.ended.lock().unwrap_or_else(|e| e.into_inner()).get(&n).map(|(code, _)| TerminalRef::Ended(*code))
     }
 
+    /// A terminal's recording as an asciicast v2 file: a live terminal's, or the one an ended
+    /// terminal left (kept while the session lives, within [`ENDED_CASTS_BYTES`]).
+    pub fn asciicast(&self, n: u64, title: &str) -> Result<String, SessionError> {
+        let recording = {
+            let terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
+            if let Some(t) = terms.iter().find(|t| t.index == n) {
+                t.recording()
+            } else if let Some((_, r)) =
+                self.ended_casts.lock().unwrap_or_else(|e| e.into_inner()).iter().find(|(i, _)| *i == n)
+            {
+                r.clone()
+            } else if self.ended.lock().unwrap_or_else(|e| e.into_inner()).contains_key(&n) {
+                return Err(SessionError::RecordingGone);
+            } else {
+                return Err(SessionError::NoTerminal);
+            }
+        };
+        // Rendered outside the locks (the chunks are shared, not copied).
+        Ok(recording.asciicast(title))
+    }
+
     /// Holds a new terminal, and frees it once its program has exited and its clients have the
-    /// exit code: its descriptors and ring must not wait for the session's end.
+    /// exit code: its descriptors and ring must not wait for the session's end (its recording,
+    /// which holds no descriptor, stays).
     fn adopt(self: &Arc<Self>, term: Arc<Terminal>) {
         self.terminals.lock().unwrap_or_else(|e| e.into_inner()).push(term.clone());
         let session = Arc::downgrade(self);
         tokio::spawn(async move {
             term.finished().await;
-            let (index, code) = (term.index, term.exit_code().unwrap_or(-1));
+            let (index, code, recording) = (term.index, term.exit_code().unwrap_or(-1), term.recording());
             drop(term);
             if let Some(s) = session.upgrade() {
-                s.bury(index, code);
+                s.bury(index, code, recording);
             }
         });
     }
 
-    fn bury(&self, index: u64, code: i32) {
+    fn bury(&self, index: u64, code: i32, recording: cast::Recording) {
         let mut terms = self.terminals.lock().unwrap_or_else(|e| e.into_inner());
         terms.retain(|t| t.index != index);
         self.ended.lock().unwrap_or_else(|e| e.into_inner()).insert(index, (code, Instant::now()));
+        let mut casts = self.ended_casts.lock().unwrap_or_else(|e| e.into_inner());
+        casts.push_back((index, recording));
+        let mut kept: usize = casts.iter().map(|(_, r)| r.cost()).sum();
+        while kept > ENDED_CASTS_BYTES {
+            let Some((_, old)) = casts.pop_front() else { break };
+            kept -= old.cost();
+        }
     }
 
     /// Whether the session had terminals and every one has ended.
@@ -434,6 +513,8 @@ pub struct Manager {
     shutting_down: std::sync::atomic::AtomicBool,
     /// Set at the start of a drain: no new sessions, `/readyz` answers 503.
     draining: AtomicBool,
+    /// The drain under way, if any (`draining` is set with it, under this lock).
+    drain_state: Mutex<Option<Drain>>,
     pool: Arc<pool::Pool<Manager>>,
     /// A smaller warm pool per image other than the default (`warm_pool_per_image` each).
     image_pools: HashMap<String, Arc<pool::Pool<OnImage>>>,
@@ -611,6 +692,7 @@ impl Manager {
             by_key: Mutex::default(),
             shutting_down: false.into(),
             draining: false.into(),
+            drain_state: Mutex::default(),
             existing: AtomicUsize::new(0),
             leftovers: Mutex::default(),
             pending: Mutex::default(),
@@ -860,6 +942,7 @@ impl Manager {
             all_ended_since: Mutex::default(),
             terminals: Mutex::default(),
             ended: Mutex::default(),
+            ended_casts: Mutex::default(),
             opened: 1.into(),
             terminal_rate: terminal_rate(),
             host_work: Arc::new(tokio::sync::Semaphore::new(1)),
@@ -1130,34 +1213,130 @@ impl Manager {
         }
     }
 
+    /// How long a drain lasts unless told otherwise (`drain_timeout`).
+    pub fn drain_timeout(&self) -> Duration {
+        self.cfg.drain_timeout
+    }
+
     /// Whether this node takes new sessions (`/readyz`): not while draining or shutting down.
     pub fn ready(&self) -> bool {
         !self.draining.load(Ordering::Relaxed) && !self.shutting_down.load(Ordering::Relaxed)
     }
 
-    /// Drains this node (SIGTERM): refuses new sessions from now on (a proxy sends them to
-    /// another node), tells every terminal when its session will end, and waits until every
-    /// session has ended on its own or `timeout` passed. The sessions left are ended by
-    /// [`Manager::shutdown`], which follows.
+    /// Drains this node for SIGTERM: as [`Manager::begin_drain`] (a drain already under way
+    /// keeps its deadline unless this one ends sooner), and waits until every session has ended
+    /// on its own or the deadline passed. The sessions left are ended by
+    /// [`Manager::shutdown`], which follows; a drain begun for SIGTERM cannot be undone.
     pub async fn drain(self: &Arc<Self>, timeout: Duration) {
-        self.draining.store(true, Ordering::Relaxed);
-        let deadline = tokio::time::Instant::now() + timeout;
-        let at = utc_clock(SystemTime::now() + timeout);
-        tracing::info!(sessions = self.live(), timeout_s = timeout.as_secs(), "draining: no new sessions");
-        self.notice_every_session(&Notice::Draining { seconds: timeout.as_secs(), at: at.clone() });
-        // A reminder shortly before the end, for a learner who missed the first notice.
-        let mut reminded = timeout <= DRAIN_REMINDER * 2;
+        let status = self.start_drain(timeout, true);
         while self.live() > 0 {
-            let left = deadline.saturating_duration_since(tokio::time::Instant::now());
+            let left = status.until.saturating_duration_since(tokio::time::Instant::now());
             if left.is_zero() {
                 break;
             }
-            if !reminded && left <= DRAIN_REMINDER {
-                reminded = true;
-                self.notice_every_session(&Notice::Draining { seconds: left.as_secs().max(1), at: at.clone() });
-            }
             tokio::time::sleep(left.min(Duration::from_millis(250))).await;
         }
+    }
+
+    /// Drains this node (the admin call): refuses new sessions from now on (a proxy sends them
+    /// to another node; `/readyz` answers 503), tells every terminal when its session will end
+    /// (again shortly before), and at `timeout` ends the sessions left; the process goes on
+    /// until it is stopped or [`Manager::undrain`]ed. A drain under way keeps its deadline.
+    pub fn begin_drain(self: &Arc<Self>, timeout: Duration) -> DrainStatus {
+        self.start_drain(timeout, false)
+    }
+
+    fn start_drain(self: &Arc<Self>, timeout: Duration, stopping: bool) -> DrainStatus {
+        let until = tokio::time::Instant::now() + timeout;
+        let mut state = self.drain_state.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(d) = state.as_mut() {
+            d.stopping |= stopping;
+            if !stopping || d.until <= until {
+                if stopping {
+                    let left = d.until.saturating_duration_since(tokio::time::Instant::now());
+                    tracing::info!(
+                        left_s = left.as_secs(),
+                        "SIGTERM: the drain under way goes on to its deadline, then the node stops"
+                    );
+                }
+                return DrainStatus { begun: false, deadline: d.deadline, until: d.until, sessions: self.live() };
+            }
+            // A SIGTERM whose drain ends sooner than the one under way: its deadline counts.
+            d.cancel.cancel();
+        }
+        let deadline = SystemTime::now() + timeout;
+        let cancel = tokio_util::sync::CancellationToken::new();
+        *state = Some(Drain { until, deadline, stopping, cancel: cancel.clone() });
+        self.draining.store(true, Ordering::SeqCst);
+        drop(state);
+        let at = utc_clock(deadline);
+        let sessions = self.live();
+        tracing::info!(sessions, timeout_s = timeout.as_secs(), by_signal = stopping, "draining: no new sessions");
+        self.notice_every_session(&Notice::Draining { seconds: timeout.as_secs(), at: at.clone() });
+        tokio::spawn(self.clone().run_drain(until, timeout, at, cancel));
+        DrainStatus { begun: true, deadline, until, sessions }
+    }
+
+    /// A drain's clock: the reminder, then, for a drain not begun by SIGTERM (whose shutdown
+    /// ends the sessions), the end of every session left. Stops when the drain is undone.
+    async fn run_drain(
+        self: Arc<Self>,
+        until: tokio::time::Instant,
+        timeout: Duration,
+        at: String,
+        cancel: tokio_util::sync::CancellationToken,
+    ) {
+        // A reminder shortly before the end, for a learner who missed the first notice.
+        if timeout > DRAIN_REMINDER * 2 {
+            tokio::select! {
+                _ = cancel.cancelled() => return,
+                _ = tokio::time::sleep_until(until - DRAIN_REMINDER) => {}
+            }
+            let left = until.saturating_duration_since(tokio::time::Instant::now());
+            self.notice_every_session(&Notice::Draining { seconds: left.as_secs().max(1), at });
+        }
+        tokio::select! {
+            _ = cancel.cancelled() => return,
+            _ = tokio::time::sleep_until(until) => {}
+        }
+        let stopping = self.drain_state.lock().unwrap_or_else(|e| e.into_inner()).as_ref().is_none_or(|d| d.stopping);
+        if stopping || self.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let sessions = self.sessions();
+        tracing::info!(sessions = sessions.len(), "drain deadline: ending the sessions left");
+        for s in &sessions {
+            s.notice_all(&Notice::Drained);
+        }
+        futures_util::future::join_all(sessions.iter().map(|s| self.end(&s.id, EndReason::Drained))).await;
+    }
+
+    /// Takes new sessions again after [`Manager::begin_drain`] (the sessions still running
+    /// go on, their learners told). Returns whether the node was draining; refused while the
+    /// node stops (a drain for SIGTERM, or the shutdown).
+    pub fn undrain(&self) -> Result<bool, SessionError> {
+        let mut state = self.drain_state.lock().unwrap_or_else(|e| e.into_inner());
+        if self.shutting_down.load(Ordering::SeqCst) || state.as_ref().is_some_and(|d| d.stopping) {
+            return Err(SessionError::Stopping);
+        }
+        let Some(d) = state.take() else { return Ok(false) };
+        d.cancel.cancel();
+        self.draining.store(false, Ordering::SeqCst);
+        drop(state);
+        tracing::info!(sessions = self.live(), "drain called off: taking new sessions again");
+        self.notice_every_session(&Notice::DrainCancelled);
+        Ok(true)
+    }
+
+    /// The drain under way, if any.
+    pub fn drain_status(&self) -> Option<DrainStatus> {
+        let state = self.drain_state.lock().unwrap_or_else(|e| e.into_inner());
+        state.as_ref().map(|d| DrainStatus {
+            begun: false,
+            deadline: d.deadline,
+            until: d.until,
+            sessions: self.live(),
+        })
     }
 
     fn notice_every_session(&self, notice: &Notice) {
@@ -1253,6 +1432,7 @@ impl Session {
             opened: (terminals.len() as u64).into(),
             terminals: Mutex::new(terminals),
             ended: Mutex::default(),
+            ended_casts: Mutex::default(),
             terminal_rate: terminal_rate(),
             host_work: Arc::new(tokio::sync::Semaphore::new(1)),
             host_work_rate: host_work_rate(),
@@ -1261,6 +1441,31 @@ impl Session {
             events: Mutex::default(),
             resetting: AtomicBool::new(false),
         })
+    }
+}
+
+#[cfg(test)]
+mod cast_tests {
+    use super::*;
+
+    /// The recordings ended terminals leave are bounded per session, the oldest going first.
+    #[test]
+    fn ended_terminals_keep_their_recordings_within_a_budget() {
+        let s = Session::detached("casts", Vec::new());
+        let chunk = bytes::Bytes::from(vec![b'x'; 200 * 1024]);
+        let n = (ENDED_CASTS_BYTES / (200 * 1024)) as u64 + 3;
+        for i in 0..n {
+            let mut r = cast::Recording::new(80, 24);
+            r.record(&chunk);
+            s.bury(i, 0, r);
+        }
+        let kept: usize = s.ended_casts.lock().unwrap().iter().map(|(_, r)| r.cost()).sum();
+        assert!(kept <= ENDED_CASTS_BYTES, "{kept}");
+        assert!(matches!(s.asciicast(0, "t"), Err(SessionError::RecordingGone)));
+        let newest = s.asciicast(n - 1, "t").unwrap();
+        assert!(newest.lines().count() == 2 && newest.contains("xxxx"), "{:.100}", newest);
+        assert!(matches!(s.asciicast(n, "t"), Err(SessionError::NoTerminal)));
+        assert!(matches!(s.terminal_ref(0), Some(TerminalRef::Ended(0))));
     }
 }
 

@@ -126,7 +126,7 @@ impl Terminal {
                 next_client: 1,
                 exit: None,
                 size: (cols, rows),
-                recording: super::cast::Recording::new(),
+                recording: super::cast::Recording::new(cols, rows),
             }),
             exited: Notify::new(),
             finished: tokio_util::sync::CancellationToken::new(),
@@ -239,18 +239,21 @@ impl Terminal {
             && size != st.size
         {
             st.size = size;
+            st.recording.resize(size.0, size.1);
             let _ = term::set_window_size(self.master.get_ref().as_fd(), size.0, size.1);
         }
     }
 
-    /// What the terminal printed, as an asciicast v2 file (its current size in the header).
+    /// What the terminal printed and each change of its size, as an asciicast v2 file.
     pub fn asciicast(&self, title: &str) -> String {
         // Rendered outside the lock (the chunks are shared, not copied): output keeps flowing.
-        let (recording, (cols, rows)) = {
-            let st = self.lock();
-            (st.recording.clone(), st.size)
-        };
-        recording.asciicast(cols, rows, title)
+        self.recording().asciicast(title)
+    }
+
+    /// The recording so far (its chunks shared, not copied): the session keeps it once the
+    /// terminal has ended and its descriptors are gone.
+    pub fn recording(&self) -> super::cast::Recording {
+        self.lock().recording.clone()
     }
 
     #[cfg(test)]

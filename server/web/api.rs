@@ -402,24 +402,15 @@ pub(super) fn upgrade_terminal(
 }
 
 /// A terminal's output as an asciicast v2 file (`asciinema play` replays it): the newest
-/// output the terminal kept (docs/api.md says how much), as a download.
+/// output the terminal kept and its resizes (docs/api.md says how much), as a download; an
+/// ended terminal's too, while its session lives.
 pub async fn terminal_cast<S: Sessions>(
     State(st): State<AppState<S>>,
     Path((id, n)): Path<(String, u64)>,
 ) -> Result<Response, ApiError> {
     let s = st.manager.get(&id)?;
-    let term = match s.terminal_ref(n).ok_or(SessionError::NoTerminal)? {
-        TerminalRef::Live(t) => t,
-        TerminalRef::Ended(_) => {
-            return Err(ApiError::new(
-                StatusCode::CONFLICT,
-                "terminal_ended",
-                "this terminal has ended and its output was freed with it; download a recording while its shell runs",
-            ));
-        }
-    };
     let title = format!("nsplay {} terminal {n}", s.label.as_deref().unwrap_or("playground"));
-    let cast = term.asciicast(&title);
+    let cast = s.asciicast(n, &title)?;
     let disposition = format!("attachment; filename=\"nsplay-terminal-{n}.cast\"");
     Ok((
         [

@@ -72,6 +72,7 @@ impl ApiError {
         match e {
             SessionError::NotFound => Self::new(StatusCode::NOT_FOUND, "session_not_found", msg),
             SessionError::NoTerminal => Self::new(StatusCode::NOT_FOUND, "terminal_not_found", msg),
+            SessionError::RecordingGone => Self::new(StatusCode::GONE, "recording_gone", msg),
             SessionError::Refused(r) => {
                 let retry_after = Some(r.retry_after().as_secs().max(1));
                 let (status, code) = match r {
@@ -88,6 +89,7 @@ impl ApiError {
                 retry_after: Some(10),
                 ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "draining", crate::text::get(lang, "refused_draining"))
             },
+            SessionError::Stopping => Self::new(StatusCode::CONFLICT, "stopping", msg),
             SessionError::ShuttingDown => {
                 ApiError { retry_after: Some(10), ..Self::new(StatusCode::SERVICE_UNAVAILABLE, "shutting_down", msg) }
             }

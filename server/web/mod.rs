@@ -4,6 +4,7 @@
 //! [`crate::session::Manager`] in the server, a fake in the router's tests), and map errors in
 //! one place ([`error`]).
 
+pub mod admin;
 pub mod api;
 pub mod client;
 pub mod conn;
@@ -107,6 +108,8 @@ fn classroom_routes<S: Sessions>() -> Router<AppState<S>> {
         .route("/api/rooms/{id}/learners/{learner}/end", post(instructor::end_learner::<S>))
         .route("/api/join/{code}/status", get(rooms::learner_status::<S>))
         .route("/api/sessions/{id}/terminals/{n}/view", get(instructor::view_socket::<S>))
+        .route("/api/admin/drain", get(admin::drain_status::<S>).post(admin::drain::<S>))
+        .route("/api/admin/undrain", post(admin::undrain::<S>))
 }
 
 pub fn app<S: Sessions>(state: AppState<S>) -> Router {

@@ -5,7 +5,8 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 use crate::session::{
-    Details, EndReason, HostView, ImageChoice, Learner, Manager, NsPair, Requester, Session, SessionError, Terminal,
+    Details, DrainStatus, EndReason, HostView, ImageChoice, Learner, Manager, NsPair, Requester, Session, SessionError,
+    Terminal,
 };
 use nsplay_sandbox::Usage;
 
@@ -60,6 +61,19 @@ pub trait Sessions: Clone + Send + Sync + 'static {
     fn ready(&self) -> bool {
         true
     }
+    /// Drains the node for `timeout` (`None`: the configured `drain_timeout`), or finds the
+    /// drain under way ([`Manager::begin_drain`]). The default: a node that cannot drain.
+    fn begin_drain(&self, _timeout: Option<std::time::Duration>) -> Result<DrainStatus, SessionError> {
+        Err(SessionError::Stopping)
+    }
+    /// Calls a drain off ([`Manager::undrain`]): whether one was under way.
+    fn undrain(&self) -> Result<bool, SessionError> {
+        Err(SessionError::Stopping)
+    }
+    /// The drain under way, if any.
+    fn drain_status(&self) -> Option<DrainStatus> {
+        None
+    }
 }
 
 impl Sessions for Arc<Manager> {
@@ -110,5 +124,14 @@ impl Sessions for Arc<Manager> {
     }
     fn ready(&self) -> bool {
         Manager::ready(self)
+    }
+    fn begin_drain(&self, timeout: Option<std::time::Duration>) -> Result<DrainStatus, SessionError> {
+        Ok(Manager::begin_drain(self, timeout.unwrap_or(self.drain_timeout())))
+    }
+    fn undrain(&self) -> Result<bool, SessionError> {
+        Manager::undrain(self)
+    }
+    fn drain_status(&self) -> Option<DrainStatus> {
+        Manager::drain_status(self)
     }
 }
