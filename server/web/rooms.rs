@@ -117,7 +117,8 @@ pub async fn join<S: Sessions>(
         None => {
             let who = super::api::requester(&st, peer, &headers);
             // The room's reserve first (built at "prepare"), its limits on the session's cgroup.
-            let within = crate::session::Within { reserve: classroom::room_mark(&a.room.id), limits: c.limits_for(&a.room) };
+            let within =
+                crate::session::Within { reserve: classroom::room_mark(&a.room.id), limits: c.limits_for(&a.room) };
             let s = st
                 .manager
                 .create_within(Some(first.clone()), who, within)
@@ -265,7 +266,8 @@ async fn prepare_and_release(
         }
     }
     // Bounded: only rooms still open within the last minute stay remembered.
-    opened.retain(|id| rooms.iter().any(|r| &r.id == id && r.opens_at.is_some_and(|o| now - o < 2 * PREPARE_AT_OPENING)));
+    opened
+        .retain(|id| rooms.iter().any(|r| &r.id == id && r.opens_at.is_some_and(|o| now - o < 2 * PREPARE_AT_OPENING)));
 }
 
 /// Refuses a session made outside a room when the server is not `open` (403
