@@ -9,6 +9,7 @@ mod common;
 
 use common::Server;
 use common::term::attach;
+use futures_util::SinkExt;
 use serde_json::{Value, json};
 
 const TOKEN: &str = "integration-admin-token-0123456789";
@@ -409,4 +410,249 @@ async fn thirty_learners_and_the_matrix_is_exactly_what_they_did() {
             _ => assert_eq!(*checks, 0, "{p}"),
         }
     }
+}
+
+/// Opens `path` as a WebSocket with extra request headers (a cookie, an Origin): the terminal
+/// client, or the HTTP status the upgrade was refused with.
+async fn connect_with(server: &Server, path: &str, headers: &[(&str, &str)]) -> Result<common::term::Term, u16> {
+    use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+    let mut req = format!("ws://{}{path}", server.addr).into_client_request().unwrap();
+    for (k, v) in headers {
+        req.headers_mut().insert(
+            reqwest::header::HeaderName::from_bytes(k.as_bytes()).unwrap(),
+            reqwest::header::HeaderValue::from_str(v).unwrap(),
+        );
+    }
+    match tokio_tungstenite::connect_async(req).await {
+        Ok((ws, _)) => Ok(common::term::Term::from_socket(ws)),
+        Err(tokio_tungstenite::tungstenite::Error::Http(r)) => Err(r.status().as_u16()),
+        Err(e) => panic!("{path}: {e}"),
+    }
+}
+
+/// Signs in with `token` and returns the `nsplay_instructor=…` cookie pair.
+async fn sign_in(server: &Server, token: &str) -> String {
+    let r = http().post(format!("{}/api/instructor/login", server.base)).json(&json!({"token": token})).send().await;
+    let r = r.unwrap();
+    assert_eq!(r.status(), 204);
+    r.headers()["set-cookie"].to_str().unwrap().split(';').next().unwrap().to_string()
+}
+
+/// Issue #18: a viewer's keystrokes and resizes never reach the learner's pty, asserted on the
+/// pty itself: the learner's shell reads its terminal into a file (`cat > /tmp/got`) while the
+/// instructor's view sends keys and a resize; the file then holds only the learner's own line
+/// and `stty size` is what the learner set. The view refuses a missing, wrong, signed-out or
+/// replaced-token sign-in (401) and a page of another site (403).
+#[tokio::test]
+async fn a_viewer_never_reaches_the_pty_and_only_a_signed_in_instructor_views() {
+    let server = Server::start(&args());
+    let r = http()
+        .post(format!("{}/api/rooms", server.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"title": "Watched", "lessons": ["uts"], "capacity": 2}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let code = r.json::<Value>().await.unwrap()["code"].as_str().unwrap().to_string();
+    let learner = join(&server, &code, json!({"name": "Watched"})).await;
+    let view = format!("{}/view", learner["terminal"].as_str().unwrap());
+    let own = format!("http://{}", server.addr);
+
+    let mut t = attach(&server, &learner).await;
+    t.control(json!({"type": "resize", "cols": 101, "rows": 31})).await;
+    assert!(t.cmd("stty size").await.contains("31 101"), "the learner's own resize");
+    // The learner's shell now reads its terminal, line by line, into a file.
+    t.line("cat > /tmp/got").await;
+    t.expect("cat > /tmp/got\r\n", 10).await;
+
+    let cookie = sign_in(&server, TOKEN).await;
+    let mut v = connect_with(&server, &view, &[("cookie", &cookie), ("origin", &own)]).await.expect("the view opens");
+    assert!(t.pump_until(20, |t| t.controls.iter().any(|c| c["type"] == "viewers" && c["count"] == 1)).await);
+    v.send("viewer-typed\r").await;
+    v.control(json!({"type": "resize", "cols": 20, "rows": 5})).await;
+    // A malformed control message is answered with a notice by the same loop that handled the
+    // frames before it: once the viewer has it, its keys and resize went wherever they went.
+    v.ws.send(tokio_tungstenite::tungstenite::Message::Text("{oops".into())).await.unwrap();
+    assert!(v.pump_until(20, |v| v.controls.iter().any(|c| c["type"] == "notice")).await, "no notice for the viewer");
+
+    t.send("learner-marker\r\x04").await;
+    t.expect("# ", 20).await;
+    // Every byte the tty gave the learner's `cat`, escapes spelled out by od.
+    let got = t.cmd("od -An -c /tmp/got | tr -d ' \\n'; echo").await;
+    let got = got.lines().next().unwrap_or_default();
+    assert!(!got.contains("viewer"), "the viewer's keys reached the pty: {got}");
+    assert_eq!(got, "learner-marker\\n", "only the learner's line reached the pty");
+    assert!(t.cmd("stty size").await.contains("31 101"), "the viewer's resize reached the pty");
+    // The viewer saw the learner's work all along.
+    assert!(v.pump_until(20, |v| common::term::find(&v.out, b"learner-marker").is_some()).await);
+    drop(v);
+
+    // Missing, wrong and signed-out sign-ins: 401; a page of another site: 403.
+    assert_eq!(connect_with(&server, &view, &[]).await.err(), Some(401));
+    let wrong = "nsplay_instructor=AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA";
+    assert_eq!(connect_with(&server, &view, &[("cookie", wrong)]).await.err(), Some(401));
+    let bad_bearer = "Bearer not-the-admin-token-0000000000";
+    assert_eq!(connect_with(&server, &view, &[("authorization", bad_bearer)]).await.err(), Some(401));
+    let foreign = [("cookie", cookie.as_str()), ("origin", "http://evil.example")];
+    assert_eq!(connect_with(&server, &view, &foreign).await.err(), Some(403));
+    let own_port_other_host = format!("http://localhost:{}", server.addr.rsplit(':').next().unwrap());
+    let foreign = [("cookie", cookie.as_str()), ("origin", own_port_other_host.as_str())];
+    assert_eq!(connect_with(&server, &view, &foreign).await.err(), Some(403));
+    let old = sign_in(&server, TOKEN).await;
+    let r = http().post(format!("{}/api/instructor/logout", server.base)).header("cookie", &old).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    assert_eq!(connect_with(&server, &view, &[("cookie", &old)]).await.err(), Some(401), "a signed-out cookie");
+    assert!(connect_with(&server, &view, &[("cookie", &cookie)]).await.is_ok(), "the other sign-in still views");
+    drop(t);
+
+    // A new admin token: the old token and the sign-ins made with it are refused.
+    const NEW: &str = "replacement-admin-token-9876543210";
+    let mut a = args();
+    a[1] = NEW;
+    let server = server.crash_and_restart(&a);
+    let back = join(&server, &code, json!({"learner": learner["learner"]})).await;
+    let view = format!("{}/view", back["terminal"].as_str().unwrap());
+    let mut t = attach(&server, &back).await;
+    let old_bearer = format!("Bearer {TOKEN}");
+    assert_eq!(connect_with(&server, &view, &[("authorization", &old_bearer)]).await.err(), Some(401));
+    assert_eq!(connect_with(&server, &view, &[("cookie", &cookie)]).await.err(), Some(401), "an old token's sign-in");
+    let new_bearer = format!("Bearer {NEW}");
+    let v = connect_with(&server, &view, &[("authorization", &new_bearer)]).await;
+    assert!(v.is_ok(), "the new token views");
+    assert!(t.pump_until(20, |t| t.controls.iter().any(|c| c["type"] == "viewers" && c["count"] == 1)).await);
+}
+
+/// The cgroup files of the session whose shell runs `sleep <tag>` (started by the test): its
+/// memory, pids and CPU limits, and its relay group's CPU quota, as the kernel has them (v1).
+fn cgroup_limits(server: &Server, tag: &str) -> (u64, u64, u64, u64) {
+    let mut pids = Vec::new();
+    assert!(common::wait_until(20, || {
+        pids = server.inst.pids_running(&format!("sleep {tag}"));
+        !pids.is_empty()
+    }));
+    let (_, groups) = server.inst.footprint(pids[0]);
+    let read = |controller: &str, relay: bool, file: &str| -> u64 {
+        let g = groups
+            .iter()
+            .find(|g| g.starts_with(format!("/sys/fs/cgroup/{controller}/")) && common::is_relay_group(g) == relay)
+            .unwrap_or_else(|| panic!("no {controller} group among {groups:?}"));
+        std::fs::read_to_string(g.join(file)).unwrap().trim().parse().unwrap()
+    };
+    (
+        read("memory", false, "memory.limit_in_bytes"),
+        read("pids", false, "pids.max"),
+        read("cpu", false, "cpu.cfs_quota_us"),
+        read("cpu", true, "cpu.cfs_quota_us"),
+    )
+}
+
+async fn room_with(server: &Server, body: Value) -> (String, String) {
+    let r = http().post(format!("{}/api/rooms", server.base)).bearer_auth(TOKEN).json(&body).send().await.unwrap();
+    let status = r.status();
+    let room: Value = r.json().await.unwrap();
+    assert_eq!(status, 201, "{room}");
+    (room["id"].as_str().unwrap().to_string(), room["code"].as_str().unwrap().to_string())
+}
+
+async fn session_limits(server: &Server, session: &Value) -> Value {
+    let url = format!("{}/api/sessions/{}", server.base, session["session"].as_str().unwrap());
+    http().get(url).send().await.unwrap().json::<Value>().await.unwrap()["limits"].clone()
+}
+
+async fn metric(server: &Server, name: &str) -> u64 {
+    let text = http().get(format!("{}/metrics", server.base)).send().await.unwrap().text().await.unwrap();
+    text.lines()
+        .find_map(|l| l.strip_prefix(name)?.strip_prefix(' ')?.trim().parse::<f64>().ok())
+        .map_or(0, |v| v as u64)
+}
+
+/// Issue #18: a room's limits tighten its learners' sessions. A learner of a room with 64 MiB
+/// and 32 processes gets a pooled session (built with the server's limits) whose cgroup files
+/// say 64 MiB and 32 before the shell runs, and the session's API (what the learner's page
+/// shows) says so. A room "prepared" gets its sessions
+/// built ahead with its own limits, up to its capacity and never past `max_sessions`; its
+/// joiners take them, and ending the room tears the rest down.
+#[tokio::test]
+async fn a_rooms_limits_reach_its_sessions_cgroups_and_prepared_sessions_go_to_its_joiners() {
+    common::require_root();
+    assert!(!common::cgroup_v2(), "this test reads v1 files; tests/cgroups_v2.rs covers v2 in the v2 VM");
+    // max_sessions 3 with 4 id ranges: the prepare below stops at max_sessions, not at the ids.
+    let mut a = args();
+    let at = a.iter().position(|x| *x == "--max-sessions").unwrap();
+    a[at + 1] = "3";
+    let server = Server::start(&a);
+    let (_, code) =
+        room_with(&server, json!({"title": "Tight", "lessons": ["uts"], "capacity": 2, "limits": {"memory": "64M", "pids": 32, "cpu": 0.25}})).await;
+    let learner = join(&server, &code, json!({"name": "Tight"})).await;
+    let mut t = attach(&server, &learner).await;
+    t.cmd("sleep 7301 &").await;
+    assert_eq!(cgroup_limits(&server, "7301"), (64 << 20, 32, 25_000, 25_000));
+    let limits = session_limits(&server, &learner).await;
+    assert_eq!(
+        (limits["memory_bytes"].as_u64(), limits["pids"].as_u64(), limits["cpu"].as_f64()),
+        (Some(64 << 20), Some(32), Some(0.25)),
+        "{limits}"
+    );
+    drop(t);
+    let gone = format!("{}/api/sessions/{}", server.base, learner["session"].as_str().unwrap());
+    assert_eq!(http().delete(gone).send().await.unwrap().status(), 204);
+
+    // Prepare: a room of capacity 2 gets two sessions built ahead, with its own limits.
+    let (prep_id, prep_code) = room_with(
+        &server,
+        json!({"title": "Prepared", "lessons": ["uts"], "capacity": 2, "limits": {"memory": "48M", "pids": 24}}),
+    )
+    .await;
+    let prepare = |id: &str, body: Value| {
+        http().post(format!("{}/api/rooms/{id}/prepare", server.base)).bearer_auth(TOKEN).json(&body).send()
+    };
+    let r = prepare(&prep_id, json!({"expected": 10})).await.unwrap();
+    assert_eq!(r.status(), 202);
+    assert_eq!(r.json::<Value>().await.unwrap()["prepared"]["wanted"], 2, "bounded by the room's capacity");
+    let mut state = Value::Null;
+    until("the prepared room's two sessions are ready", async || {
+        state = instructor_get(&server, &format!("/api/rooms/{prep_id}")).await["prepared"].clone();
+        state["ready"] == 2 && state["building"] == false
+    })
+    .await;
+    let taken_before = metric(&server, "nsplay_reserve_taken_total").await;
+    let a = join(&server, &prep_code, json!({"name": "A"})).await;
+    let b = join(&server, &prep_code, json!({"name": "B"})).await;
+    assert_eq!(
+        metric(&server, "nsplay_reserve_taken_total").await,
+        taken_before + 2,
+        "the joiners got the prepared sessions"
+    );
+    let state = instructor_get(&server, &format!("/api/rooms/{prep_id}")).await["prepared"].clone();
+    assert_eq!((state["ready"].as_u64(), state["wanted"].as_u64()), (Some(0), Some(0)), "{state}");
+    for (l, tag) in [(&a, "7302"), (&b, "7303")] {
+        let mut t = attach(&server, l).await;
+        t.cmd(&format!("sleep {tag} &")).await;
+        let (memory, pids, _, _) = cgroup_limits(&server, tag);
+        assert_eq!((memory, pids), (48 << 20, 24));
+        assert_eq!(session_limits(&server, l).await["pids"], 24);
+    }
+
+    // The server is full now (max_sessions 3: two learners and the warm pool's one): a prepare
+    // builds nothing past it.
+    let (full_id, _) = room_with(&server, json!({"title": "Full", "lessons": ["uts"], "capacity": 3})).await;
+    let r = prepare(&full_id, json!({})).await.unwrap();
+    assert_eq!(r.status(), 202);
+    until("the full server's reserve stops", async || {
+        instructor_get(&server, &format!("/api/rooms/{full_id}")).await["prepared"]["building"] == false
+    })
+    .await;
+    let state = instructor_get(&server, &format!("/api/rooms/{full_id}")).await["prepared"].clone();
+    assert_eq!((state["ready"].as_u64(), state["wanted"].as_u64()), (Some(0), Some(3)), "{state}");
+
+    // Ending the prepared room ends its learners' sessions; a reserve of an ended room is gone.
+    let memory_groups =
+        || server.inst.session_groups().iter().filter(|g| g.starts_with("/sys/fs/cgroup/memory")).count();
+    let groups_before = memory_groups();
+    let r = http().post(format!("{}/api/rooms/{prep_id}/end", server.base)).bearer_auth(TOKEN).send().await.unwrap();
+    assert_eq!(r.status(), 204);
+    until("the ended room's two sessions are gone", async || memory_groups() == groups_before - 2).await;
+    let r = prepare(&prep_id, json!({})).await.unwrap();
+    assert_eq!(r.status(), 410, "an ended room is not prepared");
 }

@@ -806,6 +806,10 @@ async fn open_until(srv: &Server, open: &mut Vec<Session>, target: usize, conc: 
 struct Results {
     spawn_seq: BTreeMap<&'static str, Vec<Duration>>,
     spawn_burst: BTreeMap<&'static str, Vec<Duration>>,
+    /// Classroom joins at once (`POST /api/join/<code>` → prompt) without a prepare, then after
+    /// the room's "prepare".
+    spawn_joins: Vec<Duration>,
+    spawn_prepared: Vec<Duration>,
     /// (sessions open, samples)
     echo: Vec<(usize, Vec<Duration>)>,
     echo_raw: Vec<Duration>,
@@ -891,7 +895,8 @@ fn part_capacity(plan: &Plan, res: &mut Results) -> Result<()> {
 
 /// Spawn times, nsplay interleaved with the baselines, then all at once.
 fn part_spawn(plan: &Plan, res: &mut Results, baselines: &[(&'static str, &'static [&'static str])]) -> Result<()> {
-    let srv = Server::start(plan, "spawn", &[])?;
+    // The admin token: the "joins after prepare" row makes a room.
+    let srv = Server::start(plan, "spawn", &["--admin-token".to_string(), BENCH_TOKEN.to_string()])?;
     // The same server without a warm pool: what a visitor waits for when the pool is drained
     // (a classroom's burst beyond the first few), and what the pool saves.
     let cold_plan = cold_plan(plan)?;
@@ -988,9 +993,106 @@ fn spawn_at_once(
     if let Some(e) = err {
         return Err(e);
     }
+    progress(format!("spawn: {} room joins at once", plan.spawn_burst));
+    res.spawn_joins = rt.block_on(room_joins(plan, srv, false))?;
+    progress(format!("spawn: a room prepared for {0}, then {0} joins at once", plan.spawn_burst));
+    res.spawn_prepared = rt.block_on(room_joins(plan, srv, true))?;
     for (name, argv) in baselines {
         let times = pty_spawn_burst(argv, plan.spawn_burst, &plan.state_dir)?;
         res.spawn_burst.insert(name, times);
+    }
+    Ok(())
+}
+
+/// The admin token of the spawn part's server (the classroom's "prepare" is an instructor's call).
+const BENCH_TOKEN: &str = "nsplay-bench-admin-token-0123456789";
+
+/// A room of `plan.spawn_burst` learners, with `prepare` its sessions built ahead first, then
+/// that many learners join at once: each time runs from `POST /api/join/<code>` to its shell's
+/// prompt.
+async fn room_joins(plan: &Plan, srv: &Server, prepare: bool) -> Result<Vec<Duration>> {
+    let n = plan.spawn_burst;
+    let room: serde_json::Value = srv
+        .http
+        .post(format!("{}/api/rooms", srv.base))
+        .bearer_auth(BENCH_TOKEN)
+        .json(&serde_json::json!({"title": "bench", "lessons": ["uts"], "capacity": n}))
+        .send()
+        .await?
+        .error_for_status()?
+        .json()
+        .await?;
+    let id = room["id"].as_str().ok_or_else(|| anyhow!("no room id in {room}"))?.to_string();
+    let code = room["code"].as_str().ok_or_else(|| anyhow!("no room code in {room}"))?.to_string();
+    if prepare {
+        prepare_room(srv, &id, n).await?;
+    }
+    let join = |i: usize| {
+        let code = code.clone();
+        async move {
+            let t0 = Instant::now();
+            let v: serde_json::Value = srv
+                .http
+                .post(format!("{}/api/join/{code}", srv.base))
+                .json(&serde_json::json!({"name": format!("bench-{i}")}))
+                .send()
+                .await?
+                .error_for_status()?
+                .json()
+                .await?;
+            let id = v["session"].as_str().ok_or_else(|| anyhow!("no session in {v}"))?.to_string();
+            let mut ws = srv.connect(v["terminal"].as_str().ok_or_else(|| anyhow!("no terminal in {v}"))?).await?;
+            wait_prompt(&mut ws, 30).await.with_context(|| format!("session {id}: no prompt"))?;
+            Ok::<_, anyhow::Error>((t0.elapsed(), Session { id, ws }))
+        }
+    };
+    let mut open = Vec::new();
+    let mut times = Vec::new();
+    let mut err = None;
+    for r in futures_util::future::join_all((0..n).map(join)).await {
+        match r {
+            Ok((t, s)) => {
+                times.push(t);
+                open.push(s);
+            }
+            Err(e) => err = Some(e),
+        }
+    }
+    srv.end_all(open, plan.open_concurrency).await?;
+    srv.http.post(format!("{}/api/rooms/{id}/end", srv.base)).bearer_auth(BENCH_TOKEN).send().await?;
+    err.map_or(Ok(times), Err)
+}
+
+/// Prepares room `id` for `n` learners and waits until its sessions are built.
+async fn prepare_room(srv: &Server, id: &str, n: usize) -> Result<()> {
+    srv.http
+        .post(format!("{}/api/rooms/{id}/prepare", srv.base))
+        .bearer_auth(BENCH_TOKEN)
+        .send()
+        .await?
+        .error_for_status()?;
+    let deadline = Instant::now() + Duration::from_secs(120);
+    loop {
+        let r: serde_json::Value = srv
+            .http
+            .get(format!("{}/api/rooms/{id}", srv.base))
+            .bearer_auth(BENCH_TOKEN)
+            .send()
+            .await?
+            .error_for_status()?
+            .json()
+            .await?;
+        let p = &r["prepared"];
+        if p["building"] == false {
+            if p["ready"].as_u64() != Some(n as u64) {
+                bail!("the room's prepare stopped at {p} of {n}");
+            }
+            break;
+        }
+        if Instant::now() > deadline {
+            bail!("the room's prepare did not finish within 120 s: {p}");
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
     }
     Ok(())
 }
@@ -1157,6 +1259,15 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
     let mut t = Table { rows: Vec::new() };
     spawn_rows(&mut t, &format!("Spawn, {} one after another", plan.spawn_seq), &res.spawn_seq, true);
     spawn_rows(&mut t, &format!("Spawn, {} at once", plan.spawn_burst), &res.spawn_burst, false);
+    // A classroom's burst: room joins (each also writes the learner to the database), without
+    // and with the room's sessions built ahead ("prepare").
+    for (what, v) in [("", &res.spawn_joins), (" after prepare", &res.spawn_prepared)] {
+        let Some(p) = pct(v) else { continue };
+        let label = format!("Spawn, {} room joins at once{what}", plan.spawn_burst);
+        for (which, v) in [("p50", p.p50), ("p99", p.p99)] {
+            t.row([&format!("{label}, {which}"), &ms(v), "—", "—", "—", "—", "—"]);
+        }
+    }
     echo_rows(&mut t, plan, res);
     throughput_rows(&mut t, plan, res);
     server_cpu_rows(&mut t, res);

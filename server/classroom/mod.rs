@@ -77,8 +77,8 @@ pub enum RoomError {
     UnknownLesson(String),
     #[error("the capacity must be 1 to {max} (the server's max_sessions)")]
     Capacity { max: usize },
-    #[error("the room's {what} limit must be above zero and at most the server's ({max})")]
-    Limit { what: &'static str, max: String },
+    #[error("the room's {what} limit must be at least {min} and at most the server's ({max})")]
+    Limit { what: &'static str, min: String, max: String },
     #[error("`{0}` must be a time such as 2026-12-01T09:00:00Z, and the closing time after the opening time")]
     Time(&'static str),
     #[error("a notice must be 1 to {MAX_NOTICE} characters without control characters other than line breaks")]
@@ -135,7 +135,9 @@ impl crate::text::Message for RoomError {
             RoomError::Lessons => vec![("max", MAX_LESSONS.to_string())],
             RoomError::UnknownLesson(l) => vec![("lesson", l.clone())],
             RoomError::Capacity { max } => vec![("max", max.to_string())],
-            RoomError::Limit { what, max } => vec![("what", what.to_string()), ("max", max.clone())],
+            RoomError::Limit { what, min, max } => {
+                vec![("what", what.to_string()), ("min", min.clone()), ("max", max.clone())]
+            }
             RoomError::Time(field) => vec![("field", field.to_string())],
             RoomError::Notice => vec![("max", MAX_NOTICE.to_string())],
             RoomError::Extend => vec![("max", MAX_EXTEND_MINUTES.to_string())],
@@ -341,27 +343,39 @@ impl Classroom {
             return Err(RoomError::Capacity { max });
         }
         let server = &self.cfg.limits;
+        // At least what a session needs to work (the sandbox's minimum), at most the server's.
         let memory_bytes = match &new.limits.memory {
             None => None,
             Some(m) => {
-                let too_high =
-                    || RoomError::Limit { what: "memory", max: format!("{} MiB", server.memory_bytes >> 20) };
-                let v = nsplay_sandbox::parse_size("memory", m).map_err(|_| too_high())?;
-                if v == 0 || v > server.memory_bytes {
-                    return Err(too_high());
+                let out_of_range = || RoomError::Limit {
+                    what: "memory",
+                    min: nsplay_sandbox::format_size(nsplay_sandbox::MIN_MEMORY_BYTES),
+                    max: nsplay_sandbox::format_size(server.memory_bytes),
+                };
+                let v = nsplay_sandbox::parse_size("memory", m).map_err(|_| out_of_range())?;
+                if v < nsplay_sandbox::MIN_MEMORY_BYTES || v > server.memory_bytes {
+                    return Err(out_of_range());
                 }
                 Some(v as i64)
             }
         };
         let pids = match new.limits.pids {
-            Some(p) if p == 0 || p > server.pids => {
-                return Err(RoomError::Limit { what: "pids", max: server.pids.to_string() });
+            Some(p) if !(nsplay_sandbox::MIN_PIDS..=server.pids).contains(&p) => {
+                return Err(RoomError::Limit {
+                    what: "pids",
+                    min: nsplay_sandbox::MIN_PIDS.to_string(),
+                    max: server.pids.to_string(),
+                });
             }
             p => p.map(|p| p as i64),
         };
         let cpu_millis = match new.limits.cpu {
-            Some(c) if !(c > 0.0 && c <= server.cpu) => {
-                return Err(RoomError::Limit { what: "cpu", max: server.cpu.to_string() });
+            Some(c) if !(c >= nsplay_sandbox::MIN_CPU && c <= server.cpu) => {
+                return Err(RoomError::Limit {
+                    what: "cpu",
+                    min: nsplay_sandbox::MIN_CPU.to_string(),
+                    max: server.cpu.to_string(),
+                });
             }
             c => c.map(|c| (c * 1000.0).round() as i64),
         };
@@ -385,6 +399,17 @@ impl Classroom {
             closes_at,
             created_at: now_ms(),
             ended_at: None,
+        })
+    }
+
+    /// The limits of a room's sessions: the server's, tightened to the room's.
+    pub fn limits_for(&self, room: &RoomRow) -> Limits {
+        let server = self.cfg.limits;
+        server.tightened(&Limits {
+            memory_bytes: room.memory_bytes.map_or(server.memory_bytes, |m| m as u64),
+            pids: room.pids.map_or(server.pids, |p| p as u64),
+            cpu: room.cpu_millis.map_or(server.cpu, |c| c as f64 / 1000.0),
+            ..server
         })
     }
 

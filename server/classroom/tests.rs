@@ -70,11 +70,25 @@ async fn rooms_may_tighten_the_servers_limits_but_never_exceed_them() {
     n.capacity = Some(12);
     let r = c.create_room(n.clone()).await.unwrap();
     assert_eq!((r.memory_bytes, r.pids, r.cpu_millis, r.capacity), (Some(128 << 20), Some(64), Some(250), 12));
+    // Its sessions' limits: the server's, tightened to the room's; unset ones are the server's.
+    let server = c.limits_for(&RoomRow { memory_bytes: None, pids: None, cpu_millis: None, ..r.clone() });
+    let room = c.limits_for(&r);
+    assert_eq!((room.memory_bytes, room.pids, room.cpu), (128 << 20, 64, 0.25));
+    assert_eq!((room.disk_bytes, room.shm_bytes), (server.disk_bytes, server.shm_bytes));
+    assert!(server.memory_bytes > room.memory_bytes && server.pids > room.pids && server.cpu > room.cpu);
     assert_eq!(r.lessons, ["uts", "pid"], "the order as given");
     assert!(normalize_code(&r.code).is_some());
     n.limits.memory = Some("1G".into());
-    assert_eq!(err(c.create_room(n.clone()).await), RoomError::Limit { what: "memory", max: "256 MiB".into() });
+    let memory = RoomError::Limit { what: "memory", min: "32 MiB".into(), max: "256 MiB".into() };
+    assert_eq!(err(c.create_room(n.clone()).await), memory);
+    // Below what a session needs to work: refused when the room is made, not at every join.
+    n.limits.memory = Some("16M".into());
+    assert_eq!(err(c.create_room(n.clone()).await), memory);
+    assert!(crate::text::render("en", &memory).contains("at least 32 MiB"), "{}", crate::text::render("en", &memory));
+    assert!(crate::text::render("ja", &memory).contains("32 MiB"));
     n.limits.memory = None;
+    n.limits.pids = Some(4);
+    assert!(matches!(err(c.create_room(n.clone()).await), RoomError::Limit { what: "pids", .. }));
     n.limits.pids = Some(129);
     assert!(matches!(err(c.create_room(n.clone()).await), RoomError::Limit { what: "pids", .. }));
     n.limits.pids = None;
@@ -171,4 +185,25 @@ async fn progress_counts_only_passed_checks_of_the_rooms_steps() {
     assert!(lines[0].starts_with("\"learner\",\"name\""), "{}", lines[0]);
     assert!(lines[1].contains("\"'=HYPERLINK(\"\"x\"\")\""), "a formula is defused and quoted: {}", lines[1]);
     assert_eq!(lines.len(), 4, "header, two learners, the final CRLF");
+}
+
+/// Every refusal of a room has its words in both languages (a missing entry would show its key).
+#[test]
+fn every_room_error_has_its_text() {
+    use crate::text::Message;
+    let all = [
+        RoomError::Title,
+        RoomError::Lessons,
+        RoomError::UnknownLesson("x".into()),
+        RoomError::Capacity { max: 1 },
+        RoomError::Limit { what: "pids", min: "8".into(), max: "128".into() },
+        RoomError::Time("opens_at"),
+        RoomError::Notice,
+        RoomError::Extend,
+    ];
+    for e in all {
+        for lang in ["en", "ja"] {
+            assert!(crate::text::lookup(lang, e.key()).is_some(), "{} ({lang}) is not in web/ui.toml", e.key());
+        }
+    }
 }

@@ -44,7 +44,9 @@ pub use cgroups::{
     CgroupDriver, CgroupError, SESSIONS_GROUP, SessionsLimits, SessionsMemory, Usage, Version, detect as detect_cgroups,
 };
 pub use idmap::{IdAllocator, IdError};
-pub use limits::{CPU_PERIOD_US, LimitError, Limits, format_size, parse_cpu, parse_size};
+pub use limits::{
+    CPU_PERIOD_US, LimitError, Limits, MIN_CPU, MIN_MEMORY_BYTES, MIN_PIDS, format_size, parse_cpu, parse_size,
+};
 pub use mounts::{ImageRoot, MAX_IMAGE_LAYERS, valid_hostname};
 pub use namespaces::{
     KINDS as NAMESPACE_KINDS, inode as namespace_inode, inodes as namespace_inodes, inside_session, nested, nested_in,
@@ -395,6 +397,21 @@ impl Sandbox {
             env: s.image.as_ref().map(|i| i.env.clone()).unwrap_or_default(),
             working_dir: s.image.as_ref().and_then(|i| i.working_dir.clone()),
         }
+    }
+
+    /// Tightens a live session's memory, process and CPU limits to `to` wherever `to` is lower
+    /// (one is never raised; disk and `/dev/shm` are the sizes of mounts made at creation and
+    /// stay) and records them in `s.limits`. A classroom room's session comes out of the warm
+    /// pool with the server's limits and gets the room's this way before its shell runs.
+    pub fn tighten(&self, s: &mut SandboxSession, to: &Limits) -> Result<(), SandboxError> {
+        let new = s.limits.tightened(to);
+        if new == s.limits {
+            return Ok(());
+        }
+        new.validate()?;
+        self.cgroups.tighten(&s.name, &new)?;
+        s.limits = new;
+        Ok(())
     }
 
     pub fn usage(&self, s: &SandboxSession) -> Result<Usage, SandboxError> {

@@ -18,6 +18,12 @@ pub const KIB: u64 = 1024;
 pub const MIB: u64 = 1024 * KIB;
 pub const GIB: u64 = 1024 * MIB;
 
+/// The smallest memory, process and CPU limits a session works with (a classroom room may
+/// tighten the server's down to these).
+pub const MIN_MEMORY_BYTES: u64 = 32 * MIB;
+pub const MIN_PIDS: u64 = 8;
+pub const MIN_CPU: f64 = 0.01;
+
 /// The CFS period nsplay uses; the quota is `cpu * CPU_PERIOD_US`.
 pub const CPU_PERIOD_US: u64 = 100_000;
 
@@ -85,10 +91,10 @@ impl Limits {
                 Ok(())
             }
         };
-        size("memory", self.memory_bytes, 32 * MIB, 64 * GIB)?;
+        size("memory", self.memory_bytes, MIN_MEMORY_BYTES, 64 * GIB)?;
         size("disk", self.disk_bytes, 4 * MIB, 16 * GIB)?;
         size("shm", self.shm_bytes, MIB, 4 * GIB)?;
-        if !(8..=65536).contains(&self.pids) {
+        if !(MIN_PIDS..=65536).contains(&self.pids) {
             return Err(LimitError::OutOfRange {
                 what: "pids",
                 value: self.pids.to_string(),
@@ -96,7 +102,7 @@ impl Limits {
                 max: "65536".into(),
             });
         }
-        if !(0.01..=256.0).contains(&self.cpu) {
+        if !(MIN_CPU..=256.0).contains(&self.cpu) {
             return Err(LimitError::OutOfRange {
                 what: "cpu",
                 value: self.cpu.to_string(),
@@ -105,6 +111,17 @@ impl Limits {
             });
         }
         Ok(())
+    }
+
+    /// These limits, lowered to `to`'s memory, processes and CPU wherever `to`'s are lower
+    /// (disk and shm stay: they are sizes of mounts made when the session was built).
+    pub fn tightened(&self, to: &Limits) -> Limits {
+        Limits {
+            memory_bytes: self.memory_bytes.min(to.memory_bytes),
+            pids: self.pids.min(to.pids),
+            cpu: self.cpu.min(to.cpu),
+            ..*self
+        }
     }
 
     pub fn cpu_quota_us(&self) -> u64 {
@@ -138,6 +155,14 @@ mod tests {
     /// Valid limits to vary one at a time (the defaults are the server's, in its config).
     const VALID: Limits =
         Limits { memory_bytes: 256 * MIB, pids: 128, cpu: 0.5, disk_bytes: 64 * MIB, shm_bytes: 16 * MIB };
+
+    #[test]
+    fn tightening_only_ever_lowers_and_keeps_the_mount_sizes() {
+        let to = Limits { memory_bytes: 64 * MIB, pids: 256, cpu: 0.25, disk_bytes: 8 * MIB, shm_bytes: GIB };
+        let t = VALID.tightened(&to);
+        assert_eq!(t, Limits { memory_bytes: 64 * MIB, pids: 128, cpu: 0.25, ..VALID });
+        assert_eq!(VALID.tightened(&VALID), VALID);
+    }
 
     #[test]
     fn valid_limits_pass() {

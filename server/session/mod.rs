@@ -6,6 +6,7 @@ pub mod cast;
 pub mod output;
 pub mod pool;
 mod reactor;
+pub mod reserve;
 pub mod terminal;
 
 use std::collections::HashMap;
@@ -533,6 +534,17 @@ pub struct Manager {
     /// Sandboxes whose teardown failed (still counted in `existing`): the tick tries again,
     /// and so does the shutdown, so a teardown that met a busy kernel is not left for good.
     leftovers: Mutex<Vec<Leftover>>,
+    /// Sessions built ahead for named groups (classroom rooms), by key ([`reserve`]).
+    reserves: Mutex<HashMap<String, reserve::Reserve>>,
+}
+
+/// Where a session for a group of requests (a classroom room) comes from and what it may use:
+/// its [`reserve`] first, else the warm pool's, tightened to `limits` before its shell runs.
+#[derive(Debug, Clone)]
+pub struct Within {
+    pub reserve: String,
+    /// Tighten the server's limits to these (never raised: [`Limits::tightened`]).
+    pub limits: Limits,
 }
 
 /// A sandbox whose teardown failed, kept to be torn down again.
@@ -697,6 +709,7 @@ impl Manager {
             leftovers: Mutex::default(),
             pending: Mutex::default(),
             by_learner: Mutex::default(),
+            reserves: Mutex::default(),
         });
         tokio::spawn(m.pool.clone().run(m.clone()));
         for (name, p) in &m.image_pools {
@@ -803,6 +816,18 @@ impl Manager {
         self.create_on(label, ImageChoice::default(), who).await
     }
 
+    /// [`Manager::create`] for a group ([`Within`]): a session of its reserve if one is ready,
+    /// else the warm pool's with its cgroup limits tightened to the group's before the shell
+    /// runs. Admission is the same as for any session.
+    pub async fn create_within(
+        self: &Arc<Self>,
+        label: Option<String>,
+        who: Requester,
+        within: Within,
+    ) -> Result<Arc<Session>, SessionError> {
+        self.create_full(label, ImageChoice::default(), who, Some(within)).await
+    }
+
     /// Which image a create call gets: the one it asks for (only an allowed one, or the
     /// default), else its lesson's, else the default; `None` is the host's `/usr`.
     fn pick_image(&self, choice: &ImageChoice) -> Result<Option<String>, SessionError> {
@@ -847,6 +872,16 @@ impl Manager {
         label: Option<String>,
         choice: ImageChoice,
         who: Requester,
+    ) -> Result<Arc<Session>, SessionError> {
+        self.create_full(label, choice, who, None).await
+    }
+
+    async fn create_full(
+        self: &Arc<Self>,
+        label: Option<String>,
+        choice: ImageChoice,
+        who: Requester,
+        within: Option<Within>,
     ) -> Result<Arc<Session>, SessionError> {
         let image = self.pick_image(&choice)?;
         if self.shutting_down.load(Ordering::Relaxed) {
@@ -904,7 +939,25 @@ impl Manager {
                 };
                 built?
             }
-            None => self.take_pooled().await?,
+            None => match &within {
+                Some(w) => {
+                    // The group's own reserve (built with its limits), else the warm pool's.
+                    let mut p = match self.take_reserved(&w.reserve) {
+                        Some(p) => p,
+                        None => self.take_pooled().await?,
+                    };
+                    // Nothing awaits between the take and the registration (a dropped request
+                    // cannot lose the sandbox): a few cgroup files, written here.
+                    if let Err(e) = self.sandbox.tighten(&mut p.session, &w.limits) {
+                        tracing::error!(cgroup = %p.session.name, error = %e, "cannot apply a room's limits");
+                        let m = self.clone();
+                        tokio::task::spawn_blocking(move || m.discard_prepared(p));
+                        return Err(e.into());
+                    }
+                    p
+                }
+                None => self.take_pooled().await?,
+            },
         };
         self.register(label, who, prepared, started).await
     }
@@ -1351,6 +1404,7 @@ impl Manager {
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.pool.close();
+        self.end_reserves().await;
         for p in self.image_pools.values() {
             p.close();
         }

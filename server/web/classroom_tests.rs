@@ -278,6 +278,18 @@ async fn cross_site_and_csrf_less_changes_are_refused() {
     assert_eq!(r.status, StatusCode::CREATED, "{}", r.text);
     let rooms = c.send(Request::get("/api/rooms").header(header::COOKIE, &cookie), Body::empty()).await.json();
     assert_eq!(rooms["rooms"].as_array().unwrap().len(), 1, "only the dashboard's own request made a room");
+    // "Prepare" makes the host build sessions: the same three locks.
+    let id = r.json()["id"].as_str().unwrap().to_string();
+    let prepare = || Request::post(format!("/api/rooms/{id}/prepare")).header(header::COOKIE, &cookie);
+    c.send(prepare().header(header::ORIGIN, "https://evil.example").header("x-csrf-token", &csrf), Body::empty())
+        .await
+        .error(StatusCode::FORBIDDEN, "forbidden_origin");
+    c.send(prepare(), Body::empty()).await.error(StatusCode::FORBIDDEN, "csrf");
+    c.send(Request::post(format!("/api/rooms/{id}/prepare")), Body::empty())
+        .await
+        .error(StatusCode::UNAUTHORIZED, "instructor_required");
+    let r = c.send(prepare().header("x-csrf-token", &csrf), json!({"expected": 5}).to_string()).await;
+    assert_eq!(r.status, StatusCode::ACCEPTED, "{}", r.text);
 }
 
 #[tokio::test]

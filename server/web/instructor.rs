@@ -253,7 +253,7 @@ pub async fn create_room<S: Sessions>(
 }
 
 /// A room as `GET /api/rooms/{id}` shows it: with its join URL and how many learners joined.
-async fn room_reply<S>(
+async fn room_reply<S: Sessions>(
     st: &AppState<S>,
     c: &Classroom,
     id: &str,
@@ -263,7 +263,52 @@ async fn room_reply<S>(
 ) -> Result<Json<serde_json::Value>, ApiError> {
     let r = room_or_404(st, id).await?;
     let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
-    Ok(Json(room_json(&r, join_url(tls, peer, headers, &st.trusted_proxies, &r.code), n)))
+    let mut out = room_json(&r, join_url(tls, peer, headers, &st.trusted_proxies, &r.code), n);
+    // This node's sessions built ahead for the room ("prepare").
+    out["prepared"] = json!(st.manager.reserve_state(&classroom::room_mark(&r.id)));
+    Ok(Json(out))
+}
+
+#[derive(Deserialize, Default)]
+#[serde(deny_unknown_fields)]
+struct PrepareBody {
+    /// How many learners are expected (default and at most: the room's capacity).
+    expected: Option<usize>,
+}
+
+/// `POST /api/rooms/{id}/prepare {"expected"?}`: 202; this node builds sessions ahead for the
+/// room — up to the learners expected (at most its capacity) less those seated in a live
+/// session here, bounded by `max_sessions` and the host's headroom — with the room's limits,
+/// and hands them to its joiners first. The room JSON (`GET /api/rooms/{id}`) says how far
+/// it is under `prepared`.
+pub async fn prepare_room<S: Sessions>(
+    State(st): State<AppState<S>>,
+    Path(id): Path<String>,
+    method: Method,
+    headers: HeaderMap,
+    body: Result<Bytes, BytesRejection>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let lang = pick_lang(None, &headers);
+    let c = instructor_classroom(&st, &headers, &method, lang).await?;
+    let empty = body.as_ref().is_ok_and(|b| b.iter().all(u8::is_ascii_whitespace));
+    let body: PrepareBody = if empty { PrepareBody::default() } else { parse_json(body)? };
+    let r = room_or_404(&st, &id).await?;
+    if matches!(room_state(&r), "ended" | "closed") {
+        return Err(classroom_error(ClassroomError::Join(classroom::JoinError::Closed), lang));
+    }
+    let capacity = usize::try_from(r.capacity).unwrap_or(0);
+    let seated = c
+        .store()
+        .learners(&id)
+        .await
+        .map_err(store_error)?
+        .iter()
+        .filter(|l| l.session_id.as_deref().is_some_and(|s| st.manager.get(s).is_ok()))
+        .count();
+    let want = body.expected.unwrap_or(capacity).min(capacity).saturating_sub(seated);
+    let key = classroom::room_mark(&r.id);
+    st.manager.prepare_reserve(&key, want, c.limits_for(&r));
+    Ok((StatusCode::ACCEPTED, Json(json!({"prepared": st.manager.reserve_state(&key)}))))
 }
 
 async fn room_or_404<S>(st: &AppState<S>, id: &str) -> Result<RoomRow, ApiError> {
@@ -299,6 +344,7 @@ pub async fn end_room<S: Sessions>(
     let c = instructor_classroom(&st, &headers, &method, lang).await?;
     room_or_404(&st, &id).await?;
     c.end_room(&id).await.map_err(store_error)?;
+    st.manager.end_reserve(&classroom::room_mark(&id));
     for l in c.store().learners(&id).await.map_err(store_error)? {
         if let Some(s) = l.session_id {
             // Already gone is fine: sessions end with the server or on their own.

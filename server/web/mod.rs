@@ -105,6 +105,7 @@ fn classroom_routes<S: Sessions>() -> Router<AppState<S>> {
         .route("/api/rooms/{id}/qr.svg", get(instructor::qr::<S>))
         .route("/api/rooms/{id}/notices", post(instructor::post_notice::<S>))
         .route("/api/rooms/{id}/extend", post(instructor::extend_room::<S>))
+        .route("/api/rooms/{id}/prepare", post(instructor::prepare_room::<S>))
         .route("/api/rooms/{id}/learners/{learner}/end", post(instructor::end_learner::<S>))
         .route("/api/join/{code}/status", get(rooms::learner_status::<S>))
         .route("/api/sessions/{id}/terminals/{n}/view", get(instructor::view_socket::<S>))

@@ -116,7 +116,14 @@ pub async fn join<S: Sessions>(
         Some(s) => s,
         None => {
             let who = super::api::requester(&st, peer, &headers);
-            let s = st.manager.create(Some(first.clone()), who).await.map_err(|e| ApiError::from_session(e, lang))?;
+            // The room's reserve first (built at "prepare"), its limits on the session's cgroup.
+            let within =
+                crate::session::Within { reserve: classroom::room_mark(&a.room.id), limits: c.limits_for(&a.room) };
+            let s = st
+                .manager
+                .create_within(Some(first.clone()), who, within)
+                .await
+                .map_err(|e| ApiError::from_session(e, lang))?;
             s.mark(&classroom::room_mark(&a.room.id));
             s.mark(&classroom::learner_mark(&a.learner.id));
             s
@@ -174,6 +181,7 @@ pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// any node reads it, and ends the sessions whose room ended or closed or whose end the
 /// instructor asked for on any node. The database is the only link between nodes.
 pub async fn sweep(manager: std::sync::Arc<crate::session::Manager>, c: std::sync::Arc<Classroom>) {
+    let mut opened = std::collections::HashSet::new();
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
@@ -206,6 +214,7 @@ pub async fn sweep(manager: std::sync::Arc<crate::session::Manager>, c: std::syn
         if let Err(e) = c.report(&reports).await {
             tracing::warn!(error = %e, "cannot report the room sessions to the classroom's database");
         }
+        prepare_and_release(&manager, &c, &mut opened).await;
         let local: Vec<(String, String)> = reports.into_iter().map(|(l, s, _)| (s, l)).collect();
         match c.sweep_orders(&local).await {
             Ok(end) => {
@@ -217,6 +226,48 @@ pub async fn sweep(manager: std::sync::Arc<crate::session::Manager>, c: std::syn
             Err(e) => tracing::warn!(error = %e, "cannot read the classroom's database"),
         }
     }
+}
+
+/// How long after a room's opening time this node still pre-warms for it on its own (a node
+/// started later leaves it to the instructor's "prepare").
+const PREPARE_AT_OPENING: i64 = 60_000;
+
+/// The sweep's part in pre-warming (docs/classroom.md, "Prepare"): a room whose opening time
+/// has just come gets its reserve built up to its capacity (once per room and run), and the
+/// reserve of a room that ended or closed is torn down.
+async fn prepare_and_release(
+    manager: &std::sync::Arc<crate::session::Manager>,
+    c: &Classroom,
+    opened: &mut std::collections::HashSet<String>,
+) {
+    let now = crate::store::now_ms();
+    let keys = manager.reserve_keys();
+    let rooms = match c.rooms().await {
+        Ok(r) => r,
+        Err(e) => return tracing::warn!(error = %e, "cannot read the classroom's rooms"),
+    };
+    let over = |r: &crate::store::RoomRow| r.ended_at.is_some() || r.closes_at.is_some_and(|t| now >= t);
+    for key in keys {
+        let room = rooms.iter().find(|r| classroom::room_mark(&r.id) == key);
+        if room.is_none_or(over) {
+            tracing::info!(reserve = %key, "a room's reserve ends: the room is over");
+            manager.end_reserve(&key);
+        }
+    }
+    for r in rooms.iter().filter(|r| !over(r)) {
+        if let Some(o) = r.opens_at
+            && now >= o
+            && now - o < PREPARE_AT_OPENING
+            && opened.insert(r.id.clone())
+        {
+            let want = usize::try_from(r.capacity).unwrap_or(0);
+            tracing::info!(room = %r.id, sessions = want, "a room opens: building its sessions ahead");
+            manager.prepare_reserve(&classroom::room_mark(&r.id), want, c.limits_for(r));
+        }
+    }
+    // Bounded: only rooms still open within the last minute stay remembered.
+    opened
+        .retain(|id| rooms.iter().any(|r| &r.id == id && r.opens_at.is_some_and(|o| now - o < 2 * PREPARE_AT_OPENING)));
 }
 
 /// Refuses a session made outside a room when the server is not `open` (403

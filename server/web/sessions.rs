@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use crate::session::{
     Details, DrainStatus, EndReason, HostView, ImageChoice, Learner, Manager, NsPair, Requester, Session, SessionError,
-    Terminal,
+    Terminal, Within, reserve::ReserveState,
 };
 use nsplay_sandbox::Usage;
 
@@ -32,6 +32,31 @@ pub trait Sessions: Clone + Send + Sync + 'static {
                 Some(image) => Err(SessionError::UnknownImage(image)),
             }
         }
+    }
+    /// [`Sessions::create`] for a group of requests (a room): its reserve's session first, the
+    /// group's limits applied ([`Manager::create_within`]). The default ignores the group (a
+    /// fake with no cgroups).
+    fn create_within(
+        &self,
+        label: Option<String>,
+        who: Requester,
+        within: Within,
+    ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
+        let _ = within;
+        self.create(label, who)
+    }
+    /// Builds sessions ahead for a group ([`Manager::prepare_reserve`]); the default builds none.
+    fn prepare_reserve(&self, key: &str, count: usize, limits: nsplay_sandbox::Limits) {
+        let _ = (key, count, limits);
+    }
+    /// How far a group's reserve is.
+    fn reserve_state(&self, key: &str) -> ReserveState {
+        let _ = key;
+        ReserveState::default()
+    }
+    /// Ends a group's reserve.
+    fn end_reserve(&self, key: &str) {
+        let _ = key;
     }
     /// A live session.
     fn get(&self, id: &str) -> Result<Arc<Session>, SessionError>;
@@ -91,6 +116,23 @@ impl Sessions for Arc<Manager> {
         who: Requester,
     ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
         Manager::create_on(self, label, choice, who)
+    }
+    fn create_within(
+        &self,
+        label: Option<String>,
+        who: Requester,
+        within: Within,
+    ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
+        Manager::create_within(self, label, who, within)
+    }
+    fn prepare_reserve(&self, key: &str, count: usize, limits: nsplay_sandbox::Limits) {
+        Manager::prepare_reserve(self, key, count, limits)
+    }
+    fn reserve_state(&self, key: &str) -> ReserveState {
+        Manager::reserve_state(self, key)
+    }
+    fn end_reserve(&self, key: &str) {
+        Manager::end_reserve(self, key)
     }
     fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {
         Manager::get(self, id)

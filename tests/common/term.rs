@@ -28,6 +28,11 @@ impl Term {
     /// A terminal socket through `addr` (a proxy in front of the servers, `host:port`).
     pub async fn connect_addr(addr: &str, path: &str) -> Term {
         let (ws, _) = tokio_tungstenite::connect_async(format!("ws://{addr}{path}")).await.unwrap();
+        Term::from_socket(ws)
+    }
+
+    /// A terminal client over a socket the test opened itself (with its own request headers).
+    pub fn from_socket(ws: Ws) -> Term {
         Term { ws, out: Vec::new(), seen: 0, controls: Vec::new(), closed: None }
     }
 

@@ -231,6 +231,9 @@ export function bootDashboard() {
     $('#room-csv').href = `${base}/progress.csv`;
     $('#room-projector').href = `/instructor/rooms/${encodeURIComponent(current.id)}/projector`;
     $('#room-end').hidden = current.state === 'ended';
+    $('#room-prepare').hidden = current.state === 'ended' || current.state === 'closed';
+    showPrepared(null);
+    followPrepare(current.id);
     refresh();
   }
 
@@ -256,6 +259,33 @@ export function bootDashboard() {
       ticked.length = 0;
       $('#new-room-box').open = false;
       location.hash = r.id;
+    } catch (err) {
+      out.textContent = err.detail || err.message;
+    }
+  });
+
+  // "Prepare": the server builds the room's sessions ahead; the line says how far it is until
+  // it stops building.
+  let preparing = null;
+  function showPrepared(p) {
+    $('#room-prepared').textContent = p && p.wanted ? t('room_prepared', { ready: p.ready, wanted: p.wanted }) : '';
+  }
+  async function followPrepare(id) {
+    clearTimeout(preparing);
+    if (!current || current.id !== id) return;
+    try {
+      const r = await api('GET', `/api/rooms/${encodeURIComponent(id)}`);
+      showPrepared(r.prepared);
+      if (r.prepared && r.prepared.building) preparing = setTimeout(() => followPrepare(id), 1000);
+    } catch (_) { /* shown again at the next press */ }
+  }
+  $('#room-prepare').addEventListener('click', async () => {
+    if (!current) return;
+    const out = $('#room-prepared');
+    try {
+      const r = await api('POST', `/api/rooms/${encodeURIComponent(current.id)}/prepare`, {});
+      showPrepared(r.prepared);
+      followPrepare(current.id);
     } catch (err) {
       out.textContent = err.detail || err.message;
     }

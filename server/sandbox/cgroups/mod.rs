@@ -186,6 +186,10 @@ pub trait CgroupDriver: Send + Sync {
     /// that is root in the session (on v2 the group is delegated to it so nested cgroups work
     /// inside).
     fn create(&self, name: &str, limits: &Limits, owner: u32) -> Result<(), CgroupError>;
+    /// Lowers a live session group's memory, pids and CPU limits to `limits` (and its relay
+    /// group's CPU quota, which follows the session's: [`relay_cpu_quota_us`]). The caller only
+    /// ever passes limits at or below the group's ([`Limits::tightened`]).
+    fn tighten(&self, name: &str, limits: &Limits) -> Result<(), CgroupError>;
     /// The `cgroup.procs` files a process writes its own pid to in order to join the group.
     fn procs_files(&self, name: &str) -> Vec<PathBuf>;
     /// The `cgroup.procs` files nsplay's own helpers (a session's keeper, a terminal's joiner)

@@ -127,6 +127,24 @@ impl V1Driver {
     }
 }
 
+/// Writes a session group's lowered limits into its v1 memory, pids and cpu directories, and the
+/// CPU quota into its relay group's cpu directory (the period stays [`CPU_PERIOD_US`], set at
+/// creation).
+fn tighten_files(mem: &Path, pids: &Path, cpu: &Path, relay_cpu: &Path, limits: &Limits) -> Result<(), CgroupError> {
+    let bytes = limits.memory_bytes.to_string();
+    // Lowering: the memory limit first, since memsw may never be below it; then memsw.
+    super::write_file(mem, "memory.limit_in_bytes", &bytes)?;
+    if mem.join("memory.memsw.limit_in_bytes").exists() {
+        super::write_file(mem, "memory.memsw.limit_in_bytes", &bytes)?;
+    }
+    if mem.join(TCP_LIMIT).exists() {
+        super::write_file(mem, TCP_LIMIT, &bytes)?;
+    }
+    super::write_file(pids, "pids.max", &limits.pids.to_string())?;
+    super::write_file(cpu, "cpu.cfs_quota_us", &limits.cpu_quota_us().to_string())?;
+    super::write_file(relay_cpu, "cpu.cfs_quota_us", &super::relay_cpu_quota_us(limits).to_string())
+}
+
 /// Forks refused at pids.max. Recent kernels no longer count them in v1's pids.events (its
 /// `max` stays 0); a peak at the limit then stands for "a fork hit the wall".
 fn pids_limit_hits(dir: &Path) -> u64 {
@@ -190,6 +208,12 @@ impl CgroupDriver for V1Driver {
             let _ = self.destroy(name);
         }
         result
+    }
+
+    fn tighten(&self, name: &str, limits: &Limits) -> Result<(), CgroupError> {
+        // CONTROLLERS order: memory, pids, cpu (co-mounted controllers share a directory).
+        let relay_cpu = self.ctl(2, &super::relay_name(name));
+        tighten_files(&self.ctl(0, name), &self.ctl(1, name), &self.ctl(2, name), &relay_cpu, limits)
     }
 
     fn procs_files(&self, name: &str) -> Vec<PathBuf> {
@@ -333,5 +357,38 @@ impl CgroupDriver for V1Driver {
         all.sort();
         all.dedup();
         all
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::limits::MIB;
+
+    /// The files a tightening writes, in a plain directory laid out like v1's hierarchies (the
+    /// kernel's own files are exercised by tests/classroom.rs on a real server).
+    #[test]
+    fn tightening_writes_the_v1_limit_files() {
+        let t = tempfile::tempdir().unwrap();
+        let (mem, pids, cpu, relay) =
+            (t.path().join("memory"), t.path().join("pids"), t.path().join("cpu"), t.path().join("cpu.relay"));
+        for d in [&mem, &pids, &cpu, &relay] {
+            std::fs::create_dir(d).unwrap();
+        }
+        std::fs::write(mem.join("memory.memsw.limit_in_bytes"), "536870912").unwrap();
+        std::fs::write(mem.join(TCP_LIMIT), "536870912").unwrap();
+        let limits = Limits { memory_bytes: 64 * MIB, pids: 32, cpu: 0.25, disk_bytes: 64 * MIB, shm_bytes: 16 * MIB };
+        tighten_files(&mem, &pids, &cpu, &relay, &limits).unwrap();
+        let read = |d: &Path, f: &str| std::fs::read_to_string(d.join(f)).unwrap();
+        assert_eq!(read(&mem, "memory.limit_in_bytes"), "67108864");
+        assert_eq!(read(&mem, "memory.memsw.limit_in_bytes"), "67108864");
+        assert_eq!(read(&mem, TCP_LIMIT), "67108864");
+        assert_eq!(read(&pids, "pids.max"), "32");
+        assert_eq!(read(&cpu, "cpu.cfs_quota_us"), "25000");
+        assert_eq!(read(&relay, "cpu.cfs_quota_us"), "25000");
+        // Without swap accounting there is no memsw file, and none is made.
+        std::fs::remove_file(mem.join("memory.memsw.limit_in_bytes")).unwrap();
+        tighten_files(&mem, &pids, &cpu, &relay, &limits).unwrap();
+        assert!(!mem.join("memory.memsw.limit_in_bytes").exists());
     }
 }

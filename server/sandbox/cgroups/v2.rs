@@ -337,6 +337,10 @@ impl CgroupDriver for V2Driver {
         result
     }
 
+    fn tighten(&self, name: &str, limits: &Limits) -> Result<(), CgroupError> {
+        tighten_files(&self.dir(name), &self.relay_dir(name), limits)
+    }
+
     fn helper_procs_files(&self) -> Vec<PathBuf> {
         // Where nsplay itself runs (after any move to a leaf): the root, or a leaf outside every
         // session group.
@@ -482,6 +486,17 @@ impl V2Driver {
     }
 }
 
+/// Writes a session group's lowered limits (`memory.max`, `pids.max`, `cpu.max`) and its relay
+/// group's CPU quota. The session cannot undo them: delegation gave it only `cgroup.procs`,
+/// `cgroup.subtree_control` and `cgroup.threads` of its group. A memory limit below what the
+/// group uses makes the kernel reclaim (and at worst OOM-kill) inside the group.
+fn tighten_files(dir: &Path, relay: &Path, limits: &Limits) -> Result<(), CgroupError> {
+    super::write_file(dir, "memory.max", &limits.memory_bytes.to_string())?;
+    super::write_file(dir, "pids.max", &limits.pids.to_string())?;
+    super::write_file(dir, "cpu.max", &format!("{} {CPU_PERIOD_US}", limits.cpu_quota_us()))?;
+    super::write_file(relay, "cpu.max", &format!("{} {CPU_PERIOD_US}", super::relay_cpu_quota_us(limits)))
+}
+
 /// Kills every process in the group `d` (and below) and removes it.
 fn kill_group(d: &Path) -> Result<(), CgroupError> {
     if !d.exists() {
@@ -543,6 +558,24 @@ mod tests {
             fs::write(d.join("cgroup.procs"), procs).unwrap();
         }
         t
+    }
+
+    /// The files a tightening writes, in plain directories (the v2 VM's real run:
+    /// tests/cgroups_v2.rs).
+    #[test]
+    fn tightening_writes_the_v2_limit_files() {
+        let t = tempfile::tempdir().unwrap();
+        let (dir, relay) = (t.path().join("nsplay-1-1"), t.path().join("nsplay-1-1.relay"));
+        fs::create_dir(&dir).unwrap();
+        fs::create_dir(&relay).unwrap();
+        let mib = crate::limits::MIB;
+        let limits = Limits { memory_bytes: 64 * mib, pids: 32, cpu: 0.25, disk_bytes: 64 * mib, shm_bytes: 16 * mib };
+        tighten_files(&dir, &relay, &limits).unwrap();
+        let read = |d: &Path, f: &str| fs::read_to_string(d.join(f)).unwrap();
+        assert_eq!(read(&dir, "memory.max"), "67108864");
+        assert_eq!(read(&dir, "pids.max"), "32");
+        assert_eq!(read(&dir, "cpu.max"), "25000 100000");
+        assert_eq!(read(&relay, "cpu.max"), "25000 100000");
     }
 
     const ALL: &str = "cpuset cpu io memory pids";
