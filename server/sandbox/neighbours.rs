@@ -194,12 +194,15 @@ fn unescape(s: &str) -> String {
 /// inode `ino`: `O_PATH` beneath the root first (no symlink, no magic link, nothing the session
 /// controls can lead elsewhere), checked, then reopened readable through our own descriptor.
 fn open_mounted(pid: i32, path: &str, ino: u64) -> Option<OwnedFd> {
-    let root =
-        open(format!("/proc/{pid}/root").as_str(), OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC, Mode::empty())
-            .ok()?;
-    let how = OpenHow::new().flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW).resolve(
-        ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS,
-    );
+    let root = open(
+        format!("/proc/{pid}/root").as_str(),
+        OFlag::O_PATH | OFlag::O_DIRECTORY | OFlag::O_CLOEXEC,
+        Mode::empty(),
+    )
+    .ok()?;
+    let how = OpenHow::new()
+        .flags(OFlag::O_PATH | OFlag::O_CLOEXEC | OFlag::O_NOFOLLOW)
+        .resolve(ResolveFlag::RESOLVE_IN_ROOT | ResolveFlag::RESOLVE_NO_SYMLINKS | ResolveFlag::RESOLVE_NO_MAGICLINKS);
     let fd = openat2(&root, path, how).ok()?;
     let fs = nix::sys::statfs::fstatfs(&fd).ok()?;
     #[allow(clippy::unnecessary_cast)] // f_type's width differs between targets.
