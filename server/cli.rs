@@ -408,6 +408,12 @@ pub struct ServeArgs {
         defaults::WARM_POOL_PER_IMAGE,
     ))]
     pub warm_pool_per_image: Option<usize>,
+    #[arg(long, env = "NSPLAY_MAX_NEIGHBOURS", help = help(
+        "Neighbour (ARP/NDP) entries a session may hold in all its network namespaces together, counted every \
+         few seconds; past it the session is ended with a notice (the kernel charges them to no memory limit)",
+        defaults::MAX_NEIGHBOURS,
+    ))]
+    pub max_neighbours: Option<usize>,
     /// Registry credentials, a `docker login`-style JSON file [default: none: anonymous].
     #[arg(long, env = "NSPLAY_REGISTRY_AUTH_FILE")]
     pub registry_auth_file: Option<String>,

@@ -83,6 +83,7 @@ pub struct FileConfig {
     pub insecure_registries: Option<Vec<String>>,
     pub registry_auth_file: Option<String>,
     pub warm_pool_per_image: Option<usize>,
+    pub max_neighbours: Option<usize>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub redirect_http: Option<String>,
@@ -158,6 +159,10 @@ pub mod defaults {
     pub const MAX_IMAGE_LAYERS: usize = 64;
     /// Sessions kept ready for each image other than the default (which has `WARM_POOL`).
     pub const WARM_POOL_PER_IMAGE: usize = 1;
+    /// Neighbour (ARP/NDP) entries per session, all its network namespaces together: far past
+    /// what a lesson adds (a handful), and about 2 MiB of kernel memory the session's memory
+    /// limit does not see (docs/security.md, item 7).
+    pub const MAX_NEIGHBOURS: usize = 4096;
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these; lessons read with them where no server's limits are known).
@@ -247,6 +252,8 @@ pub struct Settings {
     pub import: crate::images::ImportLimits,
     /// Sessions kept ready per image besides the default one's `warm_pool`.
     pub warm_pool_per_image: usize,
+    /// Neighbour entries a session may hold in all its network namespaces together.
+    pub max_neighbours: usize,
     /// Serve HTTPS with this certificate chain and key (PEM files; both or neither).
     pub tls: Option<TlsFiles>,
     /// Where to answer plain HTTP with a redirect to HTTPS (only with `tls`).
@@ -258,6 +265,14 @@ pub struct Settings {
 pub fn default_output_rate() -> u64 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     defaults::OUTPUT_RATE_PER_CORE * cores
+}
+
+fn max_neighbours(raw: &FileConfig) -> Result<usize, ConfigError> {
+    let n = raw.max_neighbours.unwrap_or(defaults::MAX_NEIGHBOURS);
+    if !(16..=1_000_000).contains(&n) {
+        return Err(bad("max_neighbours", n, "16 to 1000000 (neighbour entries per session)"));
+    }
+    Ok(n)
 }
 
 fn output_rate(raw: &FileConfig) -> Result<u64, ConfigError> {
@@ -476,6 +491,7 @@ impl FileConfig {
             insecure_registries: f.insecure_registries.or(self.insecure_registries),
             registry_auth_file: f.registry_auth_file.or(self.registry_auth_file),
             warm_pool_per_image: f.warm_pool_per_image.or(self.warm_pool_per_image),
+            max_neighbours: f.max_neighbours.or(self.max_neighbours),
             tls_cert: f.tls_cert.or(self.tls_cert),
             tls_key: f.tls_key.or(self.tls_key),
             redirect_http: f.redirect_http.or(self.redirect_http),
@@ -853,6 +869,7 @@ impl Settings {
                 .collect::<Result<_, _>>()?,
             import: import_limits(&raw)?,
             warm_pool_per_image: raw.warm_pool_per_image.unwrap_or(defaults::WARM_POOL_PER_IMAGE),
+            max_neighbours: max_neighbours(&raw)?,
             tls: tls_files,
             redirect_http,
         })
@@ -899,6 +916,7 @@ impl Settings {
             images_allowed: self.images_allowed.clone(),
             warm_pool_per_image: self.warm_pool_per_image,
             drain_timeout: self.drain_timeout,
+            max_neighbours: self.max_neighbours,
         }
     }
 
@@ -1115,6 +1133,7 @@ mod tests {
         assert_eq!(from_file.image, defaults.image);
         assert_eq!(from_file.images_allowed, defaults.images_allowed);
         assert_eq!(from_file.warm_pool_per_image, defaults.warm_pool_per_image);
+        assert_eq!(from_file.max_neighbours, defaults.max_neighbours);
         assert_eq!(from_file.import.max_bytes, defaults.import.max_bytes);
         assert_eq!(from_file.import.max_layers, defaults.import.max_layers);
         assert_eq!(from_file.import.registry.insecure, defaults.import.registry.insecure);
@@ -1140,6 +1159,9 @@ mod tests {
         assert_eq!(resolve(&["--image", "Bad/Name"]).unwrap_err().key, "image");
         assert_eq!(resolve(&["--images-allowed", "../x"]).unwrap_err().key, "images_allowed");
         assert_eq!(resolve(&["--max-image-layers", "0"]).unwrap_err().key, "max_image_layers");
+        assert_eq!(resolve(&[]).unwrap().max_neighbours, defaults::MAX_NEIGHBOURS);
+        assert_eq!(resolve(&["--max-neighbours", "200"]).unwrap().max_neighbours, 200);
+        assert_eq!(resolve(&["--max-neighbours", "15"]).unwrap_err().key, "max_neighbours");
         assert_eq!(resolve(&["--max-image-size", "lots"]).unwrap_err().key, "max_image_size");
         assert_eq!(resolve(&["--registry-auth-file", "auth.json"]).unwrap_err().key, "registry_auth_file");
         assert_eq!(resolve(&[]).unwrap().import.max_bytes, 2 << 30);

@@ -1189,3 +1189,110 @@ fn unread_tcp_buffers_stay_within_the_sessions_memory_limit() {
     assert!(sent < 40 << 20, "{} MiB queued past a 32 MiB session", sent >> 20);
     assert_nothing_left(&inst);
 }
+
+// ---------------------------------------------------------------------------------------------
+// Issue 15, item 7: neighbour entries, which no memory limit sees.
+
+/// Neighbour entries of every network namespace on the host together (the `entries` column of
+/// the ARP and NDP tables' statistics, which count across namespaces, permanent ones included).
+fn host_neighbour_entries() -> u64 {
+    ["arp_cache", "ndisc_cache"]
+        .iter()
+        .map(|t| {
+            let text = std::fs::read_to_string(format!("/proc/net/stat/{t}")).unwrap();
+            u64::from_str_radix(text.lines().nth(1).unwrap().split_whitespace().next().unwrap(), 16).unwrap()
+        })
+        .sum()
+}
+
+/// A shell command writing `ip -batch` lines to `file` that add `n` permanent ARP entries on
+/// `dev`, from 10.`net`.0.1 on (written inside the session: a terminal message is bounded).
+fn permanent_entries(net: u32, n: u32, dev: &str, file: &str) -> String {
+    format!(
+        "for i in $(seq 0 {}); do echo \"neigh add 10.{net}.$((i/250)).$((i%250+1)) lladdr 02:00:00:00:00:01 dev {dev} nud permanent\"; done > {file}",
+        n - 1
+    )
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn permanent_neighbour_entries_in_a_hidden_netns_end_the_session_past_the_cap() {
+    use common::term::{Term, create};
+    let server = common::Server::start(&["--warm-pool", "0", "--max-neighbours", "200"]);
+    let before = host_neighbour_entries();
+    let s = create(&server).await;
+    let path = s["terminal"].as_str().unwrap().to_string();
+    let mut t = Term::connect(&server, &path).await;
+    t.expect("# ", 20).await;
+    let mut ja = Term::connect(&server, &format!("{path}?lang=ja")).await;
+
+    // Below the cap, in the session's own namespace: counted, and the session lives on.
+    t.cmd_wait("ip link add v0 type veth peer name v1 && ip link set v0 up && echo link-''ok", 20).await;
+    t.cmd_wait(&permanent_entries(1, 150, "v0", "/tmp/own"), 30).await;
+    let out = t.cmd_wait("ip -batch /tmp/own && echo own-$(ip neigh show dev v0 | wc -l)", 60).await;
+    assert!(out.contains("own-150"), "{out}");
+    // A sweep that saw the 150 ran (the host gauge counts them), and the session is still here.
+    let gauge = || async {
+        let m = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+        m.lines()
+            .find_map(|l| l.strip_prefix("nsplay_host_neighbour_entries "))
+            .and_then(|v| v.trim().parse::<f64>().ok())
+            .unwrap_or(0.0)
+    };
+    let deadline = Instant::now() + Duration::from_secs(60);
+    while gauge().await < (before + 150) as f64 {
+        assert!(Instant::now() < deadline, "no sweep counted the session's 150 entries");
+        tokio::time::sleep(Duration::from_millis(200)).await;
+    }
+    // One more full sweep after that one.
+    tokio::time::sleep(Duration::from_secs(4)).await;
+    let out = t.cmd("echo still-''here").await;
+    assert!(out.contains("still-here"), "a session below the cap was ended: {out}");
+
+    // Past the cap, in a namespace no process lives in, kept only by `ip netns add`'s bind
+    // mount: 1000 more permanent entries.
+    let script = format!(
+        "{}; ip netns add hide && N='nsenter --net=/run/netns/hide' && $N ip link add d0 type veth peer name d1 && \
+         $N ip link set d0 up && $N ip -batch /tmp/hide",
+        permanent_entries(2, 1000, "d0", "/tmp/hide")
+    );
+    t.line(&script).await;
+    let notice = |lang_text: &'static str| {
+        move |t: &Term| {
+            t.controls.iter().any(|c| c["type"] == "notice" && c["message"].as_str().unwrap_or("").contains(lang_text))
+        }
+    };
+    assert!(
+        t.pump_until(90, notice("neighbour (ARP/NDP) entries")).await,
+        "no notice; controls {:?}; screen {}",
+        t.controls,
+        String::from_utf8_lossy(&t.out[t.out.len().saturating_sub(2000)..])
+    );
+    assert!(t.controls.iter().any(|c| c["type"] == "notice" && c["message"].as_str().unwrap().contains("200")));
+    assert!(ja.pump_until(20, notice("近隣エントリ")).await, "{:?}", ja.controls);
+    assert!(t.pump_until(20, |t| t.closed.is_some()).await, "the terminal stayed open");
+
+    let id = s["id"].as_str().unwrap();
+    let status = reqwest::get(format!("{}/api/sessions/{id}", server.base)).await.unwrap().status();
+    assert_eq!(status, 404);
+    // The end is counted once its teardown is done.
+    let ended = "nsplay_sessions_ended_total{reason=\"neighbour_limit\"} 1";
+    let deadline = Instant::now() + Duration::from_secs(30);
+    let mut m = String::new();
+    while !m.contains(ended) && Instant::now() < deadline {
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        m = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+    }
+    assert!(m.contains(ended), "{m}");
+    assert!(m.contains("nsplay_neighbour_limit_hits_total 1"), "{m}");
+    let log = server.log.lock().unwrap().clone();
+    let line = log.lines().find(|l| l.contains("too many neighbour entries")).unwrap_or_else(|| panic!("{log}"));
+    println!("=== probe: 150 permanent entries in the session's netns, 1000 in one kept by `ip netns add`\n{line}");
+    // Nothing left: no process, no group, and the entries went with the namespaces.
+    assert!(wait_until(20, || server.inst.processes().is_empty()), "{:?}", server.inst.processes());
+    assert!(wait_until(20, || server.inst.session_groups().is_empty()), "{:?}", server.inst.session_groups());
+    assert!(
+        wait_until(60, || host_neighbour_entries() < before + 150),
+        "the host still holds {} neighbour entries (before: {before})",
+        host_neighbour_entries()
+    );
+}

@@ -12,6 +12,8 @@
 //! - `mounts`: the session's root filesystem.
 //! - `namespaces`: namespace kinds, identities, and what a session nested inside itself, read
 //!   from the host's `/proc`.
+//! - `neighbours`: the neighbour (ARP/NDP) entries of every network namespace a session
+//!   holds, counted from the host over netlink (nothing else bounds them).
 //! - `pty`: terminals inside a session and the last steps before exec; `term`: terminal fd
 //!   helpers for the layers above.
 //! - `seccomp`: the system-call filter of every program in a session.
@@ -33,6 +35,7 @@ mod idmap;
 mod limits;
 mod mounts;
 mod namespaces;
+mod neighbours;
 mod process;
 mod pty;
 pub use pty::MAX_OPEN_FILES;
@@ -51,6 +54,7 @@ pub use mounts::{ImageRoot, MAX_IMAGE_LAYERS, valid_hostname};
 pub use namespaces::{
     KINDS as NAMESPACE_KINDS, inode as namespace_inode, inodes as namespace_inodes, inside_session, nested, nested_in,
 };
+pub use neighbours::{Count as NeighbourCount, MAX_NET_NAMESPACES, host_total as host_neighbour_entries};
 pub use process::{Event, Helper, SpawnError, TerminalHandle, run_spawner};
 
 use std::os::fd::{AsFd, OwnedFd};
@@ -427,6 +431,16 @@ impl Sandbox {
     /// Host pids of every process of the session.
     pub fn pids(&self, s: &SandboxSession) -> Vec<i32> {
         self.cgroups.pids(&s.name)
+    }
+
+    /// Neighbour entries in every network namespace the session holds (its own, those of its
+    /// processes, and those mounted where they can see them), counted until the total passes
+    /// `cap` (blocking: reads `/proc` and dumps each namespace's tables; bounded by
+    /// [`MAX_NET_NAMESPACES`] and `cap`).
+    pub fn neighbours(&self, s: &SandboxSession, cap: usize) -> NeighbourCount {
+        let mut pids = vec![s.init_pid];
+        pids.extend(inside_session(self.pids(s)).into_iter().filter(|p| *p != s.init_pid));
+        neighbours::count_session(&pids, cap)
     }
 
     /// Stops everything the learner started, keeping the session: every process in the

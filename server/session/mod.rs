@@ -108,6 +108,9 @@ pub enum EndReason {
     Drained,
     /// Set-up of its first terminal failed.
     Failed,
+    /// It held more neighbour entries (or network namespaces) than the host allows
+    /// ([`Manager::sweep_neighbours`]).
+    NeighbourLimit,
 }
 
 impl EndReason {
@@ -120,6 +123,7 @@ impl EndReason {
             EndReason::Shutdown => "shutdown",
             EndReason::Drained => "drained",
             EndReason::Failed => "failed",
+            EndReason::NeighbourLimit => "neighbour_limit",
         }
     }
 }
@@ -174,7 +178,13 @@ pub struct ManagerConfig {
     pub warm_pool_per_image: usize,
     /// How long a drain gives the sessions (SIGTERM's, and an admin call's unless it says).
     pub drain_timeout: Duration,
+    /// Most neighbour (ARP/NDP) entries a session may hold in all its network namespaces
+    /// together; past it the session is ended ([`Manager::sweep_neighbours`]).
+    pub max_neighbours: usize,
 }
+
+/// How often the neighbour entries of every session are counted ([`Manager::sweep_neighbours`]).
+pub const NEIGHBOUR_SWEEP: Duration = Duration::from_secs(3);
 
 /// Longest a request waits for its session to be built.
 pub const START_TIMEOUT: Duration = Duration::from_secs(30);
@@ -271,6 +281,10 @@ pub enum Notice {
     ChildMemoryKill { limit: String },
     /// A fork was refused at the pids limit.
     PidsLimit { max: u64 },
+    /// The session held more than `max` neighbour entries and was ended.
+    NeighbourLimit { max: usize },
+    /// The session held more than `max` network namespaces and was ended.
+    NetnsLimit { max: usize },
 }
 
 impl crate::text::Message for Notice {
@@ -285,6 +299,8 @@ impl crate::text::Message for Notice {
             Notice::MemoryKill { .. } => "event_memory_kill",
             Notice::ChildMemoryKill { .. } => "event_child_memory_kill",
             Notice::PidsLimit { .. } => "event_pids_limit",
+            Notice::NeighbourLimit { .. } => "notice_neighbour_limit",
+            Notice::NetnsLimit { .. } => "notice_netns_limit",
         }
     }
 
@@ -295,6 +311,7 @@ impl crate::text::Message for Notice {
             Notice::Draining { seconds, at } => vec![("seconds", seconds.to_string()), ("at", at.clone())],
             Notice::MemoryKill { limit } | Notice::ChildMemoryKill { limit } => vec![("limit", limit.clone())],
             Notice::PidsLimit { max } => vec![("max", max.to_string())],
+            Notice::NeighbourLimit { max } | Notice::NetnsLimit { max } => vec![("max", max.to_string())],
         }
     }
 }
@@ -1269,6 +1286,57 @@ impl Manager {
     /// How long a drain lasts unless told otherwise (`drain_timeout`).
     pub fn drain_timeout(&self) -> Duration {
         self.cfg.drain_timeout
+    }
+
+    /// Counts the neighbour (ARP/NDP, proxy included) entries in every network namespace each
+    /// session holds, and ends the sessions past `max_neighbours` (or past
+    /// [`nsplay_sandbox::MAX_NET_NAMESPACES`] namespaces) with a notice. The kernel charges
+    /// these entries to no cgroup and never collects a permanent one (docs/security.md, item
+    /// 7). The count runs on one blocking thread, never on the runtime's workers, and is
+    /// bounded per session by the cap (at most `max_neighbours + 1` entries read) and the
+    /// namespace bound; the caller runs it every [`NEIGHBOUR_SWEEP`], one sweep at a time.
+    pub async fn sweep_neighbours(self: &Arc<Self>) {
+        let sessions = self.sessions();
+        if sessions.is_empty() {
+            return;
+        }
+        let cap = self.cfg.max_neighbours;
+        let this = self.clone();
+        let Ok((over, host_total)) = tokio::task::spawn_blocking(move || {
+            let over: Vec<(Arc<Session>, nsplay_sandbox::NeighbourCount)> = sessions
+                .into_iter()
+                .filter_map(|s| {
+                    let c = this.sandbox.neighbours(&s.sandbox, cap);
+                    (c.entries > cap || c.namespaces_over).then_some((s, c))
+                })
+                .collect();
+            (over, nsplay_sandbox::host_neighbour_entries())
+        })
+        .await
+        else {
+            return;
+        };
+        if let Some(total) = host_total {
+            metrics::gauge!("nsplay_host_neighbour_entries").set(total as f64);
+        }
+        for (s, c) in over {
+            let notice = if c.namespaces_over {
+                Notice::NetnsLimit { max: nsplay_sandbox::MAX_NET_NAMESPACES }
+            } else {
+                Notice::NeighbourLimit { max: cap }
+            };
+            tracing::warn!(
+                session = short(&s.id),
+                client = %s.client,
+                entries_at_least = c.entries,
+                namespaces = c.namespaces,
+                max_neighbours = cap,
+                "session held too many neighbour entries or network namespaces; ending it"
+            );
+            metrics::counter!("nsplay_neighbour_limit_hits_total").increment(1);
+            s.notice_all(&notice);
+            let _ = self.end(&s.id, EndReason::NeighbourLimit).await;
+        }
     }
 
     /// Whether this node takes new sessions (`/readyz`): not while draining or shutting down.

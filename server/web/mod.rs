@@ -285,6 +285,16 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
             m.tick().await;
         }
     }));
+    let m = manager.clone();
+    let _neighbours = AbortOnDropHandle::new(tokio::spawn(async move {
+        let mut iv = tokio::time::interval(crate::session::NEIGHBOUR_SWEEP);
+        // One sweep at a time: a slow one delays the next instead of piling up.
+        iv.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            iv.tick().await;
+            m.sweep_neighbours().await;
+        }
+    }));
     let state = AppState {
         manager: manager.clone(),
         sockets: TaskTracker::new(),
