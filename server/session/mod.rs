@@ -1469,6 +1469,12 @@ impl Manager {
     }
 
     /// Ends every session and empties the warm pool (on shutdown).
+    /// Ends every live session, in parallel: each teardown mostly waits for the kernel.
+    async fn end_all_for_shutdown(self: &Arc<Self>) {
+        let ids: Vec<String> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
+        futures_util::future::join_all(ids.iter().map(|id| self.end(id, EndReason::Shutdown))).await;
+    }
+
     pub async fn shutdown(self: &Arc<Self>) {
         self.shutting_down.store(true, Ordering::SeqCst);
         self.pool.close();
@@ -1476,15 +1482,10 @@ impl Manager {
         for p in self.image_pools.values() {
             p.close();
         }
-        let ids: Vec<String> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
-        for id in &ids {
-            if let Ok(s) = self.get(id) {
-                s.notice_all(&Notice::ShuttingDown);
-            }
+        for s in self.sessions() {
+            s.notice_all(&Notice::ShuttingDown);
         }
-        // In parallel: each teardown mostly waits for the kernel.
-        let ends = ids.iter().map(|id| self.end(id, EndReason::Shutdown));
-        futures_util::future::join_all(ends).await;
+        self.end_all_for_shutdown().await;
         self.pool.finished().await;
         for p in self.image_pools.values() {
             p.finished().await;
@@ -1492,8 +1493,7 @@ impl Manager {
         // Requests that were building a session when the shutdown began end it themselves
         // (see `register`); the caller's deadline bounds this wait.
         while !self.pending.lock().unwrap_or_else(|e| e.into_inner()).is_empty() || self.live() > 0 {
-            let left: Vec<String> = self.sessions.lock().unwrap_or_else(|e| e.into_inner()).keys().cloned().collect();
-            futures_util::future::join_all(left.iter().map(|id| self.end(id, EndReason::Shutdown))).await;
+            self.end_all_for_shutdown().await;
             tokio::time::sleep(Duration::from_millis(10)).await;
         }
         // Teardowns that failed (a kernel still busy with the last exiting task): a few more
