@@ -72,6 +72,10 @@ pub struct LessonsTestArgs {
     /// command, output).
     #[arg(long)]
     pub transcript: Option<PathBuf>,
+    /// The language of the checks' messages in the results (en or ja). Default: each lesson's
+    /// own (English for a lesson written in both).
+    #[arg(long, value_parser = ["en", "ja"])]
+    pub lang: Option<String>,
     /// The sandbox's settings, as for `nsplay serve` (state dir, cgroup parent, limits …).
     #[command(flatten)]
     pub serve: ServeArgs,

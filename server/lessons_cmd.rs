@@ -128,7 +128,7 @@ fn test_main(a: &LessonsTestArgs) -> i32 {
             return 2;
         }
     };
-    match run_tests(&settings, &dirs, a.builtin, &topics, a.transcript.as_deref()) {
+    match run_tests(&settings, &dirs, a.builtin, &topics, a.transcript.as_deref(), a.lang.as_deref()) {
         Ok(rows) => {
             print_table(&rows);
             let failed: Vec<&Row> = rows.iter().filter(|r| r.failure.is_some()).collect();
@@ -166,6 +166,7 @@ fn run_tests(
     builtin: bool,
     topics: &[String],
     transcript: Option<&std::path::Path>,
+    lang: Option<&str>,
 ) -> anyhow::Result<Vec<Row>> {
     // First: Ctrl-C or a CI's SIGTERM during the walk ends its sessions (see `signals`).
     let blocked = crate::signals::block()?;
@@ -208,7 +209,7 @@ fn run_tests(
                 if !builtin && lesson.source == Source::Builtin {
                     continue;
                 }
-                rows.extend(walk(&manager, lesson, transcript.as_mut()).await);
+                rows.extend(walk(&manager, lesson, message_lang(lesson, lang), transcript.as_mut()).await);
             }
             rows
         };
@@ -307,21 +308,38 @@ async fn type_and_wait(term: &Terminal, screen: &Screen, command: &str, n: usize
     }
 }
 
+/// The language the checks' messages are printed in: `--lang`, else the lesson's own (an
+/// author of a Japanese lesson reads its failures in Japanese), English for one in both.
+fn message_lang(lesson: &Lesson, asked: Option<&str>) -> &'static str {
+    let langs = lesson.languages();
+    match asked {
+        Some("ja") => "ja",
+        Some(_) => "en",
+        None if langs.contains(&"en") => "en",
+        None => langs.first().copied().unwrap_or("en"),
+    }
+}
+
 async fn check(
     manager: &Arc<Manager>,
     s: &Arc<Session>,
-    topic: &str,
+    (topic, lang): (&str, &'static str),
     step: &crate::lessons::Step,
     answer: Option<String>,
 ) -> crate::lessons::checks::Outcome {
     let (m, s, topic, step) = (manager.clone(), s.clone(), topic.to_string(), step.clone());
-    tokio::task::spawn_blocking(move || crate::web::api::check_step(&m, &s, &topic, &step, answer, "en"))
+    tokio::task::spawn_blocking(move || crate::web::api::check_step(&m, &s, &topic, &step, answer, lang))
         .await
         .unwrap_or(crate::lessons::checks::Outcome { passed: false, detail: "the check panicked".into() })
 }
 
 /// Walks one lesson in a new session; one row per step.
-async fn walk(manager: &Arc<Manager>, lesson: &Lesson, mut transcript: Option<&mut std::fs::File>) -> Vec<Row> {
+async fn walk(
+    manager: &Arc<Manager>,
+    lesson: &Lesson,
+    lang: &'static str,
+    mut transcript: Option<&mut std::fs::File>,
+) -> Vec<Row> {
     let topic = lesson.topic.clone();
     let row = |step: &str, failure: String| Row {
         lesson: topic.clone(),
@@ -361,7 +379,7 @@ async fn walk(manager: &Arc<Manager>, lesson: &Lesson, mut transcript: Option<&m
             Row { lesson: topic.clone(), step: step.id.clone(), before: "-", printed: "-", after: "-", failure: None };
         let quiz = step.check.as_ref().is_some_and(|c| c.is_quiz());
         if step.check.is_some() {
-            let before = check(manager, &s, &topic, step, quiz.then(String::new)).await;
+            let before = check(manager, &s, (&topic, lang), step, quiz.then(String::new)).await;
             r.before = word(Some(before.passed));
             if before.passed {
                 r.failure = Some(format!("the check passed before the step's solution: {}", before.detail));
@@ -372,7 +390,7 @@ async fn walk(manager: &Arc<Manager>, lesson: &Lesson, mut transcript: Option<&m
             let fake: String = before.detail.replace(['\'', '`', '$', '\\', '\n', '\r'], "").chars().take(60).collect();
             n += 1;
             let _ = type_and_wait(&term, &screen, &format!("echo '{fake}'"), n).await;
-            let printed = check(manager, &s, &topic, step, quiz.then(String::new)).await;
+            let printed = check(manager, &s, (&topic, lang), step, quiz.then(String::new)).await;
             r.printed = word(Some(printed.passed));
             if printed.passed {
                 r.failure = Some("the check passed when the terminal only printed text".into());
@@ -403,10 +421,10 @@ async fn walk(manager: &Arc<Manager>, lesson: &Lesson, mut transcript: Option<&m
         if failed.is_none() && step.check.is_some() {
             let answer = quiz.then(|| step.solution().first().cloned().unwrap_or_default());
             let settle = Instant::now() + SETTLE;
-            let mut after = check(manager, &s, &topic, step, answer.clone()).await;
+            let mut after = check(manager, &s, (&topic, lang), step, answer.clone()).await;
             while !after.passed && Instant::now() < settle {
                 tokio::time::sleep(Duration::from_millis(250)).await;
-                after = check(manager, &s, &topic, step, answer.clone()).await;
+                after = check(manager, &s, (&topic, lang), step, answer.clone()).await;
             }
             r.after = word(Some(after.passed));
             if !after.passed {

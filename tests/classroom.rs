@@ -584,10 +584,34 @@ async fn a_rooms_limits_reach_its_sessions_cgroups_and_prepared_sessions_go_to_i
     let server = Server::start(&a);
     let (_, code) =
         room_with(&server, json!({"title": "Tight", "lessons": ["uts"], "capacity": 2, "limits": {"memory": "64M", "pids": 32, "cpu": 0.25}})).await;
-    let learner = join(&server, &code, json!({"name": "Tight"})).await;
+    // Joined from a browser (its learner cookie), as the join page does.
+    let cookie = format!("nsplay_learner={:032x}", 0x7301_u128);
+    let r = http()
+        .post(format!("{}/api/join/{code}", server.base))
+        .header("cookie", &cookie)
+        .json(&json!({"name": "Tight"}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201);
+    let learner: Value = r.json().await.unwrap();
     let mut t = attach(&server, &learner).await;
     t.cmd("sleep 7301 &").await;
     assert_eq!(cgroup_limits(&server, "7301"), (64 << 20, 32, 25_000, 25_000));
+    // The lesson's text names the limits of the learner's own session: the room's, not the
+    // server's (what the learner then sees in the inspector and the limit notices).
+    let page = |cookie: Option<&str>| {
+        let mut r = http().get(format!("{}/learn/cgroups", server.base));
+        if let Some(c) = cookie {
+            r = r.header("cookie", c);
+        }
+        async move { r.send().await.unwrap().text().await.unwrap() }
+    };
+    let mine = page(Some(&cookie)).await;
+    assert!(mine.contains("64 MiB") && !mine.contains("256 MiB"), "the room learner's lesson does not name 64 MiB");
+    assert!(mine.contains("at most 32 processes and 0.25 CPU"), "the room's pids and CPU");
+    let others = page(None).await;
+    assert!(others.contains("256 MiB") && !others.contains("64 MiB"), "everyone else's lesson names the server's");
     let limits = session_limits(&server, &learner).await;
     assert_eq!(
         (limits["memory_bytes"].as_u64(), limits["pids"].as_u64(), limits["cpu"].as_f64()),

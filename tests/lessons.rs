@@ -97,14 +97,20 @@ fn the_sample_directory_passes_with_every_author_kind_failing_first() {
 }
 
 #[test]
-fn a_wrong_solution_fails_naming_the_step() {
-    let (code, out, err) = lessons_test(&[&sample().join("wrong").display().to_string()]);
+fn a_wrong_solution_fails_naming_the_step_in_the_lessons_language() {
+    let dir = sample().join("wrong").display().to_string();
+    let (code, out, err) = lessons_test(&[&dir]);
     assert_eq!(code, 1, "{out}\n{err}");
     assert_eq!(rows(&out, "wrong-solution")[0][1..], ["fail", "fail", "pass", "ok"], "{out}");
+    // The lesson is in Japanese only: so is what its author reads.
+    let failed = "FAILED wrong-solution/listens-nowhere: after its solution the check still fails:";
     assert!(
-        out.contains("FAILED wrong-solution/listens-nowhere: after its solution the check still fails: Nothing listens on tcp port 9999"),
+        out.contains(&format!("{failed} セッションでは、まだ tcp のポート 9999 で待ち受けているものがありません。")),
         "{out}"
     );
+    let (code, out, err) = lessons_test(&[&dir, "--lang", "en"]);
+    assert_eq!(code, 1, "{out}\n{err}");
+    assert!(out.contains(&format!("{failed} Nothing listens on tcp port 9999 in the session yet.")), "{out}");
 }
 
 #[test]

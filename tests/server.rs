@@ -211,6 +211,59 @@ async fn ended_terminals_are_freed_at_once_and_the_servers_fds_stay_flat() {
 }
 
 #[tokio::test(flavor = "multi_thread")]
+async fn closing_a_terminal_hangs_up_its_shell_kills_what_ignores_that_and_keeps_the_rest() {
+    let server = Server::start(&[]);
+    let (s, mut first) = shell(&server).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let c = reqwest::Client::new();
+    let open = async || {
+        let r = c.post(format!("{}/api/sessions/{id}/terminals", server.base)).send().await.unwrap();
+        assert_eq!(r.status(), 201);
+        let path = r.json::<Value>().await.unwrap()["terminal"].as_str().unwrap().to_string();
+        let mut t = Term::connect(&server, &path).await;
+        t.expect("# ", 20).await;
+        (path, t)
+    };
+    let close = async |path: &str| c.delete(format!("{}{path}", server.base)).send().await.unwrap().status();
+
+    // A foreground job and a job that escaped the hang-up (`nohup`), in a second terminal.
+    let (path, mut second) = open().await;
+    second.line("nohup sleep 1101 >/dev/null 2>&1 & sleep 1102; echo not-hung''-up").await;
+    assert!(wait_until(10, || server.inst.pids_running("sleep 1102").len() == 1));
+    assert!(wait_until(10, || server.inst.pids_running("sleep 1101").len() == 1));
+    let started = Instant::now();
+    assert_eq!(close(&path).await, 204);
+    assert!(started.elapsed() < Duration::from_secs(2), "a shell that obeys SIGHUP waited for the kill");
+    // Ended when the call answers: its socket has the exit, the foreground job is gone (SIGHUP),
+    // and the shell never ran the rest of its line.
+    assert!(second.pump_until(10, |t| t.closed.is_some()).await);
+    assert!(second.controls.iter().any(|c| c["type"] == "exit"), "{:?}", second.controls);
+    assert!(!String::from_utf8_lossy(&second.out).contains("not-hung-up"));
+    assert!(wait_until(10, || server.inst.pids_running("sleep 1102").is_empty()));
+    assert_eq!(server.inst.pids_running("sleep 1101").len(), 1, "the nohup job went with the terminal");
+    let info: Value = c.get(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(info["terminals"], json!([format!("/api/sessions/{id}/terminals/0")]), "{info}");
+    // Closing it again, or a terminal that never was.
+    assert_eq!(close(&path).await, 204);
+    assert_eq!(close(&format!("/api/sessions/{id}/terminals/77")).await, 404);
+
+    // A program that ignores the hang-up (and never reads its terminal) is killed after a grace.
+    let (path, mut third) = open().await;
+    third.line("exec sh -c 'trap \"\" HUP; while :; do sleep 1; done'").await;
+    third.expect("exec sh", 10).await;
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    let started = Instant::now();
+    assert_eq!(close(&path).await, 204);
+    assert!(started.elapsed() >= Duration::from_secs(1), "ended before the grace: was it ever ignoring SIGHUP?");
+    assert!(third.pump_until(10, |t| t.closed.is_some()).await);
+
+    // The session and its first shell live on.
+    let out = first.cmd("echo st''ill").await;
+    assert!(out.starts_with("still\n"), "{out}");
+    assert_eq!(server.inst.pids_running("sleep 1101").len(), 1);
+}
+
+#[tokio::test(flavor = "multi_thread")]
 async fn exit_ends_the_terminal_with_its_code() {
     let server = Server::start(&[]);
     let (_, mut t) = shell(&server).await;

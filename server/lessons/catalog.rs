@@ -50,14 +50,23 @@ impl std::fmt::Display for Broken {
 /// One state of the catalog: what every request of the moment reads.
 #[derive(Debug, Default)]
 pub struct Loaded {
-    /// By `order`, then topic; each as it reads on the server's hierarchy.
+    /// By `order`, then topic; each as it reads on the server's hierarchy, its prose naming the
+    /// server's session limits.
     pub lessons: Vec<Arc<Lesson>>,
     pub broken: Vec<Broken>,
+    /// The same lessons with their `{{limit}}` placeholders still in (see [`Loaded::with_limits`]).
+    unfilled: Vec<Arc<Lesson>>,
 }
 
 impl Loaded {
     pub fn find(&self, topic: &str) -> Option<&Arc<Lesson>> {
         self.lessons.iter().find(|l| l.topic == topic)
+    }
+
+    /// Lesson `topic` with its prose naming `limits` instead of the server's: those of a
+    /// learner's session that runs under lower ones (a room's).
+    pub fn with_limits(&self, topic: &str, limits: &nsplay_sandbox::Limits) -> Option<Lesson> {
+        self.unfilled.iter().find(|l| l.topic == topic).map(|l| Lesson::clone(l).with_limits(limits))
     }
 
     /// The lesson after `topic` in the list.
@@ -106,6 +115,11 @@ impl Catalog {
 
     pub fn hierarchy(&self) -> Hierarchy {
         self.hierarchy
+    }
+
+    /// The session limits the lessons' prose names.
+    pub fn limits(&self) -> nsplay_sandbox::Limits {
+        self.limits
     }
 
     pub fn dirs(&self) -> &[PathBuf] {
@@ -252,7 +266,12 @@ pub fn load_with(h: Hierarchy, limits: &nsplay_sandbox::Limits, dirs: &[PathBuf]
         }
     }
     lessons.sort_by(|a, b| (a.order, &a.topic).cmp(&(b.order, &b.topic)));
-    Loaded { lessons: lessons.iter().map(|l| Arc::new(l.on(h).with_limits(limits))).collect(), broken }
+    let unfilled: Vec<Arc<Lesson>> = lessons.iter().map(|l| Arc::new(l.on(h))).collect();
+    Loaded {
+        lessons: unfilled.iter().map(|l| Arc::new(Lesson::clone(l).with_limits(limits))).collect(),
+        broken,
+        unfilled,
+    }
 }
 
 /// Paths, sizes and times of every lesson file and directory entry (bounded like the load).

@@ -37,12 +37,23 @@ impl IdRange {
     }
 }
 
-/// Hands out disjoint id ranges; the lowest free slot first so ids stay small and predictable.
+/// Hands out disjoint id ranges, round-robin: a freed range is handed out again as late as
+/// possible, not to the very next session. What the kernel keeps per host uid for a moment after
+/// a session's last process is gone (a user keyring, a socket's credentials in flight, a
+/// process still being reaped) must never meet another visitor's session, and a test or an
+/// operator that looks for the uids of an ended session never finds a new one's.
 #[derive(Debug)]
 pub struct IdAllocator {
     base: u32,
     slots: u32,
-    used: Mutex<BTreeSet<u32>>,
+    used: Mutex<Slots>,
+}
+
+#[derive(Debug, Default)]
+struct Slots {
+    taken: BTreeSet<u32>,
+    /// Where the search for the next free slot starts: one past the last one handed out.
+    next: u32,
 }
 
 impl IdAllocator {
@@ -54,22 +65,27 @@ impl IdAllocator {
         if slots == 0 || end > u32::MAX as u64 {
             return Err(IdError::TooLarge { base, slots });
         }
-        Ok(IdAllocator { base, slots, used: Mutex::new(BTreeSet::new()) })
+        Ok(IdAllocator { base, slots, used: Mutex::new(Slots::default()) })
     }
 
     pub fn allocate(&self) -> Result<IdRange, IdError> {
         let mut used = self.used.lock().unwrap_or_else(|e| e.into_inner());
-        let slot = (0..self.slots).find(|s| !used.contains(s)).ok_or(IdError::Exhausted(self.slots))?;
-        used.insert(slot);
+        let start = used.next;
+        let slot = (start..self.slots)
+            .chain(0..start)
+            .find(|s| !used.taken.contains(s))
+            .ok_or(IdError::Exhausted(self.slots))?;
+        used.taken.insert(slot);
+        used.next = (slot + 1) % self.slots;
         Ok(IdRange { slot, base: self.base + slot * IDS_PER_SESSION })
     }
 
     pub fn release(&self, range: IdRange) {
-        self.used.lock().unwrap_or_else(|e| e.into_inner()).remove(&range.slot);
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).taken.remove(&range.slot);
     }
 
     pub fn in_use(&self) -> usize {
-        self.used.lock().unwrap_or_else(|e| e.into_inner()).len()
+        self.used.lock().unwrap_or_else(|e| e.into_inner()).taken.len()
     }
 
     /// Whether a host id belongs to any session range (used to sanity-check what we see in /proc).
@@ -98,6 +114,18 @@ mod tests {
         let _ = r2;
         assert_eq!(r0.map_line(), "0 1000000000 65536\n");
         assert!(a.owns(r2.base + 65535) && !a.owns(r2.base + 65536) && !a.owns(0));
+    }
+
+    #[test]
+    fn a_released_range_goes_to_the_back_of_the_line() {
+        let a = IdAllocator::new(1_000_000_000, 4).unwrap();
+        let r0 = a.allocate().unwrap();
+        a.release(r0);
+        // Three other ranges are free: the next sessions get those first.
+        let next: Vec<u32> = (0..3).map(|_| a.allocate().unwrap().slot).collect();
+        assert_eq!(next, [1, 2, 3]);
+        assert_eq!(a.allocate().unwrap(), r0);
+        assert_eq!(a.allocate(), Err(IdError::Exhausted(4)));
     }
 
     #[test]

@@ -478,6 +478,22 @@ impl Sandbox {
         killed
     }
 
+    /// Kills the program a terminal started (its shell: the session's process whose parent is
+    /// the terminal's joiner, host pid `joiner`), for a closed terminal whose shell outlived the
+    /// hang-up ([`term::hang_up`]). What the shell started lives on, as after any shell's end.
+    /// The kill goes through a pidfd checked against the session's group, so a reused pid is
+    /// never signalled. Returns whether a process was killed.
+    pub fn kill_terminal_program(&self, s: &SandboxSession, joiner: i32) -> bool {
+        let pids = self.cgroups.pids(&s.name);
+        let Some(&shell) = pids.iter().find(|&&p| parent_of(p) == Some(joiner)) else { return false };
+        let Ok(fd) = sys::pidfd_open(nix::unistd::Pid::from_raw(shell)) else { return false };
+        // Still the session's, and still the joiner's child, now that the pidfd pins it?
+        if !self.cgroups.pids(&s.name).contains(&shell) || parent_of(shell) != Some(joiner) {
+            return false;
+        }
+        sys::pidfd_kill(fd.as_fd(), nix::sys::signal::Signal::SIGKILL).is_ok()
+    }
+
     /// Removes the parent cgroups nsplay created at start, once every session is destroyed (a
     /// clean stop leaves the host's hierarchies as they were). Returns the groups that could
     /// not be removed (not empty: a session still exists, or someone else put a group there).

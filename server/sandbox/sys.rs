@@ -178,6 +178,13 @@ pub fn pty_peer(master: BorrowedFd<'_>) -> io::Result<OwnedFd> {
     Ok(unsafe { OwnedFd::from_raw_fd(fd) })
 }
 
+/// Hangs up a terminal (`TIOCVHANGUP`, needs CAP_SYS_ADMIN): as when a modem line drops, the
+/// kernel sends SIGHUP and SIGCONT to the session it controls and its foreground group, and
+/// every descriptor open on it reads end of file from then on.
+pub fn tty_hangup(tty: BorrowedFd<'_>) -> io::Result<()> {
+    ioctl_int(tty, libc::TIOCVHANGUP as libc::c_ulong, 0).map(drop)
+}
+
 /// The pty index behind a master (`TIOCGPTN`); also proves the fd really is a pty master.
 pub fn pty_number(master: BorrowedFd<'_>) -> io::Result<u32> {
     let mut n: libc::c_uint = 0;

@@ -48,6 +48,14 @@ pub fn window_size(fd: BorrowedFd<'_>) -> std::io::Result<(u16, u16)> {
     sys::window_size(fd)
 }
 
+/// Hangs up the terminal behind a pty master, as closing a terminal window does: its shell
+/// and foreground job get SIGHUP, and their reads of the terminal end. The peer is reached
+/// through the master (`TIOCGPTPEER`), never by a path in the session's `/dev`.
+pub fn hang_up(master: BorrowedFd<'_>) -> std::io::Result<()> {
+    let peer = sys::pty_peer(master)?;
+    sys::tty_hangup(peer.as_fd())
+}
+
 /// A new pty pair on the host's `/dev/ptmx` (master, peer). For baselines and tests, never for
 /// a session (a session's ptys live on its own devpts, see `pty`).
 pub fn host_pty_pair(cols: u16, rows: u16) -> std::io::Result<(OwnedFd, OwnedFd)> {

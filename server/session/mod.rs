@@ -35,6 +35,8 @@ pub const MAX_TERMINALS_OPENED: u64 = 64;
 /// Most bytes the recordings of a session's ended terminals keep together (each is at most
 /// [`cast::CAST_BYTES`]); past it the oldest ended terminal's recording goes first.
 pub const ENDED_CASTS_BYTES: usize = MAX_TERMINALS * cast::CAST_BYTES;
+/// How long a closed terminal's program has to end after the hang-up before it is killed.
+pub const HANGUP_GRACE: Duration = Duration::from_secs(2);
 /// Terminals a session may open at once, and per minute after that.
 pub const TERMINAL_BURST: u32 = 8;
 pub const TERMINALS_PER_MINUTE: u32 = 30;
@@ -61,6 +63,8 @@ pub enum SessionError {
     Refused(Refusal),
     #[error("a session has at most {MAX_TERMINALS} terminals")]
     TooManyTerminals,
+    #[error("the terminal's program did not stop when the terminal was closed; end the session instead")]
+    CloseFailed,
     #[error("this session has opened {MAX_TERMINALS_OPENED} terminals, the most one session may; start a new session")]
     TerminalBudgetSpent,
     #[error("terminals are being opened too quickly in this session; try again in {} s", .retry_after.as_secs().max(1))]
@@ -689,8 +693,10 @@ fn start_terminal(
     handle: nsplay_sandbox::TerminalHandle,
     pace: output::Pace,
 ) -> Result<Arc<Terminal>, SandboxError> {
-    Terminal::start(index, handle.master, handle.output, 80, 24, Some(pace))
-        .map_err(|e| SandboxError::Spawn(nsplay_sandbox::SpawnError::Terminal(e)))
+    let term = Terminal::start(index, handle.master, handle.output, 80, 24, Some(pace))
+        .map_err(|e| SandboxError::Spawn(nsplay_sandbox::SpawnError::Terminal(e)))?;
+    term.set_joiner(handle.pid);
+    Ok(term)
 }
 
 impl Manager {
@@ -1086,6 +1092,42 @@ impl Manager {
         let term = start_terminal(index, handle, self.output.pace())?;
         session.adopt(term.clone());
         Ok(term)
+    }
+
+    /// Closes terminal `n` of the session as closing a terminal window does: the pty is hung up,
+    /// so its shell and foreground job get SIGHUP; a program still running [`HANGUP_GRACE`] later
+    /// (one that ignores the hang-up) is killed. Returns once the terminal has ended (an ended
+    /// one at once). What the shell left running in the background lives on, as after `exit`;
+    /// closing the session's last terminal ends the session as `exit` there does.
+    pub async fn close_terminal(self: &Arc<Self>, session: &Arc<Session>, n: u64) -> Result<(), SessionError> {
+        let term = match session.terminal_ref(n).ok_or(SessionError::NoTerminal)? {
+            TerminalRef::Ended(_) => return Ok(()),
+            TerminalRef::Live(t) => t,
+        };
+        if term.exit_code().is_some() {
+            return Ok(());
+        }
+        if let Err(e) = term.hang_up() {
+            tracing::warn!(session = short(&session.id), terminal = n, error = %e, "hang-up failed; killing the terminal's program");
+        } else if tokio::time::timeout(HANGUP_GRACE, term.finished()).await.is_ok() {
+            return Ok(());
+        }
+        if let Some(joiner) = term.joiner() {
+            let (this, s) = (self.clone(), session.clone());
+            let killed = tokio::task::spawn_blocking(move || this.sandbox.kill_terminal_program(&s.sandbox, joiner))
+                .await
+                .map_err(|_| SessionError::ShuttingDown)?;
+            tracing::info!(
+                session = short(&session.id),
+                terminal = n,
+                killed,
+                "closed terminal's program outlived its hang-up"
+            );
+        }
+        match tokio::time::timeout(HANGUP_GRACE * 3, term.finished()).await {
+            Ok(()) => Ok(()),
+            Err(_) => Err(SessionError::CloseFailed),
+        }
     }
 
     /// Stops everything the learner started in the session (a fork bomb included) but its init

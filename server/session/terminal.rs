@@ -87,6 +87,8 @@ pub struct Terminal {
     pub last_active: Mutex<std::time::Instant>,
     /// Time of the last byte typed (a classroom's "stuck": no input for a while).
     pub last_input: Mutex<std::time::Instant>,
+    /// Host pid of the sandbox's joiner that runs the program (see [`Terminal::set_joiner`]).
+    joiner: std::sync::OnceLock<i32>,
 }
 
 /// A client's handle: replay first, then `rx` in order. Dropping it detaches.
@@ -132,6 +134,7 @@ impl Terminal {
             finished: tokio_util::sync::CancellationToken::new(),
             last_active: Mutex::new(std::time::Instant::now()),
             last_input: Mutex::new(std::time::Instant::now()),
+            joiner: std::sync::OnceLock::new(),
         });
         if term.relayed.is_some() {
             tokio::spawn(relay_reader(term.clone(), pace));
@@ -143,6 +146,21 @@ impl Terminal {
 
     fn lock(&self) -> std::sync::MutexGuard<'_, State> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records the host pid of the sandbox's joiner behind this terminal (closing it may have
+    /// to kill the program, see `nsplay_sandbox::Sandbox::kill_terminal_program`).
+    pub fn set_joiner(&self, pid: i32) {
+        let _ = self.joiner.set(pid);
+    }
+
+    pub fn joiner(&self) -> Option<i32> {
+        self.joiner.get().copied()
+    }
+
+    /// Hangs up the terminal, as closing a terminal window does (see `nsplay_sandbox::term::hang_up`).
+    pub fn hang_up(&self) -> std::io::Result<()> {
+        term::hang_up(self.master.get_ref().as_fd())
     }
 
     pub fn touch(&self) {

@@ -342,6 +342,17 @@ pub async fn create_terminal<S: Sessions>(
     Ok((StatusCode::CREATED, Json(json!({"terminal": terminal_path(&id, t.index)}))).into_response())
 }
 
+/// Closes a terminal as closing its window does: 204 once it has ended (its shell hung up, or
+/// killed if it ignored that), what it left in the background still running.
+pub async fn close_terminal<S: Sessions>(
+    State(st): State<AppState<S>>,
+    Path((id, n)): Path<(String, u64)>,
+) -> Result<StatusCode, ApiError> {
+    let s = st.manager.get(&id)?;
+    st.manager.close_terminal(&s, n).await?;
+    Ok(StatusCode::NO_CONTENT)
+}
+
 pub async fn terminal_socket<S: Sessions>(
     State(st): State<AppState<S>>,
     Path((id, n)): Path<(String, u64)>,

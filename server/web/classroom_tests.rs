@@ -54,6 +54,9 @@ impl Sessions for Seats {
     async fn open_terminal(&self, _s: &Arc<Session>) -> Result<Arc<Terminal>, SessionError> {
         Err(SessionError::NoTerminal)
     }
+    async fn close_terminal(&self, _s: &Arc<Session>, _n: u64) -> Result<(), SessionError> {
+        Err(SessionError::NoTerminal)
+    }
     fn usage(&self, _s: &Session) -> Usage {
         Usage::default()
     }

@@ -98,6 +98,7 @@ impl ApiError {
             }
             SessionError::UnknownImage(_) => Self::new(StatusCode::BAD_REQUEST, "unknown_image", msg),
             SessionError::TooManyTerminals => Self::new(StatusCode::CONFLICT, "too_many_terminals", msg),
+            SessionError::CloseFailed => Self::new(StatusCode::INTERNAL_SERVER_ERROR, "close_failed", msg),
             SessionError::TerminalBudgetSpent => Self::new(StatusCode::CONFLICT, "terminal_budget_spent", msg),
             SessionError::TerminalRateLimited { retry_after } => ApiError {
                 retry_after: Some(retry_after.as_secs().max(1)),

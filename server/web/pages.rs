@@ -43,6 +43,23 @@ pub struct LangQuery {
     pub lang: Option<String>,
 }
 
+/// `?theme=light|dark` of an `/embed/*` page: the embedding site's default colours (the
+/// learner's own choice, once made with the page's ☀ / ☾, wins).
+#[derive(Deserialize)]
+pub struct ThemeQuery {
+    pub theme: Option<String>,
+}
+
+impl ThemeQuery {
+    fn pick(&self) -> &'static str {
+        match self.theme.as_deref() {
+            Some("light") => "light",
+            Some("dark") => "dark",
+            _ => "",
+        }
+    }
+}
+
 /// The page language: `?lang=`, then the `nsplay_lang` cookie, then Accept-Language.
 pub fn pick_lang(query: Option<&str>, headers: &HeaderMap) -> &'static str {
     let known = |l: &str| LANGS.iter().copied().find(|k| l.trim().to_ascii_lowercase().starts_with(k));
@@ -191,18 +208,25 @@ pub async fn learn(
     render(LearnPage { lang, t, i18n_json, lessons, broken })
 }
 
-pub async fn lesson(
-    State(catalog): State<std::sync::Arc<lessons::Catalog>>,
+pub async fn lesson<S: super::Sessions>(
+    State(st): State<super::AppState<S>>,
     Path(topic): Path<String>,
     Query(q): Query<LangQuery>,
     headers: HeaderMap,
 ) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
-    let loaded = catalog.get();
+    let loaded = st.lessons.get();
     let Some(l) = loaded.find(&topic) else {
         return not_found_page(lang, topic);
     };
-    render(lesson_page(l, &loaded, lang))
+    // The page attaches to the learner's session (`/api/learner/session` takes the newest):
+    // its prose names that session's limits where they are not the server's (a room's).
+    let own = super::learner::from_headers(&headers)
+        .and_then(|learner| st.manager.learner_sessions(learner).pop())
+        .map(|s| s.sandbox.limits)
+        .filter(|limits| *limits != st.lessons.limits())
+        .and_then(|limits| loaded.with_limits(&topic, &limits));
+    render(lesson_page(own.as_ref().unwrap_or(l), &loaded, lang))
 }
 
 /// Where a lesson's images are served (`None`: a built-in lesson has none).
@@ -295,6 +319,8 @@ struct EmbedPage {
     /// nsplay's own), space-separated.
     parents: String,
     steps: Vec<StepView>,
+    /// `light`, `dark`, or empty (the system's): see [`ThemeQuery`].
+    theme: &'static str,
 }
 
 fn step_views(l: &lessons::Lesson, lang: &'static str) -> Vec<StepView> {
@@ -319,6 +345,7 @@ pub async fn embed_lesson<S>(
     State(st): State<super::AppState<S>>,
     Path(topic): Path<String>,
     Query(q): Query<LangQuery>,
+    Query(th): Query<ThemeQuery>,
     headers: HeaderMap,
 ) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
@@ -339,6 +366,7 @@ pub async fn embed_lesson<S>(
         title: l.title.get(lang).to_string(),
         parents,
         steps,
+        theme: th.pick(),
     })
 }
 
@@ -347,6 +375,7 @@ pub async fn embed_lesson<S>(
 pub async fn embed_play<S>(
     State(st): State<super::AppState<S>>,
     Query(q): Query<LangQuery>,
+    Query(th): Query<ThemeQuery>,
     headers: HeaderMap,
 ) -> Response {
     let lang = pick_lang(q.lang.as_deref(), &headers);
@@ -362,6 +391,7 @@ pub async fn embed_play<S>(
         title: String::new(),
         parents,
         steps: Vec::new(),
+        theme: th.pick(),
     })
 }
 
@@ -572,6 +602,7 @@ mod tests {
                 title: if p == "embed-lesson" { l.title.get(lang).to_string() } else { String::new() },
                 parents: "https://docs.example".into(),
                 steps,
+                theme: if p == "embed-lesson" { "" } else { "light" },
             };
             let html = page("embed-lesson", step_views(l, lang)).render().unwrap();
             for needle in [
@@ -581,13 +612,19 @@ mod tests {
                 "class=\"check\"",
                 "data-parent-origins=\"https://docs.example\"",
                 "id=\"download-cast\"",
+                "id=\"theme-toggle\"",
                 l.title.get(lang),
             ] {
                 assert!(html.contains(needle), "{lang} lacks {needle}");
             }
             assert!(!html.contains("class=\"topbar\""), "no site chrome");
+            assert!(!html.contains("data-theme-default"), "no theme asked for: the system's");
             let html = page("embed-play", Vec::new()).render().unwrap();
             assert!(html.contains("data-page=\"embed-play\"") && !html.contains("class=\"step\""));
+            assert!(
+                html.contains("<html lang=\"") && html.contains(" data-theme-default=\"light\">"),
+                "the site's theme"
+            );
         }
         // embed_script fills this marker with the strings.
         let script = Assets::get("js/embed.js").unwrap();

@@ -66,6 +66,8 @@ pub trait Sessions: Clone + Send + Sync + 'static {
     fn end(&self, id: &str, reason: EndReason) -> impl Future<Output = Result<(), SessionError>> + Send;
     /// Another shell in the session.
     fn open_terminal(&self, s: &Arc<Session>) -> impl Future<Output = Result<Arc<Terminal>, SessionError>> + Send;
+    /// Closes a terminal as closing its window does (hang-up, then kill); done once it ended.
+    fn close_terminal(&self, s: &Arc<Session>, n: u64) -> impl Future<Output = Result<(), SessionError>> + Send;
     /// Kills everything in the session but its init and shells; how many processes went.
     fn reset(&self, s: &Arc<Session>) -> impl Future<Output = Result<usize, SessionError>> + Send;
     /// What the kernel counts for the session.
@@ -145,6 +147,9 @@ impl Sessions for Arc<Manager> {
     }
     fn open_terminal(&self, s: &Arc<Session>) -> impl Future<Output = Result<Arc<Terminal>, SessionError>> + Send {
         Manager::open_terminal(self, s)
+    }
+    fn close_terminal(&self, s: &Arc<Session>, n: u64) -> impl Future<Output = Result<(), SessionError>> + Send {
+        Manager::close_terminal(self, s, n)
     }
     fn reset(&self, s: &Arc<Session>) -> impl Future<Output = Result<usize, SessionError>> + Send {
         Manager::reset(self, s)

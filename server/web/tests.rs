@@ -83,6 +83,9 @@ impl Sessions for Fake {
             None => Ok(pty_terminal(1)),
         }
     }
+    async fn close_terminal(&self, s: &Arc<Session>, n: u64) -> Result<(), SessionError> {
+        s.terminal_ref(n).map(drop).ok_or(SessionError::NoTerminal)
+    }
     async fn reset(&self, _s: &Arc<Session>) -> Result<usize, SessionError> {
         Ok(3)
     }
@@ -574,7 +577,7 @@ async fn unknown_routes_are_404_and_wrong_methods_405() {
         (Method::GET, "/api/sessions", "POST"),
         (Method::PUT, "/api/sessions/live", "GET,HEAD,DELETE"),
         (Method::GET, "/api/sessions/live/terminals", "POST"),
-        (Method::POST, "/api/sessions/live/terminals/0", "GET,HEAD"),
+        (Method::POST, "/api/sessions/live/terminals/0", "GET,HEAD,DELETE"),
         (Method::POST, "/healthz", "GET,HEAD"),
     ];
     for (method, uri, allow) in calls {

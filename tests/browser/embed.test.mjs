@@ -3,7 +3,8 @@
 // lesson and Run blocks. When nsplay lists that origin in embed_origins, the lesson iframe and
 // the Run terminal work, nothing starts before the first click, and the page's own scripts may
 // create a session (CORS) and open its socket; when it does not, the frame is refused
-// (frame-ancestors) and so is a socket the page opens (Origin check). Run with the rest of the
+// (frame-ancestors) and so is a socket the page opens (Origin check). The frames take the
+// author's default colours (data-nsplay-theme) and have a ☀ / ☾ of their own. Run with the rest of the
 // browser suite by tests/browser.rs (same environment as e2e.test.mjs).
 
 import { test, before, after } from 'node:test';
@@ -68,7 +69,7 @@ function authorSite() {
 <div data-nsplay-lesson="uts" data-nsplay-height="420px"></div>
 <p>My own steps:</p>
 <pre data-nsplay-run>echo from-the-aut''hor-page</pre>
-<div data-nsplay-terminal data-nsplay-height="260px"></div>
+<div data-nsplay-terminal data-nsplay-height="260px" data-nsplay-theme="dark"></div>
 <script src="${nsplay}/embed.js"></script></body></html>`);
   });
   return new Promise((resolve) => http.listen(0, '127.0.0.1', () => {
@@ -171,6 +172,10 @@ test('an allowed second origin embeds a lesson and Run blocks; nothing starts be
       const banner = await play.locator('#banner').innerText().catch(() => '');
       throw new Error(`${e.message}\nbanner: ${banner}\nconsole: ${consoleLog.join('\n')}\n${server.log()}`);
     });
+  // The author asked for dark frames (data-nsplay-theme) on a light system: the terminal is dark.
+  const colours = (f) => f.evaluate(() => [document.documentElement.dataset.theme || '',
+    window.Nsplay.connection ? window.Nsplay.connection.term.options.theme.background : '']);
+  assert.deepEqual(await colours(play), ['dark', '#15181d'], 'the author\'s data-nsplay-theme');
   // A second click types into the same shell.
   await page.click('button.nsplay-run');
   await eventually(() => frameText(play), (s) => s.split('from-the-author-page').length >= 3, 'the second Run');
@@ -182,6 +187,10 @@ test('an allowed second origin embeds a lesson and Run blocks; nothing starts be
   await lesson.locator('.step[data-step="enter"] .run').click();
   await eventually(() => frameText(lf), (s) => /unshare/.test(s), 'the lesson Run');
   assert.equal(await lesson.locator('#download-cast').isVisible(), true, 'the Recording button');
+  // No theme asked for: the system's (light here); the frame's own ☀ / ☾ switches it, terminal too.
+  assert.deepEqual(await colours(lf), ['', '#ffffff']);
+  await lesson.getByRole('button', { name: 'Dark theme' }).click();
+  assert.deepEqual(await colours(lf), ['dark', '#15181d'], 'the toggle in the embed');
 
   // The page's own script may use the API (CORS) and open the socket (Origin allowed).
   assert.deepEqual(await directUse(page, server.base), { create: 201, socket: 'open' });

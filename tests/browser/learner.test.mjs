@@ -1,8 +1,8 @@
 // The learner's page in Chromium (issue 17's remaining parts): the "instructor is viewing"
 // badge beside the fresh-session button (never over it), terminal tabs (open, switch by
-// mouse and keyboard, Run types into the active one, an ended tab says so and closes, a
-// reload brings back those still running, the limit's refusal in the page's language, on a
-// phone too), the light theme (prefers-color-scheme by default, the toggle remembered, the
+// mouse and keyboard, Run types into the active one, an ended tab says so and closes, "×"
+// hangs up a running one, a reload brings back those still running, the limit's refusal in
+// the page's language, on a phone too), the light theme (prefers-color-scheme by default, the toggle remembered, the
 // terminal's colours follow), and lesson text naming the server's real limits. Screenshots
 // of each at 1280×800 and 390×844, English and Japanese, go to NSPLAY_SCREENSHOT_DIR.
 // Run by tests/browser.rs with the same environment as e2e.test.mjs.
@@ -173,6 +173,10 @@ test('the instructor-viewing badge sits beside "fresh session", never over it', 
     }, [id]);
     const badge = page.locator('.viewing:not([hidden])');
     await badge.waitFor({ timeout: 20000 });
+    // Seen where the learner is, not at the end of the page (a phone's page is 4000 px long).
+    const seen = await badge.boundingBox();
+    assert.ok(seen && seen.y >= 0 && seen.y + seen.height <= viewport.height,
+      `at ${viewport.width}×${viewport.height} the badge is on screen without scrolling: ${JSON.stringify(seen)}`);
     const fresh = page.locator('#fresh-session');
     await fresh.scrollIntoViewIfNeeded();
     const a = await badge.boundingBox();
@@ -250,8 +254,22 @@ test('terminal tabs: open, switch, Run into the active one, ended, reload, the l
   await banner.getByRole('button', { name: 'Close this tab' }).click();
   await eventually(() => tabs(page), (v) => v.length === 1 && v[0].active, 'one tab left');
   await typeAndSee(page, 'echo still-$((40+2))', /still-42/);
-  assert.deepEqual(page.errors, []);
   const id = await page.evaluate(() => window.Nsplay.connection.sessionId);
+  assert.ok(await page.locator('.tab-close').first().isHidden(), 'the only tab has no ×');
+
+  // "×" on a running tab hangs its shell up (a foreground job too): the server lists it no more.
+  await page.locator('.tab-new').click();
+  await eventually(() => tabs(page), (v) => v.length === 2 && v[1].active && v[1].state === 'connected', 'a new second tab');
+  await atPrompt(page);
+  await typeAndSee(page, 'sleep 1301', /sleep 1301/);
+  const session = async () => (await fetch(server.base + '/api/sessions/' + encodeURIComponent(id))).json();
+  assert.equal((await session()).terminals.length, 2);
+  await shot(page, 'lesson-tab-close-1280-en.png');
+  await page.getByRole('button', { name: /^Close terminal 2$/ }).click();
+  await eventually(() => tabs(page), (v) => v.length === 1 && v[0].active, 'the running tab closed');
+  assert.deepEqual((await session()).terminals, ['/api/sessions/' + id + '/terminals/0']);
+  await typeAndSee(page, 'echo after-$((6*7))', /after-42/);
+  assert.deepEqual(page.errors, []);
   await page.context().close();
   await fetch(server.base + '/api/sessions/' + encodeURIComponent(id), { method: 'DELETE' });
 

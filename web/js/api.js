@@ -115,6 +115,13 @@ export async function openTerminal(id) {
   return (await postJson(sessionUrl(id) + '/terminals', null)).terminal;
 }
 
+// Closes terminal `n` of session `id` as closing a terminal window does (its shell is hung
+// up; what it left in the background runs on); resolves once it has ended.
+export async function closeTerminal(id, n) {
+  const res = await request(terminalPath(id, n), { method: 'DELETE', headers: headers() });
+  if (!res.ok && res.status !== 404) throw await errorFromResponse(res);
+}
+
 export function terminalPath(id, n) {
   return sessionUrl(id) + '/terminals/' + (n == null ? 0 : n);
 }

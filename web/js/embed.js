@@ -6,6 +6,10 @@
 //   <pre data-nsplay-run>hostname demo</pre>    -> a Run button after the block
 //   <div data-nsplay-terminal></div>            -> where the terminal goes (optional)
 //
+// data-nsplay-theme="light" (or "dark") on any of them, or on the script tag, sets the
+// frames' default colours (the learner's own ☀ / ☾ choice wins); data-nsplay-height their
+// height.
+//
 // Run buttons type into one live terminal, an iframe of /embed/play that is
 // created on the first click (so is its session: nothing starts on page load)
 // and driven by postMessage: messages go to nsplay's origin only, and only
@@ -23,13 +27,22 @@
     return (TEXT[LANG] && TEXT[LANG][key]) || (TEXT.en && TEXT.en[key]) || key;
   }
 
-  function frame(path, title, height) {
+  const SITE_THEME = script.getAttribute('data-nsplay-theme');
+
+  function theme(el) {
+    const v = (el && el.getAttribute('data-nsplay-theme')) || SITE_THEME;
+    return v === 'light' || v === 'dark' ? v : '';
+  }
+
+  function frame(path, title, height, th) {
     const f = document.createElement('iframe');
-    f.src = ORIGIN + path + '?lang=' + LANG;
+    f.src = ORIGIN + path + '?lang=' + LANG + (th ? '&theme=' + th : '');
     f.title = title;
     f.className = 'nsplay-frame';
     f.setAttribute('allow', 'clipboard-write');
-    f.style.cssText = 'display:block;width:100%;border:1px solid #2b3038;border-radius:6px;background:#15181d;height:' + height;
+    const bg = th === 'light' ? '#ffffff' : '#15181d';
+    const line = th === 'light' ? '#d0d5dd' : '#2b3038';
+    f.style.cssText = 'display:block;width:100%;border:1px solid ' + line + ';border-radius:6px;background:' + bg + ';height:' + height;
     return f;
   }
 
@@ -37,7 +50,7 @@
     for (const div of document.querySelectorAll('[data-nsplay-lesson]')) {
       const topic = div.getAttribute('data-nsplay-lesson');
       if (!/^[a-z0-9][a-z0-9_-]{0,63}$/.test(topic)) continue;
-      div.replaceChildren(frame('/embed/' + topic, t('embed_lesson_title'), div.getAttribute('data-nsplay-height') || '600px'));
+      div.replaceChildren(frame('/embed/' + topic, t('embed_lesson_title'), div.getAttribute('data-nsplay-height') || '600px', theme(div)));
     }
 
     const blocks = [...document.querySelectorAll('pre[data-nsplay-run]')];
@@ -54,7 +67,8 @@
         host = document.createElement('div');
         blocks[blocks.length - 1].after(host);
       }
-      player = frame('/embed/play', t('embed_terminal_title'), host.getAttribute('data-nsplay-height') || '360px');
+      const themed = host.hasAttribute('data-nsplay-theme') ? host : blocks.find((b) => b.hasAttribute('data-nsplay-theme'));
+      player = frame('/embed/play', t('embed_terminal_title'), host.getAttribute('data-nsplay-height') || '360px', theme(themed));
       host.replaceChildren(player);
     }
 

@@ -15,6 +15,7 @@ import { createSessionPatiently, getSession, learnerSession, runCheck } from './
 import { runInTerminal, setState } from './terminal.js';
 import { attachPage, showBannerText, showPageError } from './page.js';
 import { wireCast } from './cast.js';
+import { wireTheme } from './theme.js';
 import { $ } from './dom.js';
 
 const MAX_COMMAND = 4096;
@@ -68,6 +69,11 @@ async function embedTerminal(topic, onConnected) {
   };
 
   if (startButton) startButton.addEventListener('click', () => { start().catch(() => {}); });
+  // ☀ / ☾ works before the session starts; the terminal, once there, follows.
+  wireTheme({
+    setTermOption(name, value) { if (conn) conn.setTermOption(name, value); },
+    get term() { return conn && conn.term; },
+  });
   const old = saved.get();
   if (old && old.id) {
     let s = null;

@@ -1,15 +1,17 @@
 // nsplay terminal tabs (the play and lesson pages): several shells of one session side by
 // side. "+" opens another (POST …/terminals; the server allows 8 open and says why it
-// refuses, in the page's language), a tab whose shell ended says so and can be closed, a
+// refuses, in the page's language), "×" closes one (DELETE …/terminals/{n}: its shell is hung
+// up as when a terminal window closes; the session's last running shell has no "×", since
+// closing it would end the session), a tab whose shell ended says so and can be closed, a
 // reload reopens every terminal still running (GET /api/sessions/{id} lists them), and the
 // connection the page hands to Run buttons, Reset, the key bar and the text size acts on the
 // active tab (or, for terminal options, on all of them).
 //
-// The tab strip is a WAI-ARIA tablist: ←/→, Home and End move between tabs, Delete closes an
-// ended one; the terminal areas are its tabpanels.
+// The tab strip is a WAI-ARIA tablist: ←/→, Home and End move between tabs, Delete closes the
+// focused one (as its "×" does); the terminal areas are its tabpanels.
 
 import { t } from './i18n.js';
-import { getSession, openTerminal, terminalPath } from './api.js';
+import { closeTerminal, getSession, openTerminal, terminalPath } from './api.js';
 import { attach, setState } from './terminal.js';
 import { $, el } from './dom.js';
 
@@ -56,9 +58,20 @@ export function attachTabs(id, firstPath, onNewSession) {
     tab.tabEl.setAttribute('aria-label', name + ended);
     tab.tabEl.replaceChildren(el('span', { class: 'tab-name' }, name + ended),
       el('span', { class: 'tab-num', 'aria-hidden': 'true' }, String(n) + ended));
+    const closeName = t('tab_close_n', { n });
+    tab.closeEl.setAttribute('aria-label', closeName);
+    tab.closeEl.title = closeName;
   }
 
   const othersLive = (tab) => tabs.some((x) => x !== tab && LIVE.includes(x.state));
+
+  // "×" on every tab that may close: an ended one beside others, a running one while another
+  // shell runs (the last running shell is the session's: its end is the page's end button).
+  const closable = (tab) => tabs.length > 1 && (!LIVE.includes(tab.state) || othersLive(tab));
+  function relabel() {
+    tabs.forEach(label);
+    for (const x of tabs) x.closeEl.hidden = !closable(x);
+  }
 
   // The pill says the active tab's state; a tab that ended while others run is no ended session.
   function showState(tab) {
@@ -94,16 +107,35 @@ export function attachTabs(id, firstPath, onNewSession) {
     remember();
   }
 
-  function close(tab) {
-    if (LIVE.includes(tab.state) || tabs.length < 2) return;
+  // Drops an ended tab from the page.
+  function remove(tab) {
     const i = tabs.indexOf(tab);
+    if (i < 0) return;
     tab.conn.close();
-    tab.tabEl.remove();
+    tab.wrap.remove();
     tab.pane.remove();
     tabs.splice(i, 1);
-    tabs.forEach(label);
+    relabel();
     if (active === tab) activate(tabs[Math.min(i, tabs.length - 1)]);
     showViewing();
+  }
+
+  // Closes a tab: a running shell is hung up first (the server answers once it has ended).
+  async function close(tab) {
+    if (!closable(tab) || tab.closing) return;
+    if (!LIVE.includes(tab.state)) { remove(tab); return; }
+    tab.closing = true;
+    tab.closeEl.disabled = true;
+    try {
+      await closeTerminal(id, tab.n);
+      remove(tab);
+      showError('');
+    } catch (err) {
+      showError(err.message);
+    } finally {
+      tab.closing = false;
+      tab.closeEl.disabled = false;
+    }
   }
 
   function open(path, focus) {
@@ -113,15 +145,19 @@ export function attachTabs(id, firstPath, onNewSession) {
       type: 'button', role: 'tab', id: 'term-tab-' + n, class: 'term-tab',
       'aria-controls': paneId, 'aria-selected': 'false', tabindex: '-1', 'data-terminal': String(n),
     });
+    // Beside the tab, not in it (a button holds no other button); out of the tab order: the
+    // Delete key closes the focused tab.
+    const closeEl = el('button', { type: 'button', class: 'tab-close', tabindex: '-1', hidden: '' }, '×');
+    const wrap = el('span', { class: 'term-tab-wrap', role: 'presentation' }, tabEl, closeEl);
     // The first tab keeps the page's #banner (it held the page's errors until now).
     const banner = (!tabs.length && $('#banner')) || el('div', { class: 'banner', role: 'alert', hidden: '' });
     const host = el('div', { class: 'term-host' });
     const pane = el('div', { class: 'term-pane', id: paneId, role: 'tabpanel', 'aria-labelledby': tabEl.id }, banner, host);
-    list.append(tabEl);
+    list.append(wrap);
     area.append(pane);
-    const tab = { n, path, tabEl, pane, state: 'connecting', viewers: 0, conn: null };
+    const tab = { n, path, tabEl, closeEl, wrap, pane, state: 'connecting', viewers: 0, conn: null, closing: false };
     tabs.push(tab);
-    label(tab);
+    relabel();
     tab.conn = attach(host, path, {
       sessionId: id,
       noticesEl: $('#notices'),
@@ -131,18 +167,19 @@ export function attachTabs(id, firstPath, onNewSession) {
       onState(state) {
         tab.state = state;
         tab.tabEl.dataset.state = state;
-        label(tab);
+        relabel();
         if (active === tab) showState(tab);
       },
       onViewers(count) { tab.viewers = count; showViewing(); },
       // While another tab's shell runs, an ended one only closes: the session lives on.
       endAction(state) {
         if (state !== 'ended' || !othersLive(tab)) return null;
-        return { label: t('tab_close'), run: () => close(tab), message: t('tab_ended_exit') };
+        return { label: t('tab_close'), run: () => remove(tab), message: t('tab_ended_exit') };
       },
     });
     if (inputFilter) tab.conn.setInputFilter(inputFilter);
     tabEl.addEventListener('click', () => activate(tab));
+    closeEl.addEventListener('click', () => close(tab));
     if (focus || !active) activate(tab, focus);
     return tab;
   }
@@ -186,7 +223,8 @@ export function attachTabs(id, firstPath, onNewSession) {
       if (!tabs.some((x) => x.n === terminalNumber(path))) open(path, false);
     }
     tabs.sort((a, b) => a.n - b.n);
-    for (const x of tabs) { list.append(x.tabEl); label(x); }
+    for (const x of tabs) list.append(x.wrap);
+    relabel();
     const again = tabs.find((x) => x.n === want);
     if (again && again !== active) activate(again);
   }, () => { /* the first tab's own reconnect loop reports a lost server */ });

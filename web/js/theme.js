@@ -1,7 +1,8 @@
 // nsplay colour theme (the top bar's ☀ / ☾ button): light or dark pages and terminals.
 // Until the learner picks one the page follows the system's prefers-color-scheme (the CSS
-// does that by itself); a choice is remembered in localStorage and set as <html data-theme>
-// (before the first paint, by the inline script in templates/base.html).
+// does that by itself), or on an /embed/* page the embedding site's ?theme=; a choice is
+// remembered in localStorage and set as <html data-theme> (before the first paint, by the
+// inline script in templates/base.html and templates/embed.html).
 
 import { t } from './i18n.js';
 import { $ } from './dom.js';
@@ -31,9 +32,15 @@ function stored() {
 
 const prefersLight = () => typeof matchMedia === 'function' && matchMedia('(prefers-color-scheme: light)').matches;
 
-// The theme in force: the learner's choice, else the system's.
+// An /embed/* page's default from the embedding site (?theme=, templates/embed.html).
+function siteDefault() {
+  const v = document.documentElement.dataset.themeDefault;
+  return v === 'light' || v === 'dark' ? v : null;
+}
+
+// The theme in force: the learner's choice, else the embedding site's, else the system's.
 export function currentTheme() {
-  return stored() || (prefersLight() ? 'light' : 'dark');
+  return stored() || siteDefault() || (prefersLight() ? 'light' : 'dark');
 }
 
 export function terminalTheme() {
@@ -59,7 +66,7 @@ export function wireTheme(conn) {
   };
   if (typeof matchMedia === 'function') {
     // The system switched (an evening dark mode): follow it unless the learner chose.
-    matchMedia('(prefers-color-scheme: light)').addEventListener('change', () => { if (!stored()) follow(); });
+    matchMedia('(prefers-color-scheme: light)').addEventListener('change', () => { if (!stored() && !siteDefault()) follow(); });
   }
   if (!button) return;
   button.hidden = false;
