@@ -404,6 +404,22 @@ fn usr_cannot_be_remounted_read_write() {
 }
 
 #[test]
+fn the_hosts_kernel_command_line_and_config_are_masked() {
+    let inst = Instance::new();
+    assert!(!std::fs::read("/proc/cmdline").unwrap().is_empty(), "the host has a kernel command line to hide");
+    let (out, _) = probe(
+        &inst,
+        "read the host's kernel command line and build configuration",
+        &[],
+        "echo RESULT cmdline $(cat /proc/cmdline | wc -c); \
+         echo RESULT config $(cat /proc/config.gz 2>/dev/null | wc -c); echo done",
+    );
+    let r = results(&out);
+    assert_eq!(r["cmdline"], "0", "the host's kernel command line is readable: {out}");
+    assert_eq!(r["config"], "0", "the host's kernel config is readable: {out}");
+}
+
+#[test]
 fn peeling_off_the_proc_masks_reveals_nothing_of_the_host() {
     // The masks over /proc are unlocked on purpose (nested `mount -t proc` needs that); what is
     // under them must still be closed by the kernel's own checks.

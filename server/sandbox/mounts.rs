@@ -510,9 +510,12 @@ pub fn mapping_userns(base: u32, count: u32) -> Result<std::os::fd::OwnedFd, Mou
 
 /// Entries of the session's /proc that are made read-only (they reach global kernel state).
 pub const PROC_READONLY: &[&str] = &["sys", "sysrq-trigger", "irq", "bus", "fs"];
-/// Entries of the session's /proc hidden behind /dev/null (they leak host memory or timing).
+/// Entries of the session's /proc hidden behind /dev/null: they leak host memory or timing,
+/// or (`cmdline`, `config.gz`) describe the host's kernel and its boot. The first ones stay
+/// closed by the kernel's own checks when a session's root peels a mask off (docs/security.md);
+/// the last two are world-readable kernel-wide, so their mask only keeps them out of casual view.
 pub const PROC_MASKED: &[&str] =
-    &["kcore", "keys", "timer_list", "sched_debug", "kallsyms", "kpagecount", "kpageflags"];
+    &["kcore", "keys", "timer_list", "sched_debug", "kallsyms", "kpagecount", "kpageflags", "cmdline", "config.gz"];
 
 /// User-namespace phase: fresh proc/sysfs/devpts, the /proc protections, then `pivot_root`.
 /// Runs as PID 1 of the session, root in its user namespace, before the old root goes away
