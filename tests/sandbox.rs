@@ -267,3 +267,40 @@ fn without_root_it_says_so_in_one_line_and_leaves_nothing() {
     assert!(err.contains("must run as root"), "{err}");
     assert!(inst.all_groups().is_empty());
 }
+
+/// Checks enter a session's namespaces by a pid read earlier from its cgroup; by the time they
+/// do, that process may have exited and a host process may have its pid. The namespace is
+/// opened only for a process of the session's uid range, and only while the pidfd taken first
+/// says that very process still lives.
+#[test]
+fn a_checks_namespace_is_opened_only_for_a_live_process_of_the_sessions_ids() {
+    common::require_root();
+    let base = 1_500_000_000u32;
+    let spawn = |uid: Option<u32>| {
+        let mut cmd = std::process::Command::new("setpriv");
+        if let Some(u) = uid {
+            cmd.args(["--reuid", &u.to_string(), "--regid", &u.to_string(), "--clear-groups"]);
+        }
+        cmd.args(["sleep", "30"]).spawn().unwrap()
+    };
+    let mut inside = spawn(Some(base + 1000));
+    let mut host = spawn(None);
+    let pid = |c: &std::process::Child| c.id() as i32;
+    assert!(wait_until(5, || std::fs::read_to_string(format!("/proc/{}/comm", pid(&inside)))
+        .is_ok_and(|c| c.trim() == "sleep")));
+    assert!(nsplay_sandbox::open_session_namespace(pid(&inside), "uts", base).is_some(), "the session's own process");
+    assert!(
+        nsplay_sandbox::open_session_namespace(pid(&host), "uts", base).is_none(),
+        "a host process (root) was let in"
+    );
+    assert!(
+        nsplay_sandbox::open_session_namespace(pid(&inside), "uts", base + 65536).is_none(),
+        "another session's range"
+    );
+    assert!(nsplay_sandbox::open_session_namespace(pid(&inside), "nonsense", base).is_none());
+    let _ = inside.kill();
+    let _ = inside.wait();
+    assert!(nsplay_sandbox::open_session_namespace(pid(&inside), "uts", base).is_none(), "a pid whose process is gone");
+    let _ = host.kill();
+    let _ = host.wait();
+}

@@ -476,7 +476,7 @@ fn net(s: &Spec, p: &Probe<'_>, lang: &str) -> Result<Outcome, Outcome> {
             (
                 what,
                 Box::new(move |p, pid| {
-                    in_ns(p, pid, "-n", &["ip", "-o", "link", "show"]).is_some_and(|out| {
+                    in_ns(p, pid, "net", &["ip", "-o", "link", "show"]).is_some_and(|out| {
                         out.lines().any(|l| {
                             let name = l.split(':').nth(1).unwrap_or("").trim();
                             re.is_match(name.split('@').next().unwrap_or(name))
@@ -491,7 +491,7 @@ fn net(s: &Spec, p: &Probe<'_>, lang: &str) -> Result<Outcome, Outcome> {
             (
                 what,
                 Box::new(move |p, pid| {
-                    in_ns(p, pid, "-n", &["ip", "-o", "addr", "show"]).is_some_and(|out| {
+                    in_ns(p, pid, "net", &["ip", "-o", "addr", "show"]).is_some_and(|out| {
                         out.lines().any(|l| {
                             let f: Vec<&str> = l.split_whitespace().collect();
                             f.windows(2).any(|w| {
@@ -511,7 +511,7 @@ fn net(s: &Spec, p: &Probe<'_>, lang: &str) -> Result<Outcome, Outcome> {
                 what,
                 Box::new(move |p, pid| {
                     ["-4", "-6"].iter().any(|fam| {
-                        in_ns(p, pid, "-n", &["ip", fam, "route", "show"])
+                        in_ns(p, pid, "net", &["ip", fam, "route", "show"])
                             .is_some_and(|out| out.lines().any(|l| l.split_whitespace().next() == Some(want.as_str())))
                     })
                 }),

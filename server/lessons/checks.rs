@@ -161,19 +161,22 @@ pub(super) fn nested_in(p: &Probe<'_>, kind: &str) -> Vec<(u64, i32)> {
     all
 }
 
-/// Runs a host program inside one namespace of `pid` (never the mount namespace: the program
-/// must come from the host's filesystem, not the learner's).
+/// Runs a host program inside one namespace of session process `pid` (never the mount
+/// namespace: the program must come from the host's filesystem, not the learner's): `kind` is
+/// `uts`, `net` or `ipc`. The namespace is opened here and proven the session's
+/// ([`nsplay_sandbox::open_session_namespace`]: a pid read from the cgroup earlier may name a
+/// host process by now), then handed to `nsenter` as its standard input, which it enters
+/// (`--net=/proc/self/fd/0`): no pid is looked up again.
 /// The program is killed at the probe's deadline and read up to [`MAX_OUTPUT`].
-pub(super) fn in_ns(p: &Probe<'_>, pid: i32, flag: &str, argv: &[&str]) -> Option<String> {
-    if Instant::now() >= p.deadline {
+pub(super) fn in_ns(p: &Probe<'_>, pid: i32, kind: &str, argv: &[&str]) -> Option<String> {
+    if Instant::now() >= p.deadline || !["uts", "net", "ipc"].contains(&kind) {
         return None;
     }
+    let ns = nsplay_sandbox::open_session_namespace(pid, kind, p.uid_base)?;
     let mut child = Command::new("nsenter")
-        .arg("-t")
-        .arg(pid.to_string())
-        .arg(flag)
+        .arg(format!("--{kind}=/proc/self/fd/0"))
         .args(argv)
-        .stdin(Stdio::null())
+        .stdin(Stdio::from(ns))
         .stdout(Stdio::piped())
         .stderr(Stdio::null())
         .spawn()
@@ -223,7 +226,7 @@ fn counter(lang: &str, n: u64, en: &str, en_many: &str, ja: &str, en_no: &str, j
 
 /// The session's own hostname as its UTS namespace has it now (read from the host).
 fn session_hostname(p: &Probe<'_>) -> String {
-    in_ns(p, p.init_pid, "-u", &["hostname"]).map(|s| s.trim().to_string()).unwrap_or_default()
+    in_ns(p, p.init_pid, "uts", &["hostname"]).map(|s| s.trim().to_string()).unwrap_or_default()
 }
 
 /// The failure when the learner renamed the session itself (`hostname` ran outside a nested
@@ -263,7 +266,7 @@ fn uts_nested_hostname(p: &Probe<'_>, args: &Args, lang: &str) -> Outcome {
     }
     let names: Vec<String> = nested
         .iter()
-        .filter_map(|(_, pid)| in_ns(p, *pid, "-u", &["hostname"]))
+        .filter_map(|(_, pid)| in_ns(p, *pid, "uts", &["hostname"]))
         .map(|s| s.trim().to_string())
         .collect();
     if names.iter().any(|n| n == want) {
@@ -398,7 +401,7 @@ fn mnt_nested_tmpfs(p: &Probe<'_>, args: &Args, lang: &str) -> Outcome {
 /// Passes when a nested IPC namespace, and not the session's, holds a System V message queue.
 fn ipc_nested_queue(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
     let queues = |pid: i32| {
-        in_ns(p, pid, "-i", &["cat", "/proc/sysvipc/msg"])
+        in_ns(p, pid, "ipc", &["cat", "/proc/sysvipc/msg"])
             .map(|s| s.lines().skip(1).filter(|l| !l.trim().is_empty()).count())
     };
     if queues(p.init_pid).unwrap_or(0) > 0 {
@@ -427,7 +430,7 @@ fn ipc_nested_queue(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
 /// Passes when a nested network namespace has a veth interface.
 fn net_nested_veth(p: &Probe<'_>, _: &Args, lang: &str) -> Outcome {
     for (ino, pid) in nested_in(p, "net") {
-        if let Some(links) = in_ns(p, pid, "-n", &["ip", "-o", "link", "show", "type", "veth"])
+        if let Some(links) = in_ns(p, pid, "net", &["ip", "-o", "link", "show", "type", "veth"])
             && !links.trim().is_empty()
         {
             let name = links.split(':').nth(1).unwrap_or("").trim().split('@').next().unwrap_or("").to_string();

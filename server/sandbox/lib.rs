@@ -53,6 +53,7 @@ pub use limits::{
 pub use mounts::{ImageRoot, MAX_IMAGE_LAYERS, valid_hostname};
 pub use namespaces::{
     KINDS as NAMESPACE_KINDS, inode as namespace_inode, inodes as namespace_inodes, inside_session, nested, nested_in,
+    open_session_namespace,
 };
 pub use neighbours::{Count as NeighbourCount, MAX_NET_NAMESPACES, host_total as host_neighbour_entries};
 pub use process::{Event, Helper, SpawnError, TerminalHandle, run_spawner};

@@ -31,6 +31,29 @@ pub fn inode(pid: i32, kind: &str) -> Option<u64> {
     std::fs::metadata(format!("/proc/{pid}/ns/{kind}")).ok().map(|m| m.ino())
 }
 
+/// Opens namespace `kind` of host process `pid` for a host program to enter, only if that
+/// process belongs to the session whose host ids start at `uid_base` (its real uid is in the
+/// session's range), and without a race against pid reuse: the pid is pinned by a pidfd first,
+/// and both the uid and the namespace are read while that pidfd's process is still alive, so
+/// they are that process's (a pid is not reused while its process lives). A pid read earlier
+/// (from the session's cgroup) whose process has exited, and whose number a host process took
+/// since, is refused: a check never looks into the host's namespaces.
+pub fn open_session_namespace(pid: i32, kind: &str, uid_base: u32) -> Option<std::fs::File> {
+    use std::os::fd::AsFd;
+    if !KINDS.iter().any(|(k, _)| *k == kind) {
+        return None;
+    }
+    let pidfd = crate::sys::pidfd_open(nix::unistd::Pid::from_raw(pid)).ok()?;
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
+    let uid: u32 = status.lines().find_map(|l| l.strip_prefix("Uid:"))?.split_whitespace().next()?.parse().ok()?;
+    let ns = std::fs::File::open(format!("/proc/{pid}/ns/{kind}")).ok()?;
+    // Still alive (its pidfd not readable): what was read above was this process's.
+    let mut fds = [nix::poll::PollFd::new(pidfd.as_fd(), nix::poll::PollFlags::POLLIN)];
+    let alive = nix::poll::poll(&mut fds, nix::poll::PollTimeout::ZERO).ok()? == 0;
+    let ours = uid.checked_sub(uid_base).is_some_and(|off| off < crate::idmap::IDS_PER_SESSION);
+    (alive && ours).then_some(ns)
+}
+
 /// Inodes of all eight kinds for a process; missing entries (process gone) are left out.
 pub fn inodes(pid: i32) -> BTreeMap<&'static str, u64> {
     KINDS.iter().filter_map(|(k, _)| Some((*k, inode(pid, k)?))).collect()
