@@ -418,6 +418,12 @@ pub struct ServeArgs {
         defaults::MAX_NEIGHBOURS,
     ))]
     pub max_neighbours: Option<usize>,
+    #[arg(long, env = "NSPLAY_FILE_TABLE_END_PERCENT", help = help(
+        "How full the host's file table may get (percent of fs.file-max) before the session holding the most \
+         open files is ended with a notice, one every few seconds (new sessions are refused from 80 %)",
+        defaults::FILE_TABLE_END_PERCENT,
+    ))]
+    pub file_table_end_percent: Option<u64>,
     /// Registry credentials, a `docker login`-style JSON file [default: none: anonymous].
     #[arg(long, env = "NSPLAY_REGISTRY_AUTH_FILE")]
     pub registry_auth_file: Option<String>,

@@ -84,6 +84,7 @@ pub struct FileConfig {
     pub registry_auth_file: Option<String>,
     pub warm_pool_per_image: Option<usize>,
     pub max_neighbours: Option<usize>,
+    pub file_table_end_percent: Option<u64>,
     pub tls_cert: Option<String>,
     pub tls_key: Option<String>,
     pub redirect_http: Option<String>,
@@ -163,6 +164,9 @@ pub mod defaults {
     /// what a lesson adds (a handful), and about 2 MiB of kernel memory the session's memory
     /// limit does not see (docs/security.md, item 7).
     pub const MAX_NEIGHBOURS: usize = 4096;
+    /// Percent of `fs.file-max` open host-wide past which the session holding the most files is
+    /// ended (new sessions are refused from `session::admission::FILES_ADMIT_PERCENT`).
+    pub const FILE_TABLE_END_PERCENT: u64 = 90;
 
     /// The default limits of a session, as `nsplay serve` and `nsplay run` resolve them (the
     /// tests compare with these; lessons read with them where no server's limits are known).
@@ -254,6 +258,9 @@ pub struct Settings {
     pub warm_pool_per_image: usize,
     /// Neighbour entries a session may hold in all its network namespaces together.
     pub max_neighbours: usize,
+    /// How full the host's file table (percent of `fs.file-max`) may get before the session
+    /// holding the most files is ended.
+    pub file_table_end_percent: u64,
     /// Serve HTTPS with this certificate chain and key (PEM files; both or neither).
     pub tls: Option<TlsFiles>,
     /// Where to answer plain HTTP with a redirect to HTTPS (only with `tls`).
@@ -265,6 +272,14 @@ pub struct Settings {
 pub fn default_output_rate() -> u64 {
     let cores = std::thread::available_parallelism().map_or(1, |n| n.get()) as u64;
     defaults::OUTPUT_RATE_PER_CORE * cores
+}
+
+fn file_table_end_percent(raw: &FileConfig) -> Result<u64, ConfigError> {
+    let n = raw.file_table_end_percent.unwrap_or(defaults::FILE_TABLE_END_PERCENT);
+    if !(1..=100).contains(&n) {
+        return Err(bad("file_table_end_percent", n, "1 to 100 (percent of fs.file-max)"));
+    }
+    Ok(n)
 }
 
 fn max_neighbours(raw: &FileConfig) -> Result<usize, ConfigError> {
@@ -492,6 +507,7 @@ impl FileConfig {
             registry_auth_file: f.registry_auth_file.or(self.registry_auth_file),
             warm_pool_per_image: f.warm_pool_per_image.or(self.warm_pool_per_image),
             max_neighbours: f.max_neighbours.or(self.max_neighbours),
+            file_table_end_percent: f.file_table_end_percent.or(self.file_table_end_percent),
             tls_cert: f.tls_cert.or(self.tls_cert),
             tls_key: f.tls_key.or(self.tls_key),
             redirect_http: f.redirect_http.or(self.redirect_http),
@@ -870,6 +886,7 @@ impl Settings {
             import: import_limits(&raw)?,
             warm_pool_per_image: raw.warm_pool_per_image.unwrap_or(defaults::WARM_POOL_PER_IMAGE),
             max_neighbours: max_neighbours(&raw)?,
+            file_table_end_percent: file_table_end_percent(&raw)?,
             tls: tls_files,
             redirect_http,
         })
@@ -917,6 +934,7 @@ impl Settings {
             warm_pool_per_image: self.warm_pool_per_image,
             drain_timeout: self.drain_timeout,
             max_neighbours: self.max_neighbours,
+            file_table_end_percent: self.file_table_end_percent,
         }
     }
 
@@ -1162,6 +1180,9 @@ mod tests {
         assert_eq!(resolve(&[]).unwrap().max_neighbours, defaults::MAX_NEIGHBOURS);
         assert_eq!(resolve(&["--max-neighbours", "200"]).unwrap().max_neighbours, 200);
         assert_eq!(resolve(&["--max-neighbours", "15"]).unwrap_err().key, "max_neighbours");
+        assert_eq!(resolve(&[]).unwrap().file_table_end_percent, 90);
+        assert_eq!(resolve(&["--file-table-end-percent", "1"]).unwrap().file_table_end_percent, 1);
+        assert_eq!(resolve(&["--file-table-end-percent", "0"]).unwrap_err().key, "file_table_end_percent");
         assert_eq!(resolve(&["--max-image-size", "lots"]).unwrap_err().key, "max_image_size");
         assert_eq!(resolve(&["--registry-auth-file", "auth.json"]).unwrap_err().key, "registry_auth_file");
         assert_eq!(resolve(&[]).unwrap().import.max_bytes, 2 << 30);

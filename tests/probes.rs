@@ -1314,3 +1314,69 @@ async fn permanent_neighbour_entries_in_a_hidden_netns_end_the_session_past_the_
         host_neighbour_entries()
     );
 }
+
+/// Item 10: while the host's file table is past `file_table_end_percent` of `fs.file-max`, the
+/// session holding the most open files is ended with a notice (new sessions are refused from
+/// 80 % already); a session holding few lives on. The threshold is set just above what the
+/// host holds now, so that one session's 30 000 descriptors cross it.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_nearly_full_file_table_ends_the_session_holding_the_most_files() {
+    use common::term::{Term, create};
+    let nr = std::fs::read_to_string("/proc/sys/fs/file-nr").unwrap();
+    let v: Vec<u64> = nr.split_whitespace().map(|x| x.parse().unwrap()).collect();
+    let (open, max) = (v[0], v[2]);
+    let percent = ((open + 20_000) * 100).div_ceil(max);
+    assert!(
+        (open + 30_000) * 100 >= max * percent && percent <= 50,
+        "30 000 files cannot cross {percent} % of this host's fs.file-max {max}"
+    );
+    // max_sessions 4: each process of a session may open 1024 files.
+    let server = common::Server::start(&[
+        "--warm-pool",
+        "0",
+        "--max-sessions",
+        "4",
+        "--file-table-end-percent",
+        &percent.to_string(),
+    ]);
+    let heavy = create(&server).await;
+    let light = create(&server).await;
+    let mut t = Term::connect(&server, heavy["terminal"].as_str().unwrap()).await;
+    t.expect("# ", 20).await;
+    let mut ja = Term::connect(&server, &format!("{}?lang=ja", heavy["terminal"].as_str().unwrap())).await;
+    let mut quiet = Term::connect(&server, light["terminal"].as_str().unwrap()).await;
+    quiet.expect("# ", 20).await;
+    quiet.line("sleep 1778 &").await;
+
+    // 30 processes of 1000 descriptors each: within every per-process limit.
+    t.line(
+        "for j in $(seq 30); do bash -c 'for i in $(seq 1000); do exec {f}</dev/null; done; exec sleep 1777' & done",
+    )
+    .await;
+    let notice = |text: &'static str| {
+        move |t: &Term| {
+            t.controls.iter().any(|c| c["type"] == "notice" && c["message"].as_str().unwrap_or("").contains(text))
+        }
+    };
+    assert!(
+        t.pump_until(90, notice("held the most open files")).await,
+        "no notice; controls {:?}; log {}",
+        t.controls,
+        server.log.lock().unwrap()
+    );
+    assert!(ja.pump_until(20, notice("最も多くのファイル")).await, "{:?}", ja.controls);
+    assert!(t.pump_until(20, |t| t.closed.is_some()).await, "the terminal stayed open");
+    let status = |s: &serde_json::Value| {
+        let url = format!("{}/api/sessions/{}", server.base, s["id"].as_str().unwrap());
+        async move { reqwest::get(url).await.unwrap().status() }
+    };
+    assert_eq!(status(&heavy).await, 404);
+    assert!(wait_until(20, || server.inst.pids_running("sleep 1777").is_empty()), "the holder's processes stayed");
+    // Two more sweeps with the table back under: the quiet session is still there.
+    tokio::time::sleep(Duration::from_secs(7)).await;
+    assert_eq!(status(&light).await, 200, "a session holding few files was ended too");
+    assert_eq!(server.inst.pids_running("sleep 1778").len(), 1);
+    let metrics = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+    assert!(metrics.contains("nsplay_sessions_ended_total{reason=\"file_table\"} 1"), "{metrics}");
+    assert!(metrics.contains("nsplay_file_table_ends_total 1"), "{metrics}");
+}

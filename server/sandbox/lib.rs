@@ -434,6 +434,17 @@ impl Sandbox {
         self.cgroups.pids(&s.name)
     }
 
+    /// Open file descriptors of the session's processes together (`/proc/<pid>/fd` of each;
+    /// blocking, at most pids × RLIMIT_NOFILE entries).
+    pub fn open_files(&self, s: &SandboxSession) -> usize {
+        self.cgroups
+            .pids(&s.name)
+            .into_iter()
+            .filter_map(|pid| std::fs::read_dir(format!("/proc/{pid}/fd")).ok())
+            .map(Iterator::count)
+            .sum()
+    }
+
     /// Neighbour entries in every network namespace the session holds (its own, those of its
     /// processes, and those mounted where they can see them), counted until the total passes
     /// `cap` (blocking: reads `/proc` and dumps each namespace's tables; bounded by

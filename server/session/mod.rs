@@ -115,6 +115,9 @@ pub enum EndReason {
     /// It held more neighbour entries (or network namespaces) than the host allows
     /// ([`Manager::sweep_neighbours`]).
     NeighbourLimit,
+    /// The host's file table was nearly full and it held the most open files
+    /// ([`Manager::sweep_file_table`]).
+    FileTable,
 }
 
 impl EndReason {
@@ -128,6 +131,7 @@ impl EndReason {
             EndReason::Drained => "drained",
             EndReason::Failed => "failed",
             EndReason::NeighbourLimit => "neighbour_limit",
+            EndReason::FileTable => "file_table",
         }
     }
 }
@@ -185,6 +189,9 @@ pub struct ManagerConfig {
     /// Most neighbour (ARP/NDP) entries a session may hold in all its network namespaces
     /// together; past it the session is ended ([`Manager::sweep_neighbours`]).
     pub max_neighbours: usize,
+    /// Percent of `fs.file-max` open host-wide past which the session holding the most files is
+    /// ended ([`Manager::sweep_file_table`]).
+    pub file_table_end_percent: u64,
 }
 
 /// How often the neighbour entries of every session are counted ([`Manager::sweep_neighbours`]).
@@ -289,6 +296,9 @@ pub enum Notice {
     NeighbourLimit { max: usize },
     /// The session held more than `max` network namespaces and was ended.
     NetnsLimit { max: usize },
+    /// The host's file table was `percent` full and the session, holding the most (`files`),
+    /// was ended.
+    FileTable { files: usize, percent: u64 },
 }
 
 impl crate::text::Message for Notice {
@@ -305,6 +315,7 @@ impl crate::text::Message for Notice {
             Notice::PidsLimit { .. } => "event_pids_limit",
             Notice::NeighbourLimit { .. } => "notice_neighbour_limit",
             Notice::NetnsLimit { .. } => "notice_netns_limit",
+            Notice::FileTable { .. } => "notice_file_table",
         }
     }
 
@@ -316,6 +327,9 @@ impl crate::text::Message for Notice {
             Notice::MemoryKill { limit } | Notice::ChildMemoryKill { limit } => vec![("limit", limit.clone())],
             Notice::PidsLimit { max } => vec![("max", max.to_string())],
             Notice::NeighbourLimit { max } | Notice::NetnsLimit { max } => vec![("max", max.to_string())],
+            Notice::FileTable { files, percent } => {
+                vec![("files", files.to_string()), ("percent", percent.to_string())]
+            }
         }
     }
 }
@@ -1379,6 +1393,44 @@ impl Manager {
             s.notice_all(&notice);
             let _ = self.end(&s.id, EndReason::NeighbourLimit).await;
         }
+    }
+
+    /// Ends the session holding the most open files while the host's file table is past
+    /// `file_table_end_percent` of `fs.file-max` — one per call, so the caller (every
+    /// [`NEIGHBOUR_SWEEP`]) frees the table a session at a time until it is back under. New
+    /// sessions are refused from [`admission::FILES_ADMIT_PERCENT`] already; this is for the
+    /// sessions that fill the rest (docs/security.md, item 10). Only when the table is that
+    /// full are the sessions' descriptors counted (on a blocking thread: `/proc/<pid>/fd` of
+    /// each of their processes, at most pids × RLIMIT_NOFILE entries per session).
+    pub async fn sweep_file_table(self: &Arc<Self>) {
+        let Some(files) = admission::HostFiles::read() else { return };
+        metrics::gauge!("nsplay_host_open_files").set(files.open as f64);
+        let percent = self.cfg.file_table_end_percent;
+        if (files.open as u128) * 100 < files.max as u128 * percent as u128 {
+            return;
+        }
+        let sessions = self.sessions();
+        let this = self.clone();
+        let Ok(top) = tokio::task::spawn_blocking(move || {
+            sessions.into_iter().map(|s| (this.sandbox.open_files(&s.sandbox), s)).max_by_key(|(n, _)| *n)
+        })
+        .await
+        else {
+            return;
+        };
+        // The table is full of the host's own files, not a session's: nothing to end.
+        let Some((held, s)) = top.filter(|(n, _)| *n > 0) else { return };
+        tracing::warn!(
+            session = short(&s.id),
+            client = %s.client,
+            open_files = held,
+            host_open = files.open,
+            file_max = files.max,
+            "the host's file table is nearly full; ending the session that holds the most files"
+        );
+        metrics::counter!("nsplay_file_table_ends_total").increment(1);
+        s.notice_all(&Notice::FileTable { files: held, percent });
+        let _ = self.end(&s.id, EndReason::FileTable).await;
     }
 
     /// Whether this node takes new sessions (`/readyz`): not while draining or shutting down.

@@ -293,6 +293,7 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         loop {
             iv.tick().await;
             m.sweep_neighbours().await;
+            m.sweep_file_table().await;
         }
     }));
     let state = AppState {
