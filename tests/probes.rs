@@ -1380,3 +1380,38 @@ async fn a_nearly_full_file_table_ends_the_session_holding_the_most_files() {
     assert!(metrics.contains("nsplay_sessions_ended_total{reason=\"file_table\"} 1"), "{metrics}");
     assert!(metrics.contains("nsplay_file_table_ends_total 1"), "{metrics}");
 }
+
+/// Item 8: the programs a check runs for a session (`nsenter` + `ip` in each of its nested
+/// network namespaces) run in the session's relay group, so their CPU is the session's, under
+/// its quota, and not the server's. Ten checks of sixteen namespaces cost the relay group what
+/// they used, while the terminal printed nothing.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_checks_programs_are_charged_to_the_session() {
+    use common::term::{Term, create};
+    let server = common::Server::start(&["--warm-pool", "0"]);
+    let s = create(&server).await;
+    let id = s["id"].as_str().unwrap().to_string();
+    let mut t = Term::connect(&server, s["terminal"].as_str().unwrap()).await;
+    t.expect("# ", 20).await;
+    t.cmd_wait("for i in $(seq 16); do unshare -n sleep 1900 & done; sleep 1; echo held-''16", 30).await;
+    assert!(wait_until(20, || server.inst.pids_running("sleep 1900").len() == 16));
+    let c = reqwest::Client::new();
+    let relay_cpu = async || {
+        let v: serde_json::Value =
+            c.get(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap().json().await.unwrap();
+        v["usage"]["relay_cpu_usec"].as_u64().unwrap()
+    };
+    // Settled: the relay has passed the last output on.
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    let before = relay_cpu().await;
+    for _ in 0..10 {
+        let r = c.post(format!("{}/api/sessions/{id}/checks/net/veth", server.base)).send().await.unwrap();
+        assert_eq!(r.status(), 200);
+        let v: serde_json::Value = r.json().await.unwrap();
+        assert_eq!(v["passed"], false, "no veth yet: every nested namespace is looked into: {v}");
+    }
+    let used = relay_cpu().await - before;
+    println!("relay group CPU over 10 checks of 16 namespaces: {used} µs");
+    // About 160 `nsenter ip` runs; each costs a few ms of CPU.
+    assert!(used >= 50_000, "the checks' programs were not charged to the session ({used} µs)");
+}

@@ -6,7 +6,8 @@
 //! Every kind is one function, named in [`CHECKS`] with the arguments it needs; [`KINDS`] (what
 //! [`validate`] reads) is built from that table and [`run`] looks the function up in it.
 //!
-//! The host does this work for the session, outside its cgroup, so each check is bounded: it
+//! The host does this work for the session, so each check is bounded, and the programs it runs
+//! are charged to the session (moved into its relay group, [`Probe::charge_to`]): it
 //! looks at no more than [`MAX_NAMESPACES`] nested namespaces of a kind and
 //! [`MAX_CGROUP_ENTRIES`] child groups, every program it runs is killed at [`Probe::deadline`],
 //! and past the deadline it stops and says so (the web layer adds one check at a time per
@@ -29,6 +30,10 @@ pub struct Probe<'a> {
     pub usage: Usage,
     /// The session's cgroup directory (v2) or its memory-controller directory (v1).
     pub cgroup_dir: std::path::PathBuf,
+    /// Where a program the check runs is moved (`cgroup.procs` files of the session's relay
+    /// group): its CPU is the session's to pay, under the session's quota (docs/security.md,
+    /// item 8). Empty: it stays in the server's group (tests).
+    pub charge_to: Vec<std::path::PathBuf>,
     /// Check kinds that already passed in this session (some steps build on earlier ones).
     pub passed: BTreeSet<String>,
     /// When the check must be done: programs it runs are killed then, and it looks no further.
@@ -181,6 +186,17 @@ pub(super) fn in_ns(p: &Probe<'_>, pid: i32, kind: &str, argv: &[&str]) -> Optio
         .stderr(Stdio::null())
         .spawn()
         .ok()?;
+    // Into the session's relay group before it does its work (it has only just been forked:
+    // `nsenter` then enters the namespace and execs the program, which inherits the group).
+    // A check that cannot be charged to its session does not run.
+    for f in &p.charge_to {
+        if let Err(e) = std::fs::write(f, child.id().to_string()) {
+            tracing::warn!(group = %f.display(), error = %e, "cannot charge a check's program to its session; not running it");
+            let _ = child.kill();
+            let _ = child.wait();
+            return None;
+        }
+    }
     let stdout = child.stdout.take()?;
     let reader = std::thread::spawn(move || {
         let mut out = Vec::new();
@@ -613,6 +629,7 @@ mod tests {
             uid_base: 0,
             usage: Usage::default(),
             cgroup_dir: "/nonexistent".into(),
+            charge_to: Vec::new(),
             passed: BTreeSet::new(),
             deadline: Instant::now() + CHECK_TIMEOUT,
             answer: None,

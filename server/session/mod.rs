@@ -522,6 +522,10 @@ pub struct HostView {
     pub usage: Usage,
     /// The session's cgroup directory (v2) or its memory-controller directory (v1).
     pub cgroup_dir: std::path::PathBuf,
+    /// The `cgroup.procs` files of the session's relay group (host-owned, beside the session's
+    /// group, bounded like it): the programs a check runs for the session go there, so the
+    /// session's own quota pays for the host's work on its behalf.
+    pub charge_to: Vec<std::path::PathBuf>,
 }
 
 /// The kernel's view of a session that `GET /api/sessions/<id>` shows.
@@ -1252,6 +1256,7 @@ impl Manager {
             uid_base: s.sandbox.ids.base,
             usage: self.usage(s),
             cgroup_dir: self.sandbox.cgroups().dir(&s.sandbox.name),
+            charge_to: self.sandbox.cgroups().relay_procs_files(&s.sandbox.name),
         }
     }
 

@@ -483,6 +483,7 @@ pub fn check_step<S: Sessions>(
         uid_base: view.uid_base,
         usage: view.usage,
         cgroup_dir: view.cgroup_dir,
+        charge_to: view.charge_to,
         passed: s.marks(),
         deadline,
         answer,

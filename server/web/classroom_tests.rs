@@ -75,6 +75,7 @@ impl Sessions for Seats {
             uid_base: s.sandbox.ids.base,
             usage: Usage::default(),
             cgroup_dir: std::path::PathBuf::from("/nonexistent"),
+            charge_to: Vec::new(),
         }
     }
 }

@@ -114,6 +114,7 @@ impl Sessions for Fake {
             uid_base: s.sandbox.ids.base,
             usage: Usage::default(),
             cgroup_dir: std::path::PathBuf::from("/nonexistent"),
+            charge_to: Vec::new(),
         }
     }
     fn ready(&self) -> bool {
