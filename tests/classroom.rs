@@ -671,12 +671,21 @@ async fn a_rooms_limits_reach_its_sessions_cgroups_and_prepared_sessions_go_to_i
     assert_eq!((state["ready"].as_u64(), state["wanted"].as_u64()), (Some(0), Some(3)), "{state}");
 
     // Ending the prepared room ends its learners' sessions; a reserve of an ended room is gone.
-    let memory_groups =
-        || server.inst.session_groups().iter().filter(|g| g.starts_with("/sys/fs/cgroup/memory")).count();
-    let groups_before = memory_groups();
     let r = http().post(format!("{}/api/rooms/{prep_id}/end", server.base)).bearer_auth(TOKEN).send().await.unwrap();
     assert_eq!(r.status(), 204);
-    until("the ended room's two sessions are gone", async || memory_groups() == groups_before - 2).await;
+    until("the ended room's two sessions are gone", async || {
+        server.inst.pids_running("sleep 7302").is_empty() && server.inst.pids_running("sleep 7303").is_empty()
+    })
+    .await;
     let r = prepare(&prep_id, json!({})).await.unwrap();
     assert_eq!(r.status(), 410, "an ended room is not prepared");
+
+    // With their two places free, the full room's reserve takes up again where it stopped and
+    // builds what now fits (max_sessions 3: two, beside the warm pool's one).
+    until("the full room's reserve resumes", async || {
+        instructor_get(&server, &format!("/api/rooms/{full_id}")).await["prepared"]["ready"] == 2
+    })
+    .await;
+    let state = instructor_get(&server, &format!("/api/rooms/{full_id}")).await["prepared"].clone();
+    assert_eq!((state["wanted"].as_u64(), state["building"].as_bool()), (Some(3), Some(false)), "{state}");
 }

@@ -1287,6 +1287,7 @@ impl Manager {
         // Apart from the tick's own work: a retry may wait seconds for the kernel.
         let m = self.clone();
         tokio::spawn(async move { m.retry_leftovers(LEFTOVER_RETRIES_PER_TICK).await });
+        self.resume_reserves();
         let sessions: Vec<Arc<Session>> =
             self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
         let now = SystemTime::now();

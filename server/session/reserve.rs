@@ -24,7 +24,12 @@ pub(super) struct Reserve {
     wanted: usize,
     /// A filler task is building for it.
     building: bool,
+    /// When a build for it last failed: it is taken up again only [`RETRY_AFTER_FAILURE`] later.
+    failed_at: Option<std::time::Instant>,
 }
+
+/// How long a reserve whose build failed waits before [`Manager::resume_reserves`] tries again.
+const RETRY_AFTER_FAILURE: std::time::Duration = std::time::Duration::from_secs(30);
 
 /// What [`Manager::reserve_state`] reports.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq, serde::Serialize)]
@@ -133,6 +138,37 @@ impl Manager {
         found
     }
 
+    /// Takes up again every reserve that stopped short of what its group wants (the server was
+    /// full, or a build failed) once there is room: called every tick, so sessions that end
+    /// give their places to the rooms that asked for them.
+    pub(super) fn resume_reserves(self: &Arc<Self>) {
+        if self.shutting_down.load(Ordering::SeqCst) {
+            return;
+        }
+        let waiting: Vec<String> = {
+            let all = self.reserves.lock().unwrap_or_else(|e| e.into_inner());
+            all.iter()
+                .filter(|(_, r)| !r.building && r.ready.len() < r.wanted)
+                .filter(|(_, r)| r.failed_at.is_none_or(|t| t.elapsed() >= RETRY_AFTER_FAILURE))
+                .map(|(k, _)| k.clone())
+                .collect()
+        };
+        if waiting.is_empty() || self.short().is_some() {
+            return;
+        }
+        for key in waiting {
+            let start = {
+                let mut all = self.reserves.lock().unwrap_or_else(|e| e.into_inner());
+                all.get_mut(&key).is_some_and(|r| r.ready.len() < r.wanted && !std::mem::replace(&mut r.building, true))
+            };
+            if start {
+                tracing::info!(reserve = %key, "a reserve that stopped short takes up again: there is room now");
+                let m = self.clone();
+                tokio::spawn(async move { m.fill_reserve(key).await });
+            }
+        }
+    }
+
     /// Tears every reserve down (a shutdown), and waits until no reserve is being built.
     pub(super) async fn end_reserves(self: &Arc<Self>) {
         let ready: Vec<Prepared> = {
@@ -175,10 +211,12 @@ impl Manager {
         None
     }
 
+    /// Stops a filler whose build failed.
     fn stop_filling(&self, key: &str) {
         let mut all = self.reserves.lock().unwrap_or_else(|e| e.into_inner());
         if let Some(r) = all.get_mut(key) {
             r.building = false;
+            r.failed_at = Some(std::time::Instant::now());
             if r.ready.is_empty() && r.wanted == 0 {
                 all.remove(key);
             }

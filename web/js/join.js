@@ -7,7 +7,8 @@
 
 import { pageLang, t } from './i18n.js';
 import { errorFromResponse, request } from './api.js';
-import { $ } from './dom.js';
+import { refusalActions } from './page.js';
+import { $, el } from './dom.js';
 
 const ROOM_KEY = 'nsplay.room';
 
@@ -62,8 +63,12 @@ export function bootJoin() {
       remember(j);
       location.href = j.next;
     } catch (err) {
-      // The server's own words (in this page's language) say why: full, closed, name…
-      out.textContent = err.detail || err.message;
+      // The server's own words (in this page's language) say why: full, closed, name…; with
+      // too many sessions of the learner's own open (a room joined earlier, the playground),
+      // a button ends those and joins again.
+      const text = el('span', null, err.detail || err.message);
+      const retry = () => form.requestSubmit();
+      out.replaceChildren(text, ...refusalActions(err, retry, (m) => { text.textContent = m; }));
       button.disabled = false;
     }
   });
