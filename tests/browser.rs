@@ -1,9 +1,11 @@
 //! Runs the browser end-to-end suite (tests/browser/e2e.test.mjs, embed.test.mjs for
 //! embedding from a second origin, learner.test.mjs for the learner page's tabs, theme and
-//! viewing badge: playwright-core driving Debian's Chromium against
-//! real `nsplay serve` instances, through the shared tests/browser/harness.mjs) as part of
-//! `cargo test`. Once the suite has passed, no session group may be left under any instance's
-//! cgroup parent. Missing prerequisites fail the test with what to install: it never skips.
+//! viewing badge, classroom.test.mjs for an instructor's sign-in, room, live dashboard,
+//! read-only view, notice and projector with three learners: playwright-core driving Debian's
+//! Chromium against real `nsplay serve` instances, through the shared
+//! tests/browser/harness.mjs) as part of `cargo test`. Once the suite has passed, no session
+//! group may be left under any instance's cgroup parent. Missing prerequisites fail the test
+//! with what to install: it never skips.
 
 mod common;
 
@@ -16,9 +18,10 @@ use common::Instance;
 
 const SUITE_TIMEOUT: Duration = Duration::from_secs(540);
 
-/// The suite's files, in the order they run, and how many instances each gets: one per server
-/// the file runs at a time. No two files share an instance, so a group left behind names its file.
-const FILES: &[(&str, usize)] = &[("e2e.test.mjs", 4), ("embed.test.mjs", 2), ("learner.test.mjs", 3)];
+/// The suite's files and how many instances each gets: one per server the file runs at a time.
+/// No two files share an instance, so a group left behind names its file.
+const FILES: &[(&str, usize)] =
+    &[("e2e.test.mjs", 4), ("embed.test.mjs", 2), ("learner.test.mjs", 3), ("classroom.test.mjs", 1)];
 
 fn chromium() -> PathBuf {
     PathBuf::from(std::env::var_os("NSPLAY_CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()))

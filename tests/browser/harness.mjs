@@ -3,8 +3,8 @@
 // needs and none should copy: the environment below, `nsplay serve` started on 127.0.0.1:0 and
 // stopped again (`Server`), one headless Chromium per test file (`useBrowser`, `browser`),
 // polling and waits that fail with what they waited for (`eventually`, `waitFor`), the steps of
-// a scenario (`stepper`), a terminal's text (`terminalText`), and serving the work tree's browser files instead of the binary's
-// (`localAssets`).
+// a scenario (`stepper`), a terminal's text (`terminalText`), screenshots (`shot`), and
+// serving the work tree's browser files instead of the binary's (`localAssets`).
 //
 // Environment (tests/browser.rs sets the first three; the others are for runs by hand):
 //   NSPLAY_BIN            the nsplay binary
@@ -111,7 +111,12 @@ export class Server {
   // crash. A server that has not exited 30 s after the signal is killed.
   async stop(signal = 'SIGTERM') {
     if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
-    const r = await Promise.race([this.exited, sleep(30000).then(() => 'timeout')]);
+    // The timer is cleared once the server has exited: a pending one would keep this file's
+    // process (and so the suite) waiting out its 30 s.
+    let timer;
+    const late = new Promise((r) => { timer = setTimeout(() => r('timeout'), 30000); });
+    const r = await Promise.race([this.exited, late]);
+    clearTimeout(timer);
     if (r === 'timeout') this.child.kill('SIGKILL');
     Server.all.delete(this);
     return r;
@@ -221,6 +226,12 @@ export function terminalText(target) {
     for (let i = 0; i < b.length; i++) out.push(b.getLine(i).translateToString(true));
     return out.join('\n');
   });
+}
+
+// A screenshot of `page` into SHOTS as `name` (a .png), once the last output has been painted.
+export async function shot(page, name) {
+  await sleep(400);
+  await page.screenshot({ path: path.join(SHOTS, name) });
 }
 
 export async function visibleText(locator) {

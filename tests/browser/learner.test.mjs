@@ -9,9 +9,8 @@
 
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import path from 'node:path';
 import {
-  DESK, JAPANESE, PHONE, SHOTS, Server, browser, eventually, instancesFor, localAssets, sleep, terminalText, useBrowser,
+  DESK, JAPANESE, PHONE, Server, browser, eventually, instancesFor, localAssets, shot, sleep, terminalText, useBrowser,
 } from './harness.mjs';
 
 const INSTANCES = instancesFor(import.meta.url);
@@ -56,11 +55,6 @@ async function done(page) {
     .catch(() => null);
   if (id) await page.evaluate((sid) => fetch('/api/sessions/' + encodeURIComponent(sid), { method: 'DELETE' }), id);
   await page.context().close();
-}
-
-async function shot(page, name) {
-  await sleep(400); // the last frame of output painted
-  await page.screenshot({ path: path.join(SHOTS, name) });
 }
 
 test('the instructor-viewing badge sits beside "fresh session", never over it', async () => {
