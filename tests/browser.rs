@@ -1,8 +1,11 @@
 //! Runs the browser end-to-end suite (tests/browser/e2e.test.mjs, embed.test.mjs for
 //! embedding from a second origin, learner.test.mjs for the learner page's tabs, theme and
-//! viewing badge: playwright-core driving
-//! Debian's Chromium against real `nsplay serve` instances) as part of `cargo test`. Missing
-//! prerequisites fail the test with what to install: it never skips.
+//! viewing badge, classroom.test.mjs for an instructor's sign-in, room, live dashboard,
+//! read-only view, notice and projector with three learners: playwright-core driving Debian's
+//! Chromium against real `nsplay serve` instances, through the shared
+//! tests/browser/harness.mjs) as part of `cargo test`. Once the suite has passed, no session
+//! group may be left under any instance's cgroup parent. Missing prerequisites fail the test
+//! with what to install: it never skips.
 
 mod common;
 
@@ -14,6 +17,11 @@ use std::time::{Duration, Instant};
 use common::Instance;
 
 const SUITE_TIMEOUT: Duration = Duration::from_secs(540);
+
+/// The suite's files and how many instances each gets: one per server the file runs at a time.
+/// No two files share an instance, so a group left behind names its file.
+const FILES: &[(&str, usize)] =
+    &[("e2e.test.mjs", 4), ("embed.test.mjs", 2), ("learner.test.mjs", 3), ("classroom.test.mjs", 1)];
 
 fn chromium() -> PathBuf {
     PathBuf::from(std::env::var_os("NSPLAY_CHROMIUM").unwrap_or_else(|| "/usr/bin/chromium".into()))
@@ -39,29 +47,30 @@ fn browser_end_to_end() {
         dir.display()
     );
 
-    // One isolated instance (state dir, cgroup parent, id range) per server the suite starts;
-    // dropped (cgroup parents removed) after the suite has stopped its servers.
-    let instances: Vec<Instance> = (0..4).map(|_| Instance::new()).collect();
-    let args: Vec<Vec<String>> = instances.iter().map(Instance::serve_args).collect();
+    // Isolated instances (state dir, cgroup parent, id range) for each file, passed as
+    // { file: [serve args, …] } (tests/browser/harness.mjs reads it); dropped (cgroup parents
+    // removed) after the suite has stopped its servers.
+    let instances: Vec<(&str, Vec<Instance>)> =
+        FILES.iter().map(|&(file, n)| (file, (0..n).map(|_| Instance::new()).collect())).collect();
+    let args: serde_json::Map<String, serde_json::Value> = instances
+        .iter()
+        .map(|(file, insts)| {
+            (file.to_string(), serde_json::json!(insts.iter().map(Instance::serve_args).collect::<Vec<_>>()))
+        })
+        .collect();
     let mut cmd = Command::new("node");
-    cmd.args([
-        "--test",
-        "--test-concurrency=1",
-        "--test-reporter=spec",
-        "e2e.test.mjs",
-        "embed.test.mjs",
-        "learner.test.mjs",
-    ])
-    .current_dir(&dir)
-    .env("NSPLAY_BIN", common::BIN)
-    .env("NSPLAY_INSTANCES", serde_json::to_string(&args).unwrap())
-    .env("NSPLAY_CHROMIUM", &browser)
-    .env("NSPLAY_SCREENSHOT_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"))
-    .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
-    .env("NO_COLOR", "1")
-    .stdin(Stdio::null())
-    .stdout(Stdio::piped())
-    .stderr(Stdio::piped());
+    cmd.args(["--test", "--test-concurrency=1", "--test-reporter=spec"])
+        .args(FILES.iter().map(|(file, _)| file))
+        .current_dir(&dir)
+        .env("NSPLAY_BIN", common::BIN)
+        .env("NSPLAY_INSTANCES", serde_json::Value::Object(args).to_string())
+        .env("NSPLAY_CHROMIUM", &browser)
+        .env("NSPLAY_SCREENSHOT_DIR", Path::new(env!("CARGO_MANIFEST_DIR")).join("docs/screenshots"))
+        .env("PLAYWRIGHT_SKIP_BROWSER_DOWNLOAD", "1")
+        .env("NO_COLOR", "1")
+        .stdin(Stdio::null())
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped());
     // Own process group, so a hung suite is ended together with its browser and servers.
     std::os::unix::process::CommandExt::process_group(&mut cmd, 0);
     let mut child = cmd.spawn().expect("cannot start node");
@@ -98,5 +107,21 @@ fn browser_end_to_end() {
         Some(s) => panic!("the browser suite failed ({s}, {took} s):\n{stdout}\n{stderr}"),
         None => panic!("the browser suite took longer than {SUITE_TIMEOUT:?} and was stopped:\n{stdout}\n{stderr}"),
     }
+    // Every server has stopped (the files' `after` hooks see to it even when a test fails):
+    // a group still there is a session (or its relay) that no shutdown ended. Polled for up to
+    // 10 s, as the other tests' leftover checks are.
+    let leftovers = |insts: &[(&str, Vec<Instance>)]| -> Vec<String> {
+        insts
+            .iter()
+            .flat_map(|(file, list)| list.iter().enumerate().map(move |(i, inst)| (file, i, inst)))
+            .filter_map(|(file, i, inst)| {
+                let groups = inst.all_groups();
+                (!groups.is_empty()).then(|| format!("{file}, its INSTANCES[{i}] ({}): {groups:?}", inst.parent))
+            })
+            .collect()
+    };
+    common::wait_until(10, || leftovers(&instances).is_empty());
+    let left = leftovers(&instances);
+    assert!(left.is_empty(), "the browser suite passed but left session groups behind:\n{}", left.join("\n"));
     drop(instances);
 }

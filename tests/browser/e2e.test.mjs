@@ -1,139 +1,30 @@
 // End-to-end tests of nsplay in Debian's Chromium, driven by playwright-core.
 // Each scenario asserts what a person would see. Run through `cargo test`
 // (tests/browser.rs), which builds the server, allocates isolated instance
-// settings and passes them in:
-//   NSPLAY_BIN            the nsplay binary
-//   NSPLAY_INSTANCES      JSON array of argument lists (state dir, cgroup parent, id range), >= 3
-//   NSPLAY_SCREENSHOT_DIR where the PNG screenshots go (docs/screenshots)
-//   NSPLAY_CHROMIUM       the browser (default /usr/bin/chromium)
+// settings and passes them in (the environment: harness.mjs).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, execFileSync } from 'node:child_process';
-import { mkdirSync } from 'node:fs';
 import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  DESK, JAPANESE, SHOTS, Server, browser, eventually, instancesFor, localAssets, sleep, stepper, useBrowser, visibleText,
+} from './harness.mjs';
 
-const HERE = path.dirname(fileURLToPath(import.meta.url));
+// Four instances: the first two scenarios share INSTANCES[0]; a later scenario reuses one
+// whose server has stopped.
+const INSTANCES = instancesFor(import.meta.url);
+const VIEWPORT = DESK;
 
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run these tests with \`cargo test --release --test browser\``);
-  return v;
-}
-
-const BIN = env('NSPLAY_BIN');
-const INSTANCES = JSON.parse(env('NSPLAY_INSTANCES'));
-const SHOTS = process.env.NSPLAY_SCREENSHOT_DIR || path.resolve(HERE, '../../docs/screenshots');
-const CHROMIUM = process.env.NSPLAY_CHROMIUM || '/usr/bin/chromium';
-const VIEWPORT = { width: 1280, height: 800 };
-
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-
-// ------------------------------------------------------------------ server ---
-
-// Generous per-client limits: every request of this suite comes from 127.0.0.1.
-const SERVE_HELP = execFileSync(BIN, ['serve', '--help'], { encoding: 'utf8' });
-const CLIENT_LIMITS = [
-  ['--max-sessions-per-client', '16'],
-  ['--create-burst', '50'],
-  ['--create-per-minute', '120'],
-  // SIGTERM drains this long before it ends the sessions (docs/scale-out.md).
-  ['--drain-timeout', '1s'],
-].filter(([flag]) => SERVE_HELP.includes(flag)).flat();
-
-class Server {
-  static start(instanceArgs, { listen = '127.0.0.1:0', extra = [], clientLimits = true } = {}) {
-    const args = ['serve', '--listen', listen, ...instanceArgs, ...(clientLimits ? CLIENT_LIMITS : []), ...extra];
-    const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-    const server = new Server(child);
-    return new Promise((resolve, reject) => {
-      let out = '';
-      const timer = setTimeout(() => fail(new Error('no "listening" line within 30 s')), 30000);
-      const fail = (err) => {
-        clearTimeout(timer);
-        child.kill('SIGKILL');
-        reject(new Error(`nsplay serve ${args.join(' ')} did not start: ${err.message}\n${server.log}`));
-      };
-      const early = (code) => fail(new Error(`exited with ${code}`));
-      child.on('error', fail);
-      child.on('exit', early);
-      child.stdout.on('data', (d) => {
-        out += d;
-        const m = /nsplay listening on http:\/\/(\S+)/.exec(out);
-        if (!m) return;
-        clearTimeout(timer);
-        child.off('exit', early);
-        server.addr = m[1];
-        server.base = 'http://' + m[1];
-        server.port = Number(m[1].split(':').pop());
-        resolve(server);
-      });
-    });
-  }
-
-  constructor(child) {
-    this.child = child;
-    this.log = '';
-    this.exited = new Promise((r) => child.on('exit', (code, signal) => r(code ?? signal)));
-    child.stderr.on('data', (d) => { this.log = (this.log + d).slice(-20000); });
-    Server.all.add(this);
-  }
-
-  async stop(signal = 'SIGTERM') {
-    if (this.child.exitCode === null && this.child.signalCode === null) this.child.kill(signal);
-    const r = await Promise.race([this.exited, sleep(30000).then(() => 'timeout')]);
-    if (r === 'timeout') this.child.kill('SIGKILL');
-    Server.all.delete(this);
-    return r;
-  }
-
-  async api(method, p) {
-    const res = await fetch(this.base + p, { method, headers: { Accept: 'application/json' } });
-    const text = await res.text();
-    return { status: res.status, headers: res.headers, body: text ? JSON.parse(text) : null };
-  }
-}
-Server.all = new Set();
-
-// ----------------------------------------------------------------- browser ---
-
-let browser;
-
-before(async () => {
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    // launch() always starts from a fresh temporary profile (--user-data-dir).
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-quic'],
-  });
-});
-
-after(async () => {
-  if (browser) await browser.close();
-  await Promise.all([...Server.all].map((s) => s.stop()));
-});
+useBrowser();
 
 async function openPage(server, { locale = 'en-US', viewport = VIEWPORT } = {}) {
   const context = await browser.newContext({ viewport, locale, deviceScaleFactor: 1 });
+  await localAssets(context);
   await context.grantPermissions(['clipboard-read', 'clipboard-write'], { origin: server.base });
   const page = await context.newPage();
   page.errors = [];
   page.on('pageerror', (e) => page.errors.push(e.message));
   return page;
-}
-
-// Runs the steps of one scenario in order; after a failure the rest are
-// skipped instead of each timing out on a page in an unknown state.
-function stepper(t) {
-  let broken = false;
-  return (name, fn) => t.test(name, async (st) => {
-    if (broken) { st.skip('an earlier step failed'); return; }
-    try { await fn(); } catch (e) { broken = true; throw e; }
-  });
 }
 
 // ---------------------------------------------------------------- terminal ---
@@ -206,25 +97,6 @@ async function focusTerminal(page) {
 }
 
 const clipboardText = (page) => page.evaluate(() => navigator.clipboard.readText());
-
-async function visibleText(locator) {
-  await locator.waitFor({ state: 'visible' });
-  return (await locator.innerText()).trim();
-}
-
-// Polls an async getter until `pred` holds; fails with the last value.
-async function eventually(get, pred, what, timeout = 15000) {
-  const end = Date.now() + timeout;
-  let v;
-  for (;;) {
-    v = await get().catch((e) => `(error: ${e.message})`);
-    if (pred(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(v)}`);
-    await sleep(100);
-  }
-}
-
-const JAPANESE = /[\u3040-\u30ff\u4e00-\u9fff]/;
 
 // ------------------------------------------------------------- scenarios ---
 

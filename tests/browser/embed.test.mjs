@@ -5,56 +5,21 @@
 // create a session (CORS) and open its socket; when it does not, the frame is refused
 // (frame-ancestors) and so is a socket the page opens (Origin check). The frames take the
 // author's default colours (data-nsplay-theme) and have a ☀ / ☾ of their own. Run with the rest of the
-// browser suite by tests/browser.rs (same environment as e2e.test.mjs).
+// browser suite by tests/browser.rs (environment, servers and browser: harness.mjs).
 
 import { test, before, after } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { createServer } from 'node:http';
 import path from 'node:path';
-import { chromium } from 'playwright-core';
+import {
+  SHOTS, Server, browser, eventually, instancesFor, localAssets, sleep, terminalText, useBrowser,
+} from './harness.mjs';
 
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run these tests with \`cargo test --release --test browser\``);
-  return v;
-}
-const BIN = env('NSPLAY_BIN');
-const INSTANCES = JSON.parse(env('NSPLAY_INSTANCES'));
-const SHOTS = env('NSPLAY_SCREENSHOT_DIR');
-const CHROMIUM = process.env.NSPLAY_CHROMIUM || '/usr/bin/chromium';
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const servers = new Set();
-
-function startNsplay(instanceArgs, extra) {
-  const args = ['serve', '--listen', '127.0.0.1:0', ...instanceArgs, '--drain-timeout', '1s',
-    '--max-sessions-per-client', '16', '--create-burst', '50', ...extra];
-  const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stderr.on('data', (d) => { log = (log + d).slice(-20000); });
-  const exited = new Promise((r) => child.on('exit', r));
-  const s = { child, exited, log: () => log };
-  servers.add(s);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`nsplay did not start:\n${log}`)), 30000);
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`nsplay exited with ${code}:\n${log}`)); });
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /nsplay listening on http:\/\/(\S+)/.exec(out);
-      if (!m) return;
-      clearTimeout(timer);
-      s.base = 'http://' + m[1];
-      resolve(s);
-    });
-  });
-}
-
-async function stop(s) {
-  if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGINT');
-  await Promise.race([s.exited, sleep(20000).then(() => s.child.kill('SIGKILL'))]);
-  servers.delete(s);
-}
+const INSTANCES = instancesFor(import.meta.url);
+// Its servers are stopped with SIGINT (no drain: nothing here tests one).
+const STOP = 'SIGINT';
+// This file's waits keep the 45 s they had before the shared harness (whose default is 15 s).
+const PATIENT = 45000;
 
 // The author's site: one page that includes nsplay's embed script from `nsplay`.
 function authorSite() {
@@ -78,50 +43,15 @@ function authorSite() {
   }));
 }
 
-let browser;
+useBrowser({ stopSignal: STOP });
 let site;
-before(async () => {
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-quic'],
-  });
-  site = await authorSite();
-});
-after(async () => {
-  if (browser) await browser.close();
-  await Promise.all([...servers].map(stop));
-  if (site) site.http.close();
-});
+before(async () => { site = await authorSite(); });
+after(() => { if (site) site.http.close(); });
 
 async function liveSessions(server) {
   const text = await (await fetch(server.base + '/metrics')).text();
   const m = /^nsplay_sessions_live (\d+)/m.exec(text);
   return m ? Number(m[1]) : 0;
-}
-
-// The text of the terminal in `frame` (its xterm.js buffer).
-function frameText(frame) {
-  return frame.evaluate(() => {
-    const conn = window.Nsplay && window.Nsplay.connection;
-    if (!conn) return '';
-    const b = conn.term.buffer.active;
-    const out = [];
-    for (let i = 0; i < b.length; i++) out.push(b.getLine(i).translateToString(true));
-    return out.join('\n');
-  });
-}
-
-async function eventually(get, pred, what, timeout = 45000) {
-  const end = Date.now() + timeout;
-  let v;
-  for (;;) {
-    v = await get();
-    if (pred(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last: ${String(v).slice(-800)}`);
-    await sleep(200);
-  }
 }
 
 // What the author page's own script gets when it creates a session (CORS) and opens its socket.
@@ -148,8 +78,9 @@ function directUse(page, base) {
 }
 
 test('an allowed second origin embeds a lesson and Run blocks; nothing starts before a click', async () => {
-  const server = await startNsplay(INSTANCES[0], ['--embed-origin', site.origin, '--warm-pool', '1']);
+  const server = await Server.start(INSTANCES[0], { extra: ['--embed-origin', site.origin, '--warm-pool', '1'] });
   const context = await browser.newContext({ viewport: { width: 1280, height: 1000 }, locale: 'en-US' });
+  await localAssets(context);
   const page = await context.newPage();
   const errors = [];
   page.on('pageerror', (e) => errors.push(e.message));
@@ -166,11 +97,11 @@ test('an allowed second origin embeds a lesson and Run blocks; nothing starts be
   // The author's Run block: the terminal appears, and its session starts, on the click.
   await page.click('button.nsplay-run');
   const play = page.frames().find((f) => f.url().startsWith(server.base + '/embed/play')) ||
-    await eventually(() => page.frames().find((f) => f.url().startsWith(server.base + '/embed/play')), Boolean, 'the play frame');
-  await eventually(() => frameText(play), (s) => s.includes('from-the-author-page'), 'the Run command in the terminal')
+    await eventually(() => page.frames().find((f) => f.url().startsWith(server.base + '/embed/play')), Boolean, 'the play frame', PATIENT);
+  await eventually(() => terminalText(play), (s) => s.includes('from-the-author-page'), 'the Run command in the terminal', PATIENT)
     .catch(async (e) => {
       const banner = await play.locator('#banner').innerText().catch(() => '');
-      throw new Error(`${e.message}\nbanner: ${banner}\nconsole: ${consoleLog.join('\n')}\n${server.log()}`);
+      throw new Error(`${e.message}\nbanner: ${banner}\nconsole: ${consoleLog.join('\n')}\n${server.log}`);
     });
   // The author asked for dark frames (data-nsplay-theme) on a light system: the terminal is dark.
   const colours = (f) => f.evaluate(() => [document.documentElement.dataset.theme || '',
@@ -178,14 +109,14 @@ test('an allowed second origin embeds a lesson and Run blocks; nothing starts be
   assert.deepEqual(await colours(play), ['dark', '#15181d'], 'the author\'s data-nsplay-theme');
   // A second click types into the same shell.
   await page.click('button.nsplay-run');
-  await eventually(() => frameText(play), (s) => s.split('from-the-author-page').length >= 3, 'the second Run');
+  await eventually(() => terminalText(play), (s) => s.split('from-the-author-page').length >= 3, 'the second Run', PATIENT);
 
   // The lesson frame: Start, then a step's Run and Check.
   const lf = page.frames().find((f) => f.url().startsWith(server.base + '/embed/uts'));
   await lesson.locator('#embed-start').click();
   await lesson.locator('#conn-state[data-state="connected"]').waitFor({ timeout: 45000 });
   await lesson.locator('.step[data-step="enter"] .run').click();
-  await eventually(() => frameText(lf), (s) => /unshare/.test(s), 'the lesson Run');
+  await eventually(() => terminalText(lf), (s) => /unshare/.test(s), 'the lesson Run', PATIENT);
   assert.equal(await lesson.locator('#download-cast').isVisible(), true, 'the Recording button');
   // No theme asked for: the system's (light here); the frame's own ☀ / ☾ switches it, terminal too.
   assert.deepEqual(await colours(lf), ['', '#ffffff']);
@@ -205,12 +136,13 @@ test('an allowed second origin embeds a lesson and Run blocks; nothing starts be
   assert.equal(await liveSessions(server), before, 'the reload made no new session');
   assert.deepEqual(errors, []);
   await context.close();
-  await stop(server);
+  await server.stop(STOP);
 });
 
 test('a second origin that is not allowed is refused: frame-ancestors and the socket', async () => {
-  const server = await startNsplay(INSTANCES[1], ['--warm-pool', '1']);
+  const server = await Server.start(INSTANCES[1], { extra: ['--warm-pool', '1'] });
   const context = await browser.newContext({ viewport: { width: 1280, height: 800 }, locale: 'en-US' });
+  await localAssets(context);
   const page = await context.newPage();
   const csp = [];
   page.on('console', (m) => { if (/frame-ancestors/.test(m.text())) csp.push(m.text()); });
@@ -218,7 +150,7 @@ test('a second origin that is not allowed is refused: frame-ancestors and the so
   await page.goto(site.url(server.base));
   const answer = await embedAnswer;
   assert.equal(answer.headers()['content-security-policy'], "frame-ancestors 'self'");
-  await eventually(async () => csp.length, (n) => n > 0, 'Chromium refusing the frame (frame-ancestors)');
+  await eventually(async () => csp.length, (n) => n > 0, 'Chromium refusing the frame (frame-ancestors)', PATIENT);
   // The frame shows no page of nsplay's.
   const frame = page.frames().find((f) => f !== page.mainFrame());
   const shown = frame ? await frame.locator('#embed-start').count().catch(() => 0) : 0;
@@ -240,5 +172,5 @@ test('a second origin that is not allowed is refused: frame-ancestors and the so
   }, { base: server.base, terminal: s.terminal });
   assert.deepEqual(out, { create: 'blocked', socket: 'refused' });
   await context.close();
-  await stop(server);
+  await server.stop(STOP);
 });

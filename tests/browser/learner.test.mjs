@@ -5,98 +5,22 @@
 // the page's language, on a phone too), the light theme (prefers-color-scheme by default, the toggle remembered, the
 // terminal's colours follow), and lesson text naming the server's real limits. Screenshots
 // of each at 1280×800 and 390×844, English and Japanese, go to NSPLAY_SCREENSHOT_DIR.
-// Run by tests/browser.rs with the same environment as e2e.test.mjs.
+// Run by tests/browser.rs (environment, servers and browser: harness.mjs).
 
-import { test, before, after } from 'node:test';
+import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { mkdirSync, readFileSync } from 'node:fs';
-import path from 'node:path';
-import { fileURLToPath } from 'node:url';
-import { chromium } from 'playwright-core';
+import {
+  DESK, JAPANESE, PHONE, Server, browser, eventually, instancesFor, localAssets, shot, sleep, terminalText, useBrowser,
+} from './harness.mjs';
 
-function env(name) {
-  const v = process.env[name];
-  if (!v) throw new Error(`${name} is not set: run these tests with \`cargo test --release --test browser\``);
-  return v;
-}
-const BIN = env('NSPLAY_BIN');
-const INSTANCES = JSON.parse(env('NSPLAY_INSTANCES'));
-const SHOTS = env('NSPLAY_SCREENSHOT_DIR');
-const CHROMIUM = process.env.NSPLAY_CHROMIUM || '/usr/bin/chromium';
+const INSTANCES = instancesFor(import.meta.url);
 const TOKEN = 'learner-test-admin-token-0123456789';
-const DESK = { width: 1280, height: 800 };
-const PHONE = { width: 390, height: 844 };
-const JAPANESE = /[\u3040-\u30ff\u4e00-\u9fff]/;
-const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
-const servers = new Set();
+// Its servers are stopped with SIGINT (no drain: nothing here tests one).
+const STOP = 'SIGINT';
+// This file's waits keep the 20 s they had before the shared harness (whose default is 15 s).
+const until = (get, pred, what, timeout = 20000) => eventually(get, pred, what, timeout);
 
-function startNsplay(instanceArgs, extra) {
-  const args = ['serve', '--listen', '127.0.0.1:0', ...instanceArgs, '--drain-timeout', '1s',
-    '--max-sessions-per-client', '16', '--create-burst', '50', '--create-per-minute', '120', ...extra];
-  const child = spawn(BIN, args, { stdio: ['ignore', 'pipe', 'pipe'] });
-  let log = '';
-  child.stderr.on('data', (d) => { log = (log + d).slice(-20000); });
-  const exited = new Promise((r) => child.on('exit', r));
-  const s = { child, exited, log: () => log };
-  servers.add(s);
-  return new Promise((resolve, reject) => {
-    let out = '';
-    const timer = setTimeout(() => reject(new Error(`nsplay did not start:\n${log}`)), 30000);
-    child.on('exit', (code) => { clearTimeout(timer); reject(new Error(`nsplay exited with ${code}:\n${log}`)); });
-    child.stdout.on('data', (d) => {
-      out += d;
-      const m = /nsplay listening on http:\/\/(\S+)/.exec(out);
-      if (!m) return;
-      clearTimeout(timer);
-      s.base = 'http://' + m[1];
-      resolve(s);
-    });
-  });
-}
-
-async function stop(s) {
-  if (s.child.exitCode === null && s.child.signalCode === null) s.child.kill('SIGINT');
-  await Promise.race([s.exited, sleep(20000).then(() => s.child.kill('SIGKILL'))]);
-  servers.delete(s);
-}
-
-let browser;
-before(async () => {
-  mkdirSync(SHOTS, { recursive: true });
-  browser = await chromium.launch({
-    executablePath: CHROMIUM,
-    headless: true,
-    args: ['--headless', '--no-sandbox', '--disable-gpu', '--no-first-run', '--disable-background-networking',
-      '--disable-component-update', '--disable-sync', '--disable-quic'],
-  });
-});
-after(async () => {
-  if (browser) await browser.close();
-  await Promise.all([...servers].map(stop));
-});
-
-async function eventually(get, pred, what, timeout = 20000) {
-  const end = Date.now() + timeout;
-  let v;
-  for (;;) {
-    v = await get().catch((e) => `(error: ${e.message})`);
-    if (pred(v)) return v;
-    if (Date.now() > end) throw new Error(`timed out waiting for ${what}; last seen: ${JSON.stringify(v)}`);
-    await sleep(100);
-  }
-}
-
-// LOCAL_ASSETS=1 (by hand, while editing) serves web/js and web/nsplay.css from the work tree
-// (or from LOCAL_ASSETS_DIR: an older web/ to see a test fail) instead of the binary's copies.
-const WEB = process.env.LOCAL_ASSETS_DIR || path.resolve(path.dirname(fileURLToPath(import.meta.url)), '../../web');
-async function localAssets(context) {
-  if (!process.env.LOCAL_ASSETS) return;
-  await context.route(/\/assets\/(js\/[a-z]+\.js|nsplay\.css)(\?.*)?$/, (route) => {
-    const file = /\/assets\/([^?]+)/.exec(route.request().url())[1];
-    route.fulfill({ body: readFileSync(path.join(WEB, file)), contentType: file.endsWith('.css') ? 'text/css' : 'text/javascript' });
-  });
-}
+useBrowser({ stopSignal: STOP });
 
 async function newPage(viewport, locale, colorScheme = 'dark') {
   const context = await browser.newContext({ viewport, locale, colorScheme, deviceScaleFactor: 1 });
@@ -107,16 +31,8 @@ async function newPage(viewport, locale, colorScheme = 'dark') {
   return page;
 }
 
-// The active tab's screen, as text.
-const screenText = (page) => page.evaluate(() => {
-  const term = window.Nsplay.connection.term;
-  const b = term.buffer.active;
-  const out = [];
-  for (let i = 0; i < b.length; i++) out.push(b.getLine(i).translateToString(true));
-  return out.join('\n');
-});
 const tabs = (page) => page.evaluate(() => window.Nsplay.connection.tabs());
-const atPrompt = (page) => eventually(() => screenText(page), (s) => /#\s*$/.test(s.trimEnd() + ' ') && /#/.test(s),
+const atPrompt = (page) => until(() => terminalText(page), (s) => /#\s*$/.test(s.trimEnd() + ' ') && /#/.test(s),
   'a shell prompt', 45000).catch(async (e) => {
   throw new Error(`${e.message}\nbanner: ${await page.locator('#banner').innerText().catch(() => '')}`);
 });
@@ -126,7 +42,7 @@ async function typeAndSee(page, text, want) {
   await page.evaluate(() => window.Nsplay.connection.term.focus());
   await page.keyboard.type(text);
   await page.keyboard.press('Enter');
-  return eventually(() => screenText(page), (s) => want.test(s), `${want} after \`${text}\``);
+  return until(() => terminalText(page), (s) => want.test(s), `${want} after \`${text}\``);
 }
 
 function overlaps(a, b) {
@@ -141,13 +57,8 @@ async function done(page) {
   await page.context().close();
 }
 
-async function shot(page, name) {
-  await sleep(400); // the last frame of output painted
-  await page.screenshot({ path: path.join(SHOTS, name) });
-}
-
 test('the instructor-viewing badge sits beside "fresh session", never over it', async () => {
-  const server = await startNsplay(INSTANCES[0], ['--admin-token', TOKEN, '--memory', '200M', '--warm-pool', '2']);
+  const server = await Server.start(INSTANCES[0], { extra: ['--admin-token', TOKEN, '--memory', '200M', '--warm-pool', '2'] });
   const auth = { Authorization: 'Bearer ' + TOKEN, 'Content-Type': 'application/json', Accept: 'application/json' };
   const res = await fetch(server.base + '/api/rooms', {
     method: 'POST', headers: auth, body: JSON.stringify({ title: 'Badge check', lessons: ['uts'], capacity: 4 }),
@@ -201,11 +112,11 @@ test('the instructor-viewing badge sits beside "fresh session", never over it', 
     await shot(page, `lesson-limits-1280-${lang}.png`);
   }
   await done(page);
-  await stop(server);
+  await server.stop(STOP);
 });
 
 test('terminal tabs: open, switch, Run into the active one, ended, reload, the limit, a phone', async () => {
-  const server = await startNsplay(INSTANCES[1], ['--warm-pool', '2']);
+  const server = await Server.start(INSTANCES[1], { extra: ['--warm-pool', '2'] });
   const page = await newPage(DESK, 'en-US');
   await page.goto(server.base + '/learn/uts');
   await atPrompt(page);
@@ -214,14 +125,14 @@ test('terminal tabs: open, switch, Run into the active one, ended, reload, the l
 
   // "+": a second shell of the same session, in front.
   await page.getByRole('button', { name: 'Open another terminal in this session' }).click();
-  await eventually(() => tabs(page), (v) => v.length === 2 && v[1].active && v[1].state === 'connected', 'the second tab');
+  await until(() => tabs(page), (v) => v.length === 2 && v[1].active && v[1].state === 'connected', 'the second tab');
   await atPrompt(page);
   await typeAndSee(page, 'tty', /\/dev\/pts\/1/);
   assert.equal(await page.getByRole('tab', { name: 'Terminal 2' }).getAttribute('aria-selected'), 'true');
 
   // A Run button types into the active tab.
   await page.locator('.step[data-step="enter"] button.run').first().click();
-  await eventually(() => screenText(page), (s) => /unshare/.test(s), 'the Run command in tab 2');
+  await until(() => terminalText(page), (s) => /unshare/.test(s), 'the Run command in tab 2');
   await page.keyboard.type('exit');
   await page.keyboard.press('Enter'); // leave the nested namespace the Run started
   await sleep(300);
@@ -229,22 +140,22 @@ test('terminal tabs: open, switch, Run into the active one, ended, reload, the l
   // The keyboard: ←/→ on the tab strip switch tabs.
   await page.getByRole('tab', { name: 'Terminal 2' }).focus();
   await page.keyboard.press('ArrowLeft');
-  await eventually(() => tabs(page), (v) => v[0].active, 'tab 1 after ←');
+  await until(() => tabs(page), (v) => v[0].active, 'tab 1 after ←');
   assert.equal(await page.evaluate(() => document.activeElement.getAttribute('aria-label')), 'Terminal 1');
-  assert.ok(!/unshare/.test(await screenText(page)), 'tab 1 never saw the Run');
+  assert.ok(!/unshare/.test(await terminalText(page)), 'tab 1 never saw the Run');
   await page.keyboard.press('ArrowRight');
-  await eventually(() => tabs(page), (v) => v[1].active, 'tab 2 after →');
+  await until(() => tabs(page), (v) => v[1].active, 'tab 2 after →');
   await shot(page, 'lesson-tabs-1280-en.png');
 
   // A reload brings both back, the active one in front.
   await page.reload();
-  await eventually(() => tabs(page).catch(() => []), (v) => v.length === 2 && v.every((x) => x.state === 'connected') && v[1].active,
+  await until(() => tabs(page).catch(() => []), (v) => v.length === 2 && v.every((x) => x.state === 'connected') && v[1].active,
     'both tabs after the reload');
-  await eventually(() => screenText(page), (s) => /\/dev\/pts\/1/.test(s), 'tab 2 replayed its output');
+  await until(() => terminalText(page), (s) => /\/dev\/pts\/1/.test(s), 'tab 2 replayed its output');
 
   // An ended tab says so and closes; the session lives on in the other.
   await typeAndSee(page, 'exit', /exit/);
-  await eventually(() => tabs(page), (v) => v[1].state === 'ended', 'tab 2 ended');
+  await until(() => tabs(page), (v) => v[1].state === 'ended', 'tab 2 ended');
   assert.equal(await page.getByRole('tab', { name: 'Terminal 2 · ended' }).getAttribute('aria-selected'), 'true');
   assert.equal(await page.locator('#conn-state').innerText(), 'Terminal ended', 'the session itself goes on');
   assert.match(await page.locator('#term-pane-1 .banner').innerText(), /the session goes on in the other tabs/);
@@ -252,21 +163,21 @@ test('terminal tabs: open, switch, Run into the active one, ended, reload, the l
   await banner.getByRole('button', { name: 'Close this tab' }).waitFor();
   await shot(page, 'lesson-tab-ended-1280-en.png');
   await banner.getByRole('button', { name: 'Close this tab' }).click();
-  await eventually(() => tabs(page), (v) => v.length === 1 && v[0].active, 'one tab left');
+  await until(() => tabs(page), (v) => v.length === 1 && v[0].active, 'one tab left');
   await typeAndSee(page, 'echo still-$((40+2))', /still-42/);
   const id = await page.evaluate(() => window.Nsplay.connection.sessionId);
   assert.ok(await page.locator('.tab-close').first().isHidden(), 'the only tab has no ×');
 
   // "×" on a running tab hangs its shell up (a foreground job too): the server lists it no more.
   await page.locator('.tab-new').click();
-  await eventually(() => tabs(page), (v) => v.length === 2 && v[1].active && v[1].state === 'connected', 'a new second tab');
+  await until(() => tabs(page), (v) => v.length === 2 && v[1].active && v[1].state === 'connected', 'a new second tab');
   await atPrompt(page);
   await typeAndSee(page, 'sleep 1301', /sleep 1301/);
   const session = async () => (await fetch(server.base + '/api/sessions/' + encodeURIComponent(id))).json();
   assert.equal((await session()).terminals.length, 2);
   await shot(page, 'lesson-tab-close-1280-en.png');
   await page.getByRole('button', { name: /^Close terminal 2$/ }).click();
-  await eventually(() => tabs(page), (v) => v.length === 1 && v[0].active, 'the running tab closed');
+  await until(() => tabs(page), (v) => v.length === 1 && v[0].active, 'the running tab closed');
   assert.deepEqual((await session()).terminals, ['/api/sessions/' + id + '/terminals/0']);
   await typeAndSee(page, 'echo after-$((6*7))', /after-42/);
   assert.deepEqual(page.errors, []);
@@ -282,7 +193,7 @@ test('terminal tabs: open, switch, Run into the active one, ended, reload, the l
   for (let i = 0; i < 10 && !(await error.innerText()); i++) {
     const before = (await tabs(phone)).length;
     await add.click();
-    await eventually(async () => [(await tabs(phone)).length, await error.innerText()],
+    await until(async () => [(await tabs(phone)).length, await error.innerText()],
       ([n, e]) => n > before || e !== '', 'a new tab or a refusal');
   }
   const refusal = await error.innerText();
@@ -299,11 +210,11 @@ test('terminal tabs: open, switch, Run into the active one, ended, reload, the l
   await shot(phone, 'lesson-tabs-phone-ja.png');
   assert.deepEqual(phone.errors, []);
   await done(phone);
-  await stop(server);
+  await server.stop(STOP);
 });
 
 test('the light theme: the system\'s choice by default, the toggle remembered, the terminal follows', async () => {
-  const server = await startNsplay(INSTANCES[2], ['--warm-pool', '2']);
+  const server = await Server.start(INSTANCES[2], { extra: ['--warm-pool', '2'] });
   const termBg = (page) => page.evaluate(() => window.Nsplay.connection.term.options.theme.background);
   const pageBg = (page) => page.evaluate(() => getComputedStyle(document.querySelector('.lesson-text')).backgroundColor + '|' +
     getComputedStyle(document.body).backgroundColor);
@@ -327,7 +238,7 @@ test('the light theme: the system\'s choice by default, the toggle remembered, t
   assert.notEqual(await pageBg(page), darkBody, 'the page changed with the terminal');
   // A second tab opened now gets the light colours too.
   await page.getByRole('button', { name: 'Open another terminal in this session' }).click();
-  await eventually(() => tabs(page), (v) => v.length === 2 && v[1].active, 'the second tab');
+  await until(() => tabs(page), (v) => v.length === 2 && v[1].active, 'the second tab');
   assert.equal(await termBg(page), '#ffffff');
   // A+ is remembered as well, for every tab.
   await page.locator('#font-larger').click();
@@ -335,7 +246,7 @@ test('the light theme: the system\'s choice by default, the toggle remembered, t
   await atPrompt(page);
   assert.equal(await page.evaluate(() => document.documentElement.dataset.theme), 'light', 'the choice survives a reload');
   assert.equal(await termBg(page), '#ffffff');
-  await eventually(() => tabs(page), (v) => v.length === 2, 'both tabs again');
+  await until(() => tabs(page), (v) => v.length === 2, 'both tabs again');
   for (const n of [0, 1]) {
     await page.evaluate((k) => window.Nsplay.connection.select(k), n);
     assert.equal(await page.evaluate(() => window.Nsplay.connection.term.options.fontSize), 16, `tab ${n + 1} keeps A+`);
@@ -368,12 +279,12 @@ test('the light theme: the system\'s choice by default, the toggle remembered, t
     await p.goto(server.base + '/learn/uts');
     await atPrompt(p);
     await p.locator('.tab-new').click();
-    await eventually(() => tabs(p), (v) => v.length === 2 && v[1].state === 'connected', 'the second tab');
+    await until(() => tabs(p), (v) => v.length === 2 && v[1].state === 'connected', 'the second tab');
     await atPrompt(p);
     await typeAndSee(p, 'echo second-$((1+1))', /second-2/);
     await shot(p, name);
     assert.deepEqual(p.errors, []);
     await done(p);
   }
-  await stop(server);
+  await server.stop(STOP);
 });
