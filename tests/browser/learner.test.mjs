@@ -2,8 +2,9 @@
 // badge beside the fresh-session button (never over it), terminal tabs (open, switch by
 // mouse and keyboard, Run types into the active one, an ended tab says so and closes, "×"
 // hangs up a running one, a reload brings back those still running, the limit's refusal in
-// the page's language, on a phone too), the light theme (prefers-color-scheme by default, the toggle remembered, the
-// terminal's colours follow), and lesson text naming the server's real limits. Screenshots
+// the page's language, on a phone too), the light theme (prefers-color-scheme by default, the
+// toggle remembered, the terminal's colours follow), lesson text naming the server's real
+// limits, and a join refused for the learner's own sessions offering to end them. Screenshots
 // of each at 1280×800 and 390×844, English and Japanese, go to NSPLAY_SCREENSHOT_DIR.
 // Run by tests/browser.rs (environment, servers and browser: harness.mjs).
 
@@ -286,5 +287,41 @@ test('the light theme: the system\'s choice by default, the toggle remembered, t
     assert.deepEqual(p.errors, []);
     await done(p);
   }
+  await server.stop(STOP);
+});
+
+test('too many sessions of the learner\'s own: the join page says so and ends them on request', async () => {
+  // The default per-learner cap (3) and creation burst: no raised client limits here.
+  const server = await Server.start(INSTANCES[0], { clientLimits: false, extra: ['--admin-token', TOKEN, '--warm-pool', '1'] });
+  const auth = { Authorization: 'Bearer ' + TOKEN, 'Content-Type': 'application/json', Accept: 'application/json' };
+  const res = await fetch(server.base + '/api/rooms', {
+    method: 'POST', headers: auth, body: JSON.stringify({ title: 'Afternoon', lessons: ['uts'], capacity: 4 }),
+  });
+  assert.equal(res.status, 201, await res.clone().text());
+  const room = await res.json();
+  const page = await newPage(DESK, 'en-US');
+  await page.goto(server.base + '/learn'); // the learner cookie
+  // Three sessions of this browser's own (a script of the learner's, other rooms joined earlier).
+  const ids = await page.evaluate(async () => {
+    const out = [];
+    for (let i = 0; i < 3; i++) out.push((await (await fetch('/api/sessions', { method: 'POST' })).json()).id);
+    return out;
+  });
+  assert.equal(ids.filter(Boolean).length, 3, JSON.stringify(ids));
+  await page.goto(`${server.base}/join/${room.code}`);
+  await page.fill('#name', 'Busy');
+  await page.locator('#join').click();
+  const endOthers = page.getByRole('button', { name: 'End my other sessions' });
+  await endOthers.waitFor({ timeout: 20000 });
+  assert.match(await page.locator('#join-error').innerText(), /already have 3 sessions open/);
+  await shot(page, 'classroom-join-too-many-1280-en.png');
+  await endOthers.click();
+  await page.waitForURL(/\/learn\/uts/, { timeout: 30000 });
+  await atPrompt(page);
+  for (const id of ids) {
+    assert.equal((await fetch(server.base + '/api/sessions/' + encodeURIComponent(id))).status, 404, `session ${id} lives on`);
+  }
+  assert.deepEqual(page.errors, []);
+  await done(page);
   await server.stop(STOP);
 });
