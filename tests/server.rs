@@ -659,3 +659,88 @@ async fn an_ended_terminals_recording_stays_downloadable() {
     // An asciinema-readable file, like a live one's.
     assert!(cast.lines().skip(1).all(|l| serde_json::from_str::<Value>(l).is_ok()));
 }
+
+/// An admin drain's deadline ends every session of the node, also the ones whose create was
+/// already past the draining check when the drain began and that were only built after the
+/// deadline.
+#[tokio::test(flavor = "multi_thread")]
+async fn an_admin_drains_deadline_also_ends_the_sessions_still_being_built() {
+    const TOKEN: &str = "server-test-admin-token-0123456789";
+    // The only test of this file with more than 4 id ranges (see `Instance::with_slots`).
+    let server = Server::start_in(
+        common::Instance::with_slots(32),
+        &[
+            "--warm-pool",
+            "0",
+            "--admin-token",
+            TOKEN,
+            "--max-sessions-per-client",
+            "32",
+            "--create-burst",
+            "64",
+            "--max-sessions",
+            "32",
+        ],
+    );
+    let c = reqwest::Client::new();
+    let creates: Vec<_> = (0..24)
+        .map(|_| {
+            let r = c.post(format!("{}/api/sessions", server.base)).send();
+            tokio::spawn(async move { r.await.unwrap() })
+        })
+        .collect();
+    // Every create is under way (nothing is pooled); the spawner is held still (SIGSTOP) so
+    // that they are built only after a 1 s drain's deadline.
+    tokio::time::sleep(Duration::from_millis(50)).await;
+    let spawner: Vec<i32> = std::fs::read_dir("/proc")
+        .unwrap()
+        .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<i32>().ok())
+        .filter(|pid| {
+            let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap_or_default();
+            let ppid = stat.rsplit_once(')').and_then(|(_, r)| r.split_whitespace().nth(1)?.parse::<i32>().ok());
+            let cmd = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+            ppid == Some(server.pid()) && String::from_utf8_lossy(&cmd).contains("__spawner")
+        })
+        .collect();
+    assert_eq!(spawner.len(), 1, "the server's spawner: {spawner:?}");
+    let spawner = nix::unistd::Pid::from_raw(spawner[0]);
+    nix::sys::signal::kill(spawner, nix::sys::signal::Signal::SIGSTOP).unwrap();
+    let started = Instant::now();
+    let r = c
+        .post(format!("{}/api/admin/drain", server.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"seconds": 1}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    nix::sys::signal::kill(spawner, nix::sys::signal::Signal::SIGCONT).unwrap();
+    assert!(started.elapsed() >= Duration::from_secs(1), "the spawner ran again before the deadline");
+    // Built after the deadline: refused (503 draining), or created and then ended.
+    let mut ids = Vec::new();
+    for h in creates {
+        let r = h.await.unwrap();
+        if r.status() == 201 {
+            ids.push(r.json::<Value>().await.unwrap()["id"].as_str().unwrap().to_string());
+        } else {
+            assert_eq!(r.status(), 503, "{}", r.text().await.unwrap());
+        }
+    }
+    println!("{} of 24 sessions answered 201", ids.len());
+    // Past the deadline (and a tick): none of them lives on.
+    let mut left = ids.clone();
+    let until = Instant::now() + Duration::from_secs(20);
+    while !left.is_empty() && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(250)).await;
+        let mut still = Vec::new();
+        for id in left {
+            if c.get(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap().status() != 404 {
+                still.push(id);
+            }
+        }
+        left = still;
+    }
+    assert!(left.is_empty(), "{} sessions outlived the drain's deadline: {left:?}", left.len());
+    assert!(wait_until(10, || server.inst.processes().is_empty()), "left: {:?}", server.inst.processes());
+}

@@ -1067,6 +1067,20 @@ impl Manager {
             self.end(&session.id, EndReason::Shutdown).await.ok();
             return Err(SessionError::ShuttingDown);
         }
+        // A drain (the admin call) that began while this one was built — its create was past
+        // the draining check — and whose deadline has passed has ended the sessions it found;
+        // this one ends as they did. (One that still runs reaches it with its reminder; a
+        // SIGTERM's drain ends in the shutdown above.)
+        let passed = self
+            .drain_state
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .as_ref()
+            .is_some_and(|d| !d.stopping && d.until <= tokio::time::Instant::now());
+        if passed {
+            self.end(&session.id, EndReason::Drained).await.ok();
+            return Err(SessionError::Draining);
+        }
         metrics::counter!("nsplay_sessions_created_total").increment(1);
         metrics::histogram!("nsplay_spawn_seconds").record(started.elapsed().as_secs_f64());
         metrics::gauge!("nsplay_sessions_live").set(self.live() as f64);
