@@ -13,7 +13,9 @@
 #      in this list yet: in the emulated guest its terminal output timed out (90 s for one
 #      command's prompt), once in its first step and once in its pids step.
 #   5. the probe that a lesson check's programs run in the session's relay group (v2's
-#      cgroup.procs moves; tests/probes.rs, a_checks_programs_are_charged_to_the_session).
+#      cgroup.procs moves; tests/probes.rs, a_checks_programs_are_charged_to_the_session);
+#   6. a classroom room's limits on its learners' v2 groups, prepared sessions included, and the
+#      lesson text naming them (tests/classroom.rs, a_rooms_limits_…).
 # The guest emulates its CPU, so only prebuilt test binaries run there. Takes several minutes
 # after the build (the VM boots in ~5 s; on a loaded 2-core host: sandbox 134 s, cgroups_v2
 # 139 s, the cgroup lessons a few minutes more). Needs root (it passes the tests' own
@@ -129,7 +131,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 start=$(date +%s)
 echo "v2-pass: building the test binaries on the host"
-json=$(cargo test --release --no-run --message-format=json --test sandbox --test cgroups_v2 --test lessons --test check_host --test probes)
+json=$(cargo test --release --no-run --message-format=json --test sandbox --test cgroups_v2 --test lessons --test check_host --test probes --test classroom)
 exe() {
     sed -n "s/.*\"target\":{[^}]*\"kind\":\[\"test\"\][^}]*\"name\":\"$1\"[^}]*}.*\"executable\":\"\([^\"]*\)\".*/\1/p" <<<"$json" | tail -1
 }
@@ -138,14 +140,16 @@ cgroups_v2=$(exe cgroups_v2)
 lessons=$(exe lessons)
 check_host=$(exe check_host)
 probes=$(exe probes)
+classroom=$(exe classroom)
 bin=$PWD/target/release/nsplay
-for f in "$sandbox" "$cgroups_v2" "$lessons" "$check_host" "$probes" "$bin"; do
+for f in "$sandbox" "$cgroups_v2" "$lessons" "$check_host" "$probes" "$classroom" "$bin"; do
     [ -n "$f" ] && [ -x "$f" ] || { echo "tests/v2-pass.sh: a test binary is missing after the build (${f:-?})" >&2; exit 1; }
 done
 echo "v2-pass: build done in $(($(date +%s) - start)) s; starting the cgroup v2 guest"
 run=("$vm")
 [ -x "$vm" ] || run=(bash "$vm")
 status=0
-"${run[@]}" --timeout "${V2_TIMEOUT:-900}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$check_host" "$sandbox" "$cgroups_v2" "$lessons@cgroup_lesson" "$probes@a_checks_programs_are_charged_to_the_session" || status=$?
+"${run[@]}" --timeout "${V2_TIMEOUT:-900}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$check_host" "$sandbox" "$cgroups_v2" "$lessons@cgroup_lesson" "$probes@a_checks_programs_are_charged_to_the_session" \
+    "$classroom@a_rooms_limits_reach_its_sessions_cgroups" || status=$?
 echo "v2-pass: finished in $(($(date +%s) - start)) s (exit $status)"
 exit $status
