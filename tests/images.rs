@@ -103,9 +103,17 @@ fn gzip(data: &[u8]) -> Vec<u8> {
     g.finish().unwrap()
 }
 
-/// Writes an OCI image layout at `dir` with `layers` (uncompressed tars; each stored gzipped
-/// when `gz`), and the config's Env and WorkingDir. Returns the layer blobs' paths.
-fn write_layout(dir: &Path, layers: &[Vec<u8>], gz: bool, env: &[&str], workdir: &str) -> Vec<PathBuf> {
+/// How a layout's layer blobs are stored.
+#[derive(Clone, Copy, PartialEq)]
+enum Pack {
+    Plain,
+    Gzip,
+    Zstd,
+}
+
+/// Writes an OCI image layout at `dir` with `layers` (uncompressed tars; each stored as
+/// `pack` says), and the config's Env and WorkingDir. Returns the layer blobs' paths.
+fn write_layout(dir: &Path, layers: &[Vec<u8>], pack: Pack, env: &[&str], workdir: &str) -> Vec<PathBuf> {
     let blobs = dir.join("blobs/sha256");
     std::fs::create_dir_all(&blobs).unwrap();
     let put = |bytes: &[u8]| -> (String, PathBuf) {
@@ -117,10 +125,12 @@ fn write_layout(dir: &Path, layers: &[Vec<u8>], gz: bool, env: &[&str], workdir:
     let mut descs = Vec::new();
     let mut paths = Vec::new();
     for l in layers {
-        let blob = if gz { gzip(l) } else { l.clone() };
+        let (blob, media) = match pack {
+            Pack::Plain => (l.clone(), "application/vnd.oci.image.layer.v1.tar"),
+            Pack::Gzip => (gzip(l), "application/vnd.oci.image.layer.v1.tar+gzip"),
+            Pack::Zstd => (zstd::encode_all(&l[..], 3).unwrap(), "application/vnd.oci.image.layer.v1.tar+zstd"),
+        };
         let (d, p) = put(&blob);
-        let media =
-            if gz { "application/vnd.oci.image.layer.v1.tar+gzip" } else { "application/vnd.oci.image.layer.v1.tar" };
         descs.push(serde_json::json!({"mediaType": media, "digest": d, "size": blob.len()}));
         paths.push(p);
     }
@@ -186,7 +196,7 @@ fn test_layers() -> Vec<Vec<u8>> {
 }
 
 fn build_test_image(dir: &Path) -> Vec<PathBuf> {
-    write_layout(dir, &test_layers(), true, &["PATH=/usr/bin:/bin", "IMAGE_MARK=layered"], "/opt")
+    write_layout(dir, &test_layers(), Pack::Gzip, &["PATH=/usr/bin:/bin", "IMAGE_MARK=layered"], "/opt")
 }
 
 fn nsplay(args: &[&str]) -> (String, i32) {
@@ -306,7 +316,7 @@ fn a_docker_save_archive_imports() {
 /// written to the decoy directory outside the store, and that the store has no layer.
 fn hostile(inst: &Instance, what: &str, entries: &[E<'_>], want: &str, outside: &Path) {
     let layout = inst.state.path().join(format!("hostile-{what}"));
-    write_layout(&layout, &[layer(entries)], false, &[], "/");
+    write_layout(&layout, &[layer(entries)], Pack::Plain, &[], "/");
     let data = inst.state.path().join("data");
     let (out, code) = import(&data, what, layout.to_str().unwrap(), &[]);
     println!("=== hostile layer {what}:\n{out}");
@@ -358,7 +368,7 @@ fn hostile_layers_never_write_outside_the_store() {
     );
     // A blob that is not what its manifest says.
     let layout = inst.state.path().join("tampered");
-    let blobs = write_layout(&layout, &[layer(&[E::File("f", b"honest", 0o644)])], false, &[], "/");
+    let blobs = write_layout(&layout, &[layer(&[E::File("f", b"honest", 0o644)])], Pack::Plain, &[], "/");
     std::fs::write(&blobs[0], layer(&[E::File("f", b"tamper", 0o644)])).unwrap();
     let data = inst.state.path().join("data");
     let (out, code) = import(&data, "tampered", layout.to_str().unwrap(), &[]);
@@ -368,11 +378,36 @@ fn hostile_layers_never_write_outside_the_store() {
     // Bigger than the import may write.
     let big = vec![7u8; 3 << 20];
     let layout = inst.state.path().join("big");
-    write_layout(&layout, &[layer(&[E::File("big", &big, 0o644)])], true, &[], "/");
+    write_layout(&layout, &[layer(&[E::File("big", &big, 0o644)])], Pack::Gzip, &[], "/");
     let (out, code) = import(&data, "big", layout.to_str().unwrap(), &["--max-image-size", "1M"]);
     assert_ne!(code, 0);
     assert!(out.contains("max_image_size"), "{out}");
     assert!(tree(&data.join("images/layers")).is_empty() && tree(&data.join("images/tmp")).is_empty());
+}
+
+/// `tar+zstd` layers (what `skopeo copy --dest-compress-format zstd` writes) import like gzip
+/// ones, verified against the same digests, and a zstd bomb stops at the size limit.
+#[test]
+fn zstd_layers_import_and_a_zstd_bomb_stops_at_the_size_limit() {
+    let inst = Instance::new();
+    let data = inst.state.path().join("data");
+    let layout = inst.state.path().join("zstd");
+    let text: &[u8] = b"from a zstd layer\n";
+    write_layout(&layout, &[layer(&[E::File("hello.txt", text, 0o644)])], Pack::Zstd, &[], "/");
+    let (out, code) = import(&data, "zstd", layout.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{out}");
+    assert!(out.contains("imported zstd (1 layer"), "{out}");
+    let layers = data.join("images/layers");
+    let found = tree(&layers).into_iter().find(|p| p.ends_with("/hello.txt")).expect("the layer's file in the store");
+    assert_eq!(std::fs::read(layers.join(found)).unwrap(), text);
+    // 3 MiB that compress to a few hundred bytes, against a 1 MiB limit.
+    let big = vec![7u8; 3 << 20];
+    let layout = inst.state.path().join("zstd-big");
+    write_layout(&layout, &[layer(&[E::File("big", &big, 0o644)])], Pack::Zstd, &[], "/");
+    let (out, code) = import(&data, "zstd-big", layout.to_str().unwrap(), &["--max-image-size", "1M"]);
+    assert_ne!(code, 0);
+    assert!(out.contains("max_image_size"), "{out}");
+    assert!(tree(&data.join("images/tmp")).is_empty());
 }
 
 #[test]

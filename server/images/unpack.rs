@@ -1,4 +1,4 @@
-//! Unpacks one layer (a tar stream, maybe gzip-compressed) into a new directory of the store,
+//! Unpacks one layer (a tar stream, plain, gzip- or zstd-compressed) into a new directory of the store,
 //! never outside it. Every path of an entry is walked one component at a time from the
 //! layer's directory descriptor with `openat2(RESOLVE_BENEATH | RESOLVE_NO_SYMLINKS |
 //! RESOLVE_NO_MAGICLINKS | RESOLVE_NO_XDEV)`, and every entry is created with an `*at` call
@@ -33,11 +33,12 @@ pub enum UnpackError {
     Io { path: String, source: io::Error },
     #[error("reading the layer: {0}")]
     Read(#[source] io::Error),
-    #[error("the layer is zstd-compressed, which this nsplay does not unpack; re-push the image with gzip layers")]
-    Zstd,
     #[error("the image needs more than the {limit} bytes allowed (max_image_size); raise it or pick a smaller image")]
     TooLarge { limit: u64 },
 }
+
+/// Largest zstd window a layer may use (2^27 = 128 MiB of memory while it is unpacked).
+const ZSTD_WINDOW_LOG_MAX: u32 = 27;
 
 /// What an import may still write, shared by all of its layers.
 #[derive(Debug)]
@@ -99,7 +100,11 @@ pub fn unpack_layer(blob: impl Read, dir: BorrowedFd<'_>, budget: &mut Budget) -
         let decoded: Box<dyn Read + '_> = if magic.starts_with(&[0x1f, 0x8b]) {
             Box::new(flate2::read::MultiGzDecoder::new(raw))
         } else if magic.starts_with(&[0x28, 0xb5, 0x2f, 0xfd]) {
-            return Err(UnpackError::Zstd);
+            // zstd (`tar+zstd` layers; every frame of the blob, as for gzip's members). A frame
+            // may ask for a window of up to 2 GiB; past 128 MiB (zstd's own default) it fails.
+            let mut z = zstd::stream::read::Decoder::with_buffer(raw).map_err(UnpackError::Read)?;
+            z.window_log_max(ZSTD_WINDOW_LOG_MAX).map_err(UnpackError::Read)?;
+            Box::new(z)
         } else {
             Box::new(raw)
         };
