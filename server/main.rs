@@ -104,40 +104,56 @@ fn serve(settings: &Settings) -> anyhow::Result<Stopped> {
             "sandbox ready"
         );
         let connections = fit_connections(settings);
-        let lessons = std::sync::Arc::new(nsplay::Catalog::with_limits(sandbox.cgroup_version(), settings.limits, settings.lessons.clone()));
-        let classroom = nsplay::open_classroom(
-            &settings.data_dir,
-            settings.database_url.as_ref().map(|u| u.0.as_str()),
-            settings.classroom_config(lessons.clone()),
-        )
-            .await
-            .map_err(|e| anyhow::anyhow!("classroom: {e}"))?;
-        // Held while the server runs: `nsplay image rm` refuses these images meanwhile.
-        let (images, _image_holds) = nsplay::images::load_for_server(&settings.data_dir, &settings.images_in_use(&lessons.get()))
-            .map_err(|e| anyhow::anyhow!("images: {e}"))?;
+        // Everything that can still fail (the database, images, TLS files, the ports) before a
+        // single session is built: a start that fails leaves the host as it found it.
+        let setup = async {
+            let lessons = std::sync::Arc::new(nsplay::Catalog::with_limits(sandbox.cgroup_version(), settings.limits, settings.lessons.clone()));
+            let classroom = nsplay::open_classroom(
+                &settings.data_dir,
+                settings.database_url.as_ref().map(|u| u.0.as_str()),
+                settings.classroom_config(lessons.clone()),
+            )
+                .await
+                .map_err(|e| anyhow::anyhow!("classroom: {e}"))?;
+            // Held while the server runs: `nsplay image rm` refuses these images meanwhile.
+            let (images, image_holds) = nsplay::images::load_for_server(&settings.data_dir, &settings.images_in_use(&lessons.get()))
+                .map_err(|e| anyhow::anyhow!("images: {e}"))?;
+            let tls = match &settings.tls {
+                Some(f) => Some(nsplay::Tls::load(&f.cert, &f.key)?),
+                None => None,
+            };
+            let listener = tokio::net::TcpListener::bind(settings.listen)
+                .await
+                .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (choose another with --listen)", settings.listen))?;
+            let redirect_http = match settings.redirect_http {
+                Some(addr) => Some(
+                    tokio::net::TcpListener::bind(addr)
+                        .await
+                        .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the HTTP redirect: {e} (choose another with --redirect-http)"))?,
+                ),
+                None => None,
+            };
+            anyhow::Ok((lessons, classroom, images, image_holds, tls, listener, redirect_http))
+        };
+        let (lessons, classroom, images, _image_holds, tls, listener, redirect_http) = match setup.await {
+            Ok(v) => v,
+            Err(e) => {
+                // No session exists yet: only the parent groups made at start are to remove.
+                for left in sandbox.release_cgroups() {
+                    tracing::warn!(cgroup = %left.display(), "could not remove a parent cgroup made at start");
+                }
+                return Err(e);
+            }
+        };
         let mut manager_config = settings.manager_config();
         manager_config.images = images;
         let manager = Manager::new(sandbox, manager_config);
         let manager_for_drain = manager.clone();
-        let tls = match &settings.tls {
-            Some(f) => Some(nsplay::Tls::load(&f.cert, &f.key)?),
-            None => None,
-        };
-        let listener = tokio::net::TcpListener::bind(settings.listen)
-            .await
-            .map_err(|e| anyhow::anyhow!("cannot listen on {}: {e} (choose another with --listen)", settings.listen))?;
         // Tests and scripts read this line to find the port when listening on :0.
         println!("nsplay listening on {}://{}", if tls.is_some() { "https" } else { "http" }, listener.local_addr()?);
-        let redirect_http = match settings.redirect_http {
-            Some(addr) => {
-                let l = tokio::net::TcpListener::bind(addr)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cannot listen on {addr} for the HTTP redirect: {e} (choose another with --redirect-http)"))?;
-                println!("nsplay redirecting http://{} to https", l.local_addr()?);
-                Some(l)
-            }
-            None => None,
-        };
+        if let Some(l) = &redirect_http {
+            println!("nsplay redirecting http://{} to https", l.local_addr()?);
+        }
         let service = Service {
             manager,
             events,

@@ -2,7 +2,8 @@
 //! here by the `openssl` command. An API call over HTTPS creates a session (its identity cookie
 //! `Secure`), the terminal's WebSocket over wss runs a command, a peer that never finishes its
 //! handshake is cut off at the header timeout (and its slot comes back), and `--redirect-http`
-//! answers plain HTTP with a 308 to the same URL over HTTPS.
+//! answers plain HTTP with a 308 to the same URL over HTTPS. A start that fails (a bad key, a
+//! taken port) leaves no cgroup behind.
 
 mod common;
 
@@ -210,4 +211,17 @@ fn a_certificate_without_its_key_or_an_unreadable_one_stops_the_start_with_the_r
     let err = String::from_utf8_lossy(&out.stderr);
     assert_eq!(out.status.code(), Some(1), "{err}");
     assert!(err.contains("tls_key") && err.contains(&cert), "{err}");
+    // A start that fails leaves nothing behind: no session was built, no parent group stays
+    // (the warm pool used to start first and leave its groups).
+    let left: Vec<_> = inst.parent_dirs().into_iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "a failed start left {left:?}");
+    // The same for a port that is taken.
+    let taken = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+    let port = taken.local_addr().unwrap().to_string();
+    let out = Command::new(common::BIN).args(["serve", "--listen", &port]).args(inst.serve_args()).output().unwrap();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(out.status.code(), Some(1), "{err}");
+    assert!(err.contains("cannot listen on") && err.contains("--listen"), "{err}");
+    let left: Vec<_> = inst.parent_dirs().into_iter().filter(|d| d.exists()).collect();
+    assert!(left.is_empty(), "a start on a taken port left {left:?}");
 }
