@@ -612,3 +612,51 @@ async fn the_server_starts_sessions_on_its_image_refuses_unknown_ones_and_leaves
     let (out, code) = nsplay(&["image", "rm", "bb", "--data-dir", &d]);
     assert_eq!(code, 0, "{out}");
 }
+
+/// A classroom room whose first lesson names an image: its learners' sessions start on that
+/// image (as a lesson page's do), under the room's lower limits.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_rooms_learners_get_their_first_lessons_image_under_the_rooms_limits() {
+    const TOKEN: &str = "images-test-admin-token-0123456789";
+    let inst = Instance::new();
+    let layout = inst.state.path().join("layout");
+    build_test_image(&layout);
+    let data = inst.state.path().join("data");
+    let (out, code) = import(&data, "bb", layout.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{out}");
+    let lessons = inst.state.path().join("lessons");
+    std::fs::create_dir_all(&lessons).unwrap();
+    std::fs::write(
+        lessons.join("on-busybox.toml"),
+        "topic = \"on-busybox\"\ntitle.en = \"On busybox\"\nsummary.en = \"A lesson on an image.\"\nintro.en = \"On busybox.\"\nimage = \"bb\"\n\n[[steps]]\nid = \"look\"\n\
+         commands = [\"hello\"]\ntitle.en = \"Look\"\ntext.en = \"Run it.\"\n",
+    )
+    .unwrap();
+    let lessons = lessons.display().to_string();
+    let server = Server::start_in(inst, &["--lessons", &lessons, "--admin-token", TOKEN, "--drain-timeout", "1s"]);
+    let http = reqwest::Client::new();
+    let r = http
+        .post(format!("{}/api/rooms", server.base))
+        .bearer_auth(TOKEN)
+        .json(&serde_json::json!({"title": "Images", "lessons": ["on-busybox"], "capacity": 2, "limits": {"memory": "96M"}}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let code = r.json::<serde_json::Value>().await.unwrap()["code"].as_str().unwrap().to_string();
+    let r = http.post(format!("{}/api/join/{code}", server.base)).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let joined: serde_json::Value = r.json().await.unwrap();
+    let id = joined["session"].as_str().unwrap();
+    let mut term = common::term::Term::connect(&server, &format!("/api/sessions/{id}/terminals/0")).await;
+    term.expect("# ", 20).await;
+    let mut out = term.cmd("hello").await;
+    out += &term.cmd("echo mark-$IMAGE_MARK").await;
+    assert!(
+        out.contains("hello-from-the-image") && out.contains("mark-layered"),
+        "the room's session is not on the lesson's image: {out}"
+    );
+    let s: serde_json::Value =
+        http.get(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap().json().await.unwrap();
+    assert_eq!(s["limits"]["memory_bytes"], 96 << 20, "{s}");
+}

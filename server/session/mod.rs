@@ -863,10 +863,11 @@ impl Manager {
     pub async fn create_within(
         self: &Arc<Self>,
         label: Option<String>,
+        choice: ImageChoice,
         who: Requester,
         within: Within,
     ) -> Result<Arc<Session>, SessionError> {
-        self.create_full(label, ImageChoice::default(), who, Some(within)).await
+        self.create_full(label, choice, who, Some(within)).await
     }
 
     /// Which image a create call gets: the one it asks for (only an allowed one, or the
@@ -959,7 +960,7 @@ impl Manager {
             pending.push(who);
             PendingGuard { manager: self, who }
         };
-        let prepared = match image.filter(|i| Some(i) != self.cfg.default_image.as_ref()) {
+        let mut prepared = match image.filter(|i| Some(i) != self.cfg.default_image.as_ref()) {
             Some(name) => {
                 let root =
                     self.cfg.images.get(&name).cloned().ok_or_else(|| SessionError::UnknownImage(name.clone()))?;
@@ -981,25 +982,25 @@ impl Manager {
                 built?
             }
             None => match &within {
-                Some(w) => {
-                    // The group's own reserve (built with its limits), else the warm pool's.
-                    let mut p = match self.take_reserved(&w.reserve) {
-                        Some(p) => p,
-                        None => self.take_pooled().await?,
-                    };
-                    // Nothing awaits between the take and the registration (a dropped request
-                    // cannot lose the sandbox): a few cgroup files, written here.
-                    if let Err(e) = self.sandbox.tighten(&mut p.session, &w.limits) {
-                        tracing::error!(cgroup = %p.session.name, error = %e, "cannot apply a room's limits");
-                        let m = self.clone();
-                        tokio::task::spawn_blocking(move || m.discard_prepared(p));
-                        return Err(e.into());
-                    }
-                    p
-                }
+                // The group's own reserve (built with its limits), else the warm pool's.
+                Some(w) => match self.take_reserved(&w.reserve) {
+                    Some(p) => p,
+                    None => self.take_pooled().await?,
+                },
                 None => self.take_pooled().await?,
             },
         };
+        // A group's limits on whatever it got (a pooled session or one on its lesson's image).
+        // Nothing awaits between the take and the registration (a dropped request cannot lose
+        // the sandbox): a few cgroup files, written here.
+        if let Some(w) = &within
+            && let Err(e) = self.sandbox.tighten(&mut prepared.session, &w.limits)
+        {
+            tracing::error!(cgroup = %prepared.session.name, error = %e, "cannot apply a room's limits");
+            let m = self.clone();
+            tokio::task::spawn_blocking(move || m.discard_prepared(prepared));
+            return Err(e.into());
+        }
         self.register(label, who, prepared, started).await
     }
 

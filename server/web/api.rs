@@ -96,7 +96,7 @@ struct CreateBody {
 }
 
 /// The image choice of a create call: the one it asks for, and its lesson's.
-fn image_choice(
+pub(super) fn image_choice(
     requested: Option<String>,
     lesson: &Option<String>,
     lessons: &crate::lessons::Loaded,

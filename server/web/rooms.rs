@@ -119,9 +119,11 @@ pub async fn join<S: Sessions>(
             // The room's reserve first (built at "prepare"), its limits on the session's cgroup.
             let within =
                 crate::session::Within { reserve: classroom::room_mark(&a.room.id), limits: c.limits_for(&a.room) };
+            // On the first lesson's image, if it names one (as `/api/learner/session` does).
+            let choice = super::api::image_choice(None, &Some(first.clone()), &st.lessons.get());
             let s = st
                 .manager
-                .create_within(Some(first.clone()), who, within)
+                .create_within(Some(first.clone()), choice, who, within)
                 .await
                 .map_err(|e| ApiError::from_session(e, lang))?;
             s.mark(&classroom::room_mark(&a.room.id));

@@ -39,11 +39,12 @@ pub trait Sessions: Clone + Send + Sync + 'static {
     fn create_within(
         &self,
         label: Option<String>,
+        choice: ImageChoice,
         who: Requester,
         within: Within,
     ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
         let _ = within;
-        self.create(label, who)
+        self.create_on(label, choice, who)
     }
     /// Builds sessions ahead for a group ([`Manager::prepare_reserve`]); the default builds none.
     fn prepare_reserve(&self, key: &str, count: usize, limits: nsplay_sandbox::Limits) {
@@ -122,10 +123,11 @@ impl Sessions for Arc<Manager> {
     fn create_within(
         &self,
         label: Option<String>,
+        choice: ImageChoice,
         who: Requester,
         within: Within,
     ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
-        Manager::create_within(self, label, who, within)
+        Manager::create_within(self, label, choice, who, within)
     }
     fn prepare_reserve(&self, key: &str, count: usize, limits: nsplay_sandbox::Limits) {
         Manager::prepare_reserve(self, key, count, limits)
