@@ -17,7 +17,14 @@ fn check(extra: &[&str]) -> (i32, bool, BTreeMap<String, (String, String, String
     let inst = Instance::new();
     let mut args = vec!["check-host".to_string(), "--json".to_string()];
     args.extend(with(inst.serve_args(), extra));
-    let out = Command::new(BIN).args(&args).output().unwrap();
+    let child = Command::new(BIN)
+        .args(&args)
+        .stdout(std::process::Stdio::piped())
+        .stderr(std::process::Stdio::piped())
+        .spawn()
+        .unwrap();
+    let pid = child.id();
+    let out = child.wait_with_output().unwrap();
     let stdout = String::from_utf8_lossy(&out.stdout);
     let v: Value = serde_json::from_str(&stdout).unwrap_or_else(|e| {
         panic!("check-host printed no JSON ({e}): {stdout} / {}", String::from_utf8_lossy(&out.stderr))
@@ -27,13 +34,10 @@ fn check(extra: &[&str]) -> (i32, bool, BTreeMap<String, (String, String, String
         let s = |k: &str| f[k].as_str().unwrap_or("").to_string();
         items.insert(s("item"), (s("status"), s("detail"), s("fix")));
     }
-    // Nothing of the probes is left behind: no scratch directory, no probe group.
-    let pid_dirs = std::fs::read_dir(std::env::temp_dir())
-        .unwrap()
-        .flatten()
-        .filter(|e| e.file_name().to_string_lossy().starts_with("nsplay-check-"))
-        .count();
-    assert_eq!(pid_dirs, 0, "a scratch directory of check-host was left in the temp dir");
+    // Nothing of the probes is left behind: no scratch directory (named after this run's pid:
+    // another test's check-host may be running beside it), no probe group.
+    let scratch = std::env::temp_dir().join(format!("nsplay-check-{pid}"));
+    assert!(!scratch.exists(), "check-host left its scratch directory {}", scratch.display());
     (out.status.code().unwrap_or(-1), v["can_run"].as_bool().unwrap(), items)
 }
 
