@@ -229,6 +229,18 @@ fn tree(dir: &Path) -> Vec<String> {
     out
 }
 
+/// Builds the test image and imports it into `inst`'s store as `name`; returns the data dir.
+fn imported(inst: &Instance, name: &str) -> PathBuf {
+    let layout = inst.state.path().join("layout");
+    if !layout.exists() {
+        build_test_image(&layout);
+    }
+    let data = inst.state.path().join("data");
+    let (out, code) = import(&data, name, layout.to_str().unwrap(), &[]);
+    assert_eq!(code, 0, "{out}");
+    data
+}
+
 #[test]
 fn an_oci_layout_imports_once_and_its_layers_are_shared_and_collected() {
     let inst = Instance::new();
@@ -545,13 +557,8 @@ impl Drop for KillOnDrop {
 #[tokio::test(flavor = "multi_thread")]
 async fn the_server_starts_sessions_on_its_image_refuses_unknown_ones_and_leaves_nothing() {
     let inst = Instance::new();
-    let layout = inst.state.path().join("layout");
-    build_test_image(&layout);
-    let data = inst.state.path().join("data");
-    let (out, code) = import(&data, "bb", layout.to_str().unwrap(), &[]);
-    assert_eq!(code, 0, "{out}");
-    let (out, code) = import(&data, "bb2", layout.to_str().unwrap(), &[]);
-    assert_eq!(code, 0, "{out}");
+    imported(&inst, "bb");
+    imported(&inst, "bb2");
     let mounts_before = host_mount_count();
     let args = ["--image", "bb", "--images-allowed", "bb2", "--warm-pool", "1", "--drain-timeout", "1s"];
     let server = Server::start_in(inst, &args);
@@ -620,11 +627,7 @@ async fn the_server_starts_sessions_on_its_image_refuses_unknown_ones_and_leaves
 async fn a_rooms_learners_get_their_first_lessons_image_under_the_rooms_limits() {
     const TOKEN: &str = "images-test-admin-token-0123456789";
     let inst = Instance::new();
-    let layout = inst.state.path().join("layout");
-    build_test_image(&layout);
-    let data = inst.state.path().join("data");
-    let (out, code) = import(&data, "bb", layout.to_str().unwrap(), &[]);
-    assert_eq!(code, 0, "{out}");
+    imported(&inst, "bb");
     let lessons = inst.state.path().join("lessons");
     std::fs::create_dir_all(&lessons).unwrap();
     std::fs::write(
