@@ -50,20 +50,26 @@ pub fn render(lang: &str, m: &dyn Message) -> String {
 
 /// Replaces each `{name}` in `template` by its value; unknown placeholders stay as written.
 pub fn fill(template: &str, args: &[(&str, String)]) -> String {
+    fill_between(template, ("{", "}"), args)
+}
+
+/// Replaces each `<open>name<close>` in `template` by its value in `args`; unknown
+/// placeholders stay as written. The catalog's texts use `{name}`, lessons' prose `{{name}}`.
+pub fn fill_between(template: &str, (open, close): (&str, &str), args: &[(&str, String)]) -> String {
     let mut out = String::with_capacity(template.len() + 16);
     let mut rest = template;
-    while let Some(open) = rest.find('{') {
-        out.push_str(&rest[..open]);
-        let after = &rest[open + 1..];
+    while let Some(at) = rest.find(open) {
+        out.push_str(&rest[..at]);
+        let after = &rest[at + open.len()..];
         let value =
-            after.find('}').and_then(|close| args.iter().find(|(k, _)| *k == &after[..close]).map(|(_, v)| (v, close)));
+            after.find(close).and_then(|end| args.iter().find(|(k, _)| *k == &after[..end]).map(|(_, v)| (v, end)));
         match value {
-            Some((v, close)) => {
+            Some((v, end)) => {
                 out.push_str(v);
-                rest = &after[close + 1..];
+                rest = &after[end + close.len()..];
             }
             None => {
-                out.push('{');
+                out.push_str(open);
                 rest = after;
             }
         }

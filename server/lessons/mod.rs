@@ -279,27 +279,7 @@ pub fn fill_limits(text: &str, limits: &nsplay_sandbox::Limits) -> String {
         ("cpu_quota_ms", quota_ms),
         ("disk", nsplay_sandbox::format_size(limits.disk_bytes)),
     ];
-    let mut out = String::with_capacity(text.len());
-    let mut rest = text;
-    while let Some(at) = rest.find("{{") {
-        out.push_str(&rest[..at]);
-        let after = &rest[at + 2..];
-        let hit = after
-            .find("}}")
-            .and_then(|end| values.iter().find(|(name, _)| *name == &after[..end]).map(|(_, v)| (end, v)));
-        match hit {
-            Some((end, v)) => {
-                out.push_str(v);
-                rest = &after[end + 2..];
-            }
-            None => {
-                out.push_str("{{");
-                rest = after;
-            }
-        }
-    }
-    out.push_str(rest);
-    out
+    crate::text::fill_between(text, ("{{", "}}"), &values)
 }
 
 impl Text {
