@@ -323,14 +323,6 @@ async fn at_the_drain_deadline_the_sessions_end_and_the_node_exits() {
     let mut ja = Term::connect(&server, &format!("{}?lang=ja", s["terminal"].as_str().unwrap())).await;
     ja.pump_until(5, |t| !t.out.is_empty()).await;
     kill(Pid::from_raw(server.pid()), Signal::SIGTERM).unwrap();
-    let notices = |t: &Term| -> Vec<String> {
-        t.controls
-            .iter()
-            .filter(|c| c["type"] == "notice")
-            .filter_map(|c| c["message"].as_str())
-            .map(String::from)
-            .collect()
-    };
     assert!(t.pump_until(30, |t| t.closed.is_some()).await, "{:?}", t.controls);
     let seen = notices(&t);
     assert!(seen.iter().any(|n| n.contains("this session ends in 2 s") && n.contains("UTC")), "{seen:?}");
