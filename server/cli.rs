@@ -371,9 +371,10 @@ pub struct ServeArgs {
         defaults::DRAIN_TIMEOUT,
     ))]
     pub drain_timeout: Option<String>,
-    /// Bytes per second all terminals together may print, shared fairly among those printing
-    /// more than their share (a flood slows down, an echo never waits); 0: no limit [default:
-    /// 4M per CPU core].
+    /// Bytes per second all terminals together may print while another terminal is in use
+    /// (flooding too, or typed into in the last 30 s), shared fairly among those printing more
+    /// than their share (a flood slows down, an echo never waits); 0: no limit [default: 4M per
+    /// CPU core].
     #[arg(long, env = "NSPLAY_OUTPUT_RATE")]
     pub output_rate: Option<String>,
     #[arg(long, env = "NSPLAY_DATABASE_URL", hide_env_values = true, help = help(

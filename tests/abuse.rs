@@ -16,14 +16,16 @@ const BOMB_SECONDS: u64 = 15;
 const SESSIONS: usize = 10;
 
 /// Every bomb at once; after `BOMB_SECONDS`, `kill -9 -1` until the session is quiet, then
-/// report. Waiting and killing use bash builtins only: no fork is possible during the bomb.
+/// report. Waiting and killing use bash builtins only: no fork is possible during the bomb. The
+/// fork bomb starts in a subshell, so the shell forks once for it (see the fork bomb probe in
+/// probes.rs: a shell that forks both sides of `f | f` itself can lose the race and exit).
 fn bomb_script() -> String {
     format!(
         "exec bash -c 'mkfifo /tmp/w; exec 3<>/tmp/w; \
          sh -c \"while :; do :; done\" & \
          (while :; do tail /dev/zero; done) >/dev/null 2>&1 & \
          dd if=/dev/zero of=/root/fill bs=1M >/dev/null 2>&1 & \
-         f() {{ f | f & }}; f 2>/dev/null; \
+         f() {{ f | f & }}; (f 2>/dev/null) & \
          read -t {BOMB_SECONDS} -u 3; \
          for i in 1 2 3 4 5 6 7 8 9 10 11 12 13 14 15 16 17 18 19 20; do kill -9 -1 2>/dev/null; read -t 0.1 -u 3; done; \
          rm -f /root/fill; echo re\"\"covered'"

@@ -317,6 +317,9 @@ async fn a_flood_is_paced_to_the_output_budget_while_another_terminal_answers() 
     let server = Server::start(&["--output-rate", "256K"]);
     let (_, mut flood) = shell(&server).await;
     let (_, mut typist) = shell(&server).await;
+    // Another learner at work: the budget now has someone to make room for.
+    let hello = typist.cmd("echo hel''lo").await;
+    assert!(hello.starts_with("hello"), "{hello}");
     flood.line("yes").await;
     let start = Instant::now();
     let from = flood.out.len();
@@ -327,14 +330,48 @@ async fn a_flood_is_paced_to_the_output_budget_while_another_terminal_answers() 
     assert!(got <= bound, "{got} bytes in {:?} at 256 KiB/s (at most {bound})", start.elapsed());
     // The flood was paced (a counter: a gauge read at one instant could catch the flood between
     // two chunks); the other terminal, never past its bucket, answers.
-    let m = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
-    let paced = m
-        .lines()
-        .find_map(|l| l.strip_prefix("nsplay_output_paced_milliseconds_total "))
-        .and_then(|v| v.trim().parse::<f64>().ok());
-    assert!(paced.is_some_and(|ms| ms > 0.0), "{m}");
+    assert!(paced_ms(&server).await > 0.0, "the flood was not paced");
     let answer = typist.cmd("echo an''swer").await;
     assert!(answer.starts_with("answer"), "{answer}");
+    flood.send("\x03").await;
+    flood.line("echo sto''pped").await;
+    flood.expect("stopped\r\n", 30).await;
+}
+
+/// The output paced so far, from the server's metrics.
+async fn paced_ms(server: &Server) -> f64 {
+    let m = reqwest::get(format!("{}/metrics", server.base)).await.unwrap().text().await.unwrap();
+    m.lines()
+        .find_map(|l| l.strip_prefix("nsplay_output_paced_milliseconds_total "))
+        .and_then(|v| v.trim().parse::<f64>().ok())
+        .unwrap_or(0.0)
+}
+
+#[tokio::test(flavor = "multi_thread")]
+async fn a_flood_nobody_else_is_there_for_runs_unpaced_and_is_paced_once_someone_types() {
+    let server = Server::start(&["--output-rate", "256K"]);
+    let (_, mut flood) = shell(&server).await;
+    let (_, mut other) = shell(&server).await;
+    // Its own learner types the command: that is no reason to pace it. 4 MiB would take 15 s
+    // at 256 KiB/s; unpaced it is a matter of a second or two.
+    flood.line("yes").await;
+    let from = flood.out.len();
+    let got = flood.pump_until(60, |t| t.out.len() - from > 4 << 20).await;
+    assert!(got, "a lone flood printed only {} bytes", flood.out.len() - from);
+    assert_eq!(paced_ms(&server).await, 0.0, "a lone flood was paced");
+    // The other learner presses a key: the flood is paced from then on.
+    other.send("x").await;
+    let paced = {
+        let deadline = Instant::now() + Duration::from_secs(30);
+        loop {
+            flood.pump_until(1, |_| false).await;
+            let ms = paced_ms(&server).await;
+            if ms > 0.0 || Instant::now() > deadline {
+                break ms;
+            }
+        }
+    };
+    assert!(paced > 0.0, "the flood was not paced after another terminal was typed into");
     flood.send("\x03").await;
     flood.line("echo sto''pped").await;
     flood.expect("stopped\r\n", 30).await;
@@ -479,8 +516,9 @@ async fn reset_stops_a_running_fork_bomb_and_keeps_the_shell() {
     let id = s["id"].as_str().unwrap().to_string();
     let max = s["limits"]["pids"].as_u64().unwrap();
     // The classic bomb, started as a learner would: the prompt comes back, the bomb stays
-    // (Ctrl-C cannot reach background jobs).
-    t.cmd_wait("f() { f | f & }; f 2>/dev/null", 30).await;
+    // (Ctrl-C cannot reach background jobs). In a subshell, so that the shell forks once, before
+    // the bomb exists (see the fork bomb probe in probes.rs).
+    t.cmd_wait("f() { f | f & }; (f 2>/dev/null) &", 30).await;
     let mut pids = 0;
     for _ in 0..60 {
         pids = session_json(&server, &id).await["usage"]["pids"].as_u64().unwrap();

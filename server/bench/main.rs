@@ -1135,9 +1135,10 @@ async fn ws_cat(srv: &Server, ws: &mut Ws) -> Result<CatRun> {
 fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun>, Vec<CatRun>, Vec<SessionCost>)> {
     let disk = format!("{}M", plan.throughput_bytes / MIB + 64);
     let memory = format!("{}M", plan.throughput_bytes / MIB + 768);
-    // What the path from the program to a client can carry, so without the output budget that
-    // paces floods (the classroom part measures what the budget does).
-    let extra: Vec<String> = ["--cpu", cpu, "--disk", &disk, "--memory", &memory, "--output-rate", "0"]
+    // The default output budget: one flood on a server nobody else uses is not paced, so this
+    // is what the path from the program to a client carries as a learner gets it (the
+    // classroom part measures the budget at work).
+    let extra: Vec<String> = ["--cpu", cpu, "--disk", &disk, "--memory", &memory]
         .iter()
         .map(|s| s.to_string())
         .collect();

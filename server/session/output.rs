@@ -1,5 +1,5 @@
-//! The output budget: how fast all terminals together may print, shared fairly among those
-//! printing more than their share.
+//! The output budget: how fast all terminals together may print while someone else is using
+//! the server, shared fairly among those printing more than their share.
 //!
 //! Output costs the host CPU at every step between the program and the browser — the pty's line
 //! discipline (in kernel workers no session's cgroup pays for), the terminal's relay, the
@@ -10,35 +10,70 @@
 //! which blocks the printing program in the kernel. Its CPU use falls with the rate.
 //!
 //! Each terminal has a bucket of [`BURST`] bytes that refills at the budget's rate divided by
-//! the number of terminals currently over theirs (at least one): a lone `cat` of a large file
-//! gets the whole budget, ten floods a tenth each, and a learner typing (an echo is a few bytes,
-//! a command's answer rarely more than the burst) never waits.
+//! the number of terminals currently over theirs (at least one): ten floods get a tenth each,
+//! and a learner typing (an echo is a few bytes, a command's answer rarely more than the burst)
+//! never waits.
+//!
+//! The budget only bites when there is someone to protect: another terminal past its bucket
+//! too, or one that was typed into within [`ACTIVE`]. A lone `cat` of a large file on a server
+//! nobody else is using runs at the full speed of the path (what the pty, the relay and the
+//! server can carry), however often its own learner types; it is paced from the moment another
+//! learner presses a key. What decides is use by people, not a CPU reading: pacing lowers the
+//! CPU pressure it would be read from, so a pressure signal would switch it off and on again.
 
-use std::sync::Arc;
-use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 /// What a terminal may print at once before its share applies: a screenful of `ls -l` many
 /// times over, so everyday commands never wait.
 pub const BURST: u64 = 256 * 1024;
 
+/// How long after its last keystroke a terminal counts as in use: a learner reading a lesson
+/// between two commands is still there.
+pub const ACTIVE: Duration = Duration::from_secs(30);
+
 /// The budget every terminal of a server draws from.
 #[derive(Debug)]
 pub struct Budget {
     /// Bytes per second for all terminals together; 0: no limit.
     rate: u64,
-    /// Terminals whose last chunk took them past their bucket (they are being paced).
+    /// Terminals whose last chunk took them past their bucket (floods).
     busy: AtomicUsize,
+    /// Gives each terminal's pace its id.
+    next_id: AtomicU64,
+    /// The two terminals typed into last (id, when), newest first: enough to tell whether any
+    /// terminal but a given one was typed into lately, without a table of every terminal.
+    typed: Mutex<[Option<(u64, Instant)>; 2]>,
 }
 
 impl Budget {
     pub fn new(rate: u64) -> Arc<Budget> {
-        Arc::new(Budget { rate, busy: AtomicUsize::new(0) })
+        Arc::new(Budget { rate, busy: AtomicUsize::new(0), next_id: AtomicU64::new(1), typed: Mutex::new([None; 2]) })
     }
 
     /// A fresh pace for one terminal (full bucket).
     pub fn pace(self: &Arc<Self>) -> Pace {
-        Pace { budget: self.clone(), tokens: BURST as f64, last: Instant::now(), busy: false }
+        let id = self.next_id.fetch_add(1, Ordering::Relaxed);
+        Pace { budget: self.clone(), id, tokens: BURST as f64, last: Instant::now(), busy: false }
+    }
+
+    fn typed_into(&self, id: u64, now: Instant) {
+        let mut t = self.typed.lock().unwrap_or_else(|e| e.into_inner());
+        if t[0].is_some_and(|(last, _)| last != id) {
+            t[1] = t[0];
+        }
+        t[0] = Some((id, now));
+    }
+
+    /// Whether a terminal other than `id` is in use: printing past its bucket, or typed into
+    /// within [`ACTIVE`].
+    fn others_active(&self, id: u64, me_busy: bool, now: Instant) -> bool {
+        if self.busy() > usize::from(me_busy) {
+            return true;
+        }
+        let t = self.typed.lock().unwrap_or_else(|e| e.into_inner());
+        t.iter().flatten().any(|&(who, at)| who != id && now.saturating_duration_since(at) < ACTIVE)
     }
 
     /// Terminals being paced now.
@@ -56,6 +91,7 @@ impl Budget {
 #[derive(Debug)]
 pub struct Pace {
     budget: Arc<Budget>,
+    id: u64,
     tokens: f64,
     last: Instant,
     busy: bool,
@@ -77,6 +113,12 @@ impl Pace {
             return Duration::ZERO;
         }
         self.set_busy(true);
+        if !self.budget.others_active(self.id, true, now) {
+            // Nobody to make room for: no debt either, so pacing starts from an empty bucket,
+            // not from what the flood printed alone.
+            self.tokens = 0.0;
+            return Duration::ZERO;
+        }
         // The share just counted this terminal among the busy ones only if it already was; the
         // wait uses the share as it is now, with this terminal in it.
         Duration::from_secs_f64(-self.tokens / self.budget.share())
@@ -91,6 +133,11 @@ impl Pace {
         }
     }
 
+    /// The handle the terminal's input side tells about keystrokes.
+    pub fn typist(&self) -> Typist {
+        Typist { budget: self.budget.clone(), id: self.id }
+    }
+
     fn set_busy(&mut self, busy: bool) {
         if busy != self.busy {
             self.busy = busy;
@@ -100,6 +147,25 @@ impl Pace {
                 self.budget.busy.fetch_sub(1, Ordering::Relaxed) - 1
             };
             metrics::gauge!("nsplay_output_paced_terminals").set(now as f64);
+        }
+    }
+}
+
+/// Tells the budget that a terminal was typed into (held by the terminal's writer).
+#[derive(Debug, Clone)]
+pub struct Typist {
+    budget: Arc<Budget>,
+    id: u64,
+}
+
+impl Typist {
+    pub fn typed(&self) {
+        self.typed_at(Instant::now())
+    }
+
+    fn typed_at(&self, now: Instant) {
+        if self.budget.rate != 0 {
+            self.budget.typed_into(self.id, now);
         }
     }
 }
@@ -128,15 +194,52 @@ mod tests {
     }
 
     #[test]
-    fn a_lone_flood_gets_the_whole_rate() {
+    fn a_flood_nobody_else_sees_is_not_paced_even_while_its_own_learner_types() {
         let b = Budget::new(MIB);
         let mut p = b.pace();
+        let me = p.typist();
+        let mut t = Instant::now();
+        for _ in 0..100 {
+            me.typed_at(t);
+            assert_eq!(p.spend(MIB as usize, t), Duration::ZERO);
+            t += Duration::from_millis(10);
+        }
+        // It is a flood all the same: a second one would see it.
+        assert_eq!(b.busy(), 1);
+    }
+
+    #[test]
+    fn a_flood_is_paced_at_the_whole_rate_while_another_terminal_is_in_use() {
+        let b = Budget::new(MIB);
+        let mut p = b.pace();
+        let other = b.pace().typist();
         let t = Instant::now();
         assert_eq!(p.spend(BURST as usize, t), Duration::ZERO);
+        // Past its bucket alone: free, and no debt kept for later.
+        assert_eq!(p.spend(4 * MIB as usize, t), Duration::ZERO);
+        other.typed_at(t);
         // Half a MiB more at once: half a second at 1 MiB/s.
         let d = p.spend((MIB / 2) as usize, t);
         assert!((d.as_secs_f64() - 0.5).abs() < 1e-6, "{d:?}");
-        assert_eq!(b.busy(), 1);
+        // The other learner stops typing: once ACTIVE has passed, the flood is free again.
+        let later = t + ACTIVE + Duration::from_secs(1);
+        assert_eq!(p.spend(4 * MIB as usize, later), Duration::ZERO);
+    }
+
+    #[test]
+    fn the_flood_typed_into_last_does_not_hide_another_typist() {
+        let b = Budget::new(MIB);
+        let mut p = b.pace();
+        let me = p.typist();
+        let other = b.pace().typist();
+        let t = Instant::now();
+        other.typed_at(t);
+        // The flood's own learner types many times after: the other typist is still seen.
+        for i in 0..10 {
+            me.typed_at(t + Duration::from_millis(i));
+        }
+        p.spend(BURST as usize, t);
+        assert!(p.spend(MIB as usize, t + Duration::from_millis(20)) > Duration::ZERO);
     }
 
     #[test]

@@ -22,7 +22,7 @@ use tokio::sync::{Notify, mpsc};
 
 use nsplay_sandbox::term;
 
-use super::output::Pace;
+use super::output::{Pace, Typist};
 use super::reactor;
 
 /// Recent output kept for replay on reconnect.
@@ -87,6 +87,9 @@ pub struct Terminal {
     pub last_active: Mutex<std::time::Instant>,
     /// Time of the last byte typed (a classroom's "stuck": no input for a while).
     pub last_input: Mutex<std::time::Instant>,
+    /// Tells the output budget about keystrokes (other terminals' floods are paced while this
+    /// one is in use).
+    typist: Option<Typist>,
     /// Host pid of the sandbox's joiner that runs the program (see [`Terminal::set_joiner`]).
     joiner: std::sync::OnceLock<i32>,
 }
@@ -134,6 +137,7 @@ impl Terminal {
             finished: tokio_util::sync::CancellationToken::new(),
             last_active: Mutex::new(std::time::Instant::now()),
             last_input: Mutex::new(std::time::Instant::now()),
+            typist: pace.as_ref().map(Pace::typist),
             joiner: std::sync::OnceLock::new(),
         });
         if term.relayed.is_some() {
@@ -284,6 +288,9 @@ impl Terminal {
         let _guard = self.write_lock.lock().await;
         self.touch();
         *self.last_input.lock().unwrap_or_else(|e| e.into_inner()) = std::time::Instant::now();
+        if let Some(t) = &self.typist {
+            t.typed();
+        }
         while !data.is_empty() {
             if self.lock().exit.is_some() {
                 return Err(TerminalError::Ended);
