@@ -110,6 +110,9 @@ test('a classroom: sign-in, a room, three learners, the live dashboard, a view, 
     await ip.check('input[name=lessons][value=pid]');
     // The server's session cap (4: the instance's id ranges) bounds a room's capacity.
     await ip.fill('input[name=capacity]', '4');
+    // The open form's column is wide enough for a room's title (it used to scroll at 17rem).
+    const title = await ip.locator('#room-title').evaluate((el) => [el.scrollWidth, el.clientWidth]);
+    assert.ok(title[0] <= title[1], `the title field shows ${title[1]} of ${title[0]} px of "${TITLE}"`);
     await shot(ip, 'classroom-new-room.png');
     await ip.click('#new-room button[type=submit]');
     await waitFor(ip.locator('#room-code').filter({ hasText: /^[A-Z0-9]{6}$/ }), 'the new room\'s join code');
