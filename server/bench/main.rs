@@ -1160,6 +1160,16 @@ fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun
             let run = rt.block_on(ws_cat(&srv, &mut s.ws))?;
             let after = rt.block_on(srv.cpu_seconds_of(&s.id))?;
             cost.push((run.0, after.0 - before.0, after.1 - before.1, after.2 - before.2));
+            // Single runs scatter on a shared VM: each one on stderr, the table has the medians.
+            let last_raw = raw.last().expect("pushed above");
+            progress(format!(
+                "  --cpu {cpu}: nsplay {:.1} MB/s (session CPU {:.2} s, relay {:.2} s, throttled {:.2} s), raw pty {:.1} MB/s",
+                mb_per_s(&run),
+                after.0 - before.0,
+                after.1 - before.1,
+                after.2 - before.2,
+                mb_per_s(last_raw)
+            ));
             session.push(run);
         }
         rt.block_on(srv.end_all(vec![s], 1))?;
