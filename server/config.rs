@@ -905,6 +905,7 @@ impl Settings {
             max_sessions: self.max_sessions,
             stuck_after: self.stuck_after,
             node: self.node.clone(),
+            images: self.image.iter().chain(&self.images_allowed).cloned().collect(),
         }
     }
 

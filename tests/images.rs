@@ -664,3 +664,69 @@ async fn a_rooms_learners_get_their_first_lessons_image_under_the_rooms_limits()
         http.get(format!("{}/api/sessions/{id}", server.base)).send().await.unwrap().json().await.unwrap();
     assert_eq!(s["limits"]["memory_bytes"], 96 << 20, "{s}");
 }
+
+/// A room that names an image: its sessions start on it whatever its lessons say, and
+/// "prepare" builds them ahead on it, so its joiners get sessions of the reserve. An image the
+/// server does not offer rooms is refused when the room is made.
+#[tokio::test(flavor = "multi_thread")]
+async fn a_room_on_an_image_prepares_its_sessions_on_it_and_its_joiners_take_them() {
+    const TOKEN: &str = "images-test-admin-token-0123456789";
+    let inst = Instance::new();
+    imported(&inst, "bb");
+    // One pooled session beside the reserve of two: the instance has four id ranges.
+    let args = ["--images-allowed", "bb", "--admin-token", TOKEN, "--drain-timeout", "1s", "--warm-pool", "1"];
+    let server = Server::start_in(inst, &args);
+    let http = reqwest::Client::new();
+    let post = |path: String, body: serde_json::Value| {
+        let http = http.clone();
+        let url = format!("{}{path}", server.base);
+        async move { http.post(url).bearer_auth(TOKEN).json(&body).send().await.unwrap() }
+    };
+    let room = |image: &str| serde_json::json!({"title": "On an image", "lessons": ["uts"], "capacity": 2, "image": image});
+    let r = post("/api/rooms".into(), room("nope")).await;
+    assert_eq!(r.status(), 400);
+    let body: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(body["error"], "invalid_room", "{body}");
+    assert!(body["message"].as_str().unwrap_or_default().contains("nope"), "{body}");
+
+    let r = post("/api/rooms".into(), room("bb")).await;
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let made: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(made["image"], "bb", "{made}");
+    let (id, code) = (made["id"].as_str().unwrap().to_string(), made["code"].as_str().unwrap().to_string());
+    let prepared = || {
+        let http = http.clone();
+        let url = format!("{}/api/rooms/{id}", server.base);
+        async move {
+            let r: serde_json::Value = http.get(url).bearer_auth(TOKEN).send().await.unwrap().json().await.unwrap();
+            r["prepared"].clone()
+        }
+    };
+    let r = post(format!("/api/rooms/{id}/prepare"), serde_json::json!({"expected": 2})).await;
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let mut state = serde_json::Value::Null;
+    for _ in 0..300 {
+        state = prepared().await;
+        if state["ready"] == 2 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(state["ready"], 2, "the room's reserve was not built: {state}");
+
+    let r = http.post(format!("{}/api/join/{code}", server.base)).json(&serde_json::json!({})).send().await.unwrap();
+    assert_eq!(r.status(), 201, "{}", r.text().await.unwrap());
+    let joined: serde_json::Value = r.json().await.unwrap();
+    // The joiner took a session of the reserve: one is left of two.
+    let state = prepared().await;
+    assert_eq!(state["ready"], 1, "the join did not take a session of the room's reserve: {state}");
+    let sid = joined["session"].as_str().unwrap();
+    let mut term = common::term::Term::connect(&server, &format!("/api/sessions/{sid}/terminals/0")).await;
+    term.expect("# ", 20).await;
+    let mut out = term.cmd("hello").await;
+    out += &term.cmd("echo mark-$IMAGE_MARK").await;
+    assert!(
+        out.contains("hello-from-the-image") && out.contains("mark-layered"),
+        "the room's session is not on the room's image (its lesson names none): {out}"
+    );
+}

@@ -53,6 +53,9 @@ pub struct ClassroomConfig {
     /// This node's name (the first part of its session ids): this node alone knows whether
     /// its own sessions live, whatever an older report in a shared store says.
     pub node: String,
+    /// The images a room may start its sessions on: the server's default and its
+    /// `images_allowed` (what the create API accepts).
+    pub images: Vec<String>,
 }
 
 /// The classroom: the store and the rules.
@@ -75,6 +78,8 @@ pub enum RoomError {
     Lessons,
     #[error("there is no lesson called `{0}`")]
     UnknownLesson(String),
+    #[error("`{0}` is not an image rooms may use (the server's image and images_allowed)")]
+    UnknownImage(String),
     #[error("the capacity must be 1 to {max} (the server's max_sessions)")]
     Capacity { max: usize },
     #[error("the room's {what} limit must be at least {min} and at most the server's ({max})")]
@@ -122,6 +127,7 @@ impl crate::text::Message for RoomError {
             RoomError::Title => "room_bad_title",
             RoomError::Lessons => "room_bad_lessons",
             RoomError::UnknownLesson(_) => "room_unknown_lesson",
+            RoomError::UnknownImage(_) => "room_unknown_image",
             RoomError::Capacity { .. } => "room_bad_capacity",
             RoomError::Limit { .. } => "room_bad_limit",
             RoomError::Time(_) => "room_bad_time",
@@ -134,6 +140,7 @@ impl crate::text::Message for RoomError {
             RoomError::Title => vec![("max", MAX_TITLE.to_string())],
             RoomError::Lessons => vec![("max", MAX_LESSONS.to_string())],
             RoomError::UnknownLesson(l) => vec![("lesson", l.clone())],
+            RoomError::UnknownImage(i) => vec![("image", i.clone())],
             RoomError::Capacity { max } => vec![("max", max.to_string())],
             RoomError::Limit { what, min, max } => {
                 vec![("what", what.to_string()), ("min", min.clone()), ("max", max.clone())]
@@ -187,6 +194,9 @@ pub struct NewRoom {
     pub opens_at: Option<String>,
     /// RFC 3339; unset: open until ended.
     pub closes_at: Option<String>,
+    /// One of the server's images (the default or an allowed one); unset or empty: the first
+    /// lesson's image, else the server's default.
+    pub image: Option<String>,
 }
 
 /// A learner admitted into a room.
@@ -298,6 +308,11 @@ impl Classroom {
         self.cfg.open
     }
 
+    /// The images a room may start its sessions on.
+    pub fn room_images(&self) -> &[String] {
+        &self.cfg.images
+    }
+
     /// The largest capacity a room may have (the server's session cap).
     pub fn max_capacity(&self) -> usize {
         self.cfg.max_sessions
@@ -379,6 +394,11 @@ impl Classroom {
             }
             c => c.map(|c| (c * 1000.0).round() as i64),
         };
+        let image = match new.image.as_deref().map(str::trim).filter(|i| !i.is_empty()) {
+            None => None,
+            Some(i) if self.cfg.images.iter().any(|x| x == i) => Some(i.to_string()),
+            Some(i) => return Err(RoomError::UnknownImage(i.chars().take(40).collect())),
+        };
         let opens_at = parse_time("opens_at", new.opens_at.as_deref())?;
         let closes_at = parse_time("closes_at", new.closes_at.as_deref())?;
         if let (Some(o), Some(c)) = (opens_at, closes_at)
@@ -399,6 +419,7 @@ impl Classroom {
             closes_at,
             created_at: now_ms(),
             ended_at: None,
+            image,
         })
     }
 

@@ -11,6 +11,7 @@ pub(crate) fn config(token: Option<&str>) -> ClassroomConfig {
         lessons: std::sync::Arc::new(crate::lessons::Catalog::builtin(crate::lessons::Hierarchy::V2)),
         stuck_after: Duration::from_secs(600),
         node: "test".into(),
+        images: vec!["tools".into()],
     }
 }
 
@@ -101,6 +102,11 @@ async fn rooms_may_tighten_the_servers_limits_but_never_exceed_them() {
     assert_eq!(err(c.create_room(new_room(&[])).await), RoomError::Lessons);
     assert_eq!(err(c.create_room(new_room(&["uts", "uts"])).await), RoomError::Lessons);
     assert_eq!(err(c.create_room(new_room(&["nope"])).await), RoomError::UnknownLesson("nope".into()));
+    // Only an image the create API would take; an empty choice is the lessons' own.
+    let image = |i: &str| NewRoom { image: Some(i.into()), ..new_room(&["uts"]) };
+    assert_eq!(err(c.create_room(image("other")).await), RoomError::UnknownImage("other".into()));
+    assert_eq!(c.create_room(image("tools")).await.unwrap().image.as_deref(), Some("tools"));
+    assert_eq!(c.create_room(image(" ")).await.unwrap().image, None);
     assert_eq!(err(c.create_room(NewRoom { title: " ".into(), ..new_room(&["uts"]) }).await), RoomError::Title);
     let times = NewRoom {
         opens_at: Some("2030-01-01T10:00:00Z".into()),
@@ -195,6 +201,7 @@ fn every_room_error_has_its_text() {
         RoomError::Title,
         RoomError::Lessons,
         RoomError::UnknownLesson("x".into()),
+        RoomError::UnknownImage("x".into()),
         RoomError::Capacity { max: 1 },
         RoomError::Limit { what: "pids", min: "8".into(), max: "128".into() },
         RoomError::Time("opens_at"),

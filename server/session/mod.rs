@@ -872,7 +872,7 @@ impl Manager {
 
     /// Which image a create call gets: the one it asks for (only an allowed one, or the
     /// default), else its lesson's, else the default; `None` is the host's `/usr`.
-    fn pick_image(&self, choice: &ImageChoice) -> Result<Option<String>, SessionError> {
+    pub(super) fn pick_image(&self, choice: &ImageChoice) -> Result<Option<String>, SessionError> {
         if let Some(asked) = &choice.requested {
             let ok = self.cfg.default_image.as_ref() == Some(asked) || self.cfg.images_allowed.contains(asked);
             if !ok || !self.cfg.images.contains_key(asked) {
@@ -960,8 +960,11 @@ impl Manager {
             pending.push(who);
             PendingGuard { manager: self, who }
         };
-        let mut prepared = match image.filter(|i| Some(i) != self.cfg.default_image.as_ref()) {
-            Some(name) => {
+        // The group's own reserve first (built with its limits, on the image its requests get).
+        let reserved = within.as_ref().and_then(|w| self.take_reserved(&w.reserve, &image));
+        let mut prepared = match (reserved, image.filter(|i| Some(i) != self.cfg.default_image.as_ref())) {
+            (Some(p), _) => p,
+            (None, Some(name)) => {
                 let root =
                     self.cfg.images.get(&name).cloned().ok_or_else(|| SessionError::UnknownImage(name.clone()))?;
                 let built = match self.image_pools.get(&name) {
@@ -981,14 +984,7 @@ impl Manager {
                 };
                 built?
             }
-            None => match &within {
-                // The group's own reserve (built with its limits), else the warm pool's.
-                Some(w) => match self.take_reserved(&w.reserve) {
-                    Some(p) => p,
-                    None => self.take_pooled().await?,
-                },
-                None => self.take_pooled().await?,
-            },
+            (None, None) => self.take_pooled().await?,
         };
         // A group's limits on whatever it got (a pooled session or one on its lesson's image).
         // Nothing awaits between the take and the registration (a dropped request cannot lose

@@ -19,6 +19,9 @@ use super::{Manager, admission, pool};
 pub(super) struct Reserve {
     /// Their limits: the server's, tightened to the group's.
     limits: Option<Limits>,
+    /// The image they are built on (`None`: the host's `/usr`), as [`Manager::pick_image`]
+    /// chose it for the group's requests: only a request on the same image takes one.
+    image: Option<String>,
     ready: Vec<Prepared>,
     /// How many the group wants ready.
     wanted: usize,
@@ -48,25 +51,36 @@ enum Short {
 }
 
 impl Manager {
-    /// Asks for `count` sessions with `limits` (tightened to the server's) ready for `key`, and
-    /// returns at once: a background task builds the missing ones. `count` 0 ends the reserve.
-    /// Asking again replaces the count (and the limits, for sessions built from then on).
-    pub fn prepare_reserve(self: &Arc<Self>, key: &str, count: usize, limits: Limits) {
+    /// Asks for `count` sessions with `limits` (tightened to the server's) on the image `choice`
+    /// picks ready for `key`, and returns at once: a background task builds the missing ones.
+    /// `count` 0 ends the reserve. Asking again replaces the count (and the limits, for sessions
+    /// built from then on); a new image replaces the ready sessions too. An image the server
+    /// does not serve is refused, as a create call on it would be.
+    pub fn prepare_reserve(
+        self: &Arc<Self>,
+        key: &str,
+        count: usize,
+        limits: Limits,
+        choice: &super::ImageChoice,
+    ) -> Result<(), super::SessionError> {
+        let image = self.pick_image(choice)?;
         let count = count.min(self.cfg.max_sessions);
         if count == 0 {
             self.end_reserve(key);
-            return;
+            return Ok(());
         }
         if self.shutting_down.load(Ordering::SeqCst) {
-            return;
+            return Ok(());
         }
         let start = {
             let mut all = self.reserves.lock().unwrap_or_else(|e| e.into_inner());
             let r = all.entry(key.to_string()).or_default();
             r.limits = Some(self.cfg.limits.tightened(&limits));
             r.wanted = count;
-            // More ready than wanted now: the surplus goes back (below).
-            let surplus: Vec<Prepared> = r.ready.drain(count.min(r.ready.len())..).collect();
+            let keep = if r.image == image { count.min(r.ready.len()) } else { 0 };
+            r.image = image;
+            // More ready than wanted now, or built on another image: they go back (below).
+            let surplus: Vec<Prepared> = r.ready.drain(keep..).collect();
             self.discard_all(surplus);
             !std::mem::replace(&mut r.building, true)
         };
@@ -75,6 +89,7 @@ impl Manager {
             let key = key.to_string();
             tokio::spawn(async move { m.fill_reserve(key).await });
         }
+        Ok(())
     }
 
     /// How far `key`'s reserve is (zeroes when there is none).
@@ -107,12 +122,12 @@ impl Manager {
         self.discard_all(ready);
     }
 
-    /// A ready session of `key`'s reserve that is still whole, if there is one (dead ones are
-    /// torn down), with the limits it was built with. Never waits.
-    pub(super) fn take_reserved(self: &Arc<Self>, key: &str) -> Option<Prepared> {
+    /// A ready session of `key`'s reserve on `image` that is still whole, if there is one (dead
+    /// ones are torn down), with the limits it was built with. Never waits.
+    pub(super) fn take_reserved(self: &Arc<Self>, key: &str, image: &Option<String>) -> Option<Prepared> {
         let (found, dead) = {
             let mut all = self.reserves.lock().unwrap_or_else(|e| e.into_inner());
-            let r = all.get_mut(key)?;
+            let r = all.get_mut(key).filter(|r| &r.image == image)?;
             let mut dead = Vec::new();
             let mut found = None;
             while let Some(p) = r.ready.pop() {
@@ -227,7 +242,7 @@ impl Manager {
     /// server is full, or the shutdown begins.
     async fn fill_reserve(self: Arc<Self>, key: String) {
         loop {
-            let limits = {
+            let (limits, image) = {
                 let mut all = self.reserves.lock().unwrap_or_else(|e| e.into_inner());
                 let Some(r) = all.get_mut(&key) else { return };
                 let stop = self.shutting_down.load(Ordering::SeqCst) || r.ready.len() >= r.wanted;
@@ -248,13 +263,14 @@ impl Manager {
                     }
                     return;
                 }
-                r.limits.unwrap_or(self.cfg.limits)
+                (r.limits.unwrap_or(self.cfg.limits), r.image.clone())
             };
             let m = self.clone();
+            let on = image.clone();
             let built = tokio::task::spawn_blocking(move || {
-                let image = m.cfg.default_image.as_ref().and_then(|n| m.cfg.images.get(n));
+                let root = on.as_ref().and_then(|n| m.cfg.images.get(n));
                 m.existing.fetch_add(1, Ordering::SeqCst);
-                let r = m.sandbox.prepare_on(&m.cfg.hostname, &limits, image);
+                let r = m.sandbox.prepare_on(&m.cfg.hostname, &limits, root);
                 if r.is_err() {
                     m.existing.fetch_sub(1, Ordering::SeqCst);
                 }
@@ -266,7 +282,12 @@ impl Manager {
                     let unwanted = {
                         let mut all = self.reserves.lock().unwrap_or_else(|e| e.into_inner());
                         match all.get_mut(&key) {
-                            Some(r) if r.ready.len() < r.wanted && !self.shutting_down.load(Ordering::SeqCst) => {
+                            // Not if the group asked for another image meanwhile.
+                            Some(r)
+                                if r.ready.len() < r.wanted
+                                    && r.image == image
+                                    && !self.shutting_down.load(Ordering::SeqCst) =>
+                            {
                                 r.ready.push(p);
                                 metrics::counter!("nsplay_reserve_built_total").increment(1);
                                 None

@@ -64,6 +64,9 @@ pub struct RoomRow {
     pub closes_at: Option<i64>,
     pub created_at: i64,
     pub ended_at: Option<i64>,
+    /// The image the room's sessions start on (`None`: the first lesson's, else the server's
+    /// default).
+    pub image: Option<String>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -122,7 +125,7 @@ pub struct Store {
 }
 
 const ROOM_COLUMNS: &str = "id, code, title, lessons, capacity, memory_bytes, pids, cpu_millis, opens_at, closes_at, \
-                            created_at, ended_at";
+                            created_at, ended_at, image";
 const LEARNER_COLUMNS: &str = "id, room_id, name, session_id, joined_at, last_seen_at, reported_at, last_input_at, \
                                memory_bytes, pids, end_requested_at";
 
@@ -212,7 +215,7 @@ impl Store {
         let lessons = serde_json::to_string(&r.lessons).map_err(|e| StoreError::Malformed(e.to_string()))?;
         let done = sqlx::query(
             "INSERT INTO rooms (id, code, title, lessons, capacity, memory_bytes, pids, cpu_millis, opens_at, \
-             closes_at, created_at, ended_at) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12) \
+             closes_at, created_at, ended_at, image) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&r.id)
@@ -227,6 +230,7 @@ impl Store {
         .bind(r.closes_at)
         .bind(r.created_at)
         .bind(r.ended_at)
+        .bind(&r.image)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -532,6 +536,7 @@ fn room_row(r: &AnyRow) -> Result<RoomRow, StoreError> {
         closes_at: r.try_get("closes_at")?,
         created_at: r.try_get("created_at")?,
         ended_at: r.try_get("ended_at")?,
+        image: r.try_get("image")?,
     })
 }
 

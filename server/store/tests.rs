@@ -20,6 +20,7 @@ fn room(id: &str, code: &str) -> RoomRow {
         closes_at: Some(2_000_000_000_000),
         created_at: 1_700_000_000_000,
         ended_at: None,
+        image: Some("tools".into()),
     }
 }
 
@@ -40,14 +41,14 @@ fn learner(id: &str, room: &str) -> LearnerRow {
 async fn migrates_once_and_reopens_at_the_same_version() {
     let dir = tempfile::tempdir().unwrap();
     let s = Store::open_dir(&dir.path().join("data")).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 2);
+    assert_eq!(s.schema_version().await.unwrap(), 3);
     let mode: String = sqlx::query("PRAGMA journal_mode").fetch_one(&s.pool).await.unwrap().try_get(0).unwrap();
     assert_eq!(mode, "wal");
     s.set_setting("k", "v1").await.unwrap();
     s.set_setting("k", "v2").await.unwrap();
     s.close().await;
     let s = Store::open_dir(&dir.path().join("data")).await.unwrap();
-    assert_eq!(s.schema_version().await.unwrap(), 2);
+    assert_eq!(s.schema_version().await.unwrap(), 3);
     assert_eq!(s.setting("k").await.unwrap().as_deref(), Some("v2"));
     assert_eq!(s.setting("missing").await.unwrap(), None);
     use std::os::unix::fs::PermissionsExt;

@@ -111,6 +111,7 @@ async fn classroom(dir: &std::path::Path, token: &str, open: bool) -> Arc<Classr
         lessons: std::sync::Arc::new(crate::lessons::Catalog::builtin(crate::lessons::Hierarchy::V2)),
         stuck_after: std::time::Duration::from_secs(600),
         node: "test".into(),
+        images: vec!["tools".into()],
     };
     let (c, _) = Classroom::start(Store::open_dir(dir).await.unwrap(), cfg).await.unwrap();
     Arc::new(c)

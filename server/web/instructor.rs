@@ -161,6 +161,7 @@ fn room_json(r: &RoomRow, join_url: String, learners: i64) -> serde_json::Value 
         "lessons": r.lessons,
         "capacity": r.capacity,
         "limits": {"memory_bytes": r.memory_bytes, "pids": r.pids, "cpu": r.cpu_millis.map(|m| m as f64 / 1000.0)},
+        "image": r.image,
         "opens_at": r.opens_at.map(rfc3339),
         "closes_at": r.closes_at.map(rfc3339),
         "created_at": rfc3339(r.created_at),
@@ -307,7 +308,9 @@ pub async fn prepare_room<S: Sessions>(
         .count();
     let want = body.expected.unwrap_or(capacity).min(capacity).saturating_sub(seated);
     let key = classroom::room_mark(&r.id);
-    st.manager.prepare_reserve(&key, want, c.limits_for(&r));
+    st.manager
+        .prepare_reserve(&key, want, c.limits_for(&r), &super::rooms::room_image(&r, &st.lessons.get()))
+        .map_err(|e| ApiError::from_session(e, lang))?;
     Ok((StatusCode::ACCEPTED, Json(json!({"prepared": st.manager.reserve_state(&key)}))))
 }
 
@@ -646,6 +649,8 @@ struct DashboardPage {
     csrf: String,
     lessons: Vec<LessonChoice>,
     max_capacity: usize,
+    /// The images a room may choose (none: the form has no image field).
+    images: Vec<String>,
 }
 
 #[derive(Template)]
@@ -706,7 +711,8 @@ pub async fn dashboard_page<S: Sessions>(
     let t = Ui::new(lang);
     let i18n_json = t.json();
     let max_capacity = st.classroom.as_ref().map(|c| c.max_capacity()).unwrap_or(1);
-    render(DashboardPage { lang, t, i18n_json, csrf, lessons, max_capacity })
+    let images = st.classroom.as_ref().map(|c| c.room_images().to_vec()).unwrap_or_default();
+    render(DashboardPage { lang, t, i18n_json, csrf, lessons, max_capacity, images })
 }
 
 /// `GET /instructor/rooms/{id}/projector`: the join code, QR code and live count, large.

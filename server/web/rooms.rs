@@ -119,8 +119,8 @@ pub async fn join<S: Sessions>(
             // The room's reserve first (built at "prepare"), its limits on the session's cgroup.
             let within =
                 crate::session::Within { reserve: classroom::room_mark(&a.room.id), limits: c.limits_for(&a.room) };
-            // On the first lesson's image, if it names one (as `/api/learner/session` does).
-            let choice = super::api::image_choice(None, &Some(first.clone()), &st.lessons.get());
+            // On the room's image, else the first lesson's, if either names one.
+            let choice = room_image(&a.room, &st.lessons.get());
             let s = st
                 .manager
                 .create_within(Some(first.clone()), choice, who, within)
@@ -182,7 +182,11 @@ pub const SWEEP_EVERY: std::time::Duration = std::time::Duration::from_secs(5);
 /// learners' sessions (memory, processes, last keystroke) to the store, where the dashboard of
 /// any node reads it, and ends the sessions whose room ended or closed or whose end the
 /// instructor asked for on any node. The database is the only link between nodes.
-pub async fn sweep(manager: std::sync::Arc<crate::session::Manager>, c: std::sync::Arc<Classroom>) {
+pub async fn sweep(
+    manager: std::sync::Arc<crate::session::Manager>,
+    c: std::sync::Arc<Classroom>,
+    lessons: std::sync::Arc<crate::lessons::Catalog>,
+) {
     let mut opened = std::collections::HashSet::new();
     let mut every = tokio::time::interval(SWEEP_EVERY);
     every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
@@ -216,7 +220,7 @@ pub async fn sweep(manager: std::sync::Arc<crate::session::Manager>, c: std::syn
         if let Err(e) = c.report(&reports).await {
             tracing::warn!(error = %e, "cannot report the room sessions to the classroom's database");
         }
-        prepare_and_release(&manager, &c, &mut opened).await;
+        prepare_and_release(&manager, &c, &lessons.get(), &mut opened).await;
         let local: Vec<(String, String)> = reports.into_iter().map(|(l, s, _)| (s, l)).collect();
         match c.sweep_orders(&local).await {
             Ok(end) => {
@@ -230,6 +234,12 @@ pub async fn sweep(manager: std::sync::Arc<crate::session::Manager>, c: std::syn
     }
 }
 
+/// The image a room's sessions start on: the room's own, else its first lesson's (if either
+/// names one; else the server's default), as a create call would ask for it.
+pub(super) fn room_image(room: &crate::store::RoomRow, lessons: &crate::lessons::Loaded) -> crate::session::ImageChoice {
+    super::api::image_choice(room.image.clone(), &room.lessons.first().cloned(), lessons)
+}
+
 /// How long after a room's opening time this node still pre-warms for it on its own (a node
 /// started later leaves it to the instructor's "prepare").
 const PREPARE_AT_OPENING: i64 = 60_000;
@@ -240,6 +250,7 @@ const PREPARE_AT_OPENING: i64 = 60_000;
 async fn prepare_and_release(
     manager: &std::sync::Arc<crate::session::Manager>,
     c: &Classroom,
+    lessons: &crate::lessons::Loaded,
     opened: &mut std::collections::HashSet<String>,
 ) {
     let now = crate::store::now_ms();
@@ -264,7 +275,10 @@ async fn prepare_and_release(
         {
             let want = usize::try_from(r.capacity).unwrap_or(0);
             tracing::info!(room = %r.id, sessions = want, "a room opens: building its sessions ahead");
-            manager.prepare_reserve(&classroom::room_mark(&r.id), want, c.limits_for(r));
+            if let Err(e) = manager.prepare_reserve(&classroom::room_mark(&r.id), want, c.limits_for(r), &room_image(r, lessons))
+            {
+                tracing::warn!(room = %r.id, error = %e, "a room opens, but its sessions cannot be built ahead");
+            }
         }
     }
     // Bounded: only rooms still open within the last minute stay remembered.

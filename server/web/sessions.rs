@@ -47,8 +47,15 @@ pub trait Sessions: Clone + Send + Sync + 'static {
         self.create_on(label, choice, who)
     }
     /// Builds sessions ahead for a group ([`Manager::prepare_reserve`]); the default builds none.
-    fn prepare_reserve(&self, key: &str, count: usize, limits: nsplay_sandbox::Limits) {
-        let _ = (key, count, limits);
+    fn prepare_reserve(
+        &self,
+        key: &str,
+        count: usize,
+        limits: nsplay_sandbox::Limits,
+        choice: &ImageChoice,
+    ) -> Result<(), SessionError> {
+        let _ = (key, count, limits, choice);
+        Ok(())
     }
     /// How far a group's reserve is.
     fn reserve_state(&self, key: &str) -> ReserveState {
@@ -129,8 +136,14 @@ impl Sessions for Arc<Manager> {
     ) -> impl Future<Output = Result<Arc<Session>, SessionError>> + Send {
         Manager::create_within(self, label, choice, who, within)
     }
-    fn prepare_reserve(&self, key: &str, count: usize, limits: nsplay_sandbox::Limits) {
-        Manager::prepare_reserve(self, key, count, limits)
+    fn prepare_reserve(
+        &self,
+        key: &str,
+        count: usize,
+        limits: nsplay_sandbox::Limits,
+        choice: &ImageChoice,
+    ) -> Result<(), SessionError> {
+        Manager::prepare_reserve(self, key, count, limits, choice)
     }
     fn reserve_state(&self, key: &str) -> ReserveState {
         Manager::reserve_state(self, key)

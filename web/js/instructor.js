@@ -227,6 +227,8 @@ export function bootDashboard() {
     const link = $('#room-join-url');
     link.textContent = current.join_url;
     link.href = current.join_url;
+    $('#room-image-name').textContent = current.image || '';
+    $('#room-image-line').hidden = !current.image;
     $('#room-qr').src = `${base}/qr.svg`;
     $('#room-csv').href = `${base}/progress.csv`;
     $('#room-projector').href = `/instructor/rooms/${encodeURIComponent(current.id)}/projector`;
@@ -254,6 +256,8 @@ export function bootDashboard() {
         limits,
         opens_at: when(f.opens_at.value),
         closes_at: when(f.closes_at.value),
+        // The field exists only where the server has images to offer.
+        image: f.image && f.image.value ? f.image.value : null,
       });
       e.target.reset();
       ticked.length = 0;
