@@ -15,7 +15,10 @@
 #   5. the probe that a lesson check's programs run in the session's relay group (v2's
 #      cgroup.procs moves; tests/probes.rs, a_checks_programs_are_charged_to_the_session);
 #   6. a classroom room's limits on its learners' v2 groups, prepared sessions included, and the
-#      lesson text naming them (tests/classroom.rs, a_rooms_limits_…).
+#      lesson text naming them (tests/classroom.rs, a_rooms_limits_…);
+#   7. sessions on an image (tests/images.rs, the tests with "session" in their names: the
+#      image's files and whiteouts, capped writes, the server's image sessions),
+#      with the image store on ext4 (see ext4_tmp).
 # The guest emulates its CPU, so only prebuilt test binaries run there. Takes several minutes
 # after the build (the VM boots in ~5 s; on a loaded 2-core host: sandbox 134 s, cgroups_v2
 # 139 s, the cgroup lessons a few minutes more). Needs root (it passes the tests' own
@@ -41,14 +44,30 @@ in_guest() {
     echo "v2-pass: guest kernel $(uname -r), cgroup2 at /sys/fs/cgroup, root cgroup.subtree_control: [$(cat /sys/fs/cgroup/cgroup.subtree_control)]"
     local status=0
     delegation_smoke "$bin" || status=1
-    # An argument `binary@filter` runs only the tests whose names contain `filter`.
+    # An argument `binary@filter` runs only the tests whose names contain `filter`; `ext4:binary…`
+    # runs it with its temporary directories on ext4 (see ext4_tmp).
     for t in "$@"; do
-        local filter=()
+        local filter=() tmp=${TMPDIR:-/tmp}
+        case $t in ext4:*) t=${t#ext4:}; tmp=$(ext4_tmp) || { status=1; continue; } ;; esac
         case $t in *@*) filter=("${t#*@}"); t=${t%%@*} ;; esac
-        echo "v2-pass: running $(basename "$t") ${filter[*]}"
-        "$t" "${filter[@]}" --test-threads="$threads" || status=1
+        echo "v2-pass: running $(basename "$t") ${filter[*]} (temporary directories in $tmp)"
+        TMPDIR=$tmp "$t" "${filter[@]}" --test-threads="$threads" || status=1
     done
     return $status
+}
+
+# The guest's files are 9p and tmpfs, and its 6.1 kernel idmaps neither (tmpfs from 6.3): the
+# image store of a session on an image must be on a filesystem that idmaps, as on a real host
+# (docs/images.md, "Requirement"). An ext4 file system on a loop device in the guest's tmpfs.
+ext4_tmp() {
+    local img=/tmp/v2pass-ext4.img dir=/tmp/v2pass-ext4
+    if ! mountpoint -q "$dir"; then
+        modprobe loop 2>/dev/null || true
+        truncate -s 1G "$img" && mkfs.ext4 -q "$img" && mkdir -p "$dir" && mount -o loop "$img" "$dir" ||
+            { echo "v2-pass: cannot make an ext4 file system on a loop device for the image tests" >&2; return 1; }
+        chmod 1777 "$dir"
+    fi
+    echo "$dir"
 }
 
 # A shell in the service group starts nsplay, as systemd's ExecStart=/bin/sh -c '…' would.
@@ -131,7 +150,7 @@ if [ "$(id -u)" != 0 ]; then
 fi
 start=$(date +%s)
 echo "v2-pass: building the test binaries on the host"
-json=$(cargo test --release --no-run --message-format=json --test sandbox --test cgroups_v2 --test lessons --test check_host --test probes --test classroom)
+json=$(cargo test --release --no-run --message-format=json --test sandbox --test cgroups_v2 --test lessons --test check_host --test probes --test classroom --test images)
 exe() {
     sed -n "s/.*\"target\":{[^}]*\"kind\":\[\"test\"\][^}]*\"name\":\"$1\"[^}]*}.*\"executable\":\"\([^\"]*\)\".*/\1/p" <<<"$json" | tail -1
 }
@@ -141,8 +160,9 @@ lessons=$(exe lessons)
 check_host=$(exe check_host)
 probes=$(exe probes)
 classroom=$(exe classroom)
+images=$(exe images)
 bin=$PWD/target/release/nsplay
-for f in "$sandbox" "$cgroups_v2" "$lessons" "$check_host" "$probes" "$classroom" "$bin"; do
+for f in "$sandbox" "$cgroups_v2" "$lessons" "$check_host" "$probes" "$classroom" "$images" "$bin"; do
     [ -n "$f" ] && [ -x "$f" ] || { echo "tests/v2-pass.sh: a test binary is missing after the build (${f:-?})" >&2; exit 1; }
 done
 echo "v2-pass: build done in $(($(date +%s) - start)) s; starting the cgroup v2 guest"
@@ -150,6 +170,6 @@ run=("$vm")
 [ -x "$vm" ] || run=(bash "$vm")
 status=0
 "${run[@]}" --timeout "${V2_TIMEOUT:-900}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$check_host" "$sandbox" "$cgroups_v2" "$lessons@cgroup_lesson" "$probes@a_checks_programs_are_charged_to_the_session" \
-    "$classroom@a_rooms_limits_reach_its_sessions_cgroups" || status=$?
+    "$classroom@a_rooms_limits_reach_its_sessions_cgroups" "ext4:$images@session" || status=$?
 echo "v2-pass: finished in $(($(date +%s) - start)) s (exit $status)"
 exit $status
