@@ -483,6 +483,33 @@ fn a_session_on_an_image_sees_the_image_with_its_whiteouts_and_writes_are_capped
     assert!(out.contains("no image named \"nope\""), "{out}");
 }
 
+/// The shell-only escape probes of tests/probes.rs (tests/common/escapes.rs), each in a session
+/// on the image, held to the same verdicts as on the host root; and the image's own: its
+/// overlay cannot be unmounted or detached to look beneath it.
+#[test]
+fn the_escape_probes_hold_on_an_image_and_its_overlay_cannot_be_peeled_off() {
+    let inst = Instance::new();
+    let d = imported(&inst, "bb").display().to_string();
+    let on_image = ["--image", "bb", "--data-dir", d.as_str()];
+    for e in common::escapes::ALL {
+        let (out, _) = inst.run_with(&on_image, e.script);
+        println!("=== probe on an image: {}\n{out}", e.what);
+        (e.verdict)(&out);
+    }
+    let (out, code) = inst.run_with(
+        &on_image,
+        "umount / 2>/dev/null && echo RESULT unmounted root; umount -l / 2>/dev/null && echo RESULT detached root; \
+         echo RESULT root $(grep -c ' / / ' /proc/self/mountinfo) $(grep ' / / ' /proc/self/mountinfo | grep -o 'overlay'); \
+         hello; echo done",
+    );
+    println!("=== probe on an image: unmount or detach the root overlay\n{out}");
+    assert_eq!(code, 0, "{out}");
+    let r = common::results(&out);
+    assert!(!r.contains_key("unmounted") && !r.contains_key("detached"), "{out}");
+    assert_eq!(r["root"], "1 overlay", "the session's root is not the image's one overlay: {out}");
+    assert!(out.contains("hello-from-the-image"), "{out}");
+}
+
 /// Starts Debian's docker-registry on 127.0.0.1 with its own config and storage (never the
 /// system service); returns it and its address.
 fn registry(dir: &Path) -> (std::process::Child, String) {

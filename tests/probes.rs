@@ -14,7 +14,7 @@ use std::net::TcpListener;
 use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use common::{Instance, Interactive, host_processes, library_sandbox, read_until, results, wait_until};
+use common::{Instance, Interactive, escapes, host_processes, library_sandbox, read_until, results, wait_until};
 use nsplay_sandbox::seccomp::{self, Verdict};
 
 /// Runs `script` with sh in a fresh session of `inst` and prints the exchange.
@@ -23,6 +23,14 @@ fn probe(inst: &Instance, what: &str, extra: &[&str], script: &str) -> (String, 
     let (out, code) = inst.run_with(extra, script);
     println!("=== probe: {what}\n$ {script}\n{out}(exit {code}, {:.2} s)", start.elapsed().as_secs_f64());
     (out, code)
+}
+
+/// Runs one of the shell-only escapes (tests/common/escapes.rs, which tests/images.rs runs on an
+/// image too) in a fresh session on the host root, and holds it to its verdict.
+fn escape(e: &escapes::Escape) {
+    let inst = Instance::new();
+    let (out, _) = probe(&inst, e.what, &[], e.script);
+    (e.verdict)(&out);
 }
 
 /// A python3 prelude for raw system calls: `sc(nr, *args)` returns (result, errno), and `en`
@@ -408,93 +416,27 @@ fn usr_cannot_be_remounted_read_write() {
 
 #[test]
 fn the_hosts_kernel_command_line_and_config_are_masked() {
-    let inst = Instance::new();
-    assert!(!std::fs::read("/proc/cmdline").unwrap().is_empty(), "the host has a kernel command line to hide");
-    let (out, _) = probe(
-        &inst,
-        "read the host's kernel command line and build configuration",
-        &[],
-        "echo RESULT cmdline $(cat /proc/cmdline | wc -c); \
-         echo RESULT config $(cat /proc/config.gz 2>/dev/null | wc -c); echo done",
-    );
-    let r = results(&out);
-    assert_eq!(r["cmdline"], "0", "the host's kernel command line is readable: {out}");
-    assert_eq!(r["config"], "0", "the host's kernel config is readable: {out}");
+    escape(&escapes::KERNEL_COMMAND_LINE);
 }
 
 #[test]
 fn peeling_off_the_proc_masks_reveals_nothing_of_the_host() {
-    // The masks over /proc are unlocked on purpose (nested `mount -t proc` needs that); what is
-    // under them must still be closed by the kernel's own checks.
-    let inst = Instance::new();
-    let (out, _) = probe(
-        &inst,
-        "unmount every /proc mask, then read what was under it",
-        &[],
-        "for m in kcore keys timer_list sched_debug kallsyms kpagecount kpageflags sysrq-trigger sys irq bus fs; do \
-           umount /proc/$m 2>/dev/null; done; \
-         for f in kcore timer_list sched_debug kpagecount kpageflags; do \
-           n=$(head -c 4096 /proc/$f 2>/dev/null | wc -c); echo RESULT $f $n; done; \
-         grep -v '^0000000000000000 ' /proc/kallsyms | head -3 | sed 's/^/ADDR /'; echo done",
-    );
-    let r = results(&out);
-    for f in ["kcore", "timer_list", "sched_debug", "kpagecount", "kpageflags"] {
-        assert_eq!(r[f], "0", "/proc/{f} readable after unmounting its mask: {out}");
-    }
-    assert!(!out.contains("ADDR "), "kernel addresses leak through /proc/kallsyms: {out}");
+    escape(&escapes::PEEL_PROC_MASKS);
 }
 
 #[test]
 fn cgroup_v1_release_agent_cannot_be_set() {
-    // CVE-2022-0492: mount a v1 hierarchy inside, write release_agent, trigger it.
-    let inst = Instance::new();
-    let (out, _) = probe(
-        &inst,
-        "mount -t cgroup -o rdma (and other v1 controllers), write release_agent and notify_on_release",
-        &[],
-        "for o in rdma memory pids cpu freezer devices none,name=nsplayprobe; do d=/tmp/cg-${o%%,*}; mkdir -p $d; \
-           if mount -t cgroup -o $o cgroup $d 2>/dev/null; then echo mounted $o; \
-             echo /tmp/pwn > $d/release_agent 2>/dev/null && echo RESULT wrote-$o release_agent; \
-             echo 1 > $d/notify_on_release 2>/dev/null && echo RESULT notify-$o yes; \
-           else echo refused $o; fi; done; echo done",
-    );
-    assert!(out.contains("done"), "{out}");
-    assert!(results(&out).is_empty(), "{out}");
+    escape(&escapes::CGROUP_V1_RELEASE_AGENT);
 }
 
 #[test]
 fn the_sessions_own_cgroup_limits_cannot_be_raised() {
-    let inst = Instance::new();
-    let (out, _) = probe(
-        &inst,
-        "mount the cgroup file systems inside and raise memory, pids and cpu limits",
-        &[],
-        "mkdir -p /tmp/u /tmp/m /tmp/p /tmp/c; mount -t cgroup2 none /tmp/u 2>/dev/null; \
-         mount -t cgroup -o memory c /tmp/m 2>/dev/null; mount -t cgroup -o pids c /tmp/p 2>/dev/null; \
-         mount -t cgroup -o cpu c /tmp/c 2>/dev/null; \
-         for f in u/memory.max u/pids.max u/cpu.max m/memory.limit_in_bytes m/memory.memsw.limit_in_bytes p/pids.max c/cpu.cfs_quota_us; do \
-           [ -e /tmp/$f ] || continue; echo max > /tmp/$f 2>/dev/null && echo RESULT raised $f; \
-           echo -1 > /tmp/$f 2>/dev/null && echo RESULT raised $f; done; echo done",
-    );
-    assert!(out.contains("done"), "{out}");
-    assert!(!out.contains("RESULT raised"), "{out}");
+    escape(&escapes::RAISE_CGROUP_LIMITS);
 }
 
 #[test]
 fn global_sysctls_cannot_be_written() {
-    let inst = Instance::new();
-    let before = std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap();
-    let (out, _) = probe(
-        &inst,
-        "unmount the read-only /proc/sys, write kernel.* and vm.* sysctls",
-        &[],
-        "umount /proc/sys 2>/dev/null; for f in kernel/core_pattern kernel/modprobe kernel/panic kernel/randomize_va_space \
-         kernel/sysrq kernel/unprivileged_bpf_disabled kernel/yama/ptrace_scope vm/drop_caches vm/overcommit_memory fs/file-max; do \
-           [ -e /proc/sys/$f ] || continue; echo 1 > /proc/sys/$f 2>/dev/null && echo RESULT wrote $f; done; echo done",
-    );
-    assert!(out.contains("done"), "{out}");
-    assert!(!out.contains("RESULT wrote"), "{out}");
-    assert_eq!(std::fs::read_to_string("/proc/sys/kernel/core_pattern").unwrap(), before);
+    escape(&escapes::GLOBAL_SYSCTLS);
 }
 
 /// Issue 15, item 4: a session's deep tree of long-named groups (past PATH_MAX as host paths)
@@ -533,42 +475,12 @@ fn a_session_opening_ptys_in_a_loop_stops_at_its_max() {
 
 #[test]
 fn sysrq_trigger_cannot_be_written() {
-    let inst = Instance::new();
-    let (out, _) = probe(
-        &inst,
-        "write /proc/sysrq-trigger, with and without its read-only mount",
-        &[],
-        "echo h > /proc/sysrq-trigger 2>/dev/null && echo RESULT wrote masked; \
-         umount /proc/sysrq-trigger 2>/dev/null; echo h > /proc/sysrq-trigger 2>/dev/null && echo RESULT wrote unmasked; echo done",
-    );
-    assert!(out.contains("done"), "{out}");
-    assert!(!out.contains("RESULT wrote"), "{out}");
+    escape(&escapes::SYSRQ_TRIGGER);
 }
 
 #[test]
 fn device_nodes_cannot_be_made_and_host_disks_are_absent() {
-    let inst = Instance::new();
-    let (out, _) = probe(
-        &inst,
-        "mknod block and char devices, mount devtmpfs, open host disks and memory",
-        &[],
-        "mknod /tmp/sda b 8 0 2>/dev/null && echo RESULT made block; mknod /tmp/mem c 1 1 2>/dev/null && echo RESULT made char; \
-         mkdir -p /tmp/d; mount -t devtmpfs none /tmp/d 2>/dev/null && echo RESULT mounted devtmpfs; \
-         for d in /dev/vda /dev/sda /dev/nvme0n1 /dev/xvda /dev/mem /dev/kmem /dev/port /dev/kmsg /dev/loop0 /dev/loop-control /dev/fuse /dev/net/tun; do \
-           head -c1 $d >/dev/null 2>&1 && echo RESULT opened $d; done; ls /dev | tr '\\n' ' ' | sed 's/^/RESULT dev /'; echo; echo done",
-    );
-    assert!(out.contains("done"), "{out}");
-    let r = results(&out);
-    assert!(!r.keys().any(|k| k == "made" || k == "mounted" || k == "opened"), "{out}");
-    let dev: Vec<&str> = r["dev"].split_whitespace().collect();
-    assert_eq!(
-        dev,
-        [
-            "fd", "full", "mqueue", "null", "ptmx", "pts", "random", "shm", "stderr", "stdin", "stdout", "tty",
-            "urandom", "zero"
-        ],
-        "{out}"
-    );
+    escape(&escapes::DEVICE_NODES);
 }
 
 #[test]

@@ -3,6 +3,7 @@
 //! host-side views of what a session left behind.
 #![allow(dead_code)]
 
+pub mod escapes;
 pub mod term;
 
 use std::io::{Read, Write};
