@@ -709,7 +709,8 @@ async fn a_room_on_an_image_prepares_its_sessions_on_it_and_its_joiners_take_the
         let url = format!("{}{path}", server.base);
         async move { http.post(url).bearer_auth(TOKEN).json(&body).send().await.unwrap() }
     };
-    let room = |image: &str| serde_json::json!({"title": "On an image", "lessons": ["uts"], "capacity": 2, "image": image});
+    let room =
+        |image: &str| serde_json::json!({"title": "On an image", "lessons": ["uts"], "capacity": 2, "image": image});
     let r = post("/api/rooms".into(), room("nope")).await;
     assert_eq!(r.status(), 400);
     let body: serde_json::Value = r.json().await.unwrap();

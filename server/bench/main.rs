@@ -1138,10 +1138,8 @@ fn throughput_at(plan: &Plan, cpu: &str, host_file: &Path) -> Result<(Vec<CatRun
     // The default output budget: one flood on a server nobody else uses is not paced, so this
     // is what the path from the program to a client carries as a learner gets it (the
     // classroom part measures the budget at work).
-    let extra: Vec<String> = ["--cpu", cpu, "--disk", &disk, "--memory", &memory]
-        .iter()
-        .map(|s| s.to_string())
-        .collect();
+    let extra: Vec<String> =
+        ["--cpu", cpu, "--disk", &disk, "--memory", &memory].iter().map(|s| s.to_string()).collect();
     let srv = Server::start(plan, &format!("throughput-cpu{cpu}"), &extra)?;
     let rt = rt()?;
     let r = (|| {

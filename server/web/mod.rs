@@ -307,8 +307,10 @@ pub async fn serve(listener: TcpListener, service: Service, shutdown: impl Futur
         classroom,
         lessons: lessons.clone(),
     };
-    let _sweep =
-        state.classroom.clone().map(|c| AbortOnDropHandle::new(tokio::spawn(rooms::sweep(manager.clone(), c, state.lessons.clone()))));
+    let _sweep = state
+        .classroom
+        .clone()
+        .map(|c| AbortOnDropHandle::new(tokio::spawn(rooms::sweep(manager.clone(), c, state.lessons.clone()))));
     let _reloader = AbortOnDropHandle::new(tokio::spawn(reload_lessons(lessons)));
     let sockets = state.sockets.clone();
     let stop = CancellationToken::new();

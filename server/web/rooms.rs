@@ -236,7 +236,10 @@ pub async fn sweep(
 
 /// The image a room's sessions start on: the room's own, else its first lesson's (if either
 /// names one; else the server's default), as a create call would ask for it.
-pub(super) fn room_image(room: &crate::store::RoomRow, lessons: &crate::lessons::Loaded) -> crate::session::ImageChoice {
+pub(super) fn room_image(
+    room: &crate::store::RoomRow,
+    lessons: &crate::lessons::Loaded,
+) -> crate::session::ImageChoice {
     super::api::image_choice(room.image.clone(), &room.lessons.first().cloned(), lessons)
 }
 
@@ -275,7 +278,8 @@ async fn prepare_and_release(
         {
             let want = usize::try_from(r.capacity).unwrap_or(0);
             tracing::info!(room = %r.id, sessions = want, "a room opens: building its sessions ahead");
-            if let Err(e) = manager.prepare_reserve(&classroom::room_mark(&r.id), want, c.limits_for(r), &room_image(r, lessons))
+            if let Err(e) =
+                manager.prepare_reserve(&classroom::room_mark(&r.id), want, c.limits_for(r), &room_image(r, lessons))
             {
                 tracing::warn!(room = %r.id, error = %e, "a room opens, but its sessions cannot be built ahead");
             }
