@@ -127,19 +127,39 @@ fn haproxy(a: &Server, b: &Server) -> Proxy {
 }
 
 fn nginx(a: &Server, b: &Server) -> Proxy {
+    nginx_of(&[a, b])
+}
+
+/// The shipped nginx config for two or three nodes; a third is added the way docs/scale-out.md
+/// says (a map line, a server in the pool, an upstream of its own).
+fn nginx_of(n: &[&Server]) -> Proxy {
     require("nginx");
     let dir = tempfile::tempdir().unwrap();
     let port = free_port();
     let logs = format!("{}/", dir.path().display());
-    let cfg = config(
-        "deploy/nginx.conf",
-        &[
-            (LISTEN, format!("127.0.0.1:{port}")),
-            (NODE_0, a.addr.clone()),
-            (NODE_1, b.addr.clone()),
-            ("/var/log/nginx/", logs),
-        ],
-    );
+    let mut swaps = vec![
+        (LISTEN, format!("127.0.0.1:{port}")),
+        (NODE_0, n[0].addr.clone()),
+        (NODE_1, n[1].addr.clone()),
+        ("/var/log/nginx/", logs),
+    ];
+    if let Some(third) = n.get(2) {
+        let map_1 = "        ~^/api/sessions/nsplay-1\\.  node_nsplay-1;";
+        let pool_1 = "        server 10.0.0.11:8080 max_fails=0;";
+        let upstream_1 = "    upstream node_nsplay-1 {";
+        swaps.splice(
+            0..0,
+            [
+                (map_1, format!("{map_1}\n        ~^/api/sessions/nsplay-2\\.  node_nsplay-2;")),
+                (pool_1, format!("{pool_1}\n        server {} max_fails=0;", third.addr)),
+                (
+                    upstream_1,
+                    format!("    upstream node_nsplay-2 {{\n        server {};\n    }}\n{upstream_1}", third.addr),
+                ),
+            ],
+        );
+    }
+    let cfg = config("deploy/nginx.conf", &swaps);
     let file = dir.path().join("nginx.conf");
     std::fs::write(&file, cfg).unwrap();
     // The temporary files go beside the config, not into /var/lib/nginx.
@@ -500,7 +520,7 @@ async fn an_admin_drain_ends_the_sessions_at_its_deadline_and_the_node_stays_up(
 }
 
 /// A node with room for 32 sessions, its id range apart from every other test's (and from the
-/// other two nodes of [`haproxy_spreads_ninety_sessions_over_three_nodes`]).
+/// other two nodes of [`ninety_sessions_spread_over_three_nodes_behind_haproxy_and_behind_nginx`]).
 fn big_node(i: u32) -> Server {
     let mut inst = common::Instance::new();
     inst.id_slots = 32;
@@ -551,15 +571,26 @@ fn haproxy3(n: &[Server]) -> Proxy {
     spawn(cmd, dir, port, "haproxy")
 }
 
-/// Issue 21's scenario: three nodes behind HAProxy, 90 sessions created through it (a few at
-/// a time); they spread over all three nodes, each node holds exactly the sessions its name is
-/// in, and every session's terminal WebSocket through the proxy reaches its shell and answers.
+/// Issue 21's scenario, behind HAProxy and then behind nginx (one after the other: three
+/// nodes of 32 sessions each at a time are enough for this machine): three nodes, 90 sessions
+/// created through the proxy (a few at a time); they spread over all three nodes, each node
+/// holds exactly the sessions its name is in, and every session's terminal WebSocket through the
+/// proxy reaches its shell and answers.
 #[tokio::test(flavor = "multi_thread")]
-async fn haproxy_spreads_ninety_sessions_over_three_nodes() {
-    use futures_util::StreamExt;
+async fn ninety_sessions_spread_over_three_nodes_behind_haproxy_and_behind_nginx() {
     require_root();
+    let haproxy: fn(&[Server]) -> Proxy = haproxy3;
+    let nginx: fn(&[Server]) -> Proxy = |n| nginx_of(&[&n[0], &n[1], &n[2]]);
+    for (name, start) in [("haproxy", haproxy), ("nginx", nginx)] {
+        println!("--- 90 sessions over three nodes behind {name}");
+        ninety_sessions_over_three_nodes(start).await;
+    }
+}
+
+async fn ninety_sessions_over_three_nodes(start: fn(&[Server]) -> Proxy) {
+    use futures_util::StreamExt;
     let nodes: Vec<Server> = (0..3).map(big_node).collect();
-    let proxy = haproxy3(&nodes);
+    let proxy = start(&nodes);
     let via = format!("http://{}", proxy.addr);
     let sessions: Vec<Value> =
         futures_util::stream::iter(0..90).map(|_| create_ok(&via)).buffer_unordered(6).collect().await;
