@@ -325,6 +325,47 @@ async fn a_room_in_postgresql_spans_nodes_and_the_dashboard_on_a_third_sees_ever
     drop(pg);
 }
 
+/// "Prepare" on one node of a shared PostgreSQL builds the room's sessions on every node: each
+/// node's sweep finds the ask in the database and builds its share (4 expected over 2 nodes: 2
+/// each), and a join on a node takes one of that node's.
+#[tokio::test]
+async fn prepare_on_one_node_builds_every_nodes_share_of_the_room() {
+    let pg = Postgres::start();
+    let node = |name: &'static str| {
+        let mut a = args();
+        a.extend(["--database-url", Box::leak(pg.url.clone().into_boxed_str()), "--node", name]);
+        Server::start(&a)
+    };
+    let (a, b) = (node("node-a"), node("node-b"));
+    let (id, code) = room_with(&a, json!({"title": "Prepared", "lessons": ["uts"], "capacity": 4})).await;
+    let r = http()
+        .post(format!("{}/api/rooms/{id}/prepare", a.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"expected": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let prepared = async |s: &Server| instructor_get(s, &format!("/api/rooms/{id}")).await["prepared"].clone();
+    for s in [&a, &b] {
+        until("each node builds its share of the room", async || {
+            let p = prepared(s).await;
+            p["ready"] == 2 && p["wanted"] == 2
+        })
+        .await;
+    }
+    let joined = join(&b, &code, json!({"name": "On B"})).await;
+    assert!(joined["session"].as_str().unwrap().starts_with("node-b."), "{joined}");
+    let p = prepared(&b).await;
+    assert_eq!((p["ready"].as_u64(), p["wanted"].as_u64()), (Some(1), Some(1)), "{p}");
+    // The next sweeps keep it so: the learner seated on b counts in b's share.
+    tokio::time::sleep(std::time::Duration::from_secs(6)).await;
+    assert_eq!(prepared(&b).await["wanted"], 1);
+    assert_eq!(prepared(&a).await["ready"], 2);
+    drop((a, b));
+    drop(pg);
+}
+
 /// Issue #18: 30 simulated learners join by code and work over the terminal WebSocket — every
 /// third does the UTS step, every third only prints its expected output, the rest do nothing —
 /// and the dashboard's matrix (API) is exactly that: printing never marks a step.

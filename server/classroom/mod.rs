@@ -226,6 +226,17 @@ pub struct StatusNotice {
     pub text: String,
 }
 
+/// A node that has not beaten ([`Classroom::beat`], every sweep: 5 s) for this long is taken to
+/// be gone: the others build its share of a room's prepared sessions.
+pub const NODE_ALIVE_MS: i64 = 15_000;
+
+/// One node's share of `expected` prepared sessions when `nodes` share the work: the proxy
+/// spreads a class's joins over the nodes, so each builds an even part, rounded up (a room of
+/// 30 on 4 nodes: 8 each).
+pub fn node_share(expected: usize, nodes: usize) -> usize {
+    expected.div_ceil(nodes.max(1))
+}
+
 /// The session mark that ties a session to its learner.
 pub fn learner_mark(learner_id: &str) -> String {
     format!("learner:{learner_id}")
@@ -306,6 +317,27 @@ impl Classroom {
     /// Whether anyone may start a session without a room.
     pub fn open(&self) -> bool {
         self.cfg.open
+    }
+
+    /// Asks every node sharing the store for `expected` sessions built ahead for the room, in
+    /// all (each builds [`node_share`] of them); `only_if_unset`: unless an instructor asked.
+    pub async fn ask_prepare(&self, room_id: &str, expected: usize, only_if_unset: bool) -> Result<bool, StoreError> {
+        self.store.set_prepare(room_id, i64::try_from(expected).unwrap_or(i64::MAX), only_if_unset).await
+    }
+
+    /// Records that this node is up, and returns how many nodes are (at least this one): the
+    /// nodes that share the store split a room's prepared sessions between them.
+    pub async fn beat(&self) -> Result<usize, StoreError> {
+        let now = now_ms();
+        self.store.heartbeat(&self.cfg.node, now).await?;
+        let n = self.store.live_nodes(now - NODE_ALIVE_MS).await?;
+        Ok(usize::try_from(n).unwrap_or(1).max(1))
+    }
+
+    /// How many nodes have beaten lately (at least one).
+    pub async fn live_nodes(&self) -> Result<usize, StoreError> {
+        let n = self.store.live_nodes(now_ms() - NODE_ALIVE_MS).await?;
+        Ok(usize::try_from(n).unwrap_or(1).max(1))
     }
 
     /// The images a room may start its sessions on.
@@ -420,6 +452,7 @@ impl Classroom {
             created_at: now_ms(),
             ended_at: None,
             image,
+            prepare_expected: None,
         })
     }
 

@@ -67,6 +67,9 @@ pub struct RoomRow {
     /// The image the room's sessions start on (`None`: the first lesson's, else the server's
     /// default).
     pub image: Option<String>,
+    /// Sessions the instructor asked to have built ahead, on all nodes together (`None`: not
+    /// asked; see [`Store::set_prepare`]).
+    pub prepare_expected: Option<i64>,
 }
 
 #[derive(Debug, Clone, PartialEq)]
@@ -125,7 +128,7 @@ pub struct Store {
 }
 
 const ROOM_COLUMNS: &str = "id, code, title, lessons, capacity, memory_bytes, pids, cpu_millis, opens_at, closes_at, \
-                            created_at, ended_at, image";
+                            created_at, ended_at, image, prepare_expected";
 const LEARNER_COLUMNS: &str = "id, room_id, name, session_id, joined_at, last_seen_at, reported_at, last_input_at, \
                                memory_bytes, pids, end_requested_at";
 
@@ -215,7 +218,8 @@ impl Store {
         let lessons = serde_json::to_string(&r.lessons).map_err(|e| StoreError::Malformed(e.to_string()))?;
         let done = sqlx::query(
             "INSERT INTO rooms (id, code, title, lessons, capacity, memory_bytes, pids, cpu_millis, opens_at, \
-             closes_at, created_at, ended_at, image) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13) \
+             closes_at, created_at, ended_at, image, prepare_expected) VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, \
+             $11, $12, $13, $14) \
              ON CONFLICT DO NOTHING",
         )
         .bind(&r.id)
@@ -231,6 +235,7 @@ impl Store {
         .bind(r.created_at)
         .bind(r.ended_at)
         .bind(&r.image)
+        .bind(r.prepare_expected)
         .execute(&self.pool)
         .await?;
         Ok(done.rows_affected() == 1)
@@ -258,6 +263,40 @@ impl Store {
             .fetch_optional(&self.pool)
             .await?;
         row.as_ref().map(room_row).transpose()
+    }
+
+    /// Asks for `expected` sessions built ahead for a room, on all nodes together (each node's
+    /// sweep builds its share); `only_if_unset`: unless an instructor asked already (a room's
+    /// opening time). `false` if there is no such room (or it was set).
+    pub async fn set_prepare(&self, id: &str, expected: i64, only_if_unset: bool) -> Result<bool, StoreError> {
+        let sql = if only_if_unset {
+            "UPDATE rooms SET prepare_expected = $2 WHERE id = $1 AND prepare_expected IS NULL"
+        } else {
+            "UPDATE rooms SET prepare_expected = $2 WHERE id = $1"
+        };
+        let done = sqlx::query(sql).bind(id).bind(expected).execute(&self.pool).await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    // ---- nodes
+
+    /// Records that `node` is up (its sweep ran at `at`).
+    pub async fn heartbeat(&self, node: &str, at: i64) -> Result<(), StoreError> {
+        sqlx::query("INSERT INTO nodes (name, seen_at) VALUES ($1, $2) ON CONFLICT (name) DO UPDATE SET seen_at = $2")
+            .bind(node)
+            .bind(at)
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
+    /// Nodes seen since `since` (at least the caller, once it has beaten).
+    pub async fn live_nodes(&self, since: i64) -> Result<i64, StoreError> {
+        let row = sqlx::query("SELECT COUNT(*) AS n FROM nodes WHERE seen_at >= $1")
+            .bind(since)
+            .fetch_one(&self.pool)
+            .await?;
+        Ok(row.try_get("n")?)
     }
 
     /// Ends a room (no more joins); `false` if there is no such room or it had ended.
@@ -537,6 +576,7 @@ fn room_row(r: &AnyRow) -> Result<RoomRow, StoreError> {
         created_at: r.try_get("created_at")?,
         ended_at: r.try_get("ended_at")?,
         image: r.try_get("image")?,
+        prepare_expected: r.try_get("prepare_expected")?,
     })
 }
 

@@ -21,6 +21,7 @@ fn room(id: &str, code: &str) -> RoomRow {
         created_at: 1_700_000_000_000,
         ended_at: None,
         image: Some("tools".into()),
+        prepare_expected: None,
     }
 }
 
@@ -67,6 +68,20 @@ async fn rooms_learners_checks_and_events_round_trip() {
     assert_eq!(s.room_by_code("ABC234").await.unwrap().unwrap().id, "r1");
     assert_eq!(s.room_by_code("ZZZZZZ").await.unwrap(), None);
     assert_eq!(s.rooms().await.unwrap().len(), 1);
+
+    // A room's opening asks only if no instructor did; an instructor's ask replaces.
+    assert!(s.set_prepare("r1", 2, true).await.unwrap());
+    assert!(!s.set_prepare("r1", 9, true).await.unwrap());
+    assert_eq!(s.room("r1").await.unwrap().unwrap().prepare_expected, Some(2));
+    assert!(s.set_prepare("r1", 0, false).await.unwrap());
+    assert_eq!(s.room("r1").await.unwrap().unwrap().prepare_expected, Some(0));
+    assert!(!s.set_prepare("nope", 1, false).await.unwrap());
+    // Nodes: a beat replaces the last one; only those seen since count.
+    s.heartbeat("a", 100).await.unwrap();
+    s.heartbeat("b", 100).await.unwrap();
+    s.heartbeat("a", 200).await.unwrap();
+    assert_eq!(s.live_nodes(150).await.unwrap(), 1);
+    assert_eq!(s.live_nodes(100).await.unwrap(), 2);
 
     assert!(s.insert_learner(&learner("l1", "r1"), r.capacity).await.unwrap());
     assert!(s.insert_learner(&learner("l2", "r1"), r.capacity).await.unwrap());

@@ -277,11 +277,12 @@ struct PrepareBody {
     expected: Option<usize>,
 }
 
-/// `POST /api/rooms/{id}/prepare {"expected"?}`: 202; this node builds sessions ahead for the
-/// room — up to the learners expected (at most its capacity) less those seated in a live
-/// session here, bounded by `max_sessions` and the host's headroom — with the room's limits,
-/// and hands them to its joiners first. The room JSON (`GET /api/rooms/{id}`) says how far
-/// it is under `prepared`.
+/// `POST /api/rooms/{id}/prepare {"expected"?}`: 202; every node that shares the store builds
+/// sessions ahead for the room — its share ([`classroom::node_share`]) of the learners expected
+/// (at most the capacity), less those seated in a live session on it, bounded by its
+/// `max_sessions` and host headroom — with the room's limits and on its image, and hands them
+/// to its joiners first. This node starts at once, the others at their next sweep. The room
+/// JSON (`GET /api/rooms/{id}`) says how far this node is under `prepared`.
 pub async fn prepare_room<S: Sessions>(
     State(st): State<AppState<S>>,
     Path(id): Path<String>,
@@ -306,12 +307,17 @@ pub async fn prepare_room<S: Sessions>(
         .iter()
         .filter(|l| l.session_id.as_deref().is_some_and(|s| st.manager.get(s).is_ok()))
         .count();
-    let want = body.expected.unwrap_or(capacity).min(capacity).saturating_sub(seated);
+    let expected = body.expected.unwrap_or(capacity).min(capacity);
+    // This node's share now; the ask goes into the store, where every node's sweep (this one's
+    // too, from then on) finds it and keeps its own share built.
+    let nodes = c.live_nodes().await.map_err(store_error)?;
+    let want = classroom::node_share(expected, nodes).saturating_sub(seated);
     let key = classroom::room_mark(&r.id);
     st.manager
         .prepare_reserve(&key, want, c.limits_for(&r), &super::rooms::room_image(&r, &st.lessons.get()))
         .map_err(|e| ApiError::from_session(e, lang))?;
-    Ok((StatusCode::ACCEPTED, Json(json!({"prepared": st.manager.reserve_state(&key)}))))
+    c.ask_prepare(&r.id, expected, false).await.map_err(store_error)?;
+    Ok((StatusCode::ACCEPTED, Json(json!({"prepared": st.manager.reserve_state(&key), "nodes": nodes}))))
 }
 
 async fn room_or_404<S>(st: &AppState<S>, id: &str) -> Result<RoomRow, ApiError> {

@@ -243,13 +243,16 @@ pub(super) fn room_image(
     super::api::image_choice(room.image.clone(), &room.lessons.first().cloned(), lessons)
 }
 
-/// How long after a room's opening time this node still pre-warms for it on its own (a node
-/// started later leaves it to the instructor's "prepare").
+/// How long after a room's opening time a node still asks for it to be prepared on its own (a
+/// node started later leaves it to the instructor's "prepare").
 const PREPARE_AT_OPENING: i64 = 60_000;
 
-/// The sweep's part in pre-warming (docs/classroom.md, "Prepare"): a room whose opening time
-/// has just come gets its reserve built up to its capacity (once per room and run), and the
-/// reserve of a room that ended or closed is torn down.
+/// The sweep's part in pre-warming (docs/classroom.md, "Prepare"): this node beats in the
+/// store; a room whose opening time has just come is asked to be prepared up to its capacity
+/// (unless an instructor asked already); every open room with an ask gets this node's share of
+/// it built ([`classroom::node_share`] of the nodes that beat, less its learners seated here),
+/// whichever node the ask came from; and the reserve of a room that ended or closed is torn
+/// down.
 async fn prepare_and_release(
     manager: &std::sync::Arc<crate::session::Manager>,
     c: &Classroom,
@@ -257,6 +260,10 @@ async fn prepare_and_release(
     opened: &mut std::collections::HashSet<String>,
 ) {
     let now = crate::store::now_ms();
+    let nodes = match c.beat().await {
+        Ok(n) => n,
+        Err(e) => return tracing::warn!(error = %e, "cannot record this node in the classroom's database"),
+    };
     let keys = manager.reserve_keys();
     let rooms = match c.rooms().await {
         Ok(r) => r,
@@ -270,19 +277,34 @@ async fn prepare_and_release(
             manager.end_reserve(&key);
         }
     }
+    let seated_here = |key: &str| manager.sessions().iter().filter(|s| s.marks().contains(key)).count();
     for r in rooms.iter().filter(|r| !over(r)) {
+        let mut expected = r.prepare_expected.and_then(|e| usize::try_from(e).ok());
         if let Some(o) = r.opens_at
             && now >= o
             && now - o < PREPARE_AT_OPENING
             && opened.insert(r.id.clone())
+            && expected.is_none()
         {
-            let want = usize::try_from(r.capacity).unwrap_or(0);
-            tracing::info!(room = %r.id, sessions = want, "a room opens: building its sessions ahead");
-            if let Err(e) =
-                manager.prepare_reserve(&classroom::room_mark(&r.id), want, c.limits_for(r), &room_image(r, lessons))
-            {
-                tracing::warn!(room = %r.id, error = %e, "a room opens, but its sessions cannot be built ahead");
+            let capacity = usize::try_from(r.capacity).unwrap_or(0);
+            tracing::info!(room = %r.id, sessions = capacity, "a room opens: its sessions are built ahead");
+            match c.ask_prepare(&r.id, capacity, true).await {
+                Ok(_) => expected = Some(capacity),
+                Err(e) => {
+                    tracing::warn!(room = %r.id, error = %e, "cannot ask for a room's sessions to be built ahead")
+                }
             }
+        }
+        let Some(expected) = expected else { continue };
+        let key = classroom::room_mark(&r.id);
+        let want = classroom::node_share(expected, nodes).saturating_sub(seated_here(&key));
+        // Only a change: a reserve that stopped short is taken up by the manager's own tick
+        // (with its wait after a failed build).
+        if want == manager.reserve_state(&key).wanted {
+            continue;
+        }
+        if let Err(e) = manager.prepare_reserve(&key, want, c.limits_for(r), &room_image(r, lessons)) {
+            tracing::warn!(room = %r.id, error = %e, "a room's sessions cannot be built ahead");
         }
     }
     // Bounded: only rooms still open within the last minute stay remembered.
