@@ -215,6 +215,13 @@ impl Drop for Postgres {
     }
 }
 
+/// A node named `name` with its classroom in `pg`.
+fn pg_node(pg: &Postgres, name: &'static str) -> Server {
+    let mut a = args();
+    a.extend(["--database-url", Box::leak(pg.url.clone().into_boxed_str()), "--node", name]);
+    Server::start(&a)
+}
+
 async fn until(what: &str, mut probe: impl AsyncFnMut() -> bool) {
     for _ in 0..120 {
         if probe().await {
@@ -231,11 +238,7 @@ async fn until(what: &str, mut probe: impl AsyncFnMut() -> bool) {
 #[tokio::test]
 async fn a_room_in_postgresql_spans_nodes_and_the_dashboard_on_a_third_sees_everyone() {
     let pg = Postgres::start();
-    let node = |name: &'static str| {
-        let mut a = args();
-        a.extend(["--database-url", Box::leak(pg.url.clone().into_boxed_str()), "--node", name]);
-        Server::start(&a)
-    };
+    let node = |name: &'static str| pg_node(&pg, name);
     let (a, b, c) = (node("node-a"), node("node-b"), node("node-c"));
     let r = http()
         .post(format!("{}/api/rooms", c.base))
@@ -331,11 +334,7 @@ async fn a_room_in_postgresql_spans_nodes_and_the_dashboard_on_a_third_sees_ever
 #[tokio::test]
 async fn prepare_on_one_node_builds_every_nodes_share_of_the_room() {
     let pg = Postgres::start();
-    let node = |name: &'static str| {
-        let mut a = args();
-        a.extend(["--database-url", Box::leak(pg.url.clone().into_boxed_str()), "--node", name]);
-        Server::start(&a)
-    };
+    let node = |name: &'static str| pg_node(&pg, name);
     let (a, b) = (node("node-a"), node("node-b"));
     let (id, code) = room_with(&a, json!({"title": "Prepared", "lessons": ["uts"], "capacity": 4})).await;
     let r = http()
