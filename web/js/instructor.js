@@ -193,6 +193,8 @@ export function bootDashboard() {
     $('#room-closes').textContent = p.closes_at ? t('room_closes', { time: timeText(p.closes_at) }) : '';
     $('#room-extend').hidden = !p.closes_at || p.room.state === 'ended';
     renderMatrix(p, actions);
+    // A join takes a prepared session (and the other nodes build theirs): the line follows.
+    if ($('#room-prepared').textContent) followPrepare(p.room.id);
   }
 
   // Live: the room's event stream (a `progress` event at every join and check); where the
