@@ -176,6 +176,8 @@ struct Plan {
     classroom: classroom::ClassroomPlan,
     nsplay: PathBuf,
     state_dir: PathBuf,
+    /// The servers' `--data-dir` (`None`: `data-NAME` in the state directory, one per server).
+    data_dir: Option<PathBuf>,
     remove_state_dir: bool,
     cgroup_parent: String,
     id_base: u32,
@@ -225,6 +227,7 @@ impl Plan {
             classroom,
             nsplay,
             state_dir,
+            data_dir: None,
             remove_state_dir,
             cgroup_parent: a.cgroup_parent.clone(),
             id_base: a.id_base,
@@ -291,6 +294,13 @@ impl PromptScan {
 
 // ---------------------------------------------------------------------------------------------
 // Host facts.
+
+/// `MemAvailable` of /proc/meminfo, in bytes.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+}
 
 fn cpu_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -586,9 +596,10 @@ impl Server {
             .args(["--create-per-minute-per-address", "1000000", "--create-burst-per-address", "1000000"])
             .arg("--state-dir")
             .arg(&plan.state_dir)
-            // The classroom's database of this server only, never the host's /var/lib/nsplay.
+            // The classroom's database (and image store) of this benchmark only, never the host's
+            // /var/lib/nsplay.
             .arg("--data-dir")
-            .arg(plan.state_dir.join(format!("data-{name}")))
+            .arg(plan.data_dir.clone().unwrap_or_else(|| plan.state_dir.join(format!("data-{name}"))))
             .args(["--cgroup-parent", &plan.cgroup_parent])
             .args(["--id-base", &plan.id_base.to_string(), "--id-slots", &plan.id_slots.to_string()])
             .args(extra)
@@ -919,17 +930,27 @@ fn part_spawn(plan: &Plan, res: &mut Results, baselines: &[(&'static str, &'stat
 /// The plan of the server without a warm pool: beside the first server, with its own state
 /// directory, cgroup parent and id range.
 fn cold_plan(plan: &Plan) -> Result<Plan> {
-    let mut cold_plan = plan.clone();
-    cold_plan.state_dir = plan.state_dir.join("cold");
-    cold_plan.cgroup_parent = format!("{}-cold", plan.cgroup_parent);
-    cold_plan.id_base = plan
+    plan_beside(plan, &plan.state_dir.join("cold"), "cold", 1)
+}
+
+/// The plan of a server that runs beside others: its own state directory, cgroup parent
+/// (`<parent>-<name>`) and id range, the `slot`-th one of `--id-slots` ranges above `--id-base`
+/// (slot 0 is `--id-base` itself).
+fn plan_beside(plan: &Plan, state_dir: &Path, name: &str, slot: u32) -> Result<Plan> {
+    let mut p = plan.clone();
+    p.state_dir = state_dir.to_path_buf();
+    p.cgroup_parent = format!("{}-{name}", plan.cgroup_parent);
+    p.id_base = plan
         .id_slots
         .checked_mul(65536)
+        .and_then(|n| n.checked_mul(slot))
         .and_then(|n| plan.id_base.checked_add(n))
         .filter(|b| b.checked_add(plan.id_slots.saturating_mul(65536)).is_some())
-        .context("no room above --id-base for the server without a warm pool: lower --id-base")?;
-    std::fs::create_dir_all(&cold_plan.state_dir)?;
-    Ok(cold_plan)
+        .with_context(|| {
+            format!("no room above --id-base for the {} id ranges of the {name} server: lower --id-base", slot + 1)
+        })?;
+    std::fs::create_dir_all(&p.state_dir).with_context(|| format!("creating {}", p.state_dir.display()))?;
+    Ok(p)
 }
 
 /// `plan.spawn_seq` rounds of nsplay, nsplay without a warm pool and each baseline in turn.
