@@ -41,6 +41,8 @@ pub(super) struct ImagesPlan {
     pub spawns: usize,
     /// Idle sessions opened on each root for the memory rows.
     pub sessions: usize,
+    /// Times the idle sessions are opened on each root, alternating which goes first.
+    pub mem_rounds: usize,
 }
 
 /// What the images part measured.
@@ -56,12 +58,12 @@ pub(super) struct ImagesResult {
     pub warm_host: Vec<Duration>,
     /// Idle sessions open when memory was read (on each root).
     pub idle: usize,
-    /// Host memory (`MemAvailable` before minus after) per idle session, in bytes.
-    pub mem_image: Option<f64>,
-    pub mem_host: Option<f64>,
-    /// The same sessions' own cgroup memory, per session, in bytes.
-    pub cgroup_image: Option<f64>,
-    pub cgroup_host: Option<f64>,
+    /// Host memory (`MemAvailable` before minus after) per idle session, in bytes, each round.
+    pub mem_image: Vec<f64>,
+    pub mem_host: Vec<f64>,
+    /// The same sessions' own cgroup memory, per session, in bytes, each round.
+    pub cgroup_image: Vec<f64>,
+    pub cgroup_host: Vec<f64>,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -571,16 +573,27 @@ fn run_images(plan: &Plan, dir: &Path) -> Result<ImagesResult> {
     [res.cold_image, res.cold_host, res.warm_image, res.warm_host] = times;
 
     // Memory on the servers without a pool: nothing is being built before or after, so the
-    // difference is the idle sessions alone.
+    // difference is the idle sessions alone. MemAvailable is the whole machine's, so anything
+    // else running moves it: a few rounds, alternating which root goes first, and the median.
     res.idle = ip.sessions;
-    for (i, mem, cg) in
-        [(IMAGE_COLD, &mut res.mem_image, &mut res.cgroup_image), (HOST_COLD, &mut res.mem_host, &mut res.cgroup_host)]
-    {
-        progress(format!("images: host memory of {} idle sessions on the {} server", ip.sessions, NAMES[i]));
-        let (m, c) = rt
-            .block_on(idle_memory(&srv[i], ip.sessions, plan.open_concurrency))
-            .with_context(|| failed(i, &format!("{} idle sessions", ip.sessions)))?;
-        (*mem, *cg) = (Some(m), Some(c));
+    progress(format!(
+        "images: host memory of {} idle sessions on the image and on the host root, {} rounds",
+        ip.sessions, ip.mem_rounds
+    ));
+    for round in 0..ip.mem_rounds {
+        let order = if round % 2 == 0 { [IMAGE_COLD, HOST_COLD] } else { [HOST_COLD, IMAGE_COLD] };
+        for i in order {
+            let (m, c) = rt
+                .block_on(idle_memory(&srv[i], ip.sessions, plan.open_concurrency))
+                .with_context(|| failed(i, &format!("{} idle sessions", ip.sessions)))?;
+            let (mem, cg) = if i == IMAGE_COLD {
+                (&mut res.mem_image, &mut res.cgroup_image)
+            } else {
+                (&mut res.mem_host, &mut res.cgroup_host)
+            };
+            mem.push(m);
+            cg.push(c);
+        }
     }
     drop(fleet);
     Ok(res)
@@ -636,14 +649,29 @@ pub(super) fn image_rows(t: &mut Table, ip: &ImagesPlan, r: &ImagesResult) {
         }
         ratio_row(t, &format!("Images: spawn {kind}, p50, image / host root"), image, host, limit);
     }
-    for (root, mem, cg) in [("the image", r.mem_image, r.cgroup_image), ("the host root", r.mem_host, r.cgroup_host)] {
-        let cell = match (mem, cg) {
-            (Some(m), Some(c)) => format!("{} (its cgroup: {})", mib(m), mib(c)),
-            (Some(m), None) => mib(m),
+    for (root, mem, cg) in
+        [("the image", &r.mem_image, &r.cgroup_image), ("the host root", &r.mem_host, &r.cgroup_host)]
+    {
+        // The median, then every round's value when there were several (how far apart they are
+        // is what the machine's other work did to them), then the sessions' own cgroups.
+        let rounds = match mem.len() {
+            0 | 1 => String::new(),
+            _ => format!(
+                " (rounds: {})",
+                mem.iter().map(|m| format!("{:.1}", m / MIB as f64)).collect::<Vec<_>>().join(", ")
+            ),
+        };
+        let cell = match (median(mem.clone()), median(cg.clone())) {
+            (Some(m), Some(c)) => format!("{}{rounds}; its cgroup: {}", mib(m), mib(c)),
+            (Some(m), None) => format!("{}{rounds}", mib(m)),
             _ => na(),
         };
         t.row([
-            &format!("Images: host memory per idle session on {root} (MemAvailable, {} open)", r.idle),
+            &format!(
+                "Images: host memory per idle session on {root} (MemAvailable, {} open{})",
+                r.idle,
+                runs_note(mem.len())
+            ),
             &cell,
             "—",
             "—",
