@@ -9,7 +9,7 @@
 //! machine's load hits both alike; the targets are ratios of the two in the same run. Last,
 //! what an idle session costs the host on each root (`MemAvailable`).
 
-use std::collections::BTreeSet;
+use std::collections::{BTreeSet, VecDeque};
 use std::os::unix::fs::PermissionsExt;
 
 use sha2::{Digest, Sha256};
@@ -43,6 +43,8 @@ pub(super) struct ImagesPlan {
     pub sessions: usize,
     /// Times the idle sessions are opened on each root, alternating which goes first.
     pub mem_rounds: usize,
+    /// Longest wait for `MemAvailable` to hold still before each reading.
+    pub mem_settle: Duration,
 }
 
 /// What the images part measured.
@@ -64,6 +66,9 @@ pub(super) struct ImagesResult {
     /// The same sessions' own cgroup memory, per session, in bytes, each round.
     pub cgroup_image: Vec<f64>,
     pub cgroup_host: Vec<f64>,
+    /// Readings (two per round: before and after) taken while `MemAvailable` still moved.
+    pub unsteady_image: usize,
+    pub unsteady_host: usize,
 }
 
 // ---------------------------------------------------------------------------------------------
@@ -473,16 +478,42 @@ async fn wait_pool_full(srv: &Server) -> Result<()> {
     }
 }
 
+/// `MemAvailable` once it holds still (within 2 MiB over 2 s), or when `max_wait` is up:
+/// (bytes, whether it held still). Ending sessions frees their memory for seconds afterwards (the
+/// kernel's deferred work: about 10 MB/s for 50 sessions here), and a reading taken meanwhile
+/// would count that as the next sessions' savings.
+async fn steady_mem_available(max_wait: Duration) -> Result<(u64, bool)> {
+    const EVERY: Duration = Duration::from_millis(250);
+    const WINDOW: usize = 9;
+    const SPREAD: u64 = 2 * MIB;
+    let start = Instant::now();
+    let mut last = VecDeque::with_capacity(WINDOW);
+    loop {
+        let m = mem_available().context("no MemAvailable in /proc/meminfo")?;
+        if last.len() == WINDOW {
+            last.pop_front();
+        }
+        last.push_back(m);
+        let (lo, hi) = last.iter().fold((u64::MAX, 0), |(lo, hi), &v| (lo.min(v), hi.max(v)));
+        if last.len() == WINDOW && hi - lo <= SPREAD {
+            return Ok((m, true));
+        }
+        if start.elapsed() >= max_wait {
+            return Ok((m, false));
+        }
+        tokio::time::sleep(EVERY).await;
+    }
+}
+
 /// `n` idle sessions opened on `srv`, each with its socket attached and at its prompt: host
-/// memory (`MemAvailable` before minus after, a second to settle each time) and the sessions'
-/// own cgroup memory, per session, in bytes. Ends them again.
-async fn idle_memory(srv: &Server, n: usize, conc: usize) -> Result<(f64, f64)> {
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let before = mem_available().context("no MemAvailable in /proc/meminfo")?;
+/// memory (`MemAvailable` before minus after, each once it holds still) and the sessions' own
+/// cgroup memory, per session, in bytes, and how many of the two readings were taken while it
+/// still moved. Ends the sessions again.
+async fn idle_memory(srv: &Server, n: usize, conc: usize, settle: Duration) -> Result<(f64, f64, usize)> {
+    let (before, steady0) = steady_mem_available(settle).await?;
     let mut open = Vec::new();
     let failure = open_until(srv, &mut open, n, conc).await;
-    tokio::time::sleep(Duration::from_secs(1)).await;
-    let after = mem_available().context("no MemAvailable in /proc/meminfo")?;
+    let (after, steady1) = steady_mem_available(settle).await?;
     let mut cgroup = 0u64;
     let mut err = failure.map(|f| anyhow!("opening {n} idle sessions: {f}"));
     if err.is_none() {
@@ -500,7 +531,8 @@ async fn idle_memory(srv: &Server, n: usize, conc: usize) -> Result<(f64, f64)> 
     if let Some(e) = err {
         return Err(e);
     }
-    Ok(((before as f64 - after as f64) / n as f64, cgroup as f64 / n as f64))
+    let unsteady = [steady0, steady1].iter().filter(|s| !**s).count();
+    Ok(((before as f64 - after as f64) / n as f64, cgroup as f64 / n as f64, unsteady))
 }
 
 /// Builds and imports the image, then spawns and idle sessions on it and on the host root.
@@ -583,16 +615,24 @@ fn run_images(plan: &Plan, dir: &Path) -> Result<ImagesResult> {
     for round in 0..ip.mem_rounds {
         let order = if round % 2 == 0 { [IMAGE_COLD, HOST_COLD] } else { [HOST_COLD, IMAGE_COLD] };
         for i in order {
-            let (m, c) = rt
-                .block_on(idle_memory(&srv[i], ip.sessions, plan.open_concurrency))
+            let (m, c, u) = rt
+                .block_on(idle_memory(&srv[i], ip.sessions, plan.open_concurrency, ip.mem_settle))
                 .with_context(|| failed(i, &format!("{} idle sessions", ip.sessions)))?;
-            let (mem, cg) = if i == IMAGE_COLD {
-                (&mut res.mem_image, &mut res.cgroup_image)
+            let (mem, cg, unsteady) = if i == IMAGE_COLD {
+                (&mut res.mem_image, &mut res.cgroup_image, &mut res.unsteady_image)
             } else {
-                (&mut res.mem_host, &mut res.cgroup_host)
+                (&mut res.mem_host, &mut res.cgroup_host, &mut res.unsteady_host)
             };
             mem.push(m);
             cg.push(c);
+            *unsteady += u;
+            if u > 0 {
+                progress(format!(
+                    "images: MemAvailable did not hold still within {} s on the {} server: other work on the machine",
+                    ip.mem_settle.as_secs(),
+                    NAMES[i]
+                ));
+            }
         }
     }
     drop(fleet);
@@ -649,9 +689,10 @@ pub(super) fn image_rows(t: &mut Table, ip: &ImagesPlan, r: &ImagesResult) {
         }
         ratio_row(t, &format!("Images: spawn {kind}, p50, image / host root"), image, host, limit);
     }
-    for (root, mem, cg) in
-        [("the image", &r.mem_image, &r.cgroup_image), ("the host root", &r.mem_host, &r.cgroup_host)]
-    {
+    for (root, mem, cg, unsteady) in [
+        ("the image", &r.mem_image, &r.cgroup_image, r.unsteady_image),
+        ("the host root", &r.mem_host, &r.cgroup_host, r.unsteady_host),
+    ] {
         // The median, then every round's value when there were several (how far apart they are
         // is what the machine's other work did to them), then the sessions' own cgroups.
         let rounds = match mem.len() {
@@ -661,11 +702,14 @@ pub(super) fn image_rows(t: &mut Table, ip: &ImagesPlan, r: &ImagesResult) {
                 mem.iter().map(|m| format!("{:.1}", m / MIB as f64)).collect::<Vec<_>>().join(", ")
             ),
         };
-        let cell = match (median(mem.clone()), median(cg.clone())) {
+        let mut cell = match (median(mem.clone()), median(cg.clone())) {
             (Some(m), Some(c)) => format!("{}{rounds}; its cgroup: {}", mib(m), mib(c)),
             (Some(m), None) => format!("{}{rounds}", mib(m)),
             _ => na(),
         };
+        if unsteady > 0 {
+            let _ = write!(cell, "; {unsteady} of {} readings while MemAvailable still moved", 2 * mem.len());
+        }
         t.row([
             &format!(
                 "Images: host memory per idle session on {root} (MemAvailable, {} open{})",
