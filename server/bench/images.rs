@@ -479,9 +479,9 @@ async fn wait_pool_full(srv: &Server) -> Result<()> {
 }
 
 /// `MemAvailable` once it holds still (within 2 MiB over 2 s), or when `max_wait` is up:
-/// (bytes, whether it held still). Ending sessions frees their memory for seconds afterwards (the
-/// kernel's deferred work: about 10 MB/s for 50 sessions here), and a reading taken meanwhile
-/// would count that as the next sessions' savings.
+/// (bytes, whether it held still). Ended sessions give their memory back for seconds afterwards
+/// (the kernel frees much of it in deferred work), and a reading taken meanwhile would count
+/// that as the next sessions' savings.
 async fn steady_mem_available(max_wait: Duration) -> Result<(u64, bool)> {
     const EVERY: Duration = Duration::from_millis(250);
     const WINDOW: usize = 9;
