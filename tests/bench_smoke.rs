@@ -68,6 +68,15 @@ fn smoke_run_prints_the_whole_table() {
         "Classroom without the output budget (--output-rate 0): echo p50 / p99 / max",
         "Classroom without the output budget: flood output delivered",
         "Classroom: typists' p99 echo, with the budget / without",
+        "Images: import of the 8 MB image (3 uncompressed layers)",
+        "Images: spawn without a pool (`--warm-pool 0`), 2 one after another, p50 / p99, on the image",
+        "Images: spawn without a pool (`--warm-pool 0`), 2 one after another, p50 / p99, on the host root",
+        "Images: spawn without a pool (`--warm-pool 0`), p50, image / host root",
+        "Images: spawn from the warm pool, 2 one after another, p50 / p99, on the image",
+        "Images: spawn from the warm pool, 2 one after another, p50 / p99, on the host root",
+        "Images: spawn from the warm pool, p50, image / host root",
+        "Images: host memory per idle session on the image (MemAvailable, 3 open)",
+        "Images: host memory per idle session on the host root (MemAvailable, 3 open)",
     ] {
         let row = rows.iter().find(|r| r.starts_with(&format!("| {label}"))).unwrap_or_else(|| {
             panic!("no row {label:?} in:\n{stdout}");

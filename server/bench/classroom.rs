@@ -67,12 +67,6 @@ fn role(i: usize, plan: &ClassroomPlan) -> Role {
     }
 }
 
-fn mem_available() -> Option<u64> {
-    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
-    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
-    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
-}
-
 /// A small deterministic jitter source (no randomness crate for ±25 %).
 struct Lcg(u64);
 

@@ -3,7 +3,7 @@
 //!
 //! It starts `nsplay serve` itself (the binary next to this one, or `--nsplay`), drives it only
 //! through the public HTTP/WebSocket API, and runs the baselines (`bwrap`, `unshare`, a raw pty)
-//! from this process. Four parts:
+//! from this process. The parts:
 //!
 //! 1. Spawn: `POST /api/sessions` → the first terminal frame that completes the prompt `# `,
 //!    one after another (interleaved with the baselines, so drift hits all alike) and all at once;
@@ -18,6 +18,9 @@
 //!    idle session, time to open and to end them all.
 //! 5. Classroom (`classroom.rs`): a room of learners joining over a ramp, a few flooding output
 //!    or running a fork bomb, the rest typing; what the typists feel and what the room costs.
+//! 6. Images (`images.rs`): an OCI image the benchmark builds, its import time, spawns on it
+//!    against spawns on the host root (without and with a warm pool, alternating), and the host
+//!    memory of an idle session on each.
 
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
@@ -37,6 +40,7 @@ use nix::poll::{PollFd, PollFlags, PollTimeout, poll};
 use tokio_tungstenite::tungstenite::Message;
 
 mod classroom;
+mod images;
 
 type Ws = tokio_tungstenite::WebSocketStream<tokio_tungstenite::MaybeTlsStream<tokio::net::TcpStream>>;
 
@@ -84,21 +88,23 @@ const UNSHARE: &[&str] = &["unshare", "-Urmupifn", "--fork", "--mount-proc", "ba
 const RAW_BASH: &[&str] = &["bash", "--norc", "--noprofile", "-i"];
 
 /// Compares nsplay with bwrap, unshare(1) and a raw pty in one run and prints one Markdown table
-/// (spawn, echo, throughput, capacity). Must run as root. See docs/benchmarks.md.
+/// (spawn, echo, throughput, capacity, classroom, images). Must run as root. See
+/// docs/benchmarks.md.
 #[derive(Debug, Parser)]
 #[command(name = "nsplay-bench", version)]
 struct Args {
     /// Tiny counts (5 spawns, 2 at once, echo with 1, 3 and 5 sessions, one 8 MiB cat per CPU
-    /// limit, 5 sessions) that finish in well under a minute: checks that the benchmark works; its
-    /// numbers mean nothing. Options given explicitly still win.
+    /// limit, 5 sessions, an 8 MB image with 2 spawns per kind and 3 idle sessions) that finish in
+    /// about a minute: checks that the benchmark works; its numbers mean nothing. Options given
+    /// explicitly still win.
     #[arg(long)]
     smoke: bool,
     /// Sessions opened in the capacity test; echo is also measured with this many open
     /// [default: 500, smoke: 5].
     #[arg(long)]
     sessions: Option<usize>,
-    /// Sessions created one after another in the spawn test (each baseline runs as often)
-    /// [default: 200, smoke: 5].
+    /// Sessions created one after another in the spawn test (each baseline runs as often), and
+    /// rounds of spawns in the images part [default: 200, smoke: 5, in the images part 2].
     #[arg(long)]
     spawn_seq: Option<usize>,
     /// Sessions created at once in the spawn test (each baseline starts as many at once)
@@ -133,6 +139,18 @@ struct Args {
     /// Seconds the classroom keeps at it after the last learner joined [default: 60, smoke: 4].
     #[arg(long)]
     classroom_secs: Option<u64>,
+    /// Size of the image the images part builds and imports: its layer tars together, in MB
+    /// (10^6 bytes) [default: 100, smoke: 8].
+    #[arg(long)]
+    images_mb: Option<u64>,
+    /// Idle sessions opened on the image and on the host root for the images part's memory rows
+    /// [default: 50, smoke: 3].
+    #[arg(long)]
+    images_sessions: Option<usize>,
+    /// Times the images part opens its idle sessions on each root (alternating which goes
+    /// first); the table shows the median [default: 3, smoke: 1].
+    #[arg(long)]
+    images_mem_rounds: Option<usize>,
     /// Sessions being opened at the same time in the capacity test.
     #[arg(long, default_value_t = 10)]
     open_concurrency: usize,
@@ -140,7 +158,9 @@ struct Args {
     #[arg(long)]
     nsplay: Option<PathBuf>,
     /// State directory of the servers this benchmark starts; also holds the host copy of the
-    /// throughput file while it runs [default: a new /tmp/nsplay-bench-PID, removed at the end].
+    /// throughput file, and the images part's image and store, while they run (on a filesystem
+    /// with idmapped mounts: ext4, xfs, btrfs, tmpfs from Linux 6.3) [default: a new
+    /// /tmp/nsplay-bench-PID, removed at the end].
     #[arg(long)]
     state_dir: Option<PathBuf>,
     /// Parent cgroup of the benchmark's sessions (keep it apart from other nsplay instances).
@@ -150,12 +170,14 @@ struct Args {
     /// integration tests use).
     #[arg(long, default_value_t = 3_200_000_000)]
     id_base: u32,
-    /// Number of id ranges [default: sessions + spawn-burst + 20].
+    /// Number of id ranges of each server (servers running beside each other take the ranges
+    /// above) [default: the most sessions a part opens + spawn-burst + 20].
     #[arg(long)]
     id_slots: Option<u32>,
-    /// Run only these parts (comma-separated: spawn, echo, throughput, capacity, classroom); the
-    /// table then has only their rows. Echo and capacity share their sessions: either runs both.
-    #[arg(long, value_delimiter = ',', value_parser = ["spawn", "echo", "throughput", "capacity", "classroom"])]
+    /// Run only these parts (comma-separated: spawn, echo, throughput, capacity, classroom,
+    /// images); the table then has only their rows. Echo and capacity share their sessions:
+    /// either runs both.
+    #[arg(long, value_delimiter = ',', value_parser = ["spawn", "echo", "throughput", "capacity", "classroom", "images"])]
     only: Vec<String>,
 }
 
@@ -174,8 +196,12 @@ struct Plan {
     throughput_runs: usize,
     open_concurrency: usize,
     classroom: classroom::ClassroomPlan,
+    images: images::ImagesPlan,
     nsplay: PathBuf,
     state_dir: PathBuf,
+    /// The servers' `--data-dir` (`None`: `data-NAME` in the state directory, one per server);
+    /// the images part's servers share the one that holds its image store.
+    data_dir: Option<PathBuf>,
     remove_state_dir: bool,
     cgroup_parent: String,
     id_base: u32,
@@ -198,8 +224,15 @@ impl Plan {
             hold: secs(a.classroom_secs, 60, 4),
             think: Duration::from_secs(2),
         };
+        let images = images::ImagesPlan {
+            mb: a.images_mb.unwrap_or(if a.smoke { 8 } else { 100 }).max(1),
+            spawns: pick(a.spawn_seq, 200, 2).max(1),
+            sessions: pick(a.images_sessions, 50, 3).max(1),
+            mem_rounds: pick(a.images_mem_rounds, 3, 1).max(1),
+            mem_settle: secs(None, 20, 2),
+        };
         // One server at a time: the id ranges and the session cap cover the largest part.
-        let most = sessions.max(classroom.learners);
+        let most = sessions.max(classroom.learners).max(images.sessions);
         let nsplay = match &a.nsplay {
             Some(p) => p.clone(),
             None => std::env::current_exe()?.with_file_name("nsplay"),
@@ -223,8 +256,10 @@ impl Plan {
             throughput_runs: pick(a.throughput_runs, 5, 1).max(1),
             open_concurrency: a.open_concurrency.max(1),
             classroom,
+            images,
             nsplay,
             state_dir,
+            data_dir: None,
             remove_state_dir,
             cgroup_parent: a.cgroup_parent.clone(),
             id_base: a.id_base,
@@ -291,6 +326,13 @@ impl PromptScan {
 
 // ---------------------------------------------------------------------------------------------
 // Host facts.
+
+/// `MemAvailable` of /proc/meminfo, in bytes.
+fn mem_available() -> Option<u64> {
+    let text = std::fs::read_to_string("/proc/meminfo").ok()?;
+    let line = text.lines().find(|l| l.starts_with("MemAvailable:"))?;
+    line.split_whitespace().nth(1)?.parse::<u64>().ok().map(|kib| kib * 1024)
+}
 
 fn cpu_ticks(pid: i32) -> Option<u64> {
     let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
@@ -578,7 +620,8 @@ impl Server {
     fn start(plan: &Plan, name: &str, extra: &[String]) -> Result<Server> {
         let log = File::create(plan.state_dir.join(format!("{name}.log")))?;
         // One client here stands for a whole classroom: lift the per-client admission caps.
-        let max = (plan.sessions.max(plan.classroom.learners) + plan.spawn_burst + 5).to_string();
+        let max =
+            (plan.sessions.max(plan.classroom.learners).max(plan.images.sessions) + plan.spawn_burst + 5).to_string();
         let mut cmd = Command::new(&plan.nsplay);
         cmd.args(["serve", "--listen", "127.0.0.1:0", "--max-sessions", &max])
             .args(["--max-sessions-per-client", &max, "--create-per-minute", "1000000", "--create-burst", "1000000"])
@@ -586,9 +629,10 @@ impl Server {
             .args(["--create-per-minute-per-address", "1000000", "--create-burst-per-address", "1000000"])
             .arg("--state-dir")
             .arg(&plan.state_dir)
-            // The classroom's database of this server only, never the host's /var/lib/nsplay.
+            // The classroom's database (and image store) of this benchmark only, never the host's
+            // /var/lib/nsplay.
             .arg("--data-dir")
-            .arg(plan.state_dir.join(format!("data-{name}")))
+            .arg(plan.data_dir.clone().unwrap_or_else(|| plan.state_dir.join(format!("data-{name}"))))
             .args(["--cgroup-parent", &plan.cgroup_parent])
             .args(["--id-base", &plan.id_base.to_string(), "--id-slots", &plan.id_slots.to_string()])
             .args(extra)
@@ -829,6 +873,7 @@ struct Results {
     classroom: Option<classroom::ClassroomResult>,
     /// The same room with the output budget switched off (`--output-rate 0`), when it floods.
     classroom_unpaced: Option<classroom::ClassroomResult>,
+    images: Option<images::ImagesResult>,
     notes: Vec<String>,
 }
 
@@ -919,17 +964,27 @@ fn part_spawn(plan: &Plan, res: &mut Results, baselines: &[(&'static str, &'stat
 /// The plan of the server without a warm pool: beside the first server, with its own state
 /// directory, cgroup parent and id range.
 fn cold_plan(plan: &Plan) -> Result<Plan> {
-    let mut cold_plan = plan.clone();
-    cold_plan.state_dir = plan.state_dir.join("cold");
-    cold_plan.cgroup_parent = format!("{}-cold", plan.cgroup_parent);
-    cold_plan.id_base = plan
+    plan_beside(plan, &plan.state_dir.join("cold"), "cold", 1)
+}
+
+/// The plan of a server that runs beside others: its own state directory, cgroup parent
+/// (`<parent>-<name>`) and id range, the `slot`-th one of `--id-slots` ranges above `--id-base`
+/// (slot 0 is `--id-base` itself).
+fn plan_beside(plan: &Plan, state_dir: &Path, name: &str, slot: u32) -> Result<Plan> {
+    let mut p = plan.clone();
+    p.state_dir = state_dir.to_path_buf();
+    p.cgroup_parent = format!("{}-{name}", plan.cgroup_parent);
+    p.id_base = plan
         .id_slots
         .checked_mul(65536)
+        .and_then(|n| n.checked_mul(slot))
         .and_then(|n| plan.id_base.checked_add(n))
         .filter(|b| b.checked_add(plan.id_slots.saturating_mul(65536)).is_some())
-        .context("no room above --id-base for the server without a warm pool: lower --id-base")?;
-    std::fs::create_dir_all(&cold_plan.state_dir)?;
-    Ok(cold_plan)
+        .with_context(|| {
+            format!("no room above --id-base for the {} id ranges of the {name} server: lower --id-base", slot + 1)
+        })?;
+    std::fs::create_dir_all(&p.state_dir).with_context(|| format!("creating {}", p.state_dir.display()))?;
+    Ok(p)
 }
 
 /// `plan.spawn_seq` rounds of nsplay, nsplay without a warm pool and each baseline in turn.
@@ -1287,6 +1342,9 @@ fn build_table(plan: &Plan, res: &Results) -> Table {
     if let Some(c) = &res.classroom {
         classroom::classroom_rows(&mut t, &plan.classroom, c, res.classroom_unpaced.as_ref());
     }
+    if let Some(i) = &res.images {
+        images::image_rows(&mut t, &plan.images, i);
+    }
     t
 }
 
@@ -1561,6 +1619,10 @@ fn run(plan: &Plan) -> Result<String> {
         }
         res.classroom = Some(classroom::part_classroom(plan, &plan.classroom, "classroom", &[])?);
     }
+    if wants("images") {
+        settle(plan);
+        res.images = Some(images::part_images(plan)?);
+    }
 
     let mut out = String::new();
     let mode = if plan.smoke { " (smoke mode: the counts are tiny and the numbers mean nothing)" } else { "" };
@@ -1690,6 +1752,22 @@ mod tests {
             server_rss_kib: 20_480,
             ..Default::default()
         });
+        res.images = Some(images::ImagesResult {
+            layers: 3,
+            layer_bytes: 8_000_512,
+            import: Duration::from_millis(400),
+            cold_image: series(15),
+            cold_host: series(10),
+            warm_image: series(4),
+            warm_host: series(4),
+            idle: 3,
+            mem_image: vec![3.0 * MIB as f64],
+            mem_host: vec![2.5 * MIB as f64, 1.5 * MIB as f64, 2.0 * MIB as f64],
+            cgroup_image: vec![1.5 * MIB as f64],
+            cgroup_host: Vec::new(),
+            unsteady_image: 0,
+            unsteady_host: 1,
+        });
         (plan, res)
     }
 
@@ -1732,7 +1810,34 @@ mod tests {
                 "Classroom: flood output delivered to its clients",
                 "Classroom: host memory per learner (MemAvailable)",
                 "Classroom: server RSS",
+                "Images: import of the 8 MB image (3 uncompressed layers)",
+                "Images: spawn without a pool (`--warm-pool 0`), 10 one after another, p50 / p99, on the image",
+                "Images: spawn without a pool (`--warm-pool 0`), 10 one after another, p50 / p99, on the host root",
+                "Images: spawn without a pool (`--warm-pool 0`), p50, image / host root",
+                "Images: spawn from the warm pool, 10 one after another, p50 / p99, on the image",
+                "Images: spawn from the warm pool, 10 one after another, p50 / p99, on the host root",
+                "Images: spawn from the warm pool, p50, image / host root",
+                "Images: host memory per idle session on the image (MemAvailable, 3 open)",
+                "Images: host memory per idle session on the host root (MemAvailable, 3 open, median of 3)",
             ]
+        );
+        assert_eq!(row(&t, "Images: import of the 8 MB image (3 uncompressed layers)")[1], "0.40 s, 20 MB/s (8.0 MB)");
+        assert_eq!(
+            row(&t, "Images: spawn without a pool (`--warm-pool 0`), 10 one after another, p50 / p99, on the image")[1],
+            "20.0 ms / 25.0 ms"
+        );
+        assert_eq!(
+            row(&t, "Images: spawn without a pool (`--warm-pool 0`), p50, image / host root")[1..],
+            ["1.33×", "—", "—", "—", "≤ 1.5×", "met"]
+        );
+        assert_eq!(row(&t, "Images: spawn from the warm pool, p50, image / host root")[5..], ["≤ 1.2×", "met"]);
+        assert_eq!(
+            row(&t, "Images: host memory per idle session on the image (MemAvailable, 3 open)")[1],
+            "3.0 MiB; its cgroup: 1.5 MiB"
+        );
+        assert_eq!(
+            row(&t, "Images: host memory per idle session on the host root (MemAvailable, 3 open, median of 3)")[1],
+            "2.0 MiB (rounds: 2.5, 1.5, 2.0); 1 of 6 readings while MemAvailable still moved"
         );
         assert_eq!(row(&t, "Classroom: keystrokes lost")[1..], ["0 of 120", "—", "—", "—", "0", "met"]);
         assert_eq!(
@@ -1800,8 +1905,19 @@ mod tests {
         assert_eq!(opened[1], format!("3 (then: POST /api/sessions: 503 {})", "x".repeat(80 - 24)));
         assert_eq!(opened[6], "**missed**");
         assert_eq!(row(&t, "Capacity: sandbox memory per session")[1], "n/a");
+        let images = res.images.as_mut().unwrap();
+        images.cold_image = (1..=10).map(|i| Duration::from_millis(20 + i)).collect();
+        images.warm_host.clear();
+        let t = build_table(&plan, &res);
+        assert_eq!(
+            row(&t, "Images: spawn without a pool (`--warm-pool 0`), p50, image / host root")[6],
+            "**missed**",
+            "25 ms against 15 ms is over 1.5×"
+        );
+        assert_eq!(row(&t, "Images: spawn from the warm pool, p50, image / host root")[5..], ["≤ 1.2×", "n/a"]);
         res.ran_capacity = false;
         res.classroom = None;
+        res.images = None;
         res.throughput.clear();
         res.session_cost.clear();
         let t = build_table(&plan, &res);
