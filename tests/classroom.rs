@@ -353,6 +353,12 @@ async fn prepare_on_one_node_builds_every_nodes_share_of_the_room() {
         })
         .await;
     }
+    // The dashboard on either node adds up what every node reported (each sweep, 5 s).
+    let all = async |s: &Server| instructor_get(s, &format!("/api/rooms/{id}")).await["prepared_all"].clone();
+    until("node a's dashboard shows both nodes' prepared sessions", async || {
+        all(&a).await == json!({"ready": 4, "wanted": 4, "nodes": 2})
+    })
+    .await;
     let joined = join(&b, &code, json!({"name": "On B"})).await;
     assert!(joined["session"].as_str().unwrap().starts_with("node-b."), "{joined}");
     let p = prepared(&b).await;
@@ -361,6 +367,7 @@ async fn prepare_on_one_node_builds_every_nodes_share_of_the_room() {
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     assert_eq!(prepared(&b).await["wanted"], 1);
     assert_eq!(prepared(&a).await["ready"], 2);
+    until("the total follows the join", async || all(&a).await == json!({"ready": 3, "wanted": 3, "nodes": 2})).await;
     drop((a, b));
     drop(pg);
 }

@@ -334,6 +334,19 @@ impl Classroom {
         Ok(usize::try_from(n).unwrap_or(1).max(1))
     }
 
+    /// Writes what this node has built ahead for each room: (room id, ready, wanted).
+    pub async fn report_reserves(&self, rows: &[(String, usize, usize)]) -> Result<(), StoreError> {
+        let n = |v: usize| i64::try_from(v).unwrap_or(i64::MAX);
+        let rows: Vec<(String, i64, i64)> =
+            rows.iter().map(|(r, ready, wanted)| (r.clone(), n(*ready), n(*wanted))).collect();
+        self.store.report_reserves(&self.cfg.node, &rows, now_ms()).await
+    }
+
+    /// A room's sessions built ahead on every node that reported lately: (ready, wanted, nodes).
+    pub async fn reserves_of(&self, room_id: &str) -> Result<(i64, i64, i64), StoreError> {
+        self.store.reserves_of(room_id, now_ms() - NODE_ALIVE_MS).await
+    }
+
     /// How many nodes have beaten lately (at least one).
     pub async fn live_nodes(&self) -> Result<usize, StoreError> {
         let n = self.store.live_nodes(now_ms() - NODE_ALIVE_MS).await?;

@@ -290,6 +290,42 @@ impl Store {
         Ok(())
     }
 
+    /// What `node` has built ahead for each room now (room id, ready, wanted); a room it has
+    /// nothing for is written as zeros, so that a total never counts an old row.
+    pub async fn report_reserves(&self, node: &str, rows: &[(String, i64, i64)], at: i64) -> Result<(), StoreError> {
+        let mut tx = self.pool.begin().await?;
+        for (room, ready, wanted) in rows {
+            sqlx::query(
+                "INSERT INTO reserves (room_id, node, ready, wanted, at) VALUES ($1, $2, $3, $4, $5) \
+                 ON CONFLICT (room_id, node) DO UPDATE SET ready = $3, wanted = $4, at = $5",
+            )
+            .bind(room)
+            .bind(node)
+            .bind(ready)
+            .bind(wanted)
+            .bind(at)
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(())
+    }
+
+    /// A room's sessions built ahead on every node that reported since `since`: (ready, wanted,
+    /// nodes reporting).
+    pub async fn reserves_of(&self, room_id: &str, since: i64) -> Result<(i64, i64, i64), StoreError> {
+        let row = sqlx::query(
+            // PostgreSQL's SUM of BIGINT is NUMERIC: cast back, for both backends alike.
+            "SELECT CAST(COALESCE(SUM(ready), 0) AS BIGINT) AS ready, CAST(COALESCE(SUM(wanted), 0) AS BIGINT) AS wanted, \
+             COUNT(*) AS nodes FROM reserves WHERE room_id = $1 AND at >= $2",
+        )
+        .bind(room_id)
+        .bind(since)
+        .fetch_one(&self.pool)
+        .await?;
+        Ok((row.try_get("ready")?, row.try_get("wanted")?, row.try_get("nodes")?))
+    }
+
     /// Nodes seen since `since` (at least the caller, once it has beaten).
     pub async fn live_nodes(&self, since: i64) -> Result<i64, StoreError> {
         let row = sqlx::query("SELECT COUNT(*) AS n FROM nodes WHERE seen_at >= $1")

@@ -82,6 +82,13 @@ async fn rooms_learners_checks_and_events_round_trip() {
     s.heartbeat("a", 200).await.unwrap();
     assert_eq!(s.live_nodes(150).await.unwrap(), 1);
     assert_eq!(s.live_nodes(100).await.unwrap(), 2);
+    // Reserves: each node's latest row; only fresh rows count.
+    s.report_reserves("a", &[("r1".into(), 2, 3)], 200).await.unwrap();
+    s.report_reserves("b", &[("r1".into(), 1, 3)], 100).await.unwrap();
+    s.report_reserves("a", &[("r1".into(), 3, 3)], 210).await.unwrap();
+    assert_eq!(s.reserves_of("r1", 150).await.unwrap(), (3, 3, 1));
+    assert_eq!(s.reserves_of("r1", 0).await.unwrap(), (4, 6, 2));
+    assert_eq!(s.reserves_of("r2", 0).await.unwrap(), (0, 0, 0));
 
     assert!(s.insert_learner(&learner("l1", "r1"), r.capacity).await.unwrap());
     assert!(s.insert_learner(&learner("l2", "r1"), r.capacity).await.unwrap());

@@ -265,8 +265,11 @@ async fn room_reply<S: Sessions>(
     let r = room_or_404(st, id).await?;
     let n = c.store().count_learners(&r.id).await.map_err(store_error)?;
     let mut out = room_json(&r, join_url(tls, peer, headers, &st.trusted_proxies, &r.code), n);
-    // This node's sessions built ahead for the room ("prepare").
+    // This node's sessions built ahead for the room ("prepare"), and every node's as their
+    // sweeps last reported them (a shared database).
     out["prepared"] = json!(st.manager.reserve_state(&classroom::room_mark(&r.id)));
+    let (ready, wanted, nodes) = c.reserves_of(&r.id).await.map_err(store_error)?;
+    out["prepared_all"] = json!({"ready": ready, "wanted": wanted, "nodes": nodes});
     Ok(Json(out))
 }
 

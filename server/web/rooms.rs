@@ -278,6 +278,7 @@ async fn prepare_and_release(
         }
     }
     let seated_here = |key: &str| manager.sessions().iter().filter(|s| s.marks().contains(key)).count();
+    let mut reports = Vec::new();
     for r in rooms.iter().filter(|r| !over(r)) {
         let mut expected = r.prepare_expected.and_then(|e| usize::try_from(e).ok());
         if let Some(o) = r.opens_at
@@ -295,8 +296,14 @@ async fn prepare_and_release(
                 }
             }
         }
-        let Some(expected) = expected else { continue };
         let key = classroom::room_mark(&r.id);
+        // What this node holds for the room, for the dashboards of every node (after the
+        // change below, at the next sweep).
+        let state = manager.reserve_state(&key);
+        if expected.is_some() || state.wanted > 0 || state.ready > 0 {
+            reports.push((r.id.clone(), state.ready, state.wanted));
+        }
+        let Some(expected) = expected else { continue };
         let want = classroom::node_share(expected, nodes).saturating_sub(seated_here(&key));
         // Only a change: a reserve that stopped short is taken up by the manager's own tick
         // (with its wait after a failed build).
@@ -306,6 +313,9 @@ async fn prepare_and_release(
         if let Err(e) = manager.prepare_reserve(&key, want, c.limits_for(r), &room_image(r, lessons)) {
             tracing::warn!(room = %r.id, error = %e, "a room's sessions cannot be built ahead");
         }
+    }
+    if let Err(e) = c.report_reserves(&reports).await {
+        tracing::warn!(error = %e, "cannot report this node's prepared sessions to the classroom's database");
     }
     // Bounded: only rooms still open within the last minute stay remembered.
     opened

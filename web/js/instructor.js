@@ -273,15 +273,19 @@ export function bootDashboard() {
   // "Prepare": the server builds the room's sessions ahead; the line says how far it is until
   // it stops building.
   let preparing = null;
-  function showPrepared(p) {
-    $('#room-prepared').textContent = p && p.wanted ? t('room_prepared', { ready: p.ready, wanted: p.wanted }) : '';
+  // This node's count, or every node's where several share the room (as their sweeps last
+  // reported, every 5 s).
+  function showPrepared(p, all) {
+    const line = $('#room-prepared');
+    if (all && all.nodes > 1 && all.wanted) line.textContent = t('room_prepared_nodes', all);
+    else line.textContent = p && p.wanted ? t('room_prepared', { ready: p.ready, wanted: p.wanted }) : '';
   }
   async function followPrepare(id) {
     clearTimeout(preparing);
     if (!current || current.id !== id) return;
     try {
       const r = await api('GET', `/api/rooms/${encodeURIComponent(id)}`);
-      showPrepared(r.prepared);
+      showPrepared(r.prepared, r.prepared_all);
       if (r.prepared && r.prepared.building) preparing = setTimeout(() => followPrepare(id), 1000);
     } catch (_) { /* shown again at the next press */ }
   }
