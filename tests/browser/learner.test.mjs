@@ -283,6 +283,8 @@ test('the light theme: the system\'s choice by default, the toggle remembered, t
     await until(() => tabs(p), (v) => v.length === 2 && v[1].state === 'connected', 'the second tab');
     await atPrompt(p);
     await typeAndSee(p, 'echo second-$((1+1))', /second-2/);
+    // The pointer rests where "+" was, now over tab 1's "×" (its hover is not the page's state).
+    await p.mouse.move(0, 0);
     await shot(p, name);
     assert.deepEqual(p.errors, []);
     await done(p);
