@@ -17,8 +17,9 @@ need=()
 # builds its images from busybox-static, pushes them with skopeo to docker-registry started on
 # 127.0.0.1 with its own config (never the system service), and reads xattrs with getfattr (attr).
 # tests/tls.rs makes its certificates with openssl. tests/deploy.rs builds deploy/Containerfile
-# with podman on a base image it makes with mmdebstrap (both from Debian's archive).
-for pkg in iproute2 procps util-linux python3 strace haproxy nginx asciinema postgresql busybox-static docker-registry skopeo attr openssl podman mmdebstrap; do
+# with podman on a base image it makes with mmdebstrap and runs a session in it with runc (all
+# from Debian's archive).
+for pkg in iproute2 procps util-linux python3 strace haproxy nginx asciinema postgresql busybox-static docker-registry skopeo attr openssl podman runc mmdebstrap; do
     dpkg -s "$pkg" >/dev/null 2>&1 || need+=("$pkg")
 done
 if [ ${#need[@]} -gt 0 ]; then
