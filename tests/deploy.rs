@@ -198,11 +198,23 @@ fn the_container_image_builds_and_runs_a_session() {
     // needs CAP_SYS_RESOURCE, and root on the project's test VM lacks it in its bounding set.
     // --privileged: on a cgroup v1 host the container's cgroup mounts are read-only otherwise
     // (docs/scale-out.md: the least privileges are for a cgroup v2 host).
+    // Its cgroup under a parent of this test's own, removed after (podman leaves its default
+    // `libpod_parent` behind).
+    let parent = format!("nsplay-test-podman-{}", std::process::id());
     let mut run = podman(&store);
     run.args(["--runtime", tool_path("runc", "Debian's runc")]);
-    run.args(["run", "--rm", "--privileged", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024", &tag]);
+    run.args(["run", "--rm", "--privileged", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
+    run.args(["--cgroup-parent", &format!("/{parent}"), &tag]);
     run.args(["run", "--", "sh", "-c", "echo in-a-session-$((6*7)); uname -n; cat /proc/self/uid_map"]);
-    let text = output(run, "a session in the container (podman run … nsplay run)");
+    let ran = run.output().unwrap();
+    let left = remove_cgroup_tree(&parent);
+    let text = String::from_utf8_lossy(&ran.stdout).into_owned() + &String::from_utf8_lossy(&ran.stderr);
+    assert!(
+        ran.status.success(),
+        "a session in the container (podman run … nsplay run) failed ({}):\n{text}",
+        ran.status
+    );
+    assert!(left.is_empty(), "cgroups the container left: {left:?}");
     println!("a session in the container:\n{text}");
     assert!(text.contains("in-a-session-42"), "{text}");
     assert!(text.lines().any(|l| l.trim() == "nsplay"), "the session's own hostname: {text}");
@@ -210,4 +222,42 @@ fn the_container_image_builds_and_runs_a_session() {
     let map: Vec<&str> =
         text.lines().find(|l| l.trim_start().starts_with("0 ")).unwrap_or_default().split_whitespace().collect();
     assert!(map.len() == 3 && map[1] != "0", "root in the session is host root: {text}");
+}
+
+/// Removes the group `name` at the top of every cgroup hierarchy, with every group below it
+/// (deepest first; `rmdir` removes only empty groups, so a live process keeps its group); returns
+/// what could not be removed.
+fn remove_cgroup_tree(name: &str) -> Vec<PathBuf> {
+    let mut left = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        let top = h.path().join(name);
+        let root = if top.is_dir() {
+            top
+        } else if h.file_name() == name && h.path().is_dir() {
+            h.path()
+        } else {
+            continue;
+        };
+        let mut dirs = vec![root.clone()];
+        let mut i = 0;
+        while i < dirs.len() {
+            for e in std::fs::read_dir(&dirs[i]).into_iter().flatten().flatten() {
+                if e.file_type().is_ok_and(|t| t.is_dir()) {
+                    dirs.push(e.path());
+                }
+            }
+            i += 1;
+        }
+        for d in dirs.iter().rev() {
+            let mut tries = 0;
+            while std::fs::remove_dir(d).is_err() && tries < 50 {
+                std::thread::sleep(std::time::Duration::from_millis(100));
+                tries += 1;
+            }
+            if d.exists() {
+                left.push(d.clone());
+            }
+        }
+    }
+    left
 }
