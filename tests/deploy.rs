@@ -205,9 +205,18 @@ fn the_container_image_builds_and_runs_a_session() {
     run.args(["--runtime", tool_path("runc", "Debian's runc")]);
     run.args(["run", "--rm", "--privileged", "--ulimit", "nofile=1024:1024", "--ulimit", "nproc=1024:1024"]);
     run.args(["--cgroup-parent", &format!("/{parent}"), &tag]);
-    run.args(["run", "--", "sh", "-c", "echo in-a-session-$((6*7)); uname -n; cat /proc/self/uid_map"]);
+    // nsplay in the container sees the host's cgroup v1 hierarchies: a parent of the test's
+    // own there too, so that it never meets a real nsplay's `nsplay` groups on this host.
+    // And its session's ids apart from every other test's and from a real nsplay's default range.
+    let sessions_parent = format!("nsplay-test-in-podman-{}", std::process::id());
+    let id_base = (3_900_000_000u32 + (std::process::id() % 8) * 65536).to_string();
+    run.args(["run", "--cgroup-parent", &sessions_parent, "--id-base", &id_base, "--id-slots", "1", "--"]);
+    run.args(["sh", "-c", "echo in-a-session-$((6*7)); uname -n; cat /proc/self/uid_map"]);
     let ran = run.output().unwrap();
+    let nsplay_left = cgroup_tree(&sessions_parent);
     let left = remove_cgroup_tree(&parent);
+    let _ = remove_cgroup_tree(&sessions_parent);
+    assert!(nsplay_left.is_empty(), "nsplay in the container left its groups: {nsplay_left:?}");
     let text = String::from_utf8_lossy(&ran.stdout).into_owned() + &String::from_utf8_lossy(&ran.stderr);
     assert!(
         ran.status.success(),
@@ -218,10 +227,10 @@ fn the_container_image_builds_and_runs_a_session() {
     println!("a session in the container:\n{text}");
     assert!(text.contains("in-a-session-42"), "{text}");
     assert!(text.lines().any(|l| l.trim() == "nsplay"), "the session's own hostname: {text}");
-    // Its own user namespace: root inside is an unprivileged range outside.
+    // Its own user namespace: root inside is the range given, unprivileged outside.
     let map: Vec<&str> =
         text.lines().find(|l| l.trim_start().starts_with("0 ")).unwrap_or_default().split_whitespace().collect();
-    assert!(map.len() == 3 && map[1] != "0", "root in the session is host root: {text}");
+    assert_eq!(map, ["0", id_base.as_str(), "65536"], "root in the session is not the range given: {text}");
 }
 
 /// Removes the group `name` at the top of every cgroup hierarchy, with every group below it
@@ -229,15 +238,7 @@ fn the_container_image_builds_and_runs_a_session() {
 /// what could not be removed.
 fn remove_cgroup_tree(name: &str) -> Vec<PathBuf> {
     let mut left = Vec::new();
-    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
-        let top = h.path().join(name);
-        let root = if top.is_dir() {
-            top
-        } else if h.file_name() == name && h.path().is_dir() {
-            h.path()
-        } else {
-            continue;
-        };
+    for root in cgroup_tree(name) {
         let mut dirs = vec![root.clone()];
         let mut i = 0;
         while i < dirs.len() {
@@ -260,4 +261,18 @@ fn remove_cgroup_tree(name: &str) -> Vec<PathBuf> {
         }
     }
     left
+}
+
+/// The group `name` at the top of each cgroup hierarchy where it exists (v1: under each
+/// controller's mount; v2: under /sys/fs/cgroup itself).
+fn cgroup_tree(name: &str) -> Vec<PathBuf> {
+    let mut found = Vec::new();
+    for h in std::fs::read_dir("/sys/fs/cgroup").into_iter().flatten().flatten() {
+        if h.file_name() == name && h.path().is_dir() {
+            found.push(h.path());
+        } else if h.path().join(name).is_dir() {
+            found.push(h.path().join(name));
+        }
+    }
+    found
 }
