@@ -131,8 +131,7 @@ fn output(mut c: Command, what: &str) -> String {
     text
 }
 
-/// Issue #21: the image of deploy/Containerfile builds with Debian's podman, and runs a session
-/// where this host lets a container run at all.
+/// Issue #21: the image of deploy/Containerfile builds with Debian's podman and runs a session.
 ///
 /// Its two base images are on Docker Hub, which this machine cannot reach: the runtime base,
 /// `debian:bookworm-slim`, is made here the way Debian makes it (`mmdebstrap --variant=minbase
