@@ -905,7 +905,7 @@ impl Settings {
             max_sessions: self.max_sessions,
             stuck_after: self.stuck_after,
             node: self.node.clone(),
-            images: self.image.iter().chain(&self.images_allowed).cloned().collect(),
+            images: self.offered_images(),
         }
     }
 
@@ -939,10 +939,16 @@ impl Settings {
         }
     }
 
+    /// The images a request may ask for by name (the create API, a room): the default and the
+    /// allowed ones.
+    fn offered_images(&self) -> Vec<String> {
+        self.image.iter().chain(&self.images_allowed).cloned().collect()
+    }
+
     /// Every image this server may start sessions on: the default, the allowed ones, and the
     /// lessons' (which must all be in the store).
     pub fn images_in_use(&self, lessons: &crate::lessons::Loaded) -> Vec<String> {
-        let mut all: Vec<String> = self.image.iter().chain(&self.images_allowed).cloned().collect();
+        let mut all = self.offered_images();
         all.extend(lessons.lessons.iter().filter_map(|l| l.image.clone()));
         all.sort();
         all.dedup();

@@ -244,8 +244,11 @@ pub fn learner_mark(learner_id: &str) -> String {
 
 /// The session mark that ties a session to its room.
 pub fn room_mark(room_id: &str) -> String {
-    format!("room:{room_id}")
+    format!("{ROOM_MARK}{room_id}")
 }
+
+/// What every [`room_mark`] starts with.
+pub const ROOM_MARK: &str = "room:";
 
 /// The learner a session's marks name, if it is a room's.
 pub fn learner_of(marks: &std::collections::BTreeSet<String>) -> Option<&str> {
@@ -328,10 +331,8 @@ impl Classroom {
     /// Records that this node is up, and returns how many nodes are (at least this one): the
     /// nodes that share the store split a room's prepared sessions between them.
     pub async fn beat(&self) -> Result<usize, StoreError> {
-        let now = now_ms();
-        self.store.heartbeat(&self.cfg.node, now).await?;
-        let n = self.store.live_nodes(now - NODE_ALIVE_MS).await?;
-        Ok(usize::try_from(n).unwrap_or(1).max(1))
+        self.store.heartbeat(&self.cfg.node, now_ms()).await?;
+        self.live_nodes().await
     }
 
     /// Writes what this node has built ahead for each room: (room id, ready, wanted).

@@ -277,7 +277,13 @@ async fn prepare_and_release(
             manager.end_reserve(&key);
         }
     }
-    let seated_here = |key: &str| manager.sessions().iter().filter(|s| s.marks().contains(key)).count();
+    // This node's sessions per room mark, counted in one pass over the sessions.
+    let mut seated_here = std::collections::HashMap::<String, usize>::new();
+    for s in manager.sessions() {
+        for mark in s.marks().into_iter().filter(|m| m.starts_with(classroom::ROOM_MARK)) {
+            *seated_here.entry(mark).or_default() += 1;
+        }
+    }
     let mut reports = Vec::new();
     for r in rooms.iter().filter(|r| !over(r)) {
         let mut expected = r.prepare_expected.and_then(|e| usize::try_from(e).ok());
@@ -304,10 +310,10 @@ async fn prepare_and_release(
             reports.push((r.id.clone(), state.ready, state.wanted));
         }
         let Some(expected) = expected else { continue };
-        let want = classroom::node_share(expected, nodes).saturating_sub(seated_here(&key));
+        let want = classroom::node_share(expected, nodes).saturating_sub(seated_here.get(&key).copied().unwrap_or(0));
         // Only a change: a reserve that stopped short is taken up by the manager's own tick
         // (with its wait after a failed build).
-        if want == manager.reserve_state(&key).wanted {
+        if want == state.wanted {
             continue;
         }
         if let Err(e) = manager.prepare_reserve(&key, want, c.limits_for(r), &room_image(r, lessons)) {
