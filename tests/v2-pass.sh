@@ -27,7 +27,8 @@
 # Usage: tests/v2-pass.sh
 # Env: CGROUP2_VM (default ../shared/tools/cgroup2-vm), V2_TEST_THREADS (default 2: the guest
 # has 2 vCPUs), V2_TIMEOUT (seconds for the whole guest run, default 900: the cgroup lesson
-# takes a few minutes of it in the emulated guest).
+# takes a few minutes of it in the emulated guest), V2_STEP_TIMEOUT (seconds for one step in the
+# guest, default 420).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -42,18 +43,101 @@ in_guest() {
         return 1
     fi
     echo "v2-pass: guest kernel $(uname -r), cgroup2 at /sys/fs/cgroup, root cgroup.subtree_control: [$(cat /sys/fs/cgroup/cgroup.subtree_control)]"
-    local status=0
-    delegation_smoke "$bin" || status=1
+    local status=0 rc
+    # The heartbeat sleeps on a FIFO of its own.
+    mkfifo "$tick"
+    watchdog &
+    local dog=$!
+    step "delegation smoke test"
+    delegation_smoke "$bin" || { status=1; guest_diag; }
     # An argument `binary@filter` runs only the tests whose names contain `filter`; `ext4:binary…`
     # runs it with its temporary directories on ext4 (see ext4_tmp).
     for t in "$@"; do
         local filter=() tmp=${TMPDIR:-/tmp}
         case $t in ext4:*) t=${t#ext4:}; tmp=$(ext4_tmp) || { status=1; continue; } ;; esac
         case $t in *@*) filter=("${t#*@}"); t=${t%%@*} ;; esac
+        step "$(basename "$t") ${filter[*]}"
         echo "v2-pass: running $(basename "$t") ${filter[*]} (temporary directories in $tmp)"
-        TMPDIR=$tmp "$t" "${filter[@]}" --test-threads="$threads" || status=1
+        # Bounded per step: a hang fails its own step, with the guest's state, and leaves the
+        # rest of the guest's time to the other steps.
+        rc=0
+        TMPDIR=$tmp timeout -k 10 "$STEP_TIMEOUT" "$t" "${filter[@]}" --test-threads="$threads" || rc=$?
+        if [ $rc = 124 ] || [ $rc = 137 ]; then
+            echo "v2-pass: FAILED: $(basename "$t") ${filter[*]} did not finish in ${STEP_TIMEOUT} s" >&2
+        fi
+        if [ $rc != 0 ]; then status=1; guest_diag; fi
     done
+    kill "$dog" 2>/dev/null || true
     return $status
+}
+
+# The guest emulates its CPU, and CI saw it once stop for its whole time limit with nothing
+# printed after the smoke test's first line: every step is named and timed, a heartbeat says
+# where the guest is, and a failed or overdue step prints what the guest is doing. The heartbeat
+# and most of that report use only shell builtins: they still work if the guest cannot fork.
+STEP_TIMEOUT=${V2_STEP_TIMEOUT:-420}
+step_file=/tmp/v2pass.step
+tick=/tmp/v2pass.tick
+NOW=0
+now() {
+    local up _
+    read -r up _ </proc/uptime
+    NOW=${up%.*}
+}
+step() {
+    now
+    printf '%s %s\n' "$NOW" "$1" >"$step_file"
+    echo "v2-pass: [$NOW s] step: $1"
+}
+watchdog() {
+    local n=0 since name load procs p _
+    exec 7<>"$tick"
+    while :; do
+        # A read that times out is a sleep without a fork.
+        read -r -t 60 -u 7 _ || true
+        n=$((n + 1))
+        now
+        read -r since name <"$step_file" || true
+        read -r load _ <"/proc/loadavg" || true
+        procs=0
+        for p in /proc/[0-9]*; do procs=$((procs + 1)); done
+        echo "v2-pass: [$NOW s] still in: $name, for $((NOW - since)) s; load $load; $procs processes" >&2
+        # Overdue (the step's timeout should have ended it), or every fifth minute.
+        if [ $((NOW - since)) -gt $((STEP_TIMEOUT + 30)) ] || [ $((n % 5)) = 0 ]; then
+            guest_diag
+        fi
+    done
+}
+guest_diag() {
+    local p st rest comm state ppid wchan cg since name
+    now
+    read -r since name <"$step_file" || true
+    {
+        echo "--- v2-pass: guest state at $NOW s of uptime (step: $name, for $((NOW - since)) s)"
+        echo "pid ppid state comm wchan cgroup (user processes, and every blocked task)"
+        for p in /proc/[0-9]*; do
+            read -r st <"$p/stat" 2>/dev/null || continue
+            comm=${st#*(}
+            comm=${comm%)*}
+            rest=${st##*) }
+            state=${rest%% *}
+            rest=${rest#* }
+            ppid=${rest%% *}
+            [ "$ppid" != 2 ] && [ "${p#/proc/}" != 2 ] || [ "$state" = D ] || continue
+            wchan=
+            read -r wchan <"$p/wchan" 2>/dev/null || true
+            cg=
+            read -r cg <"$p/cgroup" 2>/dev/null || true
+            echo "${p#/proc/} $ppid $state $comm ${wchan:-0} ${cg#0::}"
+        done
+        # Blocked tasks with their kernel stacks, into the kernel's log. Reading that log takes a
+        # fork (bash cannot read /dev/kmsg): last, so that a guest that cannot fork has already
+        # shown its processes above.
+        echo w >/proc/sysrq-trigger 2>/dev/null || true
+        echo "--- kernel log (last 60 lines):"
+        dmesg 2>/dev/null | tail -n 60
+        echo "--- end of guest state"
+    } >&2
 }
 
 # The guest's files are 9p and tmpfs, and its 6.1 kernel idmaps neither (tmpfs from 6.3): the
@@ -84,11 +168,12 @@ delegation_smoke() {
     local shell=$!
     # Read-write: never blocks, even if the shell above died before opening its end.
     exec 3<>"$fifo"
-    local i
-    for i in $(seq 150); do
-        grep -q ready "$out" && break
+    # Deadlines in seconds, not in rounds: under emulation a round of grep and sleep is slow.
+    local t0=$SECONDS
+    while [ $((SECONDS - t0)) -lt 60 ] && ! grep -q ready "$out"; do
         sleep 0.2
     done
+    echo "  the session printed ready after $((SECONDS - t0)) s"
     check() {
         if eval "$1"; then echo "  ok: $2"; else echo "  FAILED: $2" >&2; fail=1; fi
     }
@@ -117,8 +202,8 @@ delegation_smoke() {
     echo go >&3 || true
     exec 3>&-
     # Bounded: a session that never ends must fail this pass with its output, not hang it.
-    for i in $(seq 150); do
-        kill -0 "$shell" 2>/dev/null || break
+    t0=$SECONDS
+    while [ $((SECONDS - t0)) -lt 30 ] && kill -0 "$shell" 2>/dev/null; do
         sleep 0.2
     done
     kill "$shell" 2>/dev/null || true
@@ -171,5 +256,8 @@ run=("$vm")
 status=0
 "${run[@]}" --timeout "${V2_TIMEOUT:-900}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$check_host" "$sandbox" "$cgroups_v2" "$lessons@cgroup_lesson" "$probes@a_checks_programs_are_charged_to_the_session" \
     "$classroom@a_rooms_limits_reach_its_sessions_cgroups" "ext4:$images@session" || status=$?
+if [ $status = 124 ]; then
+    echo "v2-pass: FAILED: the guest did not finish within ${V2_TIMEOUT:-900} s; its last step, heartbeat and state report above say where it was" >&2
+fi
 echo "v2-pass: finished in $(($(date +%s) - start)) s (exit $status)"
 exit $status
