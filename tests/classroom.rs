@@ -367,6 +367,17 @@ async fn prepare_on_one_node_builds_every_nodes_share_of_the_room() {
     tokio::time::sleep(std::time::Duration::from_secs(6)).await;
     assert_eq!(prepared(&b).await["wanted"], 1);
     assert_eq!(prepared(&a).await["ready"], 2);
+    // An instructor's prepare on b counts its seated learner the same way.
+    let r = http()
+        .post(format!("{}/api/rooms/{id}/prepare", b.base))
+        .bearer_auth(TOKEN)
+        .json(&json!({"expected": 4}))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 202);
+    let again = r.json::<Value>().await.unwrap();
+    assert_eq!(again["prepared"]["wanted"], 1, "{again}");
     until("the total follows the join", async || all(&a).await == json!({"ready": 3, "wanted": 3, "nodes": 2})).await;
     drop((a, b));
     drop(pg);

@@ -509,6 +509,19 @@ impl Session {
     }
 }
 
+/// How many of `sessions` carry each mark that starts with `prefix`, in one pass: the one
+/// definition of, say, a room's learners seated on this node (every session a room hands out
+/// carries its room's mark), for the instructor's "prepare" and the rooms' sweep alike.
+pub fn count_marks(sessions: &[Arc<Session>], prefix: &str) -> HashMap<String, usize> {
+    let mut counts = HashMap::new();
+    for s in sessions {
+        for mark in s.marks().into_iter().filter(|m| m.starts_with(prefix)) {
+            *counts.entry(mark).or_default() += 1;
+        }
+    }
+    counts
+}
+
 /// A session as the host sees it (see [`Manager::host_view`]).
 #[derive(Debug, Clone)]
 pub struct HostView {
@@ -840,6 +853,11 @@ impl Manager {
     /// Every live session (the classroom's sweep reports on its learners').
     pub fn sessions(&self) -> Vec<Arc<Session>> {
         self.sessions.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// How many live sessions carry each mark that starts with `prefix` ([`count_marks`]).
+    pub fn marked(&self, prefix: &str) -> HashMap<String, usize> {
+        count_marks(&self.sessions(), prefix)
     }
 
     pub fn get(&self, id: &str) -> Result<Arc<Session>, SessionError> {

@@ -45,6 +45,10 @@ impl Sessions for Seats {
     fn learner_sessions(&self, learner: Learner) -> Vec<Arc<Session>> {
         self.live.lock().unwrap().values().filter(|s| s.learner == Some(learner)).cloned().collect()
     }
+    fn marked(&self, prefix: &str) -> HashMap<String, usize> {
+        let live: Vec<_> = self.live.lock().unwrap().values().cloned().collect();
+        crate::session::count_marks(&live, prefix)
+    }
     async fn reset(&self, _s: &Arc<Session>) -> Result<usize, SessionError> {
         Ok(0)
     }

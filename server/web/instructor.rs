@@ -302,20 +302,13 @@ pub async fn prepare_room<S: Sessions>(
         return Err(classroom_error(ClassroomError::Join(classroom::JoinError::Closed), lang));
     }
     let capacity = usize::try_from(r.capacity).unwrap_or(0);
-    let seated = c
-        .store()
-        .learners(&id)
-        .await
-        .map_err(store_error)?
-        .iter()
-        .filter(|l| l.session_id.as_deref().is_some_and(|s| st.manager.get(s).is_ok()))
-        .count();
+    let key = classroom::room_mark(&r.id);
+    let seated = st.manager.marked(classroom::ROOM_MARK).get(&key).copied().unwrap_or(0);
     let expected = body.expected.unwrap_or(capacity).min(capacity);
     // This node's share now; the ask goes into the store, where every node's sweep (this one's
     // too, from then on) finds it and keeps its own share built.
     let nodes = c.live_nodes().await.map_err(store_error)?;
     let want = classroom::node_share(expected, nodes).saturating_sub(seated);
-    let key = classroom::room_mark(&r.id);
     st.manager
         .prepare_reserve(&key, want, c.limits_for(&r), &super::rooms::room_image(&r, &st.lessons.get()))
         .map_err(|e| ApiError::from_session(e, lang))?;

@@ -277,13 +277,7 @@ async fn prepare_and_release(
             manager.end_reserve(&key);
         }
     }
-    // This node's sessions per room mark, counted in one pass over the sessions.
-    let mut seated_here = std::collections::HashMap::<String, usize>::new();
-    for s in manager.sessions() {
-        for mark in s.marks().into_iter().filter(|m| m.starts_with(classroom::ROOM_MARK)) {
-            *seated_here.entry(mark).or_default() += 1;
-        }
-    }
+    let seated_here = manager.marked(classroom::ROOM_MARK);
     let mut reports = Vec::new();
     for r in rooms.iter().filter(|r| !over(r)) {
         let mut expected = r.prepare_expected.and_then(|e| usize::try_from(e).ok());

@@ -70,6 +70,9 @@ pub trait Sessions: Clone + Send + Sync + 'static {
     fn get(&self, id: &str) -> Result<Arc<Session>, SessionError>;
     /// A learner's live sessions, oldest first.
     fn learner_sessions(&self, learner: Learner) -> Vec<Arc<Session>>;
+    /// How many live sessions carry each mark that starts with `prefix`
+    /// ([`crate::session::count_marks`]).
+    fn marked(&self, prefix: &str) -> std::collections::HashMap<String, usize>;
     /// Ends a session (every process, its cgroup and mounts gone once this completes).
     fn end(&self, id: &str, reason: EndReason) -> impl Future<Output = Result<(), SessionError>> + Send;
     /// Another shell in the session.
@@ -156,6 +159,9 @@ impl Sessions for Arc<Manager> {
     }
     fn learner_sessions(&self, learner: Learner) -> Vec<Arc<Session>> {
         Manager::learner_sessions(self, learner)
+    }
+    fn marked(&self, prefix: &str) -> std::collections::HashMap<String, usize> {
+        Manager::marked(self, prefix)
     }
     fn end(&self, id: &str, reason: EndReason) -> impl Future<Output = Result<(), SessionError>> + Send {
         Manager::end(self, id, reason)

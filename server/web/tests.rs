@@ -74,6 +74,9 @@ impl Sessions for Fake {
     fn learner_sessions(&self, learner: Learner) -> Vec<Arc<Session>> {
         self.live.clone().into_iter().filter(|s| s.learner == Some(learner)).collect()
     }
+    fn marked(&self, prefix: &str) -> std::collections::HashMap<String, usize> {
+        crate::session::count_marks(&self.live.clone().into_iter().collect::<Vec<_>>(), prefix)
+    }
     async fn end(&self, id: &str, _reason: EndReason) -> Result<(), SessionError> {
         self.get(id).map(|_| ())
     }
