@@ -96,6 +96,9 @@ fn the_containerfile_uses_the_binarys_flags_paths_and_port() {
     let cmd: Vec<String> = serde_json::from_str(&instructions(&file, "CMD")[0]).unwrap();
     let entry: Vec<String> = serde_json::from_str(&instructions(&file, "ENTRYPOINT")[0]).unwrap();
     assert!(entry.join(" ").contains("exec /usr/local/bin/nsplay \"$@\""), "{entry:?}");
+    for remount in ["mount -o remount,rw /sys ", "mount -o remount,rw /sys/fs/cgroup "] {
+        assert!(entry.join(" ").contains(remount), "the entrypoint lacks `{remount}`: {entry:?}");
+    }
     assert!(instructions(&file, "COPY").iter().any(|c| c.ends_with(" /usr/local/bin/nsplay")));
     // Its command is one the binary takes.
     assert_eq!(cmd[0], "serve");

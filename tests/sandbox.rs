@@ -101,7 +101,10 @@ fn root_inside_is_an_unprivileged_uid_on_the_host() {
     assert!(wait_until(5, || !inst.processes().is_empty()));
     let groups = inst.session_groups();
     assert!(!groups.is_empty());
-    let procs = std::fs::read_to_string(groups[0].join("cgroup.procs")).unwrap();
+    // The shell forks `sleep` only after it printed the map: wait for it.
+    let read = || std::fs::read_to_string(groups[0].join("cgroup.procs")).unwrap();
+    wait_until(5, || read().lines().count() >= 3);
+    let procs = read();
     let pids: Vec<i32> = procs.lines().map(|l| l.parse().unwrap()).collect();
     assert!(pids.len() >= 3, "{procs}");
     for pid in pids {

@@ -18,7 +18,9 @@
 #      lesson text naming them (tests/classroom.rs, a_rooms_limits_…);
 #   7. sessions on an image (tests/images.rs, the tests with "session" in their names: the
 #      image's files and whiteouts, capped writes, the server's image sessions),
-#      with the image store on ext4 (see ext4_tmp).
+#      with the image store on ext4 (see ext4_tmp);
+#   8. a container with the least privileges of docs/scale-out.md (podman and runc, the
+#      Containerfile's ENTRYPOINT), nsplay in it running a session (container_smoke).
 # The guest emulates its CPU, so only prebuilt test binaries run there. Takes several minutes
 # after the build (the VM boots in ~5 s; on a loaded 2-core host: sandbox 134 s, cgroups_v2
 # 139 s, the cgroup lessons a few minutes more). Needs root (it passes the tests' own
@@ -54,6 +56,13 @@ in_guest() {
     # runs it with its temporary directories on ext4 (see ext4_tmp).
     for t in "$@"; do
         local filter=() tmp=${TMPDIR:-/tmp}
+        if [ "$t" = container ]; then
+            step "container with the least privileges"
+            rc=0
+            timeout -k 10 "$STEP_TIMEOUT" bash "$0" --container-smoke "$bin" || rc=$?
+            [ $rc = 0 ] || { status=1; guest_diag; }
+            continue
+        fi
         case $t in ext4:*) t=${t#ext4:}; tmp=$(ext4_tmp) || { status=1; continue; } ;; esac
         case $t in *@*) filter=("${t#*@}"); t=${t%%@*} ;; esac
         step "$(basename "$t") ${filter[*]}"
@@ -218,6 +227,57 @@ delegation_smoke() {
     return $fail
 }
 
+# The least privileges of docs/scale-out.md, run: podman (runc, as root, cgroupfs: the guest has
+# no systemd) starts a container with exactly those options and the Containerfile's own
+# ENTRYPOINT, and nsplay in it runs a session. The container's root is a bind of the guest's own
+# (the host's files: the image's packages are the Containerfile's business, tests/deploy.rs
+# builds it), with the binary where the Containerfile puts it; podman's store is on ext4.
+LEAST_PRIVILEGES=(--cgroupns=private --userns=host --cap-add SYS_ADMIN --cap-add SYS_PTRACE
+    --security-opt seccomp=unconfined --security-opt apparmor=unconfined --security-opt unmask=ALL)
+container_smoke() {
+    local bin=$1 store root=/tmp/v2pass-rootfs out=/tmp/v2pass-container.out fail=0 entry
+    store=$(ext4_tmp) || return 1
+    entry=$(python3 -c 'import json,re,sys; print(json.dumps(json.loads(re.search(r"^ENTRYPOINT (\[.*\])$", open(sys.argv[1]).read(), re.M).group(1))))' deploy/Containerfile) ||
+        { echo "  FAILED: no ENTRYPOINT [...] line in deploy/Containerfile" >&2; return 1; }
+    echo "v2-pass: a container with ${LEAST_PRIVILEGES[*]}, entrypoint $entry"
+    mkdir -p "$root" && mount --bind / "$root"
+    local podman=(podman --runtime runc --cgroup-manager cgroupfs --events-backend none --storage-driver vfs
+        --root "$store/podman" --runroot /run/v2pass-podman)
+    # shellcheck disable=SC2016
+    "${podman[@]}" run --rm --network none --hostname container "${LEAST_PRIVILEGES[@]}" \
+        -v "$bin:/usr/local/bin/nsplay:ro" --entrypoint "$entry" --rootfs "$root" \
+        run -- sh -c 'hostname in-a-session; echo in-a-session-$((6*7)); uname -n; cat /proc/self/uid_map
+            unshare -n sh -c "mount -t sysfs sysfs /sys && ls /sys/class/net | tr -d \"\n\"; echo :nested-sysfs"' \
+        >"$out" 2>&1
+    echo "container-exit=$?" >>"$out"
+    # The session's lines come through its terminal: CR LF.
+    sed -i 's/\r$//' "$out"
+    umount "$root" 2>/dev/null || true
+    check() {
+        if eval "$1"; then echo "  ok: $2"; else echo "  FAILED: $2" >&2; fail=1; fi
+    }
+    check 'grep -qx in-a-session-42 "$out" && grep -qx container-exit=0 "$out"' "a session ran in the container"
+    check 'grep -qx in-a-session "$out"' "with a hostname of its own"
+    check 'grep -Eq "^ +0 +1000000000 +65536$" "$out"' "its root mapped to the default unprivileged id range"
+    check 'grep -qx lo:nested-sysfs "$out"' "a nested network namespace mounts its own sysfs"
+    # The container's group is libpod_parent/libpod-<id> (podman's own libpod_parent and its
+    # conmon group stay); nsplay's leaf and session groups were below it.
+    local left
+    left=$(find /sys/fs/cgroup -mindepth 1 \( -name 'libpod-*' -o -name 'nsplay-*' \))
+    check '[ -z "$left" ]' "nothing of it left in the guest's cgroups${left:+: $left}"
+    if [ $fail != 0 ]; then
+        echo "--- output of the container:" >&2
+        cat "$out" >&2
+    fi
+    rm -f "$out"
+    return $fail
+}
+
+if [ "${1:-}" = --container-smoke ]; then
+    shift
+    container_smoke "$@"
+    exit $?
+fi
 if [ "${1:-}" = --in-guest ]; then
     shift
     in_guest "$@"
@@ -250,12 +310,25 @@ bin=$PWD/target/release/nsplay
 for f in "$sandbox" "$cgroups_v2" "$lessons" "$check_host" "$probes" "$classroom" "$images" "$bin"; do
     [ -n "$f" ] && [ -x "$f" ] || { echo "tests/v2-pass.sh: a test binary is missing after the build (${f:-?})" >&2; exit 1; }
 done
+# The container step runs the host's podman and runc in the guest.
+if ! command -v podman >/dev/null || ! command -v runc >/dev/null; then
+    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq podman runc
+fi
+# The options the container step runs are the ones the Containerfile and docs/scale-out.md give.
+for f in deploy/Containerfile docs/scale-out.md; do
+    flat=$(tr -s ' \\\n' ' ' <"$f")
+    for ((i = 0; i < ${#LEAST_PRIVILEGES[@]}; i++)); do
+        o=${LEAST_PRIVILEGES[i]}
+        case $o in --cap-add | --security-opt) o="$o ${LEAST_PRIVILEGES[i + 1]}"; i=$((i + 1)) ;; esac
+        grep -qF -- "$o" <<<"$flat" || { echo "tests/v2-pass.sh: $f does not give \`$o\`, which the container step runs with" >&2; exit 1; }
+    done
+done
 echo "v2-pass: build done in $(($(date +%s) - start)) s; starting the cgroup v2 guest"
 run=("$vm")
 [ -x "$vm" ] || run=(bash "$vm")
 status=0
 "${run[@]}" --timeout "${V2_TIMEOUT:-900}" -- bash "$PWD/tests/v2-pass.sh" --in-guest "${V2_TEST_THREADS:-2}" "$bin" "$check_host" "$sandbox" "$cgroups_v2" "$lessons@cgroup_lesson" "$probes@a_checks_programs_are_charged_to_the_session" \
-    "$classroom@a_rooms_limits_reach_its_sessions_cgroups" "ext4:$images@session" || status=$?
+    "$classroom@a_rooms_limits_reach_its_sessions_cgroups" "ext4:$images@session" container || status=$?
 if [ $status = 124 ]; then
     echo "v2-pass: FAILED: the guest did not finish within ${V2_TIMEOUT:-900} s; its last step, heartbeat and state report above say where it was" >&2
 fi

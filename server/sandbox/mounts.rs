@@ -530,8 +530,15 @@ pub fn finish_in_userns(stage: &Path) -> Result<(), MountError> {
     mount(Some("proc"), &proc, Some("proc"), nosuid_nodev_noexec, none).map_err(merr("mount proc on", &proc))?;
     let sys = stage.join("sys");
     // Read-only as a mount, not as a superblock: a read-only superblock would force every
-    // nested `mount -t sysfs` (in `unshare -n`) to be read-only too, or be refused.
-    mount(Some("sysfs"), &sys, Some("sysfs"), nosuid_nodev_noexec, none).map_err(merr("mount sysfs on", &sys))?;
+    // nested `mount -t sysfs` (in `unshare -n`) to be read-only too, or be refused. Where the
+    // sysfs nsplay sees is itself read-only (a container's), the kernel lets a user namespace
+    // mount sysfs only read-only: then it is read-only from the start.
+    mount(Some("sysfs"), &sys, Some("sysfs"), nosuid_nodev_noexec, none)
+        .or_else(|e| match e {
+            Errno::EPERM => mount(Some("sysfs"), &sys, Some("sysfs"), nosuid_nodev_noexec | MsFlags::MS_RDONLY, none),
+            e => Err(e),
+        })
+        .map_err(merr("mount sysfs on", &sys))?;
     let ro = MsFlags::MS_REMOUNT | MsFlags::MS_BIND | MsFlags::MS_RDONLY | nosuid_nodev_noexec;
     mount(none, &sys, none, ro, none).map_err(merr("remount read-only", &sys))?;
     let pts = stage.join("dev/pts");

@@ -11,8 +11,9 @@
 //! - else `nsplay` below the root.
 //!
 //! Cgroup v2 lets a non-root group distribute controllers to children only while it holds no
-//! process itself ("no internal processes"). So when nsplay runs inside the parent, or inside an
-//! ancestor of it, it first moves every process of that group into the leaf `supervisor` below
+//! process itself ("no internal processes"); a cgroup namespace's root (a container's own group,
+//! seen as `/` with `--cgroupns=private`) is a non-root group too. So when nsplay runs inside the
+//! parent, or inside an ancestor of it, it first moves every process of that group into the leaf `supervisor` below
 //! it (as nsjail and container runtimes do), then writes `+memory +pids +cpu` to the
 //! `cgroup.subtree_control` of each group from the root down to the parent that lacks them. Under
 //! systemd with `Delegate=yes` the groups above the service already have them, so nothing outside
@@ -109,10 +110,16 @@ impl V2Driver {
         // Groups from the root down to the parent, as paths relative to the root.
         let parts: Vec<&str> = self.parent.split('/').collect();
         let chain: Vec<String> = (0..=parts.len()).map(|n| parts[..n].join("/")).collect();
-        if !own.is_empty() && chain.iter().any(|g| g == own) {
-            let mut leaf = format!("{own}/{SUPERVISOR}");
+        // The hierarchy's real root may hold processes beside groups with controllers; any
+        // other group may not, a cgroup namespace's root included (a container's own group,
+        // which it sees as `/`).
+        let own_must_empty = !own.is_empty() || !is_hierarchy_root(Path::new(ROOT));
+        if own_must_empty && chain.iter().any(|g| g == own) {
+            // Relative to the root: `Path::join` of an absolute path would leave the hierarchy.
+            let below = |name: String| if own.is_empty() { name } else { format!("{own}/{name}") };
+            let mut leaf = below(SUPERVISOR.to_string());
             if chain.contains(&leaf) {
-                leaf = format!("{own}/{SUPERVISOR}-{}", std::process::id());
+                leaf = below(format!("{SUPERVISOR}-{}", std::process::id()));
             }
             move_all(&Path::new(ROOT).join(own), &Path::new(ROOT).join(leaf))?;
         }
@@ -123,6 +130,13 @@ impl V2Driver {
         }
         Ok(created)
     }
+}
+
+/// Whether `root` (a cgroup v2 mount's top) is the hierarchy's real root, not the root of a
+/// cgroup namespace (a container with `--cgroupns=private` sees its own group as `/`). The
+/// kernel gives every group but the real root a `cgroup.events`.
+fn is_hierarchy_root(root: &Path) -> bool {
+    !root.join("cgroup.events").exists()
 }
 
 /// Enables every session controller in `dir`'s `cgroup.subtree_control` that is not already on.
@@ -583,6 +597,16 @@ mod tests {
 
     fn me_from_shell() -> Process {
         Process { pid: 100, ancestors: vec![50, 1] }
+    }
+
+    #[test]
+    fn a_cgroup_namespace_root_is_told_from_the_real_root() {
+        let real = tree(&[]);
+        assert!(is_hierarchy_root(real.path()));
+        // A container's own group seen as `/`: the kernel gives it what non-root groups have.
+        let ns = tree(&[]);
+        fs::write(ns.path().join("cgroup.events"), "populated 1\nfrozen 0\n").unwrap();
+        assert!(!is_hierarchy_root(ns.path()));
     }
 
     #[test]
