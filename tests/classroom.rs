@@ -337,14 +337,18 @@ async fn prepare_on_one_node_builds_every_nodes_share_of_the_room() {
     let node = |name: &'static str| pg_node(&pg, name);
     let (a, b) = (node("node-a"), node("node-b"));
     let (id, code) = room_with(&a, json!({"title": "Prepared", "lessons": ["uts"], "capacity": 4})).await;
-    let r = http()
-        .post(format!("{}/api/rooms/{id}/prepare", a.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"expected": 4}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202, "{}", r.text().await.unwrap());
+    let prepare = async |s: &Server| {
+        let r = http()
+            .post(format!("{}/api/rooms/{id}/prepare", s.base))
+            .bearer_auth(TOKEN)
+            .json(&json!({"expected": 4}))
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(r.status(), 202);
+        r.json::<Value>().await.unwrap()
+    };
+    prepare(&a).await;
     let prepared = async |s: &Server| instructor_get(s, &format!("/api/rooms/{id}")).await["prepared"].clone();
     for s in [&a, &b] {
         until("each node builds its share of the room", async || {
@@ -368,15 +372,7 @@ async fn prepare_on_one_node_builds_every_nodes_share_of_the_room() {
     assert_eq!(prepared(&b).await["wanted"], 1);
     assert_eq!(prepared(&a).await["ready"], 2);
     // An instructor's prepare on b counts its seated learner the same way.
-    let r = http()
-        .post(format!("{}/api/rooms/{id}/prepare", b.base))
-        .bearer_auth(TOKEN)
-        .json(&json!({"expected": 4}))
-        .send()
-        .await
-        .unwrap();
-    assert_eq!(r.status(), 202);
-    let again = r.json::<Value>().await.unwrap();
+    let again = prepare(&b).await;
     assert_eq!(again["prepared"]["wanted"], 1, "{again}");
     until("the total follows the join", async || all(&a).await == json!({"ready": 3, "wanted": 3, "nodes": 2})).await;
     drop((a, b));
